@@ -1,0 +1,373 @@
+"""The `ungrok` command line: one verb per arrow of the data flow."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from ungrok.errors import UngrokError
+
+app = typer.Typer(
+    help="Measure, predict and control which learned rules survive language-model pretraining.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+rules_app = typer.Typer(help="Declared rules: list them, show one.", no_args_is_help=True)
+corpus_app = typer.Typer(
+    help="Token shards: build from text, generate storyworld, verify.", no_args_is_help=True
+)
+app.add_typer(rules_app, name="rules")
+app.add_typer(corpus_app, name="corpus")
+
+out = Console()
+
+RulesDir = Annotated[
+    Optional[Path],  # noqa: UP045 - typer needs Optional on 3.10
+    typer.Option(
+        "--rules-dir", help="Folder of user rule YAML files (added to, and overriding, the built-ins)."
+    ),
+]
+
+
+# --------------------------------------------------------------------------- rules
+@rules_app.command("list")
+def rules_list(rules_dir: RulesDir = None) -> None:
+    """List every rule: built-in and user-declared."""
+    from ungrok.rules.registry import load_rules
+
+    table = Table("rule", "event", "cue classes", "probes", "kill", "rescue", "note")
+    for name, spec in sorted(load_rules(rules_dir).items()):
+        note = "focal" if spec.focal else ("exploratory" if spec.exploratory else "")
+        table.add_row(
+            name,
+            spec.event.kind,
+            ", ".join(c.name for c in spec.cues) or "-",
+            str(len(spec.probes)),
+            "yes" if spec.kill else "-",
+            "yes" if spec.rescue else "-",
+            note,
+        )
+    out.print(table)
+
+
+@rules_app.command("show")
+def rules_show(
+    name: str,
+    rules_dir: RulesDir = None,
+    tokenizer: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Show how cues and targets tokenize under this tokenizer.json."),
+    ] = None,
+) -> None:
+    """Show one rule: cues, event, probe counts, edits, and (with --tokenizer) token ids."""
+    from collections import Counter
+
+    from ungrok.rules.expand import expand_probes
+    from ungrok.rules.registry import get_rule, lists_for
+    from ungrok.rules.spec import resolve_list
+
+    spec = get_rule(name, rules_dir)
+    lists = lists_for(spec)
+    out.print(
+        f"[bold]{spec.name}[/bold]"
+        + ("  (focal)" if spec.focal else "")
+        + ("  (exploratory)" if spec.exploratory else "")
+    )
+    if spec.description:
+        out.print(spec.description.strip())
+    out.print(f"event: {spec.event.model_dump()}")
+    for c in spec.cues:
+        words = resolve_list(c.words, lists)
+        out.print(f"cue class {c.name} ({c.role}): {len(words)} words, rule {c.rule} vs prior {c.prior}")
+        out.print("   " + ", ".join(map(str, words)))
+    items = expand_probes(spec, lists)
+    counts = Counter((i["condition"], i["split"]) for i in items)
+    out.print("probes: " + ", ".join(f"{c}/{s} {n}" for (c, s), n in sorted(counts.items())))
+    if spec.kill:
+        out.print(f"kill: {spec.kill.flip} at {spec.kill.cue_classes or 'every site'}")
+    if spec.rescue:
+        out.print(f"rescue: {len(spec.rescue.frames)} frames")
+    if spec.margin:
+        out.print(f"margin: CM = log p({spec.margin.rule!r}) - log p({spec.margin.prior!r})")
+    if tokenizer is not None:
+        from ungrok.corpus.tokenizer import load_tokenizer
+        from ungrok.rules.tokens import resolve_tokens
+
+        resolved = resolve_tokens(spec, lists, load_tokenizer(tokenizer))
+        out.print(resolved)
+
+
+# --------------------------------------------------------------------------- corpus
+@corpus_app.command("build")
+def corpus_build(
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(help=".txt/.jsonl/.parquet files, folders, or saved HF datasets."),
+    ] = None,  # noqa: UP045,E501
+    out_dir: Annotated[Path, typer.Option("--out", help="Corpus folder to write.")] = ...,  # type: ignore[assignment]
+    vocab_size: Annotated[int, typer.Option(help="Train a byte-level BPE of this size.")] = 8192,
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="Use this tokenizer.json instead of training.")
+    ] = None,  # noqa: UP045,E501
+    train_docs: Annotated[
+        int | None, typer.Option(help="Train the BPE on the first N documents only.")
+    ] = None,  # noqa: UP045,E501
+    text_field: Annotated[str, typer.Option(help="Text field of .jsonl/.parquet/datasets.")] = "text",
+    txt_mode: Annotated[
+        str, typer.Option(help="'blocks': a document per blank-line block; 'file': per file.")
+    ] = "blocks",  # noqa: E501
+    split: Annotated[str, typer.Option(help="Split of a saved DatasetDict or hub dataset.")] = "train",
+    hf_dataset: Annotated[
+        str | None, typer.Option(help="Stream a hub dataset by name (needs the hub).")
+    ] = None,  # noqa: UP045,E501
+    dtype: Annotated[str, typer.Option(help="auto, uint16 or uint32.")] = "auto",
+    shard_tokens: Annotated[int, typer.Option(help="Tokens per shard file.")] = 50_000_000,
+    force: Annotated[bool, typer.Option(help="Replace a folder that holds a different corpus.")] = False,
+) -> None:
+    """Tokenize a corpus into shards + manifest (streaming, deterministic, atomic)."""
+    from ungrok.corpus.build import BuildOptions, build_corpus, describe
+    from ungrok.corpus.ingest import expand_inputs, hub_documents, iter_documents
+    from ungrok.progress import bar
+
+    if txt_mode not in ("blocks", "file"):
+        raise UngrokError(f"--txt-mode must be 'blocks' or 'file', not {txt_mode!r}")
+    paths = list(inputs or [])
+    if not paths and not hf_dataset:
+        raise UngrokError("give at least one input file or folder, or --hf-dataset NAME")
+    files = expand_inputs(paths) if paths else []
+    opts = BuildOptions(
+        vocab_size=vocab_size,
+        tokenizer=str(tokenizer) if tokenizer else None,
+        train_docs=train_docs,
+        text_field=text_field,
+        txt_mode=txt_mode,
+        split=split,
+        dtype=dtype,
+        shard_tokens=shard_tokens,
+    )
+
+    def documents():  # noqa: ANN202
+        if hf_dataset:
+            yield from hub_documents(hf_dataset, text_field, split)
+        if files:
+            yield from iter_documents(files, text_field, txt_mode, split)  # type: ignore[arg-type]
+
+    source = {
+        "inputs": [{"name": f.name, "bytes": _size(f)} for f in files],
+        "hf_dataset": hf_dataset,
+    }
+    t0 = time.perf_counter()
+    with bar("encoding", None) as p:
+
+        def progress(docs: int, toks: int) -> None:
+            p.advance(p.task_ids[0], toks)
+
+        manifest, status = build_corpus(documents, out_dir, opts, source, force=force, progress=progress)
+    dt = time.perf_counter() - t0
+    info = describe(manifest)
+    out.print(
+        f"{status}: {out_dir}  ({info['tokens']:,} tokens, {info['documents']:,} documents, "
+        f"{info['dtype']}, vocab {info['vocab_size']:,}) in {dt:.1f}s "
+        f"= {info['tokens'] / max(dt, 1e-9):,.0f} tokens/s"
+    )
+
+
+def _size(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+
+
+@corpus_app.command("stats")
+def corpus_stats(
+    corpus: Path,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the stats as JSON.")] = None,  # noqa: UP045,E501
+    no_verify: Annotated[bool, typer.Option(help="Skip re-hashing the shards.")] = False,
+) -> None:
+    """Verify every shard's sha256 against the manifest and print counts."""
+    from ungrok.atomic import write_json
+    from ungrok.corpus.build import describe
+    from ungrok.corpus.shards import Corpus
+
+    c = Corpus(corpus)
+    if not no_verify:
+        c.verify()
+    info = describe(c.manifest)
+    table = Table("field", "value")
+    for k, v in info.items():
+        table.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
+    table.add_row("verified", "no (skipped)" if no_verify else "yes: every sha256 matches")
+    out.print(table)
+    support = c.manifest.source.get("intended_support")
+    if support:
+        _print_support(support, "intended support (storyworld)")
+    if json_out:
+        write_json(json_out, {**info, "verified": not no_verify})
+
+
+def _print_support(support: dict, title: str) -> None:
+    table = Table("rule", "rule events", "prior events", "ratio (r+1)/(p+1)", title=title)
+    for name, row in support.items():
+        if not isinstance(row, dict) or "rule_events" not in row:
+            continue
+        table.add_row(name, f"{row['rule_events']:,}", f"{row['prior_events']:,}", f"{row['ratio']:.3g}")
+    out.print(table)
+
+
+@corpus_app.command("storyworld")
+def corpus_storyworld(
+    out_dir: Annotated[Path, typer.Option("--out", help="Corpus folder to write.")] = ...,  # type: ignore[assignment]
+    tokens: Annotated[int, typer.Option(help="Total tokens to generate.")] = 10_000_000,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    global_ratio: Annotated[
+        float | None, typer.Option(help="Girl name -> she:he outside the probe frames.")
+    ] = None,  # noqa: UP045,E501
+    frame_ratio: Annotated[
+        float | None, typer.Option(help="Girl name -> she:he inside the probe frames' construction.")
+    ] = None,  # noqa: UP045,E501
+    frame_rate: Annotated[
+        float | None, typer.Option(help="Fraction of sentences in the probe-frame construction.")
+    ] = None,  # noqa: UP045,E501
+    neutral_he_ratio: Annotated[
+        float | None, typer.Option(help="Neutral subject -> he:she (the prior).")
+    ] = None,  # noqa: UP045,E501
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Any other knob, KEY=VALUE (repeatable).")
+    ] = None,  # noqa: UP045,E501
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file of knobs (command-line values win).")
+    ] = None,  # noqa: UP045,E501
+    force: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
+) -> None:
+    """Generate the synthetic story corpus with controllable support for each built-in rule."""
+    knobs = _load_knobs(config, set_)
+    for k, v in (
+        ("global_ratio", global_ratio),
+        ("frame_ratio", frame_ratio),
+        ("frame_rate", frame_rate),
+        ("neutral_he_ratio", neutral_he_ratio),
+    ):
+        if v is not None:
+            knobs[k] = v
+    knobs.update(tokens=tokens, seed=seed)
+    manifest, dt = _run_storyworld(out_dir, knobs, force)
+    out.print(
+        f"built: {out_dir}  ({manifest.total_tokens:,} tokens, {manifest.documents:,} documents) "
+        f"in {dt:.1f}s = {manifest.total_tokens / max(dt, 1e-9):,.0f} tokens/s"
+    )
+    _print_support(manifest.source.get("intended_support", {}), "intended support")
+
+
+def _load_knobs(config: Path | None, sets: list[str] | None) -> dict:
+    knobs: dict = {}
+    if config is not None:
+        if not config.is_file():
+            raise UngrokError(f"{config}: config file not found")
+        try:
+            loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise UngrokError(f"{config}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise UngrokError(f"{config}: expected a mapping of knob: value")
+        knobs.update(loaded)
+    for item in sets or []:
+        if "=" not in item:
+            raise UngrokError(f"--set {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        knobs[k.strip()] = yaml.safe_load(v)
+    return knobs
+
+
+def _run_storyworld(out_dir: Path, knobs: dict, force: bool):  # noqa: ANN202
+    from ungrok.corpus.shards import read_manifest
+    from ungrok.corpus.storyworld import StoryworldConfig, build_storyworld
+    from ungrok.progress import bar
+
+    cfg = StoryworldConfig(**knobs)
+    t0 = time.perf_counter()
+    with bar("storyworld", cfg.tokens) as p:
+        build_storyworld(out_dir, cfg, force=force, progress=lambda n: p.advance(p.task_ids[0], n))
+    return read_manifest(out_dir), time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes its outputs.")] = Path(
+        "demo-out"
+    ),
+    tokens: Annotated[int, typer.Option(help="Storyworld tokens to generate.")] = 5_000_000,
+) -> None:
+    """The main job. For now: build a storyworld corpus and print its statistics."""
+    from ungrok.corpus.shards import Corpus
+
+    corpus_dir = out_dir / "storyworld"
+    knobs = {"tokens": tokens, "seed": 0}
+    if (corpus_dir / "manifest.json").is_file():
+        c = Corpus(corpus_dir)
+        same = c.manifest.source.get("config", {}).get("tokens") == tokens
+        if not same:
+            raise UngrokError(f"{corpus_dir}: holds a different storyworld; remove it or pick another --out")
+        out.print(f"reusing {corpus_dir} (same settings); verifying hashes")
+        c.verify()
+        manifest = c.manifest
+    else:
+        manifest, dt = _run_storyworld(corpus_dir, knobs, force=False)
+        out.print(
+            f"generated {manifest.total_tokens:,} tokens in {dt:.1f}s "
+            f"({manifest.total_tokens / max(dt, 1e-9):,.0f} tokens/s)"
+        )
+    corpus_stats(corpus_dir, json_out=out_dir / "corpus-stats.json", no_verify=True)
+
+
+# --------------------------------------------------------------------------- entry
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback."""
+    err = Console(stderr=True)
+    try:
+        app(args=argv, standalone_mode=False)
+    except UngrokError as e:
+        err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "input"
+        err.print(
+            f"[red]error:[/red] invalid {e.title} field {loc}: {first['msg']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)
+    except FileExistsError as e:
+        err.print(f"[red]error:[/red] {e}: already exists; use --force to replace it", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; rerun the same command to resume")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+def _json(obj: object) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""`corpus build`: documents → tokenizer → shards + manifest, atomically and reproducibly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from tokenizers import Tokenizer
+
+from ungrok.atomic import atomic_dir
+from ungrok.corpus.shards import (
+    DEFAULT_SHARD_TOKENS,
+    MANIFEST,
+    TOKENIZER,
+    Manifest,
+    ShardWriter,
+    dtype_for_vocab,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+from ungrok.corpus.tokenizer import encode_batches, eot_id, load_tokenizer, train_bpe
+from ungrok.errors import UngrokError
+
+
+class BuildOptions(BaseModel):
+    """Everything that determines a built corpus; it is recorded in the manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+    vocab_size: int = 8192
+    tokenizer: str | None = None  # path of a given tokenizer.json; None = train a BPE
+    train_docs: int | None = None  # train the BPE on the first N documents (None = all)
+    text_field: str = "text"
+    txt_mode: str = "blocks"
+    split: str = "train"
+    dtype: str = "auto"
+    shard_tokens: int = DEFAULT_SHARD_TOKENS
+
+
+def _with_eot(batch: list[list[int]], eot: int) -> np.ndarray:
+    lengths = np.fromiter((len(ids) + 1 for ids in batch), dtype=np.int64, count=len(batch))
+    out = np.full(int(lengths.sum()), eot, dtype=np.int64)
+    pos = 0
+    for ids, n in zip(batch, lengths, strict=True):
+        out[pos : pos + n - 1] = ids
+        pos += int(n)
+    return out
+
+
+class _Unchanged(Exception):
+    """The rebuilt corpus equals the one already in place."""
+
+
+def build_corpus(
+    documents: Callable[[], Iterable[str]],
+    out_dir: Path,
+    opts: BuildOptions,
+    source: dict,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Manifest, str]:
+    """Build a corpus folder from a re-iterable document source.
+
+    `documents()` is called once to train a tokenizer (if none is given) and once to
+    encode, so inputs larger than memory stream through. Returns the manifest and
+    one of "built", "unchanged" (the folder already held this exact corpus) or
+    "replaced" (with force). `progress(documents, tokens)` reports increments.
+    The folder is assembled beside out_dir and moved into place only when complete.
+    """
+    out_dir = Path(out_dir)
+    existing = _existing_manifest(out_dir)
+    if existing is None and out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise UngrokError(f"{out_dir}: exists and is not an ungrok corpus; use --force to replace it")
+    tok = _tokenizer_for(documents, opts)
+    eot = eot_id(tok)
+    vocab = tok.get_vocab_size(with_added_tokens=True)
+    dtype = dtype_for_vocab(vocab, opts.dtype)
+    status = "replaced" if out_dir.exists() else "built"
+    try:
+        with atomic_dir(out_dir, force=True) as tmp:
+            tok_path = tmp / TOKENIZER
+            if opts.tokenizer:
+                shutil.copyfile(opts.tokenizer, tok_path)
+            else:
+                tok.save(str(tok_path))
+            writer = ShardWriter(tmp, dtype, opts.shard_tokens)
+            for batch in encode_batches(tok, documents(), batch=512):
+                arr = _with_eot(batch, eot)
+                writer.write(arr, documents=len(batch))
+                if progress:
+                    progress(len(batch), int(arr.size))
+            shards = writer.finish()
+            if writer.documents == 0:
+                raise UngrokError("inputs hold no documents (every input is empty)")
+            manifest = Manifest(
+                dtype=dtype,
+                vocab_size=vocab,
+                eot_id=eot,
+                tokenizer_sha256=sha256_file(tok_path),
+                total_tokens=sum(s.tokens for s in shards),
+                documents=writer.documents,
+                shards=shards,
+                source={**source, "options": opts.model_dump()},
+            )
+            write_manifest(tmp, manifest)
+            if existing == manifest:
+                raise _Unchanged
+            if existing is not None and not force:
+                raise UngrokError(f"{out_dir}: already holds a different corpus; use --force to replace it")
+    except _Unchanged:
+        return manifest, "unchanged"
+    return manifest, status
+
+
+def _tokenizer_for(documents: Callable[[], Iterable[str]], opts: BuildOptions) -> Tokenizer:
+    if opts.tokenizer:
+        return load_tokenizer(opts.tokenizer)
+    docs: Iterator[str] = iter(documents())
+    if opts.train_docs:
+        docs = islice(docs, opts.train_docs)
+    return train_bpe(docs, opts.vocab_size)
+
+
+def _existing_manifest(out_dir: Path) -> Manifest | None:
+    if not (out_dir / MANIFEST).is_file():
+        return None
+    try:
+        return read_manifest(out_dir)
+    except UngrokError:
+        return None
+
+
+def describe(manifest: Manifest) -> dict:
+    """A plain summary for printing and JSON."""
+    return {
+        "tokens": manifest.total_tokens,
+        "documents": manifest.documents,
+        "shards": len(manifest.shards),
+        "dtype": manifest.dtype,
+        "vocab_size": manifest.vocab_size,
+        "eot_id": manifest.eot_id,
+        "tokenizer_sha256": manifest.tokenizer_sha256,
+        "mean_doc_tokens": round(manifest.total_tokens / max(manifest.documents, 1), 2),
+    }
+
+
+def manifest_json(manifest: Manifest) -> str:
+    return json.dumps(manifest.model_dump(), indent=2, sort_keys=True)
