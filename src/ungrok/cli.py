@@ -77,7 +77,7 @@ def rules_show(
     from ungrok.rules.spec import resolve_list
 
     spec = get_rule(name, rules_dir)
-    lists = lists_for(spec)
+    lists = lists_for(spec, rules_dir)
     out.print(
         f"[bold]{spec.name}[/bold]"
         + ("  (focal)" if spec.focal else "")
@@ -96,7 +96,7 @@ def rules_show(
     if spec.kill:
         out.print(f"kill: {spec.kill.flip} at {spec.kill.cue_classes or 'every site'}")
     if spec.rescue:
-        out.print(f"rescue: {len(spec.rescue.frames)} frames")
+        out.print(f"rescue: {len(resolve_list(spec.rescue.frames, lists))} frames")
     if spec.margin:
         out.print(f"margin: CM = log p({spec.margin.rule!r}) - log p({spec.margin.prior!r})")
     if tokenizer is not None:

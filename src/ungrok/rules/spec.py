@@ -78,7 +78,10 @@ class LookaheadEvent(Strict):
     @field_validator("next_regex")
     @classmethod
     def _compiles(cls, v: str) -> str:
-        re.compile(v)
+        try:
+            re.compile(v)
+        except re.error as e:  # re.error is not a ValueError; pydantic must see one
+            raise ValueError(f"next_regex {v!r} is not a valid regex ({e})") from None
         return v
 
 
