@@ -29,7 +29,14 @@ corpus_app = typer.Typer(
 app.add_typer(rules_app, name="rules")
 app.add_typer(corpus_app, name="corpus")
 
-out = Console()
+
+def _console() -> Console:
+    """Wide tables when piped (CI logs, files); the terminal's width otherwise."""
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
+
+
+out = _console()
 
 RulesDir = Annotated[
     Optional[Path],  # noqa: UP045 - typer needs Optional on 3.10
@@ -242,9 +249,7 @@ def corpus_storyworld(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Any other knob, KEY=VALUE (repeatable).")
     ] = None,  # noqa: UP045,E501
-    config: Annotated[
-        Path | None, typer.Option(help="YAML file of knobs (command-line values win).")
-    ] = None,  # noqa: UP045,E501
+    config: Annotated[Path | None, typer.Option(help="YAML file of knobs (command-line values win).")] = None,  # noqa: UP045,E501
     force: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
 ) -> None:
     """Generate the synthetic story corpus with controllable support for each built-in rule."""
@@ -296,6 +301,184 @@ def _run_storyworld(out_dir: Path, knobs: dict, force: bool):  # noqa: ANN202
     with bar("storyworld", cfg.tokens) as p:
         build_storyworld(out_dir, cfg, force=force, progress=lambda n: p.advance(p.task_ids[0], n))
     return read_manifest(out_dir), time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- support
+@app.command()
+def support(
+    corpora: Annotated[list[Path], typer.Argument(help="Corpus folder(s) built by `ungrok corpus`.")],
+    rules: Annotated[
+        Optional[str], typer.Option(help="Comma-separated rule names (default: every rule).")
+    ] = None,  # noqa: UP045,E501
+    battery: Annotated[
+        Optional[Path], typer.Option(help="Count the rules whose families this battery JSONL probes.")
+    ] = None,  # noqa: UP045,E501
+    served: Annotated[
+        Optional[Path], typer.Option(help="Sampler config YAML: count what training serves.")
+    ] = None,  # noqa: UP045,E501
+    seed: Annotated[int, typer.Option(help="Training seed for --served.")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the table as JSON.")] = None,  # noqa: UP045,E501
+    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
+    executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (with --executor ray).")] = None,  # noqa: UP045,E501
+    task_tokens: Annotated[int, typer.Option(help="Tokens per task.")] = 25_000_000,
+    work_dir: Annotated[
+        Optional[Path], typer.Option(help="Keep task markers here so an interrupted count resumes.")
+    ] = None,  # noqa: UP045,E501
+    survive_ratio: Annotated[
+        float, typer.Option(help="Forecast: ratio at or above which a rule likely survives.")
+    ] = 2.5,  # noqa: E501
+    lost_ratio: Annotated[
+        float, typer.Option(help="Forecast: ratio at or below which a rule is likely lost.")
+    ] = 1.0,  # noqa: E501
+    rules_dir: RulesDir = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing --json file.")] = False,
+) -> None:
+    """Count every selected rule's support in one pass, with a forecast from the support law."""
+    from ungrok.atomic import write_json
+    from ungrok.corpus.shards import read_manifest
+    from ungrok.progress import bar
+    from ungrok.support.count import count, count_served, load_served_config
+    from ungrok.support.forecast import ForecastThresholds, forecast
+
+    thresholds = ForecastThresholds(survive_ratio=survive_ratio, lost_ratio=lost_ratio)
+    if json_out is not None and json_out.exists() and not force:
+        raise UngrokError(f"{json_out}: exists; use --force to overwrite it")
+    specs = _select_rules(rules, battery, rules_dir)
+    manifests = [read_manifest(c) for c in corpora]
+    if len({m.tokenizer_sha256 for m in manifests}) > 1:
+        raise UngrokError("corpora were built with different tokenizers; count them separately")
+    if len({m.dtype for m in manifests}) > 1:
+        raise UngrokError("corpora have mixed dtypes (uint16 and uint32); count them separately")
+    tables = []
+    if served is not None:
+        if len(corpora) != 1:
+            raise UngrokError("--served counts one training corpus; give exactly one folder")
+        cfg = load_served_config(served)
+        with bar("served windows", cfg.steps) as p:
+            tables.append(
+                count_served(
+                    corpora[0],
+                    cfg,
+                    seed,
+                    specs,
+                    rules_dir=rules_dir,
+                    progress=lambda n: p.advance(p.task_ids[0], n),
+                )
+            )
+    else:
+        total = sum(m.total_tokens for m in manifests)
+        with bar("counting", total) as p:
+            for c in corpora:
+                tables.append(
+                    count(
+                        c,
+                        specs,
+                        workers=workers,
+                        executor=executor,
+                        address=address,
+                        task_tokens=task_tokens,
+                        work_dir=work_dir,
+                        rules_dir=rules_dir,
+                        progress=lambda n: p.advance(p.task_ids[0], n),
+                    )
+                )
+    result = _merge_tables(tables)
+    for row in result["rules"].values():
+        row["forecast"] = forecast(row["ratio"], thresholds, row["rule_events"] + row["prior_events"])
+    result["forecast_thresholds"] = thresholds.model_dump()
+    table = Table(
+        "rule",
+        "event",
+        "rule events",
+        "prior events",
+        "neither",
+        "ratio",
+        "per token",
+        "forecast",
+        title=f"support over {result['tokens']:,} tokens ({result['mode']})",
+    )
+    for name, r in result["rules"].items():
+        table.add_row(
+            name,
+            r["event"],
+            f"{r['rule_events']:,}",
+            f"{r['prior_events']:,}",
+            "-" if r["neither"] is None else f"{r['neither']:,}",
+            f"{r['ratio']:.3g}",
+            f"{r['frequency']:.2e}",
+            r["forecast"],
+        )
+        for cname, cr in (r.get("classes") or {}).items():
+            table.add_row(
+                f"  {cname}",
+                "",
+                f"{cr['rule_events']:,}",
+                f"{cr['prior_events']:,}",
+                f"{cr['neither']:,}",
+                f"{cr['ratio']:.3g}",
+                f"{cr['frequency']:.2e}",
+                "",
+            )
+    out.print(table)
+    out.print(
+        f"forecast (the support law, not a verdict): likely survives at ratio >= "
+        f"{survive_ratio:g}, likely lost at <= {lost_ratio:g}, at risk between"
+    )
+    for name, why in result["skipped"].items():
+        out.print(f"[yellow]skipped {name}:[/yellow] {why}")
+    if json_out is not None:
+        write_json(json_out, result)
+
+
+def _select_rules(rules: str | None, battery: Path | None, rules_dir: Path | None) -> list:
+    from ungrok.rules.registry import get_rule, load_rules
+
+    if rules and battery:
+        raise UngrokError("give --rules or --battery, not both")
+    if battery is not None:
+        if not battery.is_file():
+            raise UngrokError(f"{battery}: battery file not found")
+        fams: list[str] = []
+        for n, line in enumerate(battery.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                fam = json.loads(line)["family"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UngrokError(f"{battery}:{n}: not a battery line with a 'family' field") from None
+            if fam not in fams:
+                fams.append(fam)
+        known = load_rules(rules_dir)
+        return [known[f] for f in fams if f in known]
+    if rules:
+        return [get_rule(r.strip(), rules_dir) for r in rules.split(",") if r.strip()]
+    return list(load_rules(rules_dir).values())
+
+
+def _merge_tables(tables: list) -> dict:
+    """Sum the support of several corpora (separate streams: no windows between them)."""
+    first = tables[0].to_json()
+    if len(tables) == 1:
+        return first
+    tokens = sum(t.tokens for t in tables)
+    rules: dict[str, dict] = {}
+    for t in tables:
+        for name, r in t.rules.items():
+            acc = rules.setdefault(
+                name,
+                {**r, "rule_events": 0, "prior_events": 0, "neither": None if r["neither"] is None else 0},
+            )
+            acc["rule_events"] += r["rule_events"]
+            acc["prior_events"] += r["prior_events"]
+            if r["neither"] is not None:
+                acc["neither"] += r["neither"]
+            acc.pop("classes", None)
+    for r in rules.values():
+        r["ratio"] = (r["rule_events"] + 1) / (r["prior_events"] + 1)
+        r["frequency"] = r["rule_events"] / max(tokens, 1)
+    skipped = {k: v for t in tables for k, v in t.skipped.items()}
+    return {"tokens": tokens, "mode": first["mode"], "rules": rules, "skipped": skipped}
 
 
 # --------------------------------------------------------------------------- demo

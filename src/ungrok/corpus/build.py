@@ -105,7 +105,7 @@ def build_corpus(
                 total_tokens=sum(s.tokens for s in shards),
                 documents=writer.documents,
                 shards=shards,
-                source={**source, "options": opts.model_dump()},
+                source={**source, "options": _recorded(opts)},
             )
             write_manifest(tmp, manifest)
             if existing == manifest:
@@ -115,6 +115,15 @@ def build_corpus(
     except _Unchanged:
         return manifest, "unchanged"
     return manifest, status
+
+
+def _recorded(opts: BuildOptions) -> dict:
+    """Options as the manifest records them: a given tokenizer by file name (its hash is
+    recorded too), so the same build from another folder is byte-identical."""
+    d = opts.model_dump()
+    if d["tokenizer"]:
+        d["tokenizer"] = Path(d["tokenizer"]).name
+    return d
 
 
 def _tokenizer_for(documents: Callable[[], Iterable[str]], opts: BuildOptions) -> Tokenizer:

@@ -71,8 +71,14 @@ def _unique(seqs: list[Seq]) -> tuple[Seq, ...]:
     return tuple(dict.fromkeys(seqs))
 
 
-def resolve_tokens(spec: RuleSpec, lists: dict[str, list[Any]], tokenizer: Tokenizer) -> RuleTokens:
-    """Encode a rule's cues, targets and kill flips with `tokenizer` (no special tokens)."""
+def resolve_tokens(
+    spec: RuleSpec, lists: dict[str, list[Any]], tokenizer: Tokenizer, with_kill: bool = True
+) -> RuleTokens:
+    """Encode a rule's cues, targets and (with_kill) kill flips with `tokenizer` (no special tokens).
+
+    Counting support needs no kill flips, so it passes with_kill=False and a tokenizer
+    that lacks, say, " She" can still count the rule.
+    """
     enc = _Encoder(tokenizer, spec.name)
     cues: list[CueTokens] = []
     for cue in spec.cues:
@@ -107,7 +113,7 @@ def resolve_tokens(spec: RuleSpec, lists: dict[str, list[Any]], tokenizer: Token
         rule_txt = [t for c in conflict for t in c.rule]
         prior_txt = [t for c in conflict for t in c.prior]
     flips = ()
-    if spec.kill is not None:
+    if spec.kill is not None and with_kill:
         flips = tuple((enc(a, "kill source"), enc(b, "kill target")) for a, b in spec.kill.flip.items())
     return RuleTokens(
         rule_name=spec.name,
