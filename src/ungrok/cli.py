@@ -339,7 +339,7 @@ def support(
     from ungrok.corpus.shards import read_manifest
     from ungrok.progress import bar
     from ungrok.support.count import count, count_served, load_served_config
-    from ungrok.support.forecast import ForecastThresholds, forecast
+    from ungrok.support.forecast import ForecastThresholds
 
     thresholds = ForecastThresholds(survive_ratio=survive_ratio, lost_ratio=lost_ratio)
     if json_out is not None and json_out.exists() and not force:
@@ -384,51 +384,36 @@ def support(
                     )
                 )
     result = _merge_tables(tables)
+    _add_forecast(result, thresholds)
+    _show_support(result)
+    if json_out is not None:
+        write_json(json_out, result)
+
+
+def _add_forecast(result: dict, thresholds) -> None:  # noqa: ANN001
+    from ungrok.support.forecast import forecast
+
     for row in result["rules"].values():
         row["forecast"] = forecast(row["ratio"], thresholds, row["rule_events"] + row["prior_events"])
     result["forecast_thresholds"] = thresholds.model_dump()
-    table = Table(
-        "rule",
-        "event",
-        "rule events",
-        "prior events",
-        "neither",
-        "ratio",
-        "per token",
-        "forecast",
-        title=f"support over {result['tokens']:,} tokens ({result['mode']})",
-    )
+
+
+def _show_support(result: dict) -> None:
+    table = Table("rule", "event", "rule events", "prior events", "neither", "ratio", "per token", "forecast",
+                  title=f"support over {result['tokens']:,} tokens ({result['mode']})")  # fmt: skip
     for name, r in result["rules"].items():
-        table.add_row(
-            name,
-            r["event"],
-            f"{r['rule_events']:,}",
-            f"{r['prior_events']:,}",
-            "-" if r["neither"] is None else f"{r['neither']:,}",
-            f"{r['ratio']:.3g}",
-            f"{r['frequency']:.2e}",
-            r["forecast"],
-        )
+        table.add_row(name, r["event"], f"{r['rule_events']:,}", f"{r['prior_events']:,}",
+                      "-" if r["neither"] is None else f"{r['neither']:,}", f"{r['ratio']:.3g}",
+                      f"{r['frequency']:.2e}", r["forecast"])  # fmt: skip
         for cname, cr in (r.get("classes") or {}).items():
-            table.add_row(
-                f"  {cname}",
-                "",
-                f"{cr['rule_events']:,}",
-                f"{cr['prior_events']:,}",
-                f"{cr['neither']:,}",
-                f"{cr['ratio']:.3g}",
-                f"{cr['frequency']:.2e}",
-                "",
-            )
+            table.add_row(f"  {cname}", "", f"{cr['rule_events']:,}", f"{cr['prior_events']:,}",
+                          f"{cr['neither']:,}", f"{cr['ratio']:.3g}", f"{cr['frequency']:.2e}", "")  # fmt: skip
     out.print(table)
-    out.print(
-        f"forecast (the support law, not a verdict): likely survives at ratio >= "
-        f"{survive_ratio:g}, likely lost at <= {lost_ratio:g}, at risk between"
-    )
+    t = result["forecast_thresholds"]
+    out.print(f"forecast (the support law, not a verdict): likely survives at ratio >= {t['survive_ratio']:g}, "
+              f"likely lost at <= {t['lost_ratio']:g}, at risk between")
     for name, why in result["skipped"].items():
         out.print(f"[yellow]skipped {name}:[/yellow] {why}")
-    if json_out is not None:
-        write_json(json_out, result)
 
 
 def _select_rules(rules: str | None, battery: Path | None, rules_dir: Path | None) -> list:
@@ -484,31 +469,47 @@ def _merge_tables(tables: list) -> dict:
 # --------------------------------------------------------------------------- demo
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes its outputs.")] = Path(
-        "demo-out"
-    ),
-    tokens: Annotated[int, typer.Option(help="Storyworld tokens to generate.")] = 5_000_000,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes its outputs.")] = Path("demo-out"),
+    tokens: Annotated[int, typer.Option(help="Storyworld tokens per corpus.")] = 5_000_000,
 ) -> None:
-    """The main job. For now: build a storyworld corpus and print its statistics."""
-    from ungrok.corpus.shards import Corpus
+    """The main job. For now: two storyworld corpora (high and low focal support), their
+    statistics, and every rule's support counted in one pass with its forecast."""
+    from ungrok.atomic import write_json
+    from ungrok.rules.registry import load_rules
+    from ungrok.support.count import count
+    from ungrok.support.forecast import ForecastThresholds
 
-    corpus_dir = out_dir / "storyworld"
-    knobs = {"tokens": tokens, "seed": 0}
-    if (corpus_dir / "manifest.json").is_file():
-        c = Corpus(corpus_dir)
-        same = c.manifest.source.get("config", {}).get("tokens") == tokens
-        if not same:
-            raise UngrokError(f"{corpus_dir}: holds a different storyworld; remove it or pick another --out")
-        out.print(f"reusing {corpus_dir} (same settings); verifying hashes")
-        c.verify()
-        manifest = c.manifest
-    else:
-        manifest, dt = _run_storyworld(corpus_dir, knobs, force=False)
-        out.print(
-            f"generated {manifest.total_tokens:,} tokens in {dt:.1f}s "
-            f"({manifest.total_tokens / max(dt, 1e-9):,.0f} tokens/s)"
-        )
-    corpus_stats(corpus_dir, json_out=out_dir / "corpus-stats.json", no_verify=True)
+    t0 = time.perf_counter()
+    cells = {
+        "high": {"global_ratio": 8.0, "frame_ratio": 8.0},
+        "low": {"global_ratio": 0.5, "frame_ratio": 0.4, "frame_rate": 0.01},
+    }
+    for cell, knobs in cells.items():
+        corpus_dir = out_dir / f"storyworld-{cell}"
+        knobs = {**knobs, "tokens": tokens, "seed": 0}
+        if (corpus_dir / "manifest.json").is_file():
+            from ungrok.corpus.shards import Corpus
+
+            c = Corpus(corpus_dir)
+            if c.manifest.source.get("config", {}) != _storyworld_config(knobs):
+                raise UngrokError(f"{corpus_dir}: holds a different storyworld; remove it or pick another --out")
+            out.print(f"[bold]{cell}[/bold]: reusing {corpus_dir} (same settings)")
+        else:
+            manifest, dt = _run_storyworld(corpus_dir, knobs, force=False)
+            out.print(f"[bold]{cell}[/bold]: generated {manifest.total_tokens:,} tokens in {dt:.1f}s "
+                      f"({manifest.total_tokens / max(dt, 1e-9):,.0f} tokens/s)")
+        corpus_stats(corpus_dir, json_out=None, no_verify=False)
+        result = count(corpus_dir, list(load_rules().values()), workers=1).to_json()
+        _add_forecast(result, ForecastThresholds())
+        _show_support(result)
+        write_json(out_dir / f"support-{cell}.json", result)
+    out.print(f"demo finished in {time.perf_counter() - t0:.1f}s; outputs in {out_dir}/")
+
+
+def _storyworld_config(knobs: dict) -> dict:
+    from ungrok.corpus.storyworld import StoryworldConfig
+
+    return StoryworldConfig(**knobs).model_dump()
 
 
 # --------------------------------------------------------------------------- entry

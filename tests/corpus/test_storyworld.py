@@ -1,0 +1,524 @@
+"""Storyworld: determinism, tokenization round trip, exact intended support, knobs, disjointness.
+
+The support checks use counters written here in plain Python over the token stream
+(METHOD §6.1 windowed first pronoun, §6.3 a/an lookahead, §6.2 bigram patterns), not the
+generator's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from ungrok.corpus import storyworld as sw
+from ungrok.corpus.shards import Corpus, read_manifest, sha256_file
+from ungrok.corpus.tokenizer import load_tokenizer
+from ungrok.errors import UngrokError
+
+
+def _w(text: str) -> list[str]:
+    return text.split()
+
+
+BATTERIES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "batteries"
+
+# METHOD §3.2 / §5.1 / §8.3, written out again so the checks do not lean on the module.
+GIRLS = ["Lily", "Mia", "Anna", "Emma", "Sue", "Jane"]
+GIRLS_V2 = GIRLS + _w("Lucy Ella Rose Grace Amy Kate Sara Beth Daisy Molly Ruby Zoe")
+BOYS_V2 = _w("Tom Ben Max Sam Jack Tim Leo Jake Adam Mark Paul Pete Nick John Finn Billy Fred Joe")
+FEM = _w("girl woman mom queen princess sister grandma aunt")
+MASC = _w("boy man dad king prince brother grandpa uncle")
+RESCUE = _w(
+    "Mary Nora Clara Eva Ivy Hazel Stella Nina Tessa Wendy Flora Carla "
+    "David Noah Liam Owen Felix Oscar Henry Carl Eric Hugo Brian Dean"
+)
+FRAMES = [
+    "smiled because",
+    "was happy because",
+    "laughed when",
+    "cried because",
+    "jumped because",
+    "ran home because",
+    "was sad because",
+    "stopped when",
+]
+MARGIN_FRAMES = FRAMES[:4]
+MARGIN_SUBJECTS = _w("child friend teacher student neighbor baby doctor farmer")
+PAST = {
+    "went": "goed",
+    "ran": "runned",
+    "ate": "eated",
+    "fell": "falled",
+    "came": "comed",
+    "made": "maked",
+    "took": "taked",
+    "gave": "gived",
+    "told": "telled",
+}
+NEG = {
+    "want": "wanted",
+    "play": "played",
+    "jump": "jumped",
+    "help": "helped",
+    "find": "found",
+    "open": "opened",
+    "reach": "reached",
+    "stop": "stoped",
+}
+MODALS = ["can", "must", "should", "might"]
+MODAL_VERBS = ["play", "jump", "run", "sleep", "sing", "swim", "eat", "walk"]
+PLURALS = ["dogs", "cats", "birds", "frogs", "boys", "girls", "toys", "ducks"]
+COMPARATIVES = {"big": "bigger", "small": "smaller", "fast": "faster", "tall": "taller"}
+
+
+def build(tmp: Path, name: str, **knobs) -> tuple[Path, sw.StoryworldReport]:
+    cfg = sw.StoryworldConfig(**{"tokens": 300_000, "seed": 3, **knobs})
+    out = tmp / name
+    return out, sw.build_storyworld(out, cfg)
+
+
+class Stream:
+    """A built corpus as a Python list of ids plus its tokenizer."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.arr = Corpus(path).tokens().astype(np.int64)
+        self.ids = self.arr.tolist()
+        self.tok = load_tokenizer(path / "tokenizer.json")
+
+    def id(self, text: str) -> int:
+        ids = self.tok.encode(text, add_special_tokens=False).ids
+        assert len(ids) == 1, text
+        return ids[0]
+
+    def forms(self, words: list[str]) -> set[int]:
+        return {self.id(w) for w in words} | {self.id(" " + w) for w in words}
+
+    def seq(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def count_seq(self, seq: list[int]) -> int:
+        ids, n, k = self.ids, len(self.ids), len(seq)
+        return sum(1 for i in range(n - k + 1) if ids[i] == seq[0] and ids[i : i + k] == seq)
+
+    def find_seqs(self, seqs: list[list[int]]) -> list[list[int]]:
+        """Sequences that occur somewhere in the stream (numpy prefilter, exact check)."""
+        found = []
+        a = self.arr
+        first_pos: dict[int, np.ndarray] = {}
+        for s in seqs:
+            if s[0] not in first_pos:
+                first_pos[s[0]] = np.flatnonzero(a == s[0])
+            pos = first_pos[s[0]]
+            for k in range(1, len(s)):
+                pos = pos[pos + k < a.size]
+                pos = pos[a[pos + k] == s[k]]
+            if pos.size:
+                found.append(s)
+        return found
+
+
+def windowed(
+    ids: list[int], cues: set[int], rule: int, prior: int, window: int = 16, skip: set[int] | None = None
+) -> tuple[int, int]:
+    """METHOD §6.1: for each cue, the first of rule/prior within the window decides."""
+    r = p = 0
+    n = len(ids)
+    for c, t in enumerate(ids):
+        if t not in cues or (skip and c in skip):
+            continue
+        for d in range(1, window + 1):
+            if c + d >= n:
+                break
+            x = ids[c + d]
+            if x == rule:
+                r += 1
+                break
+            if x == prior:
+                p += 1
+                break
+    return r, p
+
+
+@pytest.fixture(scope="module")
+def default(tmp_path_factory) -> tuple[Stream, sw.StoryworldReport]:
+    tmp = tmp_path_factory.mktemp("sw")
+    path, rep = build(tmp, "default", tokens=400_000)
+    return Stream(path), rep
+
+
+# --------------------------------------------------------------------------- files and format
+def test_manifest_and_format(default):
+    s, rep = default
+    m = read_manifest(s.path)
+    Corpus(s.path).verify()
+    assert m.eot_id == 0 and s.tok.token_to_id("<|endoftext|>") == 0
+    assert s.tok.token_to_id("<|unk|>") == 1 and 1 not in s.ids
+    assert m.vocab_size == s.tok.get_vocab_size() == rep.vocab_size
+    assert m.dtype == "uint16" and m.tokenizer_sha256 == sha256_file(s.path / "tokenizer.json")
+    assert m.source["generator"] == "storyworld"
+    assert m.source["config"]["tokens"] == 400_000
+    assert set(m.source["intended_support"]) >= {
+        "pronoun_gender_ref",
+        "pronoun_gender_noun",
+        "reflexive_gender",
+        "det_an_choice",
+        "a_an_adjective",
+        "irregular_past",
+        "negation_bare_verb",
+        "plural_was_were",
+        "modal_agreement",
+        "comparative_er",
+    }
+    # Documents end with EOT; the corpus ends at the first document end past the target.
+    assert s.ids[-1] == 0 and s.ids.count(0) == m.documents == rep.documents
+    assert 400_000 <= m.total_tokens == len(s.ids) < 400_000 + 200
+    json.dumps(m.source)  # plain JSON
+
+
+def test_decode_reencode_identity(default):
+    s, _ = default
+    ends = [i for i, t in enumerate(s.ids) if t == 0]
+    docs, start = [], 0
+    for e in ends:
+        docs.append(s.ids[start:e])
+        start = e + 1
+    texts = [s.tok.decode(d) for d in docs]
+    assert texts[0][0].isupper() and not texts[0].startswith(" ")
+    again = [e.ids for e in s.tok.encode_batch(texts, add_special_tokens=False)]
+    assert again == docs
+    # The stream as one text, end-of-text markers included.
+    part = s.ids[: ends[50] + 1]
+    text = s.tok.decode(part, skip_special_tokens=False)
+    assert s.tok.encode(text, add_special_tokens=False).ids == part
+
+
+def test_deterministic_and_prefix_stable(tmp_path, monkeypatch):
+    monkeypatch.setattr(sw, "DOCS_PER_CHUNK", 300)  # several chunks in a small corpus
+    a, _ = build(tmp_path, "a", tokens=60_000, shard_tokens=25_000)
+    b, _ = build(tmp_path, "b", tokens=60_000, shard_tokens=25_000)
+    files = sorted(p.name for p in a.iterdir())
+    assert files == sorted(p.name for p in b.iterdir())
+    assert len([f for f in files if f.startswith("shard_")]) == 3
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    c, _ = build(tmp_path, "c", tokens=20_000)
+    short, long = Corpus(c).tokens(), Corpus(a).tokens()
+    assert np.array_equal(short, long[: short.size])  # chunk i depends on (seed, i) only
+    d, _ = build(tmp_path, "d", tokens=20_000, seed=4)
+    assert not np.array_equal(Corpus(d).tokens(), short[: Corpus(d).tokens().size])
+
+
+def test_progress_reports_every_token(tmp_path, monkeypatch):
+    monkeypatch.setattr(sw, "DOCS_PER_CHUNK", 200)
+    seen: list[int] = []
+    cfg = sw.StoryworldConfig(tokens=30_000)
+    rep = sw.build_storyworld(tmp_path / "p", cfg, progress=seen.append)
+    assert len(seen) > 1 and sum(seen) == rep.total_tokens
+
+
+def test_existing_folder_refused_without_force(tmp_path):
+    out = tmp_path / "c"
+    cfg = sw.StoryworldConfig(tokens=2_000)
+    sw.build_storyworld(out, cfg)
+    with pytest.raises(UngrokError, match="already exists; use --force"):
+        sw.build_storyworld(out, cfg)
+    rep = sw.build_storyworld(out, sw.StoryworldConfig(tokens=3_000), force=True)
+    assert read_manifest(out).total_tokens == rep.total_tokens >= 3_000
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"tokens": 10, "colour": "red"},
+        {"tokens": 10, "global_ratio": -1.0},
+        {"tokens": 10, "frame_ratio": float("nan")},
+        {"tokens": 0},
+        {"tokens": 10, "frame_rate": 0.9},
+        {"tokens": 10, "min_sentences": 8, "max_sentences": 5},
+        {"tokens": 10, "frame_rate": 0.5, "two_name_rate": 0.2, "min_sentences": 2, "max_sentences": 2},
+    ],
+)
+def test_invalid_config(knobs):
+    with pytest.raises((ValidationError, UngrokError)):
+        sw.StoryworldConfig(**knobs)
+
+
+# --------------------------------------------------------------------------- intended support
+def test_windowed_support_is_exact(default):
+    s, rep = default
+    she, he, herself, himself = (s.id(" she"), s.id(" he"), s.id(" herself"), s.id(" himself"))
+    girls, boys = set(sw.GIRL_NAMES), set(sw.BOY_NAMES)
+    assert set(GIRLS_V2) <= girls and set(BOYS_V2) <= boys and len(girls) >= 60 and len(boys) >= 60
+    pron = rep.support["pronoun_gender_ref"]
+    cases = [
+        (pron.classes["girl_names"], s.forms(GIRLS_V2), she, he),
+        (pron.classes["boy_names"], s.forms(BOYS_V2), he, she),
+        (pron.classes["all_girl_names"], s.forms(sorted(girls)), she, he),
+        (pron.classes["all_boy_names"], s.forms(sorted(boys)), he, she),
+        (rep.support["pronoun_gender_noun"].classes["fem_nouns"], s.forms(FEM), she, he),
+        (rep.support["pronoun_gender_noun"].classes["masc_nouns"], s.forms(MASC), he, she),
+        (rep.support["reflexive_gender"].classes["girl_names"], s.forms(GIRLS_V2), herself, himself),
+        (rep.support["reflexive_gender"].classes["boy_names"], s.forms(BOYS_V2), himself, herself),
+        (rep.support["reflexive_gender"].classes["all_girl_names"], s.forms(sorted(girls)), herself, himself),
+    ]
+    for counts, cues, rule, prior in cases:
+        assert windowed(s.ids, cues, rule, prior) == (counts.rule_events, counts.prior_events)
+    assert (pron.rule_events, pron.prior_events) == (
+        pron.classes["girl_names"].rule_events,
+        pron.classes["girl_names"].prior_events,
+    )
+    # Counter-evidence from two-name sentences is really there.
+    assert pron.classes["all_girl_names"].prior_events > 0
+
+
+def test_two_name_sentences_give_the_first_name_the_second_names_pronoun(default):
+    s, _ = default
+    girls, boys = s.forms(sw.GIRL_NAMES), s.forms(sw.BOY_NAMES)
+    met, he = s.id(" met"), s.id(" he")
+    hits = 0
+    for i in range(len(s.ids) - 10):
+        if s.ids[i] in girls and s.ids[i + 1] == met and s.ids[i + 2] in boys:
+            j = next(k for k in range(i + 3, i + 17) if s.ids[k] in (s.id(" she"), he))
+            hits += s.ids[j] == he
+    assert hits > 0
+    assert windowed(s.ids, girls, s.id(" she"), he)[1] >= hits
+
+
+def test_lookahead_and_ngram_support_is_exact(default):
+    s, rep = default
+    text = {i: s.tok.decode([i]) for i in range(s.tok.get_vocab_size())}
+    vowel_next = {i for i, t in text.items() if len(t) > 1 and t[0] == " " and t[1] in "aeiouAEIOU"}
+    an = {s.id(x) for x in (" an", " An", "an", "An")}
+    a = {s.id(x) for x in (" a", " A", "a", "A")}
+    r = sum(1 for x, y in zip(s.ids, s.ids[1:], strict=False) if x in an and y in vowel_next)
+    p = sum(1 for x, y in zip(s.ids, s.ids[1:], strict=False) if x in a and y in vowel_next)
+    for name in ("det_an_choice", "a_an_adjective"):
+        assert (rep.support[name].rule_events, rep.support[name].prior_events) == (r, p)
+    adj = rep.support["a_an_adjective"].classes["before_adjective"]
+    assert (adj.rule_events, adj.prior_events) == (
+        s.count_seq(s.seq(" an old")),
+        s.count_seq(s.seq(" a old")),
+    )
+
+    def count(patterns: list[str]) -> int:
+        """Occurrences of any of the patterns' token sequences, in one pass."""
+        by_first: dict[int, list[list[int]]] = {}
+        for t in patterns:
+            q = s.seq(t)
+            by_first.setdefault(q[0], []).append(q)
+        ids, n = s.ids, 0
+        for i, x in enumerate(ids):
+            for q in by_first.get(x, ()):
+                n += ids[i : i + len(q)] == q
+        return n
+
+    expected = {
+        "irregular_past": (
+            [f" {g} {v}" for v in PAST for g in GIRLS],
+            [f" {g} {o}" for o in PAST.values() for g in GIRLS],
+        ),
+        "negation_bare_verb": ([f" not {v}" for v in NEG], [f" not {p}" for p in NEG.values()]),
+        "plural_was_were": ([f" {n} were" for n in PLURALS], [f" {n} was" for n in PLURALS]),
+        "modal_agreement": (
+            [f" {m} {v}" for m in MODALS for v in MODAL_VERBS],
+            [f" {m} {v}s" for m in MODALS for v in MODAL_VERBS],
+        ),
+        "comparative_er": (
+            [f" even {c}" for c in COMPARATIVES.values()],
+            [f" even more {b}" for b in COMPARATIVES],
+        ),
+    }
+    for name, (rule, prior) in expected.items():
+        sup = rep.support[name]
+        assert (sup.rule_events, sup.prior_events) == (count(rule), count(prior)), name
+        assert sup.rule_events > 0 and sup.prior_events > 0, name
+    forms = rep.support["irregular_past"].classes["all_forms"]
+    assert (forms.rule_events, forms.prior_events) == (
+        count([f" {v}" for v in PAST]),
+        count([f" {o}" for o in PAST.values()]),
+    )
+
+
+# --------------------------------------------------------------------------- knobs realised
+def _binomial_ok(k: int, n: int, ratio: float, sds: float = 4.5) -> bool:
+    q = ratio / (1 + ratio)
+    return abs(k / n - q) <= sds * math.sqrt(q * (1 - q) / n)
+
+
+def _frame_positions(s: Stream, subjects: set[int], frames: list[str]) -> dict[int, int]:
+    """Cue position -> pronoun id for every '<subject> <frame> she|he' in the stream."""
+    fseqs = [s.seq(" " + f) for f in frames]
+    pron = {s.id(" she"), s.id(" he")}
+    out = {}
+    ids = s.ids
+    for i, t in enumerate(ids):
+        if t in subjects:
+            for f in fseqs:
+                k = len(f)
+                if ids[i + 1 : i + 1 + k] == f and i + 1 + k < len(ids) and ids[i + 1 + k] in pron:
+                    out[i] = ids[i + 1 + k]
+    return out
+
+
+@pytest.mark.parametrize("ratio", [0.05, 20.0])
+def test_global_ratio_is_realised(tmp_path, ratio):
+    path, rep = build(tmp_path, "g", tokens=300_000, global_ratio=ratio, frame_rate=0.05)
+    s = Stream(path)
+    she, he = s.id(" she"), s.id(" he")
+    girls = s.forms(sw.GIRL_NAMES)
+    frames = set(_frame_positions(s, girls, FRAMES))
+    r, p = windowed(s.ids, girls, she, he, skip=frames)  # every girl name outside the frames
+    assert r + p > 1500 and _binomial_ok(r, r + p, ratio)
+    rb, pb = windowed(s.ids, s.forms(GIRLS_V2), she, he)  # the battery class (never in frames)
+    assert _binomial_ok(rb, rb + pb, ratio)
+    hb, sb = windowed(s.ids, s.forms(sw.BOY_NAMES), he, she, skip=frames)
+    assert _binomial_ok(hb, hb + sb, 20.0)  # boy_ratio default
+    out = rep.support["pronoun_gender_ref"].classes["all_girl_names_outside_frames"]
+    assert (out.rule_events, out.prior_events) == (r, p)
+
+
+def test_frame_ratio_and_rate_are_realised(tmp_path):
+    path, rep = build(
+        tmp_path,
+        "f",
+        tokens=300_000,
+        frame_ratio=0.25,
+        frame_rate=0.1,
+        global_ratio=20.0,
+        neutral_he_ratio=3.0,
+    )
+    s = Stream(path)
+    she, he = s.id(" she"), s.id(" he")
+    girl = _frame_positions(s, s.forms(sw.GIRL_NAMES), FRAMES)
+    boy = _frame_positions(s, s.forms(sw.BOY_NAMES), FRAMES)
+    the = {s.id("The"), s.id(" The")}
+    neutral = {
+        i: v
+        for i, v in _frame_positions(s, s.forms(sw.OTHER_SUBJECTS + MARGIN_SUBJECTS), FRAMES).items()
+        if s.ids[i - 1] in the
+    }
+    g_she = sum(v == she for v in girl.values())
+    assert _binomial_ok(g_she, len(girl), 0.25)
+    n_he = sum(v == he for v in neutral.values())
+    assert _binomial_ok(n_he, len(neutral), 3.0)
+    sentences = s.ids.count(s.id("."))
+    n_frames = len(girl) + len(boy) + len(neutral)
+    assert sentences == rep.sentences and n_frames == rep.frame_sentences
+    assert _binomial_ok(n_frames, sentences, 0.1 / 0.9, sds=5)
+    fr = rep.support["pronoun_gender_ref"].frames
+    assert (fr["girl_names"].rule_events, fr["girl_names"].prior_events) == (g_she, len(girl) - g_she)
+    assert (fr["neutral_subjects"].rule_events, fr["neutral_subjects"].prior_events) == (
+        n_he,
+        len(neutral) - n_he,
+    )
+
+
+def test_family_knobs_move_their_ratio(tmp_path):
+    _, low = build(
+        tmp_path,
+        "low",
+        tokens=150_000,
+        negation_ratio=0.1,
+        plural_ratio=0.1,
+        det_an_ratio=0.1,
+        reflexive_ratio=0.1,
+        noun_ratio=0.1,
+    )
+    for name in ("negation_bare_verb", "plural_was_were", "reflexive_gender", "pronoun_gender_noun"):
+        assert low.support[name].ratio < 0.3, name
+    det = low.support["det_an_choice"]
+    assert det.classes["before_noun"].ratio < 0.3 < 5 < det.classes["before_adjective"].ratio
+    assert low.support["modal_agreement"].ratio > 5
+
+
+# --------------------------------------------------------------------------- disjointness
+def test_no_probe_or_margin_prompt_and_no_rescue_name_by_default(default):
+    s, _ = default
+    prompts = sw.forbidden_prompts()
+    femcue = [f"{g} {f}" for g in GIRLS for f in ("laughed when", "cried because")]
+    margin = [f"The {x} {f}" for x in MARGIN_SUBJECTS for f in MARGIN_FRAMES]
+    battery_frames = [f"{n} {f}" for n in GIRLS_V2 + BOYS_V2 for f in FRAMES]
+    assert set(femcue + margin + battery_frames) <= set(prompts)
+    seqs = [s.seq(p) for p in prompts] + [s.seq(" " + p) for p in prompts]
+    assert s.find_seqs(seqs) == []
+    assert not (s.forms(RESCUE) & set(s.ids))
+    # The probe-frame construction itself is there, with other names and subjects.
+    assert s.find_seqs([s.seq(" cried because she"), s.seq(" laughed when he")])
+    # Battery names are story characters.
+    assert s.forms(GIRLS_V2) & set(s.ids) and s.forms(BOYS_V2) & set(s.ids)
+
+
+def test_allow_probe_prompts_lets_them_occur(tmp_path):
+    path, _ = build(tmp_path, "allow", tokens=200_000, allow_probe_prompts=True, frame_rate=0.2)
+    s = Stream(path)
+    femcue = [f" {g} {f}" for g in GIRLS for f in ("laughed when", "cried because")]
+    margin = [f" The {x} {f}" for x in MARGIN_SUBJECTS for f in MARGIN_FRAMES]
+    assert s.find_seqs([s.seq(p) for p in femcue])
+    assert s.find_seqs([s.seq(p) for p in margin])
+
+
+def test_holdout_battery_names(tmp_path):
+    path, rep = build(tmp_path, "hold", tokens=100_000, holdout_battery_names=True)
+    s = Stream(path)
+    assert not (s.forms(GIRLS_V2 + BOYS_V2) & set(s.ids))
+    assert rep.support["pronoun_gender_ref"].rule_events == 0
+    assert rep.support["pronoun_gender_ref"].classes["all_girl_names"].rule_events > 0
+
+
+def test_battery_prompts_are_in_the_embedded_forbidden_list():
+    if not BATTERIES.is_dir():
+        pytest.skip("../shared/reference/batteries is not beside this checkout")
+    fams = {
+        "pronoun_gender_ref",
+        "pronoun_gender_ref_v2",
+        "pronoun_gender_noun",
+        "pronoun_gender_ref_ood",
+        "reflexive_gender_ood",
+    }
+    prompts = set(sw.forbidden_prompts())
+    for rev in ("rvp3", "rvp4", "rvp5"):
+        for line in (BATTERIES / rev / "battery.jsonl").read_text().splitlines():
+            item = json.loads(line)
+            if item["family"] in fams:
+                assert item["prefix"] in prompts, item["prefix"]
+
+
+# --------------------------------------------------------------------------- tokenizer
+def test_every_battery_item_encodes_without_unknown_token():
+    if not BATTERIES.is_dir():
+        pytest.skip("../shared/reference/batteries is not beside this checkout")
+    tok = sw.storyworld_tokenizer()
+    unk = tok.token_to_id("<|unk|>")
+    n = 0
+    for rev in ("v1", "rvp3", "rvp4", "rvp5"):
+        for line in (BATTERIES / rev / "battery.jsonl").read_text().splitlines():
+            item = json.loads(line)
+            for key in ("prefix", "correct", "distractor"):
+                ids = tok.encode(item[key], add_special_tokens=False).ids
+                assert ids and unk not in ids, (rev, item[key])
+                n += 1
+    assert n > 20_000
+    for w in (" she", " he", " herself", " himself", " an", " a"):
+        assert len(tok.encode(w, add_special_tokens=False).ids) == 1
+
+
+def test_describe_lists_every_rule(default):
+    _, rep = default
+    text = sw.describe_storyworld(rep)
+    for name in rep.support:
+        assert name in text
+    assert "girl_names" in text and "frames.neutral_subjects" in text
+
+
+def test_unreachable_ratio_is_flagged_and_two_name_rate_zero_reaches_it(tmp_path):
+    _, capped = build(tmp_path, "cap", tokens=5_000, global_ratio=500.0)
+    assert "beyond what two_name_rate" in capped.support["pronoun_gender_ref"].note
+    _, free = build(tmp_path, "free", tokens=5_000, global_ratio=500.0, two_name_rate=0.0)
+    assert "beyond" not in free.support["pronoun_gender_ref"].note
