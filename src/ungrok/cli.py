@@ -274,12 +274,9 @@ def corpus_storyworld(
 def _load_knobs(config: Path | None, sets: list[str] | None) -> dict:
     knobs: dict = {}
     if config is not None:
-        if not config.is_file():
-            raise UngrokError(f"{config}: config file not found")
-        try:
-            loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise UngrokError(f"{config}: not valid YAML ({str(e).splitlines()[0]})") from None
+        from ungrok.yamlfile import load_yaml
+
+        loaded = load_yaml(config, "config file")
         if not isinstance(loaded, dict):
             raise UngrokError(f"{config}: expected a mapping of knob: value")
         knobs.update(loaded)

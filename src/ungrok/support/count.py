@@ -201,17 +201,13 @@ def count_served(
 
 
 def load_served_config(path: str | Path) -> SamplerConfig:
-    """A sampler config from YAML: its fields at top level or under `data:`/`sampler:`."""
-    import yaml
+    """A sampler config from YAML: its fields at top level or under `sampler:`."""
     from pydantic import ValidationError
 
+    from ungrok.yamlfile import load_yaml
+
     p = Path(path)
-    if not p.is_file():
-        raise UngrokError(f"{p}: served-stream config not found")
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise UngrokError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    doc = load_yaml(p, "served-stream config")
     if isinstance(doc, dict):
         doc = doc.get("sampler", doc)
     try:
