@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ungrok.corpus.storyworld import StoryworldConfig, build_storyworld
 
 from ungrok.corpus.shards import Corpus
+from ungrok.corpus.storyworld import StoryworldConfig, build_storyworld
 from ungrok.corpus.tokenizer import load_tokenizer
 from ungrok.rules.registry import load_rules
 from ungrok.support.count import count
