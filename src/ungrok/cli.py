@@ -546,9 +546,5 @@ def main(argv: list[str] | None = None) -> None:
         raise
 
 
-def _json(obj: object) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True)
-
-
 if __name__ == "__main__":
     main()

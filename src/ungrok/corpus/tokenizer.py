@@ -66,7 +66,6 @@ def build_word_tokenizer(words: Iterable[str], punctuation: Iterable[str] = ()) 
     space-prefixed form as one token each. Ids: EOT 0, UNK 1, then sorted pieces, so
     the same lexicon always gives the same ids.
     """
-    bl = ByteLevel.alphabet()  # noqa: F841 - documents the byte mapping used below
     mapper = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     pieces: set[str] = set()
     for w in words:

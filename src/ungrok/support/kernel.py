@@ -16,7 +16,7 @@ Event kinds (METHOD §6):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -52,7 +52,6 @@ class Plan:
     la_next: np.ndarray  # bool [G, V]: tokens that may follow
     max_len: int
     max_window: int
-    names: dict = field(default_factory=dict)  # bookkeeping for the caller
 
     @property
     def n_patterns(self) -> int:
