@@ -29,6 +29,14 @@ corpus_app = typer.Typer(
 app.add_typer(rules_app, name="rules")
 app.add_typer(corpus_app, name="corpus")
 
+from ungrok.commands import fate as _fate_cmds  # noqa: E402
+from ungrok.commands import probes as _probes_cmds  # noqa: E402
+from ungrok.commands import score as _score_cmds  # noqa: E402
+from ungrok.commands import train as _train_cmds  # noqa: E402
+
+for _module in (_probes_cmds, _score_cmds, _train_cmds, _fate_cmds):
+    _module.register(app)
+
 
 def _console() -> Console:
     """Wide tables when piped (CI logs, files); the terminal's width otherwise."""
