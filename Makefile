@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ungrok demo
 
+# Two pytest workers on two cores: one torch thread each, or OpenMP barriers stall them.
+# The report's browser test needs headless Chromium; ensure-chromium installs it when it can.
 test: $(STAMP)
+	bash .ci/ensure-chromium
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -n 2 tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

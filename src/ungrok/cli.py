@@ -29,12 +29,15 @@ corpus_app = typer.Typer(
 app.add_typer(rules_app, name="rules")
 app.add_typer(corpus_app, name="corpus")
 
+from ungrok.commands import edit as _edit_cmds  # noqa: E402
 from ungrok.commands import fate as _fate_cmds  # noqa: E402
+from ungrok.commands import prereg as _prereg_cmds  # noqa: E402
 from ungrok.commands import probes as _probes_cmds  # noqa: E402
+from ungrok.commands import report as _report_cmds  # noqa: E402
 from ungrok.commands import score as _score_cmds  # noqa: E402
 from ungrok.commands import train as _train_cmds  # noqa: E402
 
-for _module in (_probes_cmds, _score_cmds, _train_cmds, _fate_cmds):
+for _module in (_probes_cmds, _score_cmds, _train_cmds, _fate_cmds, _edit_cmds, _prereg_cmds, _report_cmds):
     _module.register(app)
 
 
@@ -536,7 +539,11 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(2)
     except FileExistsError as e:
-        err.print(f"[red]error:[/red] {e}: already exists; use --force to replace it", highlight=False)
+        err.print(
+            f"[red]error:[/red] {e}: already exists; use --force to replace it",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted; rerun the same command to resume")

@@ -1,9 +1,68 @@
-"""CLI verbs for probes (see cli.py for the shared error handling)."""
+"""`ungrok probes build|show`: probe batteries from rule specs, and what a battery file holds."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+probes_app = typer.Typer(help="Probe batteries: build from rules, show a battery file.", no_args_is_help=True)
+
+
+def _console() -> Console:
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
+
+
+@probes_app.command("build")
+def build(
+    out: Annotated[Path, typer.Option("--out", help="Battery JSONL file to write.")],
+    rules: Annotated[
+        Optional[str], typer.Option(help="Comma-separated rule names, in battery order (default: all).")
+    ] = None,
+    rules_dir: Annotated[
+        Optional[Path], typer.Option("--rules-dir", help="Folder of user rule YAML files.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Expand rules into a battery in the reference JSONL schema (deterministic; prints its sha256)."""
+    from ungrok.probes.battery import build_battery, save_battery
+
+    names = [r.strip() for r in rules.split(",") if r.strip()] if rules else None
+    battery = build_battery(names, rules_dir)
+    save_battery(battery, out, force=force)
+    _console().print(
+        f"wrote {out}: {len(battery):,} items, {len(battery.families)} families, sha256 {battery.sha256}",
+        soft_wrap=True,
+    )
+
+
+@probes_app.command("show")
+def show(battery_file: Annotated[Path, typer.Argument(help="Battery JSONL file.")]) -> None:
+    """Families, items per condition and split, and the battery's hash."""
+    from ungrok.probes.battery import load_battery
+
+    battery = load_battery(battery_file)
+    per: dict[str, dict[tuple[str, str], int]] = {}
+    for (fam, cond, split), n in battery.counts().items():
+        per.setdefault(fam, {})[(cond, split)] = n
+    cols = sorted({k for d in per.values() for k in d})
+    table = Table("family", *[f"{c}/{s}" for c, s in cols], "total", title=str(battery_file))
+    for fam in battery.families:
+        d = per[fam]
+        table.add_row(fam, *[str(d.get(k, "-")) for k in cols], str(sum(d.values())))
+    out = _console()
+    out.print(table)
+    out.print(f"{len(battery):,} items, {len(battery.families)} families")
+    out.print(f"sha256 {battery.sha256}", soft_wrap=True)
+    if battery.file_sha256 != battery.sha256:
+        out.print(f"file sha256 {battery.file_sha256} (the file is not in canonical form; the battery's "
+                  "identity is the canonical hash above)", soft_wrap=True)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the top-level app."""
+    """Add the `probes` sub-app to the top-level app."""
+    app.add_typer(probes_app, name="probes")

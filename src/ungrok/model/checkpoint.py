@@ -54,7 +54,7 @@ def save_checkpoint(
     ck = checkpoint_paths(folder, step)
     tensors = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
     with atomic_path(ck.weights) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "step": str(step)})
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})  # one key: the metadata map is unordered
     meta = {
         "format": FORMAT,
         "step": step,

@@ -1,0 +1,255 @@
+"""`ungrok edit`: kill a rule's support at a rate, rescue it at a dose, ladders, cue scans, checks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ungrok.errors import UngrokError
+
+edit_app = typer.Typer(
+    help="Corpus interventions: kill or rescue one rule's support, nothing else.", no_args_is_help=True
+)
+
+
+def _console() -> Console:
+    """Wide lines when piped (logs, files); the terminal's width otherwise (as cli.py does)."""
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
+
+
+out = _console()
+
+Rule = Annotated[str, typer.Option("--rule", help="Rule to edit (see `ungrok rules list`).")]
+RulesDir = Annotated[
+    Optional[Path],  # noqa: UP045 - typer needs Optional on 3.10
+    typer.Option("--rules-dir", help="Folder of user rule YAML files (added to the built-ins)."),
+]
+Force = Annotated[bool, typer.Option(help="Replace an existing destination.")]
+Workers = Annotated[
+    int, typer.Option(help="Worker processes (shards run in parallel; results do not change).")
+]
+
+
+def _cues(cues: Path | None, scan: bool, src: Path, rule: str, min_events: int, min_ratio: float,
+          rules_dir: Path | None):  # noqa: ANN202  # fmt: skip
+    """The kill cue list: the rule's own (default), a file, or an empirical scan of SRC."""
+    from ungrok.corpus.shards import Corpus
+    from ungrok.corpus.tokenizer import load_tokenizer
+    from ungrok.edit.kill import CueList
+    from ungrok.edit.scan import load_cue_file, scan_cues
+
+    if cues is not None and scan:
+        raise UngrokError("give --cues FILE or --scan, not both")
+    if cues is not None:
+        c = Corpus(src)
+        seqs, source = load_cue_file(cues, load_tokenizer(c.tokenizer_path), c.manifest.tokenizer_sha256)
+        return CueList(seqs, source)
+    if scan:
+        doc = scan_cues(src, rule, min_events=min_events, min_ratio=min_ratio, rules_dir=rules_dir)
+        if not doc["cue_ids"]:
+            raise UngrokError(
+                f"the cue scan of {src} selected no cue (min events {min_events}, ratio {min_ratio:g})"
+            )
+        source = {"mode": "scan", "selected": [r["word"] for r in doc["selected"]], "cue_ids": len(doc["cue_ids"]),
+                  "min_events": min_events, "min_ratio": min_ratio,
+                  "battery_share_of_rule_events": doc["battery_share_of_rule_events"]}  # fmt: skip
+        return CueList([(i,) for i in doc["cue_ids"]], source)
+    return None
+
+
+def _progress(desc: str, total: int):  # noqa: ANN202
+    from ungrok.progress import bar
+
+    return bar(desc, total)
+
+
+def _print_kill(prov: dict, dst: Path, dt: float) -> None:
+    s = prov["support"]
+    fr = prov["flip_rate"]
+    out.print(
+        f"killed {prov['rule']} at rate {prov['rate']:g}: {prov['flipped_sites']:,} of {prov['eligible_sites']:,} "
+        f"eligible sites flipped (realised {fr['realised']:.4f}, z {fr['z']:+.2f}) -> {dst}"
+    )
+    nominal = s["formula_nominal_p"]
+    out.print(
+        f"  support ratio {s['before']['ratio']:.4g} -> {s['after']['ratio']:.4g} measured, "
+        f"{s['predicted_after']['ratio']:.4g} predicted from the flips (mismatch {s['mismatch']:.2%}); "
+        f"(1-p)S/(C+pS) = {'-' if nominal is None else f'{nominal:.4g}'}"
+    )
+    inv = prov["invariants"]
+    out.print(f"  {inv['tokens']:,} tokens, identical count; bytes outside flipped sites identical "
+              f"({inv['verified_shards']} shards verified) in {dt:.1f}s")  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `edit` sub-app to the top-level app."""
+    app.add_typer(edit_app, name="edit")
+
+
+@edit_app.command("kill")
+def kill(
+    src: Annotated[Path, typer.Argument(help="Source corpus folder.")],
+    rule: Rule,
+    rate: Annotated[float, typer.Option(help="Flip probability per eligible site, in [0, 1].")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Edited corpus folder to write.")],
+    seed: Annotated[int, typer.Option(help="Flip seed.")] = 0,
+    cues: Annotated[
+        Optional[Path], typer.Option(help="Kill cue list: a scan's JSON or a text file of words.")  # noqa: UP045
+    ] = None,
+    scan: Annotated[
+        bool, typer.Option("--scan", help="Derive the kill cue list by an empirical scan of SRC.")
+    ] = False,
+    min_events: Annotated[int, typer.Option(help="--scan: decided events a cue needs.")] = 200,
+    min_ratio: Annotated[float, typer.Option(help="--scan: smoothed rule:prior ratio a cue needs.")] = 3.0,
+    workers: Workers = 1,
+    rules_dir: RulesDir = None,
+    force: Force = False,
+) -> None:
+    """Flip the rule's eligible sites to the prior form at RATE; token count and other bytes unchanged."""
+    from ungrok.corpus.shards import read_manifest
+    from ungrok.edit.kill import check_rates, kill_corpus
+    from ungrok.edit.outputs import refuse_existing
+
+    check_rates([rate])
+    refuse_existing(out_dir, force)
+    cue_list = _cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
+    t0 = time.perf_counter()
+    with _progress("kill", read_manifest(src).total_tokens) as p:
+        prov = kill_corpus(src, out_dir, rule, rate, seed, cues=cue_list, force=force, workers=workers,
+                           rules_dir=rules_dir, progress=lambda n: p.advance(p.task_ids[0], n))  # fmt: skip
+    _print_kill(prov, out_dir, time.perf_counter() - t0)
+
+
+@edit_app.command("ladder")
+def ladder(
+    src: Annotated[Path, typer.Argument(help="Source corpus folder.")],
+    rule: Rule,
+    rates: Annotated[str, typer.Option(help="Comma-separated kill rates, e.g. 0.5,0.667,0.8,0.9,1.0.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for one corpus per rate + ladder.json.")],
+    seed: Annotated[int, typer.Option(help="Flip seed (coupled: one uniform per site for every rate).")] = 0,
+    cues: Annotated[Optional[Path], typer.Option(help="Kill cue list file.")] = None,  # noqa: UP045
+    scan: Annotated[bool, typer.Option("--scan", help="Derive the kill cue list by a scan of SRC.")] = False,
+    min_events: Annotated[int, typer.Option(help="--scan: decided events a cue needs.")] = 200,
+    min_ratio: Annotated[float, typer.Option(help="--scan: smoothed rule:prior ratio a cue needs.")] = 3.0,
+    workers: Workers = 1,
+    rules_dir: RulesDir = None,
+    force: Force = False,
+) -> None:
+    """Build a whole kill ladder in one pass over SRC, with nested flips (higher rate = superset)."""
+    from ungrok.corpus.shards import read_manifest
+    from ungrok.edit.kill import check_rates
+    from ungrok.edit.ladder import build_ladder, parse_rates
+    from ungrok.edit.outputs import refuse_existing
+
+    rate_list = check_rates(parse_rates(rates))
+    refuse_existing(out_dir, force)
+    cue_list = _cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
+    t0 = time.perf_counter()
+    with _progress("ladder", read_manifest(src).total_tokens) as p:
+        summary = build_ladder(src, out_dir, rule, rate_list, seed, cues=cue_list, force=force, workers=workers,
+                               rules_dir=rules_dir, progress=lambda n: p.advance(p.task_ids[0], n))  # fmt: skip
+    dt = time.perf_counter() - t0
+    out.print(f"ladder for {summary['rule']} in one pass -> {out_dir} ({dt:.1f}s)")
+    for r in summary["rungs"]:
+        s = r["support"]
+        out.print(f"  {r['dir']}: {r['flipped_sites']:,}/{r['eligible_sites']:,} flipped, ratio "
+                  f"{s['before']['ratio']:.4g} -> {s['after']['ratio']:.4g} (predicted "
+                  f"{s['predicted_after']['ratio']:.4g})")  # fmt: skip
+
+
+@edit_app.command("rescue")
+def rescue(
+    src: Annotated[Path, typer.Argument(help="Base corpus folder.")],
+    rule: Rule,
+    dose: Annotated[float, typer.Option(help="Dose in units of the support density (> 0).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Rescue corpus folder to write.")],
+    unit_from: Annotated[
+        Optional[Path], typer.Option(help="Reference corpus: the unit is the rule's density there.")  # noqa: UP045
+    ] = None,
+    unit: Annotated[Optional[float], typer.Option(help="The unit, in rule events per token.")] = None,  # noqa: UP045
+    placement: Annotated[
+        str, typer.Option(help="append (corpus grows) or replace (neutral docs removed).")
+    ] = "append",
+    window: Annotated[
+        Optional[str], typer.Option(help="START:END training steps for phased exposure (writes phase_b/).")  # noqa: UP045
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Training steps of the run (for --window).")] = 4400,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    battery: Annotated[
+        Optional[list[Path]], typer.Option(help="Extra battery JSONL for the disjointness gate (repeatable).")  # noqa: UP045
+    ] = None,
+    rules_dir: RulesDir = None,
+    force: Force = False,
+) -> None:
+    """Inject rule-supporting sentences (and their symmetric control) at DOSE, with accounting and D1-D3."""
+    from ungrok.edit.rescue import build_rescue
+
+    t0 = time.perf_counter()
+    prov = build_rescue(src, out_dir, rule, dose, unit=unit, unit_from=unit_from, placement=placement,
+                        window=window, steps=steps, seed=seed, battery_files=battery or [], rules_dir=rules_dir,
+                        force=force)  # fmt: skip
+    dt = time.perf_counter() - t0
+    inj, acc = prov["injected"], prov["accounting"]
+    out.print(
+        f"rescued {prov['rule']} at dose {prov['dose']:g} (unit {prov['unit']['events_per_token']:.4g}/token, "
+        f"W {prov['base_tokens']:,}): {prov['n_events']:,} events per class in {inj['documents']:,} documents, "
+        f"{inj['tokens']:,} tokens ({prov['placement']}) -> {out_dir} in {dt:.1f}s"
+    )
+    out.print("  accounting: " + ", ".join(f"{k} {v:,} ({acc['fraction'][k]:.1%})" for k, v in acc["measured"].items())
+              + "; disjointness D1-D3 passed")  # fmt: skip
+    if prov.get("window"):
+        out.print(
+            f"  phased exposure: see {out_dir / 'phase.yaml'} (switch at step {prov['window']['switch_step']})"
+        )
+
+
+@edit_app.command("scan")
+def scan(
+    src: Annotated[Path, typer.Argument(help="Corpus folder to scan.")],
+    rule: Rule,
+    out_file: Annotated[Path, typer.Option("--out", help="Cue file (JSON) to write.")],
+    min_events: Annotated[int, typer.Option(help="Decided events (rule + prior) a cue needs.")] = 200,
+    min_ratio: Annotated[float, typer.Option(help="Smoothed rule:prior ratio a cue needs.")] = 3.0,
+    rules_dir: RulesDir = None,
+    force: Force = False,
+) -> None:
+    """Empirical cue scan (METHOD §6.4): name-shaped tokens the corpus follows with the rule target."""
+    from ungrok.corpus.shards import read_manifest
+    from ungrok.edit.scan import scan_cues, write_cue_file
+
+    if out_file.exists() and not force:
+        raise UngrokError(f"{out_file} already exists; use --force to replace it")
+    with _progress("scan", read_manifest(src).total_tokens) as p:
+        doc = scan_cues(src, rule, min_events=min_events, min_ratio=min_ratio, rules_dir=rules_dir,
+                        progress=lambda n: p.advance(p.task_ids[0], n))  # fmt: skip
+    write_cue_file(out_file, doc, force=force)
+    share = doc["battery_share_of_rule_events"]
+    out.print(
+        f"{len(doc['selected'])} of {doc['candidates']:,} name-shaped tokens selected "
+        f"({len(doc['cue_ids'])} ids with no-space forms); battery names carry "
+        f"{'-' if share is None else f'{share:.0%}'} of their rule events -> {out_file}"
+    )
+
+
+@edit_app.command("check")
+def check(
+    dst: Annotated[Path, typer.Argument(help="Edited corpus folder (kill, ladder or rescue).")],
+    battery: Annotated[
+        Optional[list[Path]], typer.Option(help="Battery JSONL to check against (repeatable).")  # noqa: UP045
+    ] = None,
+    rules_dir: RulesDir = None,
+) -> None:
+    """Disjointness and invariants D1-D4; exit 2 with one line naming the first offending string."""
+    from ungrok.edit.checks import check_edited
+
+    report = check_edited(dst, battery or [], rules_dir)
+    for where, r in report.items():
+        passed = ", ".join(k for k in ("D1", "D2_D3", "D4", "bytes") if k in r)
+        out.print(
+            f"{where}: {r['edit']} passed {passed.replace('D2_D3', 'D2, D3').replace('bytes', 'byte check')}"
+        )

@@ -1,0 +1,142 @@
+"""`ungrok prereg`: freeze predictions before the data exist, amend, verify, score, unlock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ungrok.errors import UngrokError
+
+
+def _console() -> Console:
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
+
+
+def freeze_cmd(
+    experiment: Annotated[
+        Path, typer.Argument(help="experiment YAML (cells, seeds, batteries, predictions)")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="registry file, or a run folder (then FOLDER/registry.json)")
+    ],
+    rules_dir: Annotated[
+        Optional[Path], typer.Option("--rules-dir", help="folder of user rule YAML files (family names)")
+    ] = None,
+) -> None:
+    """Freeze the experiment's predictions, thresholds, classifier constants, battery hashes and seeds."""
+    from ungrok.prereg.registry import freeze
+
+    reg = freeze(experiment, out, rules_dir=rules_dir)
+    n = len(reg.predictions)
+    _console().print(
+        f"frozen: {reg.path}  ({n} prediction{'s' * (n != 1)}, {len(reg.cells)} cells, "
+        f"seeds {reg.seeds.governed}"
+        + (f", quarantined {reg.seeds.quarantined}" if reg.seeds.quarantined else "")
+        + f")\nsha256 {reg.sha256}  (commit or publish it: it proves what was registered, and when)"
+    )
+
+
+def amend_cmd(
+    registry: Annotated[Path, typer.Argument(help="registry.json written by `ungrok prereg freeze`")],
+    file: Annotated[Path, typer.Option("--file", help="YAML with new predictions: and/or changes: text")],
+    reason: Annotated[str, typer.Option("--reason", help="why the amendment is made (recorded)")],
+) -> None:
+    """Append a dated amendment; earlier content is never edited."""
+    from ungrok.prereg.registry import amend
+
+    a = amend(registry, file, reason)
+    _console().print(
+        f"amendment {a.index} recorded {a.created_utc}: {len(a.predictions)} new prediction(s)"
+        + (", documented changes" if a.changes else "")
+        + f"\nchain head sha256 {a.sha256}"
+    )
+
+
+def verify_cmd(
+    registry: Annotated[Path, typer.Argument(help="registry.json to check")],
+) -> None:
+    """Recompute every hash (registry, amendment chain, experiment file, batteries); exit 2 on any change."""
+    from ungrok.prereg.registry import verify
+
+    c = _console()
+    for line in verify(registry):
+        c.print(line, highlight=False)
+    c.print("verified: nothing changed since it was frozen")
+
+
+def unlock_cmd(
+    registry: Annotated[Path, typer.Argument(help="registry.json whose quarantined seeds to unlock")],
+    reason: Annotated[str, typer.Option("--reason", help="why the replication seeds may now be read")],
+) -> None:
+    """Record an unlock amendment: the quarantined seeds become readable from now on."""
+    from ungrok.prereg.registry import unlock
+
+    a = unlock(registry, reason)
+    _console().print(f"unlocked seeds {a.unlocked_seeds} at {a.created_utc} (amendment {a.index})")
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:+.3f}"
+    return str(v)
+
+
+def score_cmd(
+    registry: Annotated[Path, typer.Argument(help="registry.json written by `ungrok prereg freeze`")],
+    evidence: Annotated[
+        Path, typer.Option("--evidence", help="evidence JSON (verdict records per cell x seed)")
+    ],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the scoreboard as JSON")] = None,
+    invalid_cell: Annotated[
+        Optional[list[str]],
+        typer.Option("--invalid-cell", help="a cell the run found INTERVENTION-INVALID (repeatable)"),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="replace an existing --json file")] = False,
+) -> None:
+    """Score every registered prediction: PASS / FAIL / UNSCOREABLE, and which falsifiers triggered."""
+    from ungrok.prereg.evidence import load_evidence
+    from ungrok.prereg.ledger import read_ledger
+    from ungrok.prereg.registry import load_registry
+    from ungrok.prereg.scoreboard import SYMBOL, score, write_scoreboard
+
+    if json_out is not None and json_out.exists() and not force:
+        raise UngrokError(f"{json_out}: already exists; use --force to replace it")
+    reg = load_registry(registry, check_files=True)
+    board = score(reg, load_evidence(evidence), invalid_cell or (), ledger=read_ledger(registry.parent))
+    t = Table(title=f"scoreboard (registry sha256 {reg.head_sha256[:12]})")
+    for col in ("prediction", "group", "kind", "verdict", "value", "reason"):
+        t.add_column(col, overflow="fold")
+    for o in board.outcomes:
+        verdict = f"{SYMBOL[o.status]} {o.status}"
+        if o.falsifier:
+            verdict += {True: " (falsifier TRIGGERED)", False: " (falsifier silent)", None: " (falsifier)"}[
+                o.triggered
+            ]
+        t.add_row(o.name, o.group or "", o.kind, verdict, _fmt(o.value), o.reason)
+    c = _console()
+    c.print(t)
+    c.print(board.summary.line())
+    if json_out is not None:
+        write_scoreboard(json_out, board, force=True)
+        c.print(f"wrote {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `prereg` sub-app (freeze, amend, verify, score, unlock)."""
+    sub = typer.Typer(
+        help="Pre-registration: freeze predictions before the data exist; amend, verify, score, unlock.",
+        no_args_is_help=True,
+    )
+    sub.command("freeze")(freeze_cmd)
+    sub.command("amend")(amend_cmd)
+    sub.command("verify")(verify_cmd)
+    sub.command("score")(score_cmd)
+    sub.command("unlock")(unlock_cmd)
+    app.add_typer(sub, name="prereg")

@@ -1,0 +1,99 @@
+"""Writing edited corpus folders: identity of the source, linked base shards, manifests.
+
+Every edited corpus is an ordinary corpus folder (manifest, tokenizer, shards) that
+the sampler, the support counter and `corpus stats` read unchanged; what the edit did
+is recorded in the manifest's `source` field, next to the source corpus's identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ungrok.corpus.shards import MANIFEST, TOKENIZER, Corpus, Manifest, ShardInfo, write_manifest
+from ungrok.errors import UngrokError
+
+
+def refuse_existing(dst: str | Path, force: bool) -> None:
+    """An existing destination is never overwritten without --force (checked before any work)."""
+    if Path(dst).exists() and not force:
+        raise UngrokError(f"{dst} already exists; use --force to replace it")
+
+
+def manifest_sha256(corpus_dir: str | Path) -> str:
+    return hashlib.sha256((Path(corpus_dir) / MANIFEST).read_bytes()).hexdigest()
+
+
+def source_identity(c: Corpus) -> dict[str, Any]:
+    """What an edited corpus was made from: enough to find and re-verify it."""
+    return {
+        "path": str(c.path.resolve()),
+        "manifest_sha256": manifest_sha256(c.path),
+        "total_tokens": c.manifest.total_tokens,
+        "documents": c.manifest.documents,
+        "shards": len(c.manifest.shards),
+        "upstream": c.manifest.source,
+    }
+
+
+def link_or_copy(src: Path, dst: Path) -> str:
+    """Hard-link an unchanged shard (instant, no extra disk); copy where links are impossible."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+        return "hardlink"
+    except OSError:
+        shutil.copyfile(src, dst)
+        return "copy"
+
+
+def copy_tokenizer(c: Corpus, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(c.tokenizer_path, out_dir / TOKENIZER)
+
+
+def write_corpus_manifest(
+    out_dir: Path, like: Manifest, shards: list[ShardInfo], documents: int, source: dict[str, Any]
+) -> Manifest:
+    """A manifest with the source's dtype, vocabulary and tokenizer, and the given shards."""
+    m = Manifest(
+        dtype=like.dtype,
+        vocab_size=like.vocab_size,
+        eot_id=like.eot_id,
+        tokenizer_sha256=like.tokenizer_sha256,
+        total_tokens=sum(s.tokens for s in shards),
+        documents=documents,
+        shards=shards,
+        source=source,
+    )
+    write_manifest(out_dir, m)
+    return m
+
+
+def read_span(c: Corpus, starts: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Tokens [start, stop) of the corpus stream (shards in manifest order), across shard files.
+
+    `starts` holds each shard's first global position plus the total at the end.
+    """
+    start, stop = max(int(start), 0), min(int(stop), int(starts[-1]))
+    if stop <= start:
+        return np.zeros(0, dtype=c.dtype)
+    first = int(np.searchsorted(starts, start, side="right")) - 1
+    parts = []
+    i = first
+    while i < len(c.manifest.shards) and starts[i] < stop:
+        lo, hi = int(starts[i]), int(starts[i + 1])
+        if hi > lo:
+            parts.append(np.asarray(c.shard(i)[max(start - lo, 0) : min(stop, hi) - lo]))
+        i += 1
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def shard_starts(c: Corpus) -> np.ndarray:
+    sizes = np.array([s.tokens for s in c.manifest.shards], dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

@@ -1,0 +1,511 @@
+"""Evaluate one resolved prediction against the evidence: PASS, FAIL or UNSCOREABLE.
+
+Standing rule (METHOD.md §7): a violated validity gate or missing data yields
+UNSCOREABLE, never PASS or FAIL. Seed quorums:
+- "at least" quorums (>= 2/3, all, any): seeds that fail a gate, or whose test is
+  undetermined (e.g. no zero crossing), are not counted; the claim is scoreable only if
+  at least as many seeds are counted as the quorum needs (the paper's M4a/M4b rule);
+- "at most" quorums (<= 1/3, no): the uncounted seeds could each go either way, so the
+  claim is PASS or FAIL only when every way they could go gives the same answer.
+Composites use Kleene logic: `all` fails as soon as one clause fails on valid data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ungrok.errors import UngrokError
+from ungrok.fate._series import ge
+from ungrok.fate.classify import died, transient_signature
+from ungrok.fate.config import ClassifierConfig
+from ungrok.fate.gates import InterventionGate, artifact_seed, intervention_valid
+from ungrok.fate.margins import timing_test, within_checkpoints
+from ungrok.fate.stats import spearman
+from ungrok.prereg.evidence import Evidence, SeedRecord
+from ungrok.prereg.expr import (
+    MissingField,
+    Quorum,
+    Term,
+    compare,
+    eval_arith,
+    eval_test,
+    parse_arith,
+    parse_quorum,
+    parse_term,
+    parse_test,
+    parse_threshold,
+)
+from ungrok.prereg.predictions import (
+    AllOf,
+    AnyOf,
+    ComparePrediction,
+    Gates,
+    MeanPrediction,
+    SeedsPrediction,
+    SpearmanPrediction,
+    TrendPrediction,
+)
+
+Status = Literal["PASS", "FAIL", "UNSCOREABLE"]
+
+
+@dataclass(frozen=True)
+class Result:
+    status: Status
+    reason: str
+    value: float | str | None = None
+
+
+class Unscoreable(Exception):
+    """Raised inside an evaluation to end it as UNSCOREABLE with this reason."""
+
+
+# --------------------------------------------------------------------------- record view
+class RecordEnv:
+    """A verdict record seen by a test; thresholds come from the frozen classifier constants."""
+
+    def __init__(self, rec: SeedRecord, cfg: ClassifierConfig) -> None:
+        self.rec, self.cfg = rec, cfg
+
+    def _need(self, name: str) -> Any:
+        if not self.rec.has(name):
+            raise MissingField(name)
+        return self.rec.get(name)
+
+    def measure(self, name: str) -> float | None:
+        return self._need(name)
+
+    def atom(self, name: str) -> bool | None:
+        v, cfg = self.rec.verdict(), self.cfg
+        if name == "valid":
+            return self.rec.valid
+        if name == "cm_valid":
+            return self._need("cm_instrument_valid")
+        if name == "died":
+            return died(v, cfg)
+        if name == "emerged":
+            return ge(v.conflict_max, cfg.emerged_thr)
+        if name == "transient":
+            return transient_signature(v, cfg)
+        if name == "artifact":
+            return artifact_seed(v, cfg)
+        if name == "timing":
+            outcome = timing_test(
+                self._need("cm_zero_crossing"), self.rec.onset, cfg.timing_lo, cfg.timing_hi
+            )
+            return None if outcome is None else outcome == "PASS"
+        raise MissingField(name)
+
+    def fate_is(self, fate: str, valid: bool) -> bool:
+        return self.rec.fate == fate and (self.rec.valid or not valid)
+
+    def letter(self) -> str:
+        return self.rec.letter_or_derived()
+
+    def within(self, k: int) -> bool | None:
+        steps = self._need("steps")
+        crossing = self._need("cm_zero_crossing")
+        if steps is None:
+            raise MissingField("steps")
+        try:
+            return within_checkpoints(crossing, self.rec.onset, steps, k)
+        except UngrokError as e:
+            raise Unscoreable(f"{self.rec.cell} seed {self.rec.seed} {self.rec.family}: {e}") from None
+
+
+class PairEnv:
+    """The `a` / `b` values of a compare test."""
+
+    def __init__(self, a: float, b: float) -> None:
+        self.values = {"a": a, "b": b}
+
+    def measure(self, name: str) -> float | None:
+        return self.values[name]
+
+    def atom(self, name: str) -> bool | None:
+        raise MissingField(name)
+
+    def fate_is(self, fate: str, valid: bool) -> bool:
+        raise MissingField("fate")
+
+    def letter(self) -> str:
+        raise MissingField("letter")
+
+    def within(self, k: int) -> bool | None:
+        raise MissingField("within")
+
+
+# --------------------------------------------------------------------------- context
+@dataclass
+class Context:
+    """Everything a prediction is evaluated against."""
+
+    evidence: Evidence
+    cfg: ClassifierConfig
+    governed: list[int]
+    quarantined: list[int]
+    quarantine_locked: bool
+    invalid_cells: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index = self.evidence.index()
+        self._gates: dict[tuple[str, tuple[str, ...], tuple[int, ...]], InterventionGate] = {}
+
+    def seeds(self, pred: Any) -> list[int]:
+        if pred.seeds == "quarantined":
+            if self.quarantine_locked:
+                raise Unscoreable(
+                    "reads the quarantined seeds, which stay locked until `ungrok prereg unlock`"
+                )
+            seeds = self.quarantined
+        else:
+            seeds = self.governed
+        if not seeds:
+            raise Unscoreable(f"the registry lists no {pred.seeds} seeds")
+        return seeds
+
+    def record(self, cell: str, seed: int, family: str) -> SeedRecord:
+        rec = self.index.get((cell, seed, family))
+        if rec is None:
+            raise Unscoreable(f"no evidence for {family} in cell {cell} seed {seed}")
+        return rec
+
+    def check_cell(self, cell: str, gates: Gates, seeds: Sequence[int]) -> None:
+        if cell in self.invalid_cells:
+            raise Unscoreable(f"cell {cell} is INTERVENTION-INVALID ({self.invalid_cells[cell]})")
+        if not gates.intervention:
+            return
+        fams = tuple(gates.intervention)  # type: ignore[arg-type]
+        key = (cell, fams, tuple(seeds))
+        if key not in self._gates:
+            verdicts = {f: [self.record(cell, s, f).verdict() for s in seeds] for f in fams}
+            self._gates[key] = intervention_valid(verdicts, fams)
+        g = self._gates[key]
+        if not g.valid:
+            raise Unscoreable(
+                f"cell {cell} is INTERVENTION-INVALID: {', '.join(g.failed)} not RECOVERED+valid in >= 2/3 seeds"
+            )
+
+    def number(self, cell: str, name: str, family: str | None = None) -> float:
+        if family is None:
+            v = self.evidence.cells.get(cell, {}).get(name)
+            where = f"cell {cell}"
+        else:
+            v = self.evidence.families.get(cell, {}).get(family, {}).get(name)
+            where = f"family {family} in cell {cell}"
+        if v is None:
+            raise Unscoreable(f"the evidence gives no {name!r} for {where}")
+        return float(v)
+
+
+def _gate_failure(rec: SeedRecord, gates: Gates) -> str | None:
+    """Why this seed is not counted under the prediction's gates (None: it is counted)."""
+    if gates.agree and not rec.valid:
+        return "agree gate failed"
+    if gates.cm_guard:
+        if not rec.has("cm_instrument_valid"):
+            raise Unscoreable(f"no CM margins for {rec.family} in cell {rec.cell} seed {rec.seed}")
+        if not rec.cm_instrument_valid:
+            return "CM instrument guard failed"
+    return None
+
+
+def _missing(rec: SeedRecord, m: MissingField) -> Unscoreable:
+    return Unscoreable(f"the evidence for {rec.family} in cell {rec.cell} seed {rec.seed} lacks {m.name}")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:+.3f}" if abs(x) < 1000 else f"{x:.4g}"
+
+
+# --------------------------------------------------------------------------- quorum
+def decide(q: Quorum, n: int, counted: int, true: int) -> tuple[Status, str]:
+    """Score a seed quorum with `counted` seeds determined, `true` of them satisfying."""
+    if q.at_least:
+        needed = next((k for k in range(n + 1) if q.satisfied(k, n)), None)
+        if needed is None:
+            return "UNSCOREABLE", f"the quorum {q.text} cannot be met with {n} seeds"
+        if counted < needed:
+            return "UNSCOREABLE", f"only {counted} of {n} seeds are scoreable; the quorum needs {needed}"
+        return ("PASS" if q.satisfied(true, n) else "FAIL"), f"need {q.text}"
+    unknown = n - counted
+    outcomes = {q.satisfied(k, n) for k in range(true, true + unknown + 1)}
+    if outcomes == {True}:
+        return "PASS", f"need {q.text}"
+    if outcomes == {False}:
+        return "FAIL", f"need {q.text}"
+    return "UNSCOREABLE", f"need {q.text}; the {unknown} seed(s) not scoreable could decide it"
+
+
+def _combine(results: Sequence[Result], mode: str, labels: Sequence[str]) -> Result:
+    """Kleene all/any over per-unit results; a single unit's result passes through unchanged."""
+    if len(results) == 1:
+        return results[0]
+    pairs = list(zip(labels, results, strict=True))
+    value = "; ".join(f"{lab}: {r.value}" for lab, r in pairs if r.value is not None) or None
+    decisive: Status = "FAIL" if mode == "all" else "PASS"
+    for target in (decisive, "UNSCOREABLE"):
+        for lab, r in pairs:
+            if r.status == target:
+                return Result(target, f"{lab}: {r.reason}", value)  # type: ignore[arg-type]
+    status: Status = "PASS" if mode == "all" else "FAIL"
+    return Result(status, "; ".join(f"{lab}: {r.reason}" for lab, r in pairs), value)
+
+
+def _guarded(fn: Any, *args: Any) -> Result:
+    try:
+        return fn(*args)
+    except Unscoreable as e:
+        return Result("UNSCOREABLE", str(e))
+
+
+# --------------------------------------------------------------------------- kinds
+def evaluate(pred: Any, ctx: Context) -> Result:
+    """PASS / FAIL / UNSCOREABLE with a one-line reason and the measured value."""
+    if isinstance(pred, (AllOf, AnyOf)):
+        results = [evaluate(p, ctx) for p in pred.of]
+        labels = [p.name or f"part {i + 1}" for i, p in enumerate(pred.of)]
+        return _combine(results, "all" if isinstance(pred, AllOf) else "any", labels)
+    fn = {
+        SeedsPrediction: _seeds,
+        MeanPrediction: _mean,
+        ComparePrediction: _compare,
+        SpearmanPrediction: _spearman,
+        TrendPrediction: _trend,
+    }[type(pred)]
+    return _guarded(fn, pred, ctx)
+
+
+def _seeds(pred: SeedsPrediction, ctx: Context) -> Result:
+    node = parse_test(pred.test, f"prediction {pred.name} test")
+    q = parse_quorum(pred.quorum, f"prediction {pred.name} quorum")
+    seeds = ctx.seeds(pred)
+    units = [
+        (fam, cells)
+        for fam in pred.family
+        for cells in ([pred.cells] if pred.combine == "pooled" else [[c] for c in pred.cells])
+    ]
+    results = [_guarded(_seed_unit, pred, ctx, node, q, fam, cells, seeds) for fam, cells in units]
+    labels = [f"{fam} @ {'+'.join(cells)}" for fam, cells in units]
+    return _combine(results, "any" if pred.combine == "any" else "all", labels)
+
+
+def _seed_unit(
+    pred: SeedsPrediction,
+    ctx: Context,
+    node: object,
+    q: Quorum,
+    family: str,
+    cells: list[str],
+    seeds: list[int],
+) -> Result:
+    for c in cells:
+        ctx.check_cell(c, pred.gates, seeds)
+    true = counted = 0
+    skipped: list[str] = []
+    per_cell_counted = dict.fromkeys(cells, 0)
+    for c in cells:
+        for s in seeds:
+            rec = ctx.record(c, s, family)
+            why = _gate_failure(rec, pred.gates)
+            if why is None:
+                try:
+                    v = eval_test(node, RecordEnv(rec, ctx.cfg))
+                except MissingField as m:
+                    raise _missing(rec, m) from None
+                why = "undetermined" if v is None else None
+            if why is not None:
+                skipped.append(f"{c}/{s} {why}" if len(cells) > 1 else f"seed {s} {why}")
+                continue
+            counted += 1
+            per_cell_counted[c] += 1
+            true += bool(v)
+    if pred.gates.cm_guard:
+        for c in cells:
+            if per_cell_counted[c] < pred.gates.min_valid_seeds:
+                raise Unscoreable(
+                    f"cell {c}: {per_cell_counted[c]} CM-instrument-valid seed(s); a CM verdict needs "
+                    f"{pred.gates.min_valid_seeds}"
+                )
+    n = len(cells) * len(seeds)
+    status, note = decide(q, n, counted, true)
+    reason = f"{true}/{n} seeds satisfy `{pred.test}`; {note}"
+    if skipped:
+        reason += f" ({'; '.join(skipped)})"
+    return Result(status, reason, f"{true}/{n}")
+
+
+def _cell_mean(
+    pred: Any, ctx: Context, node: object, family: str, cell: str, seeds: list[int], text: str
+) -> float:
+    """Seed mean of a measure in one cell. Gated: over the seeds that pass (at least
+    min_valid_seeds of them); ungated: every seed must give a value."""
+    ctx.check_cell(cell, pred.gates, seeds)
+    gated = pred.gates.agree or pred.gates.cm_guard
+    vals = []
+    for s in seeds:
+        rec = ctx.record(cell, s, family)
+        if _gate_failure(rec, pred.gates) is not None:
+            continue
+        try:
+            v = eval_arith(node, RecordEnv(rec, ctx.cfg))
+        except MissingField as m:
+            raise _missing(rec, m) from None
+        if v is None:
+            if not gated:
+                raise Unscoreable(f"{text} of {family} is undefined in cell {cell} seed {s}")
+            continue
+        vals.append(v)
+    need = pred.gates.min_valid_seeds if gated else len(seeds)
+    if len(vals) < need:
+        which = "CM-instrument-valid" if pred.gates.cm_guard else "gate-passing"
+        raise Unscoreable(f"cell {cell}: {len(vals)} {which} seed(s) for {family}; the mean needs {need}")
+    return math.fsum(vals) / len(vals)
+
+
+def _mean(pred: MeanPrediction, ctx: Context) -> Result:
+    node = parse_arith(pred.measure, f"prediction {pred.name} measure")
+    op, thr = parse_threshold(pred.test, f"prediction {pred.name} test")
+    seeds = ctx.seeds(pred)
+
+    def unit(fam: str, cell: str) -> Result:
+        m = _cell_mean(pred, ctx, node, fam, cell, seeds, pred.measure)
+        ok = compare(op, m, thr)
+        return Result("PASS" if ok else "FAIL", f"mean {pred.measure} = {_fmt(m)}; need {op} {thr:g}", m)
+
+    units = [(f, c) for f in pred.family for c in pred.cells]
+    results = [_guarded(unit, f, c) for f, c in units]
+    return _combine(
+        results, pred.combine if pred.combine == "any" else "all", [f"{f} @ {c}" for f, c in units]
+    )
+
+
+def _compare(pred: ComparePrediction, ctx: Context) -> Result:
+    node = parse_arith(pred.measure, f"prediction {pred.name} measure")
+    test = parse_test(pred.test, f"prediction {pred.name} test")
+    seeds = ctx.seeds(pred)
+
+    def by_mean(fam: str, a: str) -> Result:
+        ma = _cell_mean(pred, ctx, node, fam, a, seeds, pred.measure)
+        mb = _cell_mean(pred, ctx, node, fam, pred.b, seeds, pred.measure)
+        ok = eval_test(test, PairEnv(ma, mb))
+        return Result("PASS" if ok else "FAIL", f"a = {_fmt(ma)} ({a}), b = {_fmt(mb)} ({pred.b}); `{pred.test}`",
+                      ma - mb)  # fmt: skip
+
+    def by_seed(fam: str, a: str) -> Result:
+        q = parse_quorum(pred.quorum, f"prediction {pred.name} quorum")
+        for c in (a, pred.b):
+            ctx.check_cell(c, pred.gates, seeds)
+        true = counted = 0
+        skipped = []
+        for s in seeds:
+            ra, rb = ctx.record(a, s, fam), ctx.record(pred.b, s, fam)
+            why = _gate_failure(ra, pred.gates) or _gate_failure(rb, pred.gates)
+            if why is None:
+                vals = []
+                for rec in (ra, rb):
+                    try:
+                        vals.append(eval_arith(node, RecordEnv(rec, ctx.cfg)))
+                    except MissingField as m:
+                        raise _missing(rec, m) from None
+                v = None if None in vals else eval_test(test, PairEnv(vals[0], vals[1]))  # type: ignore[arg-type]
+                why = "undetermined" if v is None else None
+            if why is not None:
+                skipped.append(f"seed {s} {why}")
+                continue
+            counted += 1
+            true += bool(v)
+        if pred.gates.cm_guard and counted < pred.gates.min_valid_seeds:
+            raise Unscoreable(
+                f"{counted} seed pair(s) pass the CM instrument guard; needs {pred.gates.min_valid_seeds}"
+            )
+        status, note = decide(q, len(seeds), counted, true)
+        reason = f"{true}/{len(seeds)} seeds satisfy `{pred.test}` (a = {a}, b = {pred.b}); {note}"
+        if skipped:
+            reason += f" ({'; '.join(skipped)})"
+        return Result(status, reason, f"{true}/{len(seeds)}")
+
+    fn = by_seed if pred.by == "seed" else by_mean
+    units = [(f, a) for f in pred.family for a in pred.a]
+    results = [_guarded(fn, f, a) for f, a in units]
+    return _combine(
+        results, pred.combine if pred.combine == "any" else "all", [f"{f} @ {a}" for f, a in units]
+    )
+
+
+def _point(
+    pred: Any, ctx: Context, term: Term, text: str, cell: str, family: str | None, seeds: list[int]
+) -> float:
+    """One Spearman coordinate: a number the evidence gives, or a seed mean of a measure."""
+    if term.attr is not None:
+        return ctx.number(cell, term.attr, family)
+    return _cell_mean(pred, ctx, term.measure, term.family or family, cell, seeds, text)  # type: ignore[arg-type]
+
+
+def _spearman(pred: SpearmanPrediction, ctx: Context) -> Result:
+    op, thr = parse_threshold(pred.test, f"prediction {pred.name} test")
+    tx, ty = (parse_term(t, f"prediction {pred.name} term") for t in (pred.x, pred.y))
+    seeds = ctx.seeds(pred)
+    alternative = "less" if op in ("<", "<=") else ("greater" if op in (">", ">=") else None)
+
+    def rho_of(xs: list[float], ys: list[float], labels: list[str], note: str = "") -> Result:
+        r = spearman(xs, ys, alternative)  # type: ignore[arg-type]
+        if math.isnan(r.rho):
+            raise Unscoreable(f"rho is undefined: constant values over {', '.join(labels)}")
+        status: Status = "PASS" if compare(op, r.rho, thr) else "FAIL"
+        reason = f"rho = {r.rho:+.3f} over {r.n} points (one-sided p = {r.p:.3g}); need {op} {thr:g}{note}"
+        return Result(status, reason, r.rho)
+
+    for c in pred.cells:
+        ctx.check_cell(c, pred.gates, seeds)
+    if pred.over == "cells":
+        xs = [_point(pred, ctx, tx, pred.x, c, None, seeds) for c in pred.cells]
+        ys = [_point(pred, ctx, ty, pred.y, c, None, seeds) for c in pred.cells]
+        return rho_of(xs, ys, pred.cells)
+
+    # Over families, the agree gate acts on whole families (the paper's F1 "over the
+    # control-valid (>= 2/3) families"); their seed means then use every seed.
+    per_family = pred.model_copy(update={"gates": pred.gates.model_copy(update={"agree": False})})
+    two_thirds = Quorum(">=", 2, 3)
+
+    def per_cell(cell: str) -> Result:
+        fams, dropped = list(pred.families), []
+        if pred.gates.agree:
+            for f in pred.families:
+                if not two_thirds.satisfied(sum(ctx.record(cell, s, f).valid for s in seeds), len(seeds)):
+                    fams.remove(f)
+                    dropped.append(f)
+        if len(fams) < 3:
+            raise Unscoreable(f"cell {cell}: {len(fams)} control-valid families; Spearman needs 3")
+        xs = [_point(per_family, ctx, tx, pred.x, cell, f, seeds) for f in fams]
+        ys = [_point(per_family, ctx, ty, pred.y, cell, f, seeds) for f in fams]
+        return rho_of(xs, ys, fams, f" (dropped, control-invalid: {', '.join(dropped)})" if dropped else "")
+
+    results = [_guarded(per_cell, c) for c in pred.cells]
+    return _combine(results, pred.combine if pred.combine == "any" else "all", pred.cells)
+
+
+def _trend(pred: TrendPrediction, ctx: Context) -> Result:
+    node = parse_arith(pred.measure, f"prediction {pred.name} measure")
+    seeds = ctx.seeds(pred)
+    cells = list(pred.cells)
+    if pred.order_by is not None:
+        keys = {c: ctx.number(c, pred.order_by) for c in cells}
+        if len(set(keys.values())) < len(keys):
+            raise Unscoreable(f"two cells share a {pred.order_by}; the order is ambiguous")
+        cells.sort(key=keys.__getitem__)
+    means = [_cell_mean(pred, ctx, node, pred.family, c, seeds, pred.measure) for c in cells]
+    op = (">" if pred.strict else ">=") if pred.direction == "decreasing" else ("<" if pred.strict else "<=")
+    breaks = [
+        f"{cells[i]} -> {cells[i + 1]}"
+        for i in range(len(cells) - 1)
+        if not compare(op, means[i], means[i + 1])
+    ]
+    chain = " -> ".join(f"{m:.3f}" for m in means)
+    what = f"{'strictly ' if pred.strict else ''}{pred.direction} over {', '.join(cells)}"
+    if breaks:
+        return Result("FAIL", f"means {chain}: not {what} (broken at {', '.join(breaks)})", chain)
+    return Result("PASS", f"means {chain}: {what}", chain)

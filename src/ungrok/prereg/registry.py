@@ -1,0 +1,561 @@
+"""The frozen registry: predictions, classifier constants, battery and experiment hashes,
+seeds — hashed, dated, and only ever appended to.
+
+Layout of `registry.json`:
+    format, created_utc, experiment {path, sha256}, batteries {name: {path, sha256}},
+    classifier {...}, classifier_sha256, cells, seeds {governed, quarantined},
+    families, measures, cell_numbers, predictions [...],
+    sha256      = sha256 of the canonical JSON of everything above
+    amendments  = [{index, created_utc, kind, reason, predictions, changes,
+                    unlocked_seeds, prev_sha256, sha256}, ...]
+Each amendment's sha256 covers its own content and `prev_sha256` (the registry's
+sha256 for the first, the previous amendment's after that): a hash chain, so editing,
+removing or reordering any earlier entry is detected by `verify`. Hashes are taken
+over the parsed JSON in canonical form (sorted keys, no whitespace), so they do not
+depend on how the file is indented. Paths are stored relative to the registry's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
+
+from ungrok.atomic import write_text
+from ungrok.errors import UngrokError
+from ungrok.fate.config import ClassifierConfig
+from ungrok.prereg import predictions as preds
+from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
+from ungrok.prereg.ledger import (
+    REGISTRY_NAME,
+    locked,
+    read_ledger,
+    record_registration,
+    refuse_if_read,
+    registrations_for,
+)
+from ungrok.yamlfile import load_yaml
+
+FORMAT = "ungrok-prereg/1"
+
+
+# --------------------------------------------------------------------------- hashing
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def base_content(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """What the registry's own sha256 covers: everything but the hash and the amendments."""
+    return {k: v for k, v in raw.items() if k not in ("sha256", "amendments")}
+
+
+def amendment_content(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in raw.items() if k != "sha256"}
+
+
+# --------------------------------------------------------------------------- models
+class FileHash(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    sha256: str
+
+
+class SeedSets(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    governed: list[int]
+    quarantined: list[int] = []
+
+
+class Amendment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int
+    created_utc: str
+    kind: Literal["amend", "unlock"]
+    reason: str
+    predictions: list[dict[str, Any]] = []
+    changes: str | None = None
+    unlocked_seeds: list[int] = []
+    prev_sha256: str
+    sha256: str
+
+
+class Registry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["ungrok-prereg/1"]
+    created_utc: str
+    experiment: FileHash
+    batteries: dict[str, FileHash]
+    classifier: dict[str, Any]
+    classifier_sha256: str
+    cells: list[str]
+    seeds: SeedSets
+    families: list[str]
+    measures: list[str]
+    cell_numbers: list[str] | None
+    predictions: list[dict[str, Any]]
+    sha256: str
+    amendments: list[Amendment] = []
+    _path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def head_sha256(self) -> str:
+        """The hash at the end of the chain: changes with every amendment."""
+        return self.amendments[-1].sha256 if self.amendments else self.sha256
+
+    def classifier_config(self) -> ClassifierConfig:
+        return ClassifierConfig(**self.classifier)
+
+    def vocabulary(self) -> preds.Vocabulary:
+        return preds.Vocabulary(
+            families=frozenset(self.families),
+            cells=tuple(self.cells),
+            measures=frozenset(self.measures),
+            numbers=None if self.cell_numbers is None else frozenset(self.cell_numbers),
+        )
+
+    def registered(self) -> list[tuple[Any, str, str]]:
+        """Every prediction with its registration time and where it was registered."""
+        out = [(p, self.created_utc, "freeze") for p in preds.load(self.predictions)]
+        for a in self.amendments:
+            out.extend((p, a.created_utc, f"amendment {a.index}") for p in preds.load(a.predictions))
+        return out
+
+    def names(self) -> list[str]:
+        return [p["name"] for p in self.predictions] + [
+            p["name"] for a in self.amendments for p in a.predictions
+        ]
+
+    def locked_seeds(self) -> set[int]:
+        """Quarantined seeds not yet unlocked."""
+        unlocked = {s for a in self.amendments if a.kind == "unlock" for s in a.unlocked_seeds}
+        return set(self.seeds.quarantined) - unlocked
+
+
+# --------------------------------------------------------------------------- experiment view
+class ExperimentPrereg(BaseModel):
+    """The parts of an experiment file the pre-registration reads.
+
+    Other top-level keys belong to the experiment schema (which validates them) and are
+    ignored here. `cells` is a mapping name -> spec, a list of names, or a list of
+    mappings with a `name`; `seeds` is a list (with `quarantined_seeds` beside it) or
+    {governed: [...], quarantined: [...]}; `batteries` maps a name to a JSONL path
+    (or is a list of paths), relative to the experiment file.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    cells: list[str]
+    seeds: SeedSets
+    batteries: dict[str, str] = {}
+    classifier: dict[str, Any] = {}
+    measures: list[str] = []
+    cell_numbers: list[str] | None = None
+    rules_dir: str | None = None
+    predictions: list[Any] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shapes(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("the experiment file must be a mapping")
+        data = dict(data)
+        cells = data.get("cells")
+        if isinstance(cells, dict):
+            data["cells"] = list(cells)
+        elif isinstance(cells, list):
+            data["cells"] = [c.get("name") if isinstance(c, dict) else c for c in cells]
+        seeds, q = data.get("seeds"), data.pop("quarantined_seeds", None)
+        if isinstance(seeds, list):
+            data["seeds"] = {"governed": seeds, "quarantined": q or []}
+        elif q is not None:
+            raise ValueError(
+                "give quarantined seeds either in seeds: {quarantined: ...} or as quarantined_seeds"
+            )
+        bats = data.get("batteries")
+        if isinstance(bats, list):
+            data["batteries"] = {str(b): str(b) for b in bats}
+        return data
+
+    @field_validator("cells")
+    @classmethod
+    def _cell_names(cls, cells: list[str]) -> list[str]:
+        if not cells:
+            raise ValueError("the experiment names no cells")
+        for c in cells:
+            if not isinstance(c, str) or not c or "/" in c or c != c.strip():
+                raise ValueError(f"cell name {c!r} must be a non-empty name without '/' or edge spaces")
+        if len(set(cells)) != len(cells):
+            raise ValueError("cell names must be unique")
+        return cells
+
+    @field_validator("seeds")
+    @classmethod
+    def _disjoint(cls, s: SeedSets) -> SeedSets:
+        if not s.governed:
+            raise ValueError("the experiment governs no seeds")
+        both = sorted(set(s.governed) & set(s.quarantined))
+        if both:
+            raise ValueError(f"seed(s) {both} are both governed and quarantined")
+        if len(set(s.governed)) != len(s.governed) or len(set(s.quarantined)) != len(s.quarantined):
+            raise ValueError("a seed is listed twice")
+        return s
+
+
+def read_experiment(path: str | Path) -> ExperimentPrereg:
+    data = load_yaml(path, "experiment file")
+    try:
+        return ExperimentPrereg.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "top level"
+        raise UngrokError(f"{path}: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def battery_families(path: Path) -> set[str]:
+    """The `family` of every line of a battery JSONL (the reference schema)."""
+    fams: set[str] = set()
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                fams.add(str(json.loads(line)["family"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UngrokError(f"{path}:{n}: not a battery line with a 'family' field") from None
+    return fams
+
+
+def _rel(path: Path, base: Path) -> str:
+    """Relative to the registry's folder when close by (the tree can move as a whole),
+    else absolute (a shared reference folder elsewhere)."""
+    rel = Path(os.path.relpath(path.resolve(), base.resolve()))
+    return rel.as_posix() if rel.parts[:3].count("..") <= 2 else path.resolve().as_posix()
+
+
+# --------------------------------------------------------------------------- freeze
+def registry_file(out: str | Path) -> Path:
+    """`--out` may name the registry file or the run folder (then RUN/registry.json)."""
+    p = Path(out)
+    return p / REGISTRY_NAME if p.is_dir() or not p.suffix else p
+
+
+def _write_new(dest: Path, text: str) -> None:
+    """Write a file that must not exist yet, atomically and without a window to clobber one."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            raise UngrokError(
+                f"{dest}: a registry already exists; a frozen registry is never overwritten (amend it instead)"
+            ) from None
+    finally:
+        os.unlink(tmp)
+
+
+def _to_text(obj: Mapping[str, Any]) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def freeze(
+    experiment: str | Path,
+    out: str | Path,
+    *,
+    rules_dir: str | Path | None = None,
+    clock: Clock = utc_now,
+) -> Registry:
+    """Freeze an experiment's predictions into a new registry; refuse if one exists there
+    or if the run folder's ledger shows a governed artifact was already read."""
+    exp_path = Path(experiment)
+    dest = registry_file(out)
+    if dest.exists():
+        raise UngrokError(
+            f"{dest}: a registry already exists; a frozen registry is never overwritten (amend it instead)"
+        )
+    exp = read_experiment(exp_path)
+    exp_sha = sha256_file(exp_path)
+    try:
+        cfg = ClassifierConfig(**exp.classifier)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UngrokError(
+            f"{exp_path}: classifier.{'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from None
+
+    from ungrok.rules.registry import load_rules
+
+    rdir = (
+        rules_dir if rules_dir is not None else (exp_path.parent / exp.rules_dir if exp.rules_dir else None)
+    )
+    families = set(load_rules(rdir))
+    batteries: dict[str, FileHash] = {}
+    for name, rel in sorted(exp.batteries.items()):
+        bp = (exp_path.parent / rel) if not Path(rel).is_absolute() else Path(rel)
+        if not bp.is_file():
+            raise UngrokError(f"{exp_path}: battery {name}: {bp} not found")
+        families |= battery_families(bp)
+        batteries[name] = FileHash(path=_rel(bp, dest.parent), sha256=sha256_file(bp))
+
+    vocab = preds.Vocabulary(
+        families=frozenset(families),
+        cells=tuple(exp.cells),
+        measures=frozenset(exp.measures),
+        numbers=None if exp.cell_numbers is None else frozenset(exp.cell_numbers),
+    )
+    compiled = preds.compile_predictions(exp.predictions, vocab)
+    now = stamp(clock)
+    with locked(dest.parent):
+        led = read_ledger(dest.parent)
+        if registrations_for(led, dest.name):
+            raise UngrokError(
+                f"{dest.parent}: the run ledger already records a registry named {dest.name}; "
+                "a run folder's registry is frozen once"
+            )
+        _refuse_post_hoc(led, compiled, exp.seeds, now)
+        raw: dict[str, Any] = {
+            "format": FORMAT,
+            "created_utc": now,
+            "experiment": {"path": _rel(exp_path, dest.parent), "sha256": exp_sha},
+            "batteries": {k: v.model_dump() for k, v in batteries.items()},
+            "classifier": cfg.model_dump(mode="json"),
+            "classifier_sha256": cfg.sha256(),
+            "cells": list(exp.cells),
+            "seeds": exp.seeds.model_dump(),
+            "families": sorted(families),
+            "measures": sorted(exp.measures),
+            "cell_numbers": None if exp.cell_numbers is None else sorted(exp.cell_numbers),
+            "predictions": preds.dump(compiled),
+        }
+        raw["sha256"] = sha256_json(base_content(raw))
+        raw["amendments"] = []
+        _write_new(dest, _to_text(raw))
+        record_registration(dest.parent, dest.name, "freeze", raw["sha256"], now, lock=False)
+    return load_registry(dest)
+
+
+def _refuse_post_hoc(led: Any, compiled: list[Any], seeds: SeedSets, moment: str) -> None:
+    for p in compiled:
+        sets = preds.seed_sets(p)
+        seed_list = (seeds.governed if "governed" in sets else []) + (
+            seeds.quarantined if "quarantined" in sets else []
+        )
+        refuse_if_read(led, p.name, preds.governed_cells(p), seed_list, moment)
+
+
+# --------------------------------------------------------------------------- load and verify
+def _read_raw(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UngrokError(f"{path}: registry not found")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UngrokError(f"{path}: the registry is not valid JSON any more ({e}); it was modified") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise UngrokError(f"{path}: not an ungrok registry ({FORMAT})")
+    return raw
+
+
+def _check_chain(path: Path, raw: dict[str, Any]) -> None:
+    """Recompute the registry hash and every amendment hash; name the first that differs."""
+    now = sha256_json(base_content(raw))
+    if raw.get("sha256") != now:
+        raise UngrokError(
+            f"{path}: the frozen registry changed after it was frozen "
+            f"(recorded sha256 {str(raw.get('sha256'))[:12]}…, content now hashes to {now[:12]}…)"
+        )
+    prev = now
+    amendments = raw.get("amendments")
+    if not isinstance(amendments, list):
+        raise UngrokError(f"{path}: the amendments list is missing or malformed; the registry was modified")
+    for i, a in enumerate(amendments, 1):
+        if not isinstance(a, dict):
+            raise UngrokError(f"{path}: amendment {i} is malformed; the registry was modified")
+        label = f"amendment {i} (dated {a.get('created_utc')})"
+        if a.get("index") != i or a.get("prev_sha256") != prev:
+            raise UngrokError(
+                f"{path}: {label} does not follow the entry before it (hash chain broken: an amendment "
+                "was removed, reordered or edited)"
+            )
+        h = sha256_json(amendment_content(a))
+        if a.get("sha256") != h:
+            raise UngrokError(f"{path}: {label} changed after it was recorded")
+        prev = h
+
+
+def load_registry(path: str | Path, *, check_files: bool = False) -> Registry:
+    """Load a registry, refusing one whose hashes no longer match (and, with check_files,
+    whose experiment file or batteries changed)."""
+    p = Path(path)
+    raw = _read_raw(p)
+    _check_chain(p, raw)
+    try:
+        reg = Registry.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UngrokError(
+            f"{p}: malformed registry at {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from None
+    reg._path = p
+    cfg = reg.classifier_config()
+    if cfg.sha256() != reg.classifier_sha256:
+        raise UngrokError(
+            f"{p}: the classifier constants no longer hash to the frozen classifier_sha256 "
+            "(this version of ungrok reads them differently)"
+        )
+    reg.registered()  # every stored prediction must load
+    if check_files:
+        _check_file(p, reg.experiment, "experiment file")
+        for name, fh in reg.batteries.items():
+            _check_file(p, fh, f"battery {name}")
+    return reg
+
+
+def _check_file(reg_path: Path, fh: FileHash, what: str) -> None:
+    f = reg_path.parent / fh.path
+    if not f.is_file():
+        raise UngrokError(f"{reg_path}: {what} {fh.path} (frozen with the registry) is missing")
+    now = sha256_file(f)
+    if now != fh.sha256:
+        raise UngrokError(
+            f"{reg_path}: {what} {fh.path} changed since the freeze (sha256 {fh.sha256[:12]}… -> {now[:12]}…)"
+        )
+
+
+def verify(path: str | Path) -> list[str]:
+    """Recompute every hash (registry, amendment chain, experiment file, batteries) and
+    cross-check the run ledger; the first difference is a one-line UngrokError.
+    Returns one line per check that passed."""
+    p = Path(path)
+    reg = load_registry(p, check_files=True)
+    lines = [
+        f"registry sha256 {reg.sha256} (frozen {reg.created_utc})",
+        f"amendment chain: {len(reg.amendments)} amendment(s), head {reg.head_sha256}",
+        f"classifier constants sha256 {reg.classifier_sha256}",
+        f"experiment file {reg.experiment.path}: unchanged",
+    ]
+    lines += [f"battery {n} ({fh.path}): unchanged" for n, fh in reg.batteries.items()]
+    lines.append(_check_ledger(p, reg))
+    return lines
+
+
+def _check_ledger(path: Path, reg: Registry) -> str:
+    recorded = registrations_for(read_ledger(path.parent), path.name)
+    if not recorded:
+        return "ledger: no registrations recorded beside this registry; chain head not cross-checked"
+    chain = [("freeze", reg.sha256)] + [(f"amendment {a.index}", a.sha256) for a in reg.amendments]
+    for i, r in enumerate(recorded):
+        if i >= len(chain):
+            raise UngrokError(
+                f"{path}: the run ledger records {r.what} (sha256 {r.sha256[:12]}…, at {r.at}) that the "
+                "registry no longer holds: an amendment was removed"
+            )
+        if r.sha256 != chain[i][1]:
+            raise UngrokError(f"{path}: {chain[i][0]} does not match the run ledger's record of it ({r.at})")
+    if len(chain) > len(recorded):
+        raise UngrokError(
+            f"{path}: {chain[len(recorded)][0]} is not in the run ledger; it was not written by ungrok"
+        )
+    return f"ledger: {len(recorded)} registration(s) match the chain"
+
+
+# --------------------------------------------------------------------------- amend and unlock
+class AmendFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    predictions: list[Any] = []
+    changes: str | None = None
+
+
+def _append(path: str | Path, build: Callable[[Registry, str], dict[str, Any]], clock: Clock) -> Amendment:
+    p = Path(path)
+    with locked(p.parent):
+        reg = load_registry(p, check_files=True)
+        _check_ledger(p, reg)
+        now = stamp(clock)
+        last = reg.amendments[-1].created_utc if reg.amendments else reg.created_utc
+        if parse_stamp(now) <= parse_stamp(last):
+            raise UngrokError(f"{p}: the clock reads {now}, not after the registry's last entry ({last})")
+        body = build(reg, now)
+        raw = _read_raw(p)
+        entry = {"index": len(reg.amendments) + 1, "created_utc": now, "prev_sha256": reg.head_sha256, **body}
+        entry["sha256"] = sha256_json(entry)
+        raw["amendments"] = [*raw["amendments"], entry]
+        write_text(p, _to_text(raw))
+        record_registration(p.parent, p.name, f"amendment {entry['index']}", entry["sha256"], now, lock=False)
+    return Amendment.model_validate(entry)
+
+
+def amend(
+    path: str | Path,
+    amendment: str | Path | Mapping[str, Any],
+    reason: str,
+    *,
+    clock: Clock = utc_now,
+) -> Amendment:
+    """Append a dated amendment (new predictions and/or documented changes); earlier content
+    is never edited. New predictions are refused if their data were already read."""
+    if not reason or not reason.strip():
+        raise UngrokError("an amendment needs a --reason")
+    data = load_yaml(amendment, "amendment file") if not isinstance(amendment, Mapping) else amendment
+    try:
+        am = AmendFile.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UngrokError(
+            f"amendment file: {'.'.join(map(str, first['loc'])) or 'top level'}: {first['msg']}"
+        ) from None
+    if not am.predictions and not (am.changes and am.changes.strip()):
+        raise UngrokError("amendment file: nothing to amend (give predictions and/or changes)")
+
+    def build(reg: Registry, now: str) -> dict[str, Any]:
+        compiled = preds.compile_predictions(am.predictions, reg.vocabulary(), taken=reg.names())
+        _refuse_post_hoc(read_ledger(Path(path).parent), compiled, reg.seeds, now)
+        return {"kind": "amend", "reason": reason.strip(), "predictions": preds.dump(compiled),
+                "changes": am.changes, "unlocked_seeds": []}  # fmt: skip
+
+    return _append(path, build, clock)
+
+
+def unlock(path: str | Path, reason: str, *, clock: Clock = utc_now) -> Amendment:
+    """Record an unlock amendment: the quarantined seeds become readable from now on."""
+    if not reason or not reason.strip():
+        raise UngrokError("unlocking the quarantine needs a --reason")
+
+    def build(reg: Registry, now: str) -> dict[str, Any]:
+        locked = sorted(reg.locked_seeds())
+        if not locked:
+            raise UngrokError(f"{path}: no quarantined seeds are locked")
+        return {"kind": "unlock", "reason": reason.strip(), "predictions": [], "changes": None,
+                "unlocked_seeds": locked}  # fmt: skip
+
+    return _append(path, build, clock)

@@ -1,0 +1,264 @@
+"""Models and tokenizers the scorer can read: our checkpoints and Hugging Face causal LMs.
+
+Both sides meet in two small adapters: a model gives fp32 logits for right-padded id
+batches (`LogitsModel`), a tokenizer gives ids for text without special tokens
+(`TextTokenizer`). A checkpoint's tokenizer is the one its training corpus was
+encoded with: `--tokenizer FILE` if given, else the corpus named by the run's
+`config.json` (key "data", or "sampler" -> "data"), whose folder holds tokenizer.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ungrok.errors import UngrokError
+
+DTYPES = ("float32", "bfloat16")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """A torch device; auto means the GPU when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UngrokError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UngrokError(f"device {device!r} asked for, but no GPU is available")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """fp32 everywhere; bf16 only on a GPU (the paper scores in fp32)."""
+    if dtype not in DTYPES:
+        raise UngrokError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if dtype == "bfloat16" and device.type != "cuda":
+        raise UngrokError("--dtype bfloat16 is for GPUs; the CPU scores in float32")
+    return torch.float32 if dtype == "float32" else torch.bfloat16
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Score in eval mode and give a model being trained back in its own mode."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+# --------------------------------------------------------------------------- models
+class GPTLogits:
+    """Our GPT (`ungrok.model.GPT`): logits at the asked-for positions only.
+
+    The vocabulary projection is the model's own `lm_head`; a forward pre-hook hands
+    it just the positions read, so a 2-position read of a 6-token row pays 2 rows of
+    the projection instead of 6. Right padding needs no mask (the model is causal).
+    """
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.vocab_size = int(model.config.vocab_size)
+        self.context = int(model.config.context)
+        self.device = next(model.parameters()).device
+
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if positions is None:
+            with _eval_mode(self.model):
+                return self.model(input_ids).float()
+
+        def gather(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
+            x = args[0]
+            return (torch.gather(x, 1, positions.unsqueeze(-1).expand(-1, -1, x.shape[-1])),)
+
+        handle = self.model.lm_head.register_forward_pre_hook(gather)
+        try:
+            with _eval_mode(self.model):
+                return self.model(input_ids).float()
+        finally:
+            handle.remove()
+
+
+class HFLogits:
+    """A transformers causal LM; logits cast to fp32, gathered at the positions read."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.vocab_size = int(model.get_input_embeddings().num_embeddings)
+        limit = getattr(model.config, "max_position_embeddings", None)
+        self.context = int(limit) if isinstance(limit, int) and limit > 0 else None
+        self.device = next(model.parameters()).device
+
+    def logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        with _eval_mode(self.model):
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        if positions is not None:
+            out = torch.gather(out, 1, positions.unsqueeze(-1).expand(-1, -1, out.shape[-1]))
+        return out.float()
+
+
+# --------------------------------------------------------------------------- tokenizers
+class TokenizerFile:
+    """A `tokenizers` tokenizer (our corpora's tokenizer.json), without special tokens."""
+
+    def __init__(self, tokenizer: Any, path: str | Path | None = None):
+        from ungrok.corpus.tokenizer import UNK
+
+        self.tokenizer = tokenizer
+        self.path = Path(path) if path is not None else None
+        self.vocab_size = int(tokenizer.get_vocab_size(with_added_tokens=True))
+        self.unk_id = tokenizer.token_to_id(UNK)
+        self.bos_id = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> TokenizerFile:
+        from ungrok.corpus.tokenizer import load_tokenizer
+
+        return cls(load_tokenizer(path), path)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+
+class HFTokenizer:
+    """A transformers tokenizer called as `tokenizer(s, add_special_tokens=False)` (the paper's way).
+
+    Byte-level BPE tokenizers never emit their unknown token for text, so nothing is
+    skipped for it (unk_id None).
+    """
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.vocab_size = len(tokenizer)
+        self.unk_id = None
+        self.bos_id = tokenizer.bos_token_id
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return [list(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+# --------------------------------------------------------------------------- own runs
+def run_checkpoints(run_dir: str | Path) -> list:
+    """The run's complete checkpoints in step order; none at all is an error."""
+    from ungrok.model import list_checkpoints
+
+    cks = list_checkpoints(run_dir)
+    if not cks:
+        raise UngrokError(f"{run_dir}: no checkpoints (expected checkpoints/model_NNNNNN.json)")
+    return cks
+
+
+def _config_data_path(run_dir: Path) -> Path | None:
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        return None
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise UngrokError(f"{cfg_path}: unreadable run config ({e})") from None
+    data = cfg.get("data") if isinstance(cfg, dict) else None
+    if data is None and isinstance(cfg, dict) and isinstance(cfg.get("sampler"), dict):
+        data = cfg["sampler"].get("data")
+    if isinstance(data, dict):
+        data = data.get("path")
+    if not isinstance(data, str) or not data:
+        return None
+    p = Path(data)
+    if not p.is_absolute() and not p.exists() and (run_dir / p).exists():
+        p = run_dir / p
+    return p
+
+
+def run_tokenizer_path(run_dir: str | Path, tokenizer: str | Path | None = None) -> Path:
+    """The tokenizer a run was trained with: explicit, else its corpus's tokenizer.json."""
+    if tokenizer is not None:
+        p = Path(tokenizer)
+        if not p.is_file():
+            raise UngrokError(f"{p}: tokenizer file not found")
+        return p
+    run = Path(run_dir)
+    data = _config_data_path(run)
+    if data is None:
+        raise UngrokError(f"{run}: no corpus named in {run / 'config.json'}; pass --tokenizer FILE")
+    from ungrok.corpus.shards import Corpus
+
+    path = Corpus(data).tokenizer_path
+    if not path.is_file():
+        raise UngrokError(f"{data}: corpus has no tokenizer.json; pass --tokenizer FILE")
+    return path
+
+
+def load_own_checkpoint(ck: Any, device: torch.device) -> GPTLogits:
+    """A checkpoint (ungrok.model Checkpoint or path) as a scorer adapter, fp32 on device."""
+    from ungrok.model import load_checkpoint
+
+    return GPTLogits(load_checkpoint(ck, device=str(device)).model)
+
+
+# --------------------------------------------------------------------------- Hugging Face
+_STEP = re.compile(r"^step(\d+)")
+
+
+def revision_step(revision: str, index: int) -> int:
+    """The training step a revision names ("step1000", "step99000-tokens415B"), else its index."""
+    m = _STEP.match(revision)
+    return int(m.group(1)) if m else index
+
+
+def revision_steps(revisions: list[str]) -> list[int]:
+    """Steps of the given revisions; two revisions on one step would be ambiguous rows."""
+    steps = [revision_step(r, i) for i, r in enumerate(revisions)]
+    seen: dict[int, str] = {}
+    for r, s in zip(revisions, steps, strict=True):
+        if s in seen:
+            raise UngrokError(f"revisions {seen[s]!r} and {r!r} both map to step {s}")
+        seen[s] = r
+    return steps
+
+
+def load_hf(
+    name: str, revision: str, dtype: str = "float32", device: str = "auto"
+) -> tuple[HFLogits, HFTokenizer]:
+    """`from_pretrained(name, revision=...)` for the model and its tokenizer, ready to score.
+
+    A revision the hub (or, offline, the local cache) does not have is one error line.
+    """
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        tok = AutoTokenizer.from_pretrained(name, revision=revision)
+        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=torch_dtype)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UngrokError(f"cannot load {name} at revision {revision!r}: {first}") from None
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+    model.to(dev).eval()
+    return HFLogits(model), HFTokenizer(tok)

@@ -1,0 +1,343 @@
+"""What a report is made of, and how it is read from a run directory.
+
+The run directory (written by `ungrok run`):
+
+    RUN_DIR/experiment.json                          name, cells (kind, rate, dose, parent, rule), seeds
+    RUN_DIR/cells/<CELL>/support.json                `ungrok support --json` output       (optional)
+    RUN_DIR/cells/<CELL>/seed<S>/traj.parquet        battery accuracy per step
+    RUN_DIR/cells/<CELL>/seed<S>/traj.margins.parquet  CM / PM per step and rule           (optional)
+    RUN_DIR/cells/<CELL>/seed<S>/monitor.jsonl       live-monitor lines with "warnings"   (optional)
+    RUN_DIR/fates.json                               classifier hash + summary records with cell, seed
+    RUN_DIR/scoreboard.json                          pre-registration scoreboard          (optional)
+
+Only experiment.json is required. Any other part that is missing or unreadable becomes a
+note, and the sections that need it say so instead of failing: a report is most wanted
+exactly when a run went partly wrong. Only the seeds experiment.json lists are opened,
+never a directory listing, so a quarantined seed's folder beside them stays unread.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ungrok.errors import UngrokError
+from ungrok.fate.classify import FATES
+from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
+
+RunKey = tuple[str, int, str]  # (cell, seed, family or rule)
+
+RECORD_REQUIRED = ("cell", "seed", "family", "fate", "agree_gate", "conflict_final", "conflict_max")
+
+
+@dataclass(frozen=True)
+class CellInfo:
+    """One cell of the grid. Kill cells carry a rate, rescue cells a dose; both name a parent."""
+
+    name: str
+    kind: str
+    rate: float | None = None
+    dose: float | None = None
+    parent: str | None = None
+    rule: str | None = None  # the rule an edit targets, when the experiment says
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One raw (unsmoothed) series, sorted by step."""
+
+    steps: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class MarginCurve:
+    """One rule's raw CM (and PM, which may be missing) per step, sorted by step."""
+
+    steps: tuple[int, ...]
+    cm: tuple[float, ...]
+    pm: tuple[float | None, ...]
+
+
+@dataclass
+class ReportData:
+    """Everything a report shows. `records is None` means fates.json was not available."""
+
+    name: str
+    cells: dict[str, CellInfo]
+    seeds: list[int]
+    records: list[dict[str, Any]] | None = None
+    classifier_sha256: str | None = None
+    classifier: ClassifierConfig = DEFAULT_CONFIG
+    conflict: dict[RunKey, Curve] = field(default_factory=dict)  # held-out conflict accuracy
+    agree: dict[RunKey, Curve] = field(default_factory=dict)  # held-out agree accuracy
+    margins: dict[RunKey, MarginCurve] = field(default_factory=dict)
+    support: dict[str, dict[str, Any]] = field(default_factory=dict)
+    monitor: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
+    scoreboard: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    source: str | None = None  # the run directory, shown in the header
+
+
+class _CellIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    rate: float | None = None
+    dose: float | None = None
+    parent: str | None = None
+    rule: str | None = None
+
+
+class _ExperimentIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    cells: dict[str, _CellIn]
+    seeds: list[int]
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_experiment(run_dir: Path) -> tuple[str, dict[str, CellInfo], list[int]]:
+    """Name, cells (in file order) and seeds; a missing or malformed file is a user error."""
+    path = run_dir / "experiment.json"
+    if not run_dir.is_dir():
+        raise UngrokError(f"{run_dir}: run directory not found")
+    if not path.is_file():
+        raise UngrokError(f"{path}: not found; is {run_dir} a run directory written by `ungrok run`?")
+    try:
+        exp = _ExperimentIn.model_validate(_read_json(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UngrokError(f"{path}: not valid JSON ({e})") from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "top level"
+        raise UngrokError(f"{path}: {loc}: {first['msg']}") from None
+    if not exp.cells:
+        raise UngrokError(f"{path}: lists no cells")
+    cells = {
+        name: CellInfo(name=name, kind=c.kind, rate=c.rate, dose=c.dose, parent=c.parent, rule=c.rule)
+        for name, c in exp.cells.items()
+    }
+    return exp.name, cells, list(dict.fromkeys(exp.seeds))
+
+
+def _check_record(r: Any) -> str | None:
+    if not isinstance(r, dict):
+        return "not an object"
+    missing = [k for k in RECORD_REQUIRED if k not in r]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if r["fate"] not in FATES:
+        return f"unknown fate {r['fate']!r}"
+    if r["agree_gate"] not in ("pass", "fail"):
+        return f"agree_gate {r['agree_gate']!r} is neither 'pass' nor 'fail'"
+    if isinstance(r["seed"], bool) or not isinstance(r["seed"], int):
+        return f"seed {r['seed']!r} is not an integer"
+    return None
+
+
+def _load_fates(data: ReportData, run_dir: Path) -> None:
+    path = run_dir / "fates.json"
+    if not path.is_file():
+        data.notes.append("fates.json is missing: no verdicts, so the phase grid, the onset markers "
+                          "and the dose-response plots are omitted")  # fmt: skip
+        return
+    try:
+        doc = _read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data.notes.append(f"fates.json is not valid JSON ({e}); verdict sections are omitted")
+        return
+    if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
+        data.notes.append("fates.json has no 'records' list; verdict sections are omitted")
+        return
+    data.classifier_sha256 = doc.get("classifier_sha256")
+    if isinstance(doc.get("classifier"), dict):
+        try:
+            data.classifier = ClassifierConfig(**doc["classifier"])
+        except (ValidationError, TypeError) as e:
+            data.notes.append(f"fates.json: classifier constants unreadable ({e.__class__.__name__}); "
+                              "figures use the default constants")  # fmt: skip
+    if data.classifier_sha256 and data.classifier.sha256() != data.classifier_sha256:
+        data.notes.append(
+            f"fates.json was classified with constants sha256 {data.classifier_sha256[:12]}…, which differ "
+            f"from the constants the figures smooth with ({data.classifier.sha256()[:12]}…)"
+        )
+    records, dropped = [], 0
+    for i, r in enumerate(doc["records"]):
+        why = _check_record(r)
+        if why is None and r["cell"] not in data.cells:
+            why = f"cell {r['cell']!r} is not in experiment.json"
+        if why is None and r["seed"] not in data.seeds:
+            why = f"seed {r['seed']} is not among experiment.json's seeds"
+        if why is not None:
+            dropped += 1
+            if dropped <= 3:
+                data.notes.append(f"fates.json record {i} skipped: {why}")
+            continue
+        records.append(dict(r))
+    if dropped > 3:
+        data.notes.append(f"fates.json: {dropped} records skipped in all")
+    seen: set[RunKey] = set()
+    for r in records:
+        key = (r["cell"], r["seed"], r["family"])
+        if key in seen:
+            raise UngrokError(f"{path}: cell {key[0]} seed {key[1]} family {key[2]} has two records")
+        seen.add(key)
+    data.records = records
+
+
+def _read_parquet(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, Any]] | None, str | None]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        return None, f"not a readable parquet file ({e})"
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        return None, f"lacks column(s) {', '.join(missing)}"
+    return table.select(list(columns)).to_pylist(), None
+
+
+def _one_run(rows: list[dict[str, Any]], where: str, notes: list[str]) -> list[dict[str, Any]]:
+    runs = sorted({str(r["run"]) for r in rows})
+    if len(runs) > 1:
+        notes.append(f"{where} holds {len(runs)} runs; only run {runs[0]!r} is shown")
+        return [r for r in rows if str(r["run"]) == runs[0]]
+    return rows
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _load_traj(data: ReportData, path: Path, cell: str, seed: int, where: str) -> None:
+    rows, err = _read_parquet(path, ("run", "step", "family", "condition", "split", "accuracy"))
+    if err:
+        data.notes.append(f"{where}: {err}; its trajectories are omitted")
+        return
+    assert rows is not None
+    series: dict[tuple[str, str], dict[int, float]] = {}
+    for r in _one_run(rows, where, data.notes):
+        if r["split"] != "heldout" or r["condition"] not in ("conflict", "agree"):
+            continue
+        if not _finite(r["accuracy"]) or r["step"] is None:
+            continue
+        series.setdefault((r["family"], r["condition"]), {})[int(r["step"])] = float(r["accuracy"])
+    for (family, cond), by_step in series.items():
+        steps = sorted(by_step)
+        curve = Curve(tuple(steps), tuple(by_step[s] for s in steps))
+        (data.conflict if cond == "conflict" else data.agree)[(cell, seed, family)] = curve
+
+
+def _load_margins(data: ReportData, path: Path, cell: str, seed: int, where: str) -> None:
+    rows, err = _read_parquet(path, ("run", "step", "rule", "cm", "pm"))
+    if err:
+        data.notes.append(f"{where}: {err}; its margins are omitted")
+        return
+    assert rows is not None
+    series: dict[str, dict[int, tuple[float, float | None]]] = {}
+    for r in _one_run(rows, where, data.notes):
+        if not _finite(r["cm"]) or r["step"] is None:
+            continue
+        pm = float(r["pm"]) if _finite(r["pm"]) else None
+        series.setdefault(r["rule"], {})[int(r["step"])] = (float(r["cm"]), pm)
+    for rule, by_step in series.items():
+        steps = sorted(by_step)
+        data.margins[(cell, seed, rule)] = MarginCurve(
+            tuple(steps), tuple(by_step[s][0] for s in steps), tuple(by_step[s][1] for s in steps)
+        )
+
+
+def _load_monitor(data: ReportData, path: Path, cell: str, seed: int, where: str) -> None:
+    lines = []
+    for n, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError:
+            data.notes.append(f"{where}:{n}: not a JSON line; skipped")
+            continue
+        if isinstance(rec, dict) and rec.get("warnings"):
+            warnings = rec["warnings"] if isinstance(rec["warnings"], list) else [rec["warnings"]]
+            lines.append({"step": rec.get("step"), "warnings": [str(w) for w in warnings]})
+    data.monitor[(cell, seed)] = lines
+
+
+def _load_support(data: ReportData, path: Path, cell: str) -> None:
+    try:
+        doc = _read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data.notes.append(f"cells/{cell}/support.json is not valid JSON ({e}); its support table is omitted")
+        return
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), dict):
+        data.notes.append(f"cells/{cell}/support.json has no 'rules' table; its support table is omitted")
+        return
+    data.support[cell] = doc
+
+
+def _load_scoreboard(data: ReportData, run_dir: Path) -> None:
+    path = run_dir / "scoreboard.json"
+    if not path.is_file():
+        return
+    try:
+        doc = _read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data.notes.append(f"scoreboard.json is not valid JSON ({e}); the scoreboard is omitted")
+        return
+    if not isinstance(doc, dict) or not isinstance(doc.get("outcomes"), list):
+        data.notes.append("scoreboard.json has no 'outcomes' list; the scoreboard is omitted")
+        return
+    bad = [i for i, o in enumerate(doc["outcomes"]) if not isinstance(o, dict) or "name" not in o
+           or o.get("status") not in ("PASS", "FAIL", "UNSCOREABLE")]  # fmt: skip
+    if bad:
+        data.notes.append(f"scoreboard.json outcome {bad[0]} lacks a name or a PASS/FAIL/UNSCOREABLE "
+                          "status; the scoreboard is omitted")  # fmt: skip
+        return
+    data.scoreboard = doc
+
+
+def load_run(run_dir: str | Path) -> ReportData:
+    """Read a run directory into ReportData; missing optional parts become notes."""
+    run_dir = Path(run_dir)
+    name, cells, seeds = read_experiment(run_dir)
+    data = ReportData(name=name, cells=cells, seeds=seeds, source=str(run_dir))
+    _load_fates(data, run_dir)
+    no_traj: list[str] = []
+    for cell, info in cells.items():
+        if info.parent is not None and info.parent not in cells:
+            data.notes.append(f"cell {cell!r} names parent {info.parent!r}, which is not a cell")
+        if info.kind in ("kill", "rescue"):
+            what = "rate" if info.kind == "kill" else "dose"
+            if info.parent is None or getattr(info, what) is None:
+                data.notes.append(f"{info.kind} cell {cell!r} lacks a parent or a {what}; it is on no ladder")
+        cdir = run_dir / "cells" / cell
+        if (cdir / "support.json").is_file():
+            _load_support(data, cdir / "support.json", cell)
+        for seed in seeds:
+            sdir = cdir / f"seed{seed}"
+            where = f"cells/{cell}/seed{seed}"
+            traj = sdir / "traj.parquet"
+            if traj.is_file():
+                _load_traj(data, traj, cell, seed, f"{where}/traj.parquet")
+            else:
+                no_traj.append(where)
+            if (sdir / "traj.margins.parquet").is_file():
+                _load_margins(data, sdir / "traj.margins.parquet", cell, seed, f"{where}/traj.margins.parquet")
+            if (sdir / "monitor.jsonl").is_file():
+                _load_monitor(data, sdir / "monitor.jsonl", cell, seed, f"{where}/monitor.jsonl")
+    if no_traj:
+        data.notes.append(f"traj.parquet is missing for {len(no_traj)} run(s): {', '.join(no_traj)}")
+    _load_scoreboard(data, run_dir)
+    return data

@@ -1,0 +1,160 @@
+"""Live rule monitoring: score the rules' held-out probes and margins during training.
+
+`RuleMonitor` plugs into our loop as a probe callback (`on_probe(step, model)`), and
+`MonitorCallback` wraps the same monitor as a `transformers.TrainerCallback` for runs
+trained with Hugging Face's `Trainer`. Judgement (verdict-so-far, displacement
+warnings) lives in `ungrok.train.watch`; this module only gathers the readings.
+Only held-out items of the watched families are scored, so a probe costs a small,
+fixed number of forward rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ungrok.errors import UngrokError
+from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
+from ungrok.probes.battery import Battery
+from ungrok.probes.margins import MarginPlan, MarginPrompts
+from ungrok.probes.models import GPTLogits, HFLogits
+from ungrok.probes.score import BatteryPlan, LogitsModel, TextTokenizer
+from ungrok.train.watch import RuleWatch
+
+log = logging.getLogger("ungrok.monitor")
+
+
+class RuleMonitor:
+    """Readings of every watched rule at each probe step, and the warnings they trigger."""
+
+    def __init__(
+        self,
+        battery: Battery,
+        tokenizer: TextTokenizer,
+        rules: Sequence[str] | None = None,
+        margins: Sequence[MarginPrompts] = (),
+        cfg: ClassifierConfig = DEFAULT_CONFIG,
+        split: str = "heldout",
+    ):
+        fams = list(rules) if rules is not None else battery.families
+        unknown = [f for f in fams if f not in battery.families]
+        if unknown:
+            raise UngrokError(f"monitor: rule(s) {', '.join(unknown)} have no items in the battery")
+        keep = [
+            it for i, it in enumerate(battery.items)
+            if battery.group_key(i)[0] in fams and battery.group_key(i)[2] == split
+        ]  # fmt: skip
+        if not keep:
+            raise UngrokError(f"monitor: the battery has no {split} items for {', '.join(fams)}")
+        self.split = split
+        self.plan = BatteryPlan(Battery(tuple(keep), source=battery.source), tokenizer)
+        self.margins = MarginPlan([m for m in margins if m.rule in fams], tokenizer) if margins else None
+        self.watches = {f: RuleWatch(f, cfg) for f in fams}
+
+    def observe(self, step: int, model: LogitsModel) -> dict[str, Any]:
+        """Score once, update every rule's watch; the dict goes to monitor.jsonl."""
+        acc = {(g.family, g.condition): g.accuracy for g in self.plan.score(model).groups()}
+        cms = {m.rule: m.cm for m in self.margins.score(model)} if self.margins else {}
+        warnings = []
+        for fam, w in self.watches.items():
+            if (fam, "conflict") in acc and (fam, "agree") in acc:
+                msg = w.observe(step, acc[(fam, "conflict")], acc[(fam, "agree")], cms.get(fam))
+                if msg:
+                    warnings.append(msg)
+        rules = {f: w.summary() for f, w in self.watches.items() if w.steps}
+        alert = [
+            f"{f}: {s['state']}"
+            for f, s in rules.items()
+            if s["state"] != "emerged" and s["state"] != "not yet"
+        ]
+        return {"rules": rules, "warnings": warnings, "display": "; ".join(alert)}
+
+    def on_probe(self, step: int, model: Any) -> dict[str, Any]:
+        """The training loop's probe-callback protocol (model: `ungrok.model.GPT`)."""
+        return self.observe(step, GPTLogits(model))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Readings so far, saved with the trainer's resume state so warnings survive a restart."""
+        return {f: {k: getattr(w, k) for k in _WATCH_STATE} for f, w in self.watches.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for f, saved in state.items():
+            if f in self.watches:
+                for k in _WATCH_STATE:
+                    value = saved[k]
+                    setattr(self.watches[f], k, list(value) if isinstance(value, (list, tuple)) else value)
+
+
+_WATCH_STATE = (
+    "steps", "conflict", "agree", "cm", "smoothed_conflict", "smoothed_agree", "smoothed_cm", "state",
+    "gate_passed",
+)  # fmt: skip
+
+
+def monitor_for_corpus(
+    battery_path: str | Path, corpus: str | Path, rules: Sequence[str] | None = None
+) -> RuleMonitor:
+    """A monitor for a run on `corpus`: its tokenizer, the battery's families, their margin prompts."""
+    from ungrok.corpus.shards import Corpus
+    from ungrok.probes.battery import load_battery
+    from ungrok.probes.margins import margin_rules
+    from ungrok.probes.models import TokenizerFile
+
+    battery = load_battery(battery_path)
+    fams = list(rules) if rules is not None else battery.families
+    tok = TokenizerFile.load(Corpus(corpus).tokenizer_path)
+    return RuleMonitor(battery, tok, fams, margin_rules(fams, None))
+
+
+def _trainer_callback_base() -> type:
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class MonitorCallback(_trainer_callback_base()):
+    """The rule monitor as a `transformers.TrainerCallback`: probes every `every` optimizer steps.
+
+    Readings are kept in `history`, appended to `log_path` (default
+    `<output_dir>/ungrok_monitor.jsonl`) and added to the Trainer's log history;
+    warnings are logged at WARNING level on the `ungrok.monitor` logger.
+    """
+
+    def __init__(self, monitor: RuleMonitor, every: int = 50, log_path: str | Path | None = None):
+        if every < 1:
+            raise UngrokError(f"monitor cadence must be >= 1 step, got {every}")
+        self.monitor = monitor
+        self.every = every
+        self.log_path = Path(log_path) if log_path else None
+        self.history: list[dict[str, Any]] = []
+
+    def _probe(self, args: Any, state: Any, model: Any) -> None:
+        step = int(state.global_step)
+        if self.history and self.history[-1]["step"] == step:
+            return
+        was_training = model.training
+        record = {"step": step, **self.monitor.observe(step, HFLogits(model))}
+        model.train(was_training)
+        self.history.append(record)
+        for w in record["warnings"]:
+            log.warning(w)
+        if state.is_world_process_zero:
+            path = self.log_path or Path(args.output_dir) / "ungrok_monitor.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, sort_keys=True) + "\n")
+            state.log_history.append(
+                {"step": step, "ungrok_warnings": len(record["warnings"]),
+                 **{f"ungrok/{r}/conflict": s["conflict"] for r, s in record["rules"].items()}}
+            )  # fmt: skip
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if model is not None and state.global_step % self.every == 0:
+            self._probe(args, state, model)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if model is not None:
+            self._probe(args, state, model)  # the final reading, whatever the cadence

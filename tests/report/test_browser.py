@@ -1,0 +1,58 @@
+"""The report in a real browser: headless Chromium decodes every figure and renders every section.
+
+Needs the Debian `chromium` package (.ci/ensure-chromium installs it). Under CI=true a
+missing browser fails the test; locally it skips with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ungrok.report.browser import find_chromium, render_check, screenshot
+from ungrok.report.html import SECTIONS
+
+
+@pytest.fixture
+def chromium():
+    exe = find_chromium()
+    if exe is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but chromium is not installed; .ci/ensure-chromium should have installed it")
+        pytest.skip("chromium is not installed; run .ci/ensure-chromium to enable the real-browser test")
+    return exe
+
+
+def test_every_figure_renders(chromium, shared_data, shared_report):
+    n_img = len(re.findall(r"<img ", shared_report.read_text()))
+    check = render_check(shared_report)
+    assert check["title"] == f"ungrok report: {shared_data.name}"
+    assert check["sections"] == [sid for sid, _, _ in SECTIONS]
+    assert len(check["images"]) == n_img == 5
+    for im in check["images"]:
+        assert im["complete"], im["alt"]
+        assert im["width"] > 0 and im["height"] > 0, im["alt"]  # decoded
+        assert im["shown_width"] > 0 and im["shown_height"] > 0, im["alt"]  # laid out
+    assert check["page_height"] > 2000
+
+
+def test_check_catches_a_broken_figure(chromium, shared_html, tmp_path):
+    # The same check on a report whose first image is corrupt must see it: the test can fail.
+    html = shared_html
+    html = html.replace("data:image/png;base64,iVBOR", "data:image/png;base64,AAAAA", 1)
+    (tmp_path / "broken.html").write_text(html)
+    widths = [im["width"] for im in render_check(tmp_path / "broken.html")["images"]]
+    assert widths[0] == 0 and all(w > 0 for w in widths[1:])
+
+
+def test_screenshot_is_not_blank(chromium, shared_report, tmp_path):
+    png = screenshot(shared_report, tmp_path / "shots" / "top.png", width=1000, height=900)
+    im = Image.open(png).convert("RGB")
+    assert im.size == (1000, 900)
+    px = np.asarray(im).reshape(-1, 3)
+    assert len(np.unique(px, axis=0)) > 50
+    assert (px < 100).all(axis=1).mean() > 0.005  # dark text on the page
