@@ -30,6 +30,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(corpus_app, name="corpus")
 
 from ungrok.commands import edit as _edit_cmds  # noqa: E402
+from ungrok.commands import experiment as _experiment_cmds  # noqa: E402
 from ungrok.commands import fate as _fate_cmds  # noqa: E402
 from ungrok.commands import prereg as _prereg_cmds  # noqa: E402
 from ungrok.commands import probes as _probes_cmds  # noqa: E402
@@ -37,7 +38,16 @@ from ungrok.commands import report as _report_cmds  # noqa: E402
 from ungrok.commands import score as _score_cmds  # noqa: E402
 from ungrok.commands import train as _train_cmds  # noqa: E402
 
-for _module in (_probes_cmds, _score_cmds, _train_cmds, _fate_cmds, _edit_cmds, _prereg_cmds, _report_cmds):
+for _module in (
+    _probes_cmds,
+    _score_cmds,
+    _train_cmds,
+    _fate_cmds,
+    _edit_cmds,
+    _prereg_cmds,
+    _report_cmds,
+    _experiment_cmds,
+):
     _module.register(app)
 
 
@@ -418,8 +428,10 @@ def _show_support(result: dict) -> None:
                           f"{cr['neither']:,}", f"{cr['ratio']:.3g}", f"{cr['frequency']:.2e}", "")  # fmt: skip
     out.print(table)
     t = result["forecast_thresholds"]
-    out.print(f"forecast (the support law, not a verdict): likely survives at ratio >= {t['survive_ratio']:g}, "
-              f"likely lost at <= {t['lost_ratio']:g}, at risk between")
+    out.print(
+        f"forecast (the support law, not a verdict): likely survives at ratio >= {t['survive_ratio']:g}, "
+        f"likely lost at <= {t['lost_ratio']:g}, at risk between"
+    )
     for name, why in result["skipped"].items():
         out.print(f"[yellow]skipped {name}:[/yellow] {why}")
 
@@ -477,47 +489,45 @@ def _merge_tables(tables: list) -> dict:
 # --------------------------------------------------------------------------- demo
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes its outputs.")] = Path("demo-out"),
-    tokens: Annotated[int, typer.Option(help="Storyworld tokens per corpus.")] = 5_000_000,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes its outputs.")] = Path(
+        "demo-out"
+    ),
+    workers: Annotated[int, typer.Option(help="Training runs at once (one per core).")] = 2,
+    set_: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--set", help="Override a key of the embedded experiment, KEY.PATH=YAML (repeatable)."),
+    ] = None,
 ) -> None:
-    """The main job. For now: two storyworld corpora (high and low focal support), their
-    statistics, and every rule's support counted in one pass with its forecast."""
-    from ungrok.atomic import write_json
-    from ungrok.rules.registry import load_rules
-    from ungrok.support.count import count
-    from ungrok.support.forecast import ForecastThresholds
+    """The main job: the embedded storyworld experiment, end to end (about 15 minutes on 2 cores).
+
+    High- and low-support corpora, a kill ladder, a rescue, two seeds each; predictions
+    frozen before training; every run trained, monitored, scored and classified; the
+    scoreboard and report.html at the end. Rerun to resume; finished steps are skipped.
+    """
+    from importlib.resources import files
+
+    from ungrok.atomic import write_bytes
+    from ungrok.experiment.run import parse_sets, run_experiment
+    from ungrok.probes.battery import build_battery, canonical_bytes
 
     t0 = time.perf_counter()
-    cells = {
-        "high": {"global_ratio": 8.0, "frame_ratio": 8.0},
-        "low": {"global_ratio": 0.5, "frame_ratio": 0.4, "frame_rate": 0.01},
+    spec_dir = out_dir / "spec"
+    wanted = {
+        "demo.yaml": files("ungrok.experiment").joinpath("demo.yaml").read_bytes(),
+        "battery.jsonl": canonical_bytes(build_battery().items),
     }
-    for cell, knobs in cells.items():
-        corpus_dir = out_dir / f"storyworld-{cell}"
-        knobs = {**knobs, "tokens": tokens, "seed": 0}
-        if (corpus_dir / "manifest.json").is_file():
-            from ungrok.corpus.shards import Corpus
-
-            c = Corpus(corpus_dir)
-            if c.manifest.source.get("config", {}) != _storyworld_config(knobs):
-                raise UngrokError(f"{corpus_dir}: holds a different storyworld; remove it or pick another --out")
-            out.print(f"[bold]{cell}[/bold]: reusing {corpus_dir} (same settings)")
-        else:
-            manifest, dt = _run_storyworld(corpus_dir, knobs, force=False)
-            out.print(f"[bold]{cell}[/bold]: generated {manifest.total_tokens:,} tokens in {dt:.1f}s "
-                      f"({manifest.total_tokens / max(dt, 1e-9):,.0f} tokens/s)")
-        corpus_stats(corpus_dir, json_out=None, no_verify=False)
-        result = count(corpus_dir, list(load_rules().values()), workers=1).to_json()
-        _add_forecast(result, ForecastThresholds())
-        _show_support(result)
-        write_json(out_dir / f"support-{cell}.json", result)
-    out.print(f"demo finished in {time.perf_counter() - t0:.1f}s; outputs in {out_dir}/")
-
-
-def _storyworld_config(knobs: dict) -> dict:
-    from ungrok.corpus.storyworld import StoryworldConfig
-
-    return StoryworldConfig(**knobs).model_dump()
+    for name, data in wanted.items():
+        path = spec_dir / name
+        if path.exists() and path.read_bytes() != data:
+            raise UngrokError(
+                f"{path}: differs from the embedded demo; remove {out_dir} or pick another --out"
+            )
+        if not path.exists():
+            write_bytes(path, data)
+    run_experiment(
+        spec_dir / "demo.yaml", out_dir / "run", workers=workers, overrides=parse_sets(set_ or []) or None
+    )
+    out.print(f"demo finished in {time.perf_counter() - t0:.0f}s; report: {out_dir / 'run' / 'report.html'}")
 
 
 # --------------------------------------------------------------------------- entry

@@ -55,3 +55,10 @@ def test_a_rule_that_never_emerges_stays_quiet():
 def test_slope_is_least_squares():
     assert _slope([3.0, 2.0, 1.0]) == pytest.approx(-1.0)
     assert _slope([1.0, 1.0, 4.0]) == pytest.approx(1.5)  # x = 0,1,2: cov 3 / var 2
+
+
+def test_agree_swings_before_emergence_raise_nothing():
+    w = RuleWatch("r")
+    # an early always-"he" phase solves agree by accident, then it drops: the rule never emerged
+    warns = _feed(w, [(0.0, 1.0), (0.0, 1.0), (0.3, 0.2), (0.2, 0.3)])
+    assert warns == [None] * 4 and w.state == "not yet"

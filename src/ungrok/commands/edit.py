@@ -35,33 +35,6 @@ Workers = Annotated[
 ]
 
 
-def _cues(cues: Path | None, scan: bool, src: Path, rule: str, min_events: int, min_ratio: float,
-          rules_dir: Path | None):  # noqa: ANN202  # fmt: skip
-    """The kill cue list: the rule's own (default), a file, or an empirical scan of SRC."""
-    from ungrok.corpus.shards import Corpus
-    from ungrok.corpus.tokenizer import load_tokenizer
-    from ungrok.edit.kill import CueList
-    from ungrok.edit.scan import load_cue_file, scan_cues
-
-    if cues is not None and scan:
-        raise UngrokError("give --cues FILE or --scan, not both")
-    if cues is not None:
-        c = Corpus(src)
-        seqs, source = load_cue_file(cues, load_tokenizer(c.tokenizer_path), c.manifest.tokenizer_sha256)
-        return CueList(seqs, source)
-    if scan:
-        doc = scan_cues(src, rule, min_events=min_events, min_ratio=min_ratio, rules_dir=rules_dir)
-        if not doc["cue_ids"]:
-            raise UngrokError(
-                f"the cue scan of {src} selected no cue (min events {min_events}, ratio {min_ratio:g})"
-            )
-        source = {"mode": "scan", "selected": [r["word"] for r in doc["selected"]], "cue_ids": len(doc["cue_ids"]),
-                  "min_events": min_events, "min_ratio": min_ratio,
-                  "battery_share_of_rule_events": doc["battery_share_of_rule_events"]}  # fmt: skip
-        return CueList([(i,) for i in doc["cue_ids"]], source)
-    return None
-
-
 def _progress(desc: str, total: int):  # noqa: ANN202
     from ungrok.progress import bar
 
@@ -114,10 +87,11 @@ def kill(
     from ungrok.corpus.shards import read_manifest
     from ungrok.edit.kill import check_rates, kill_corpus
     from ungrok.edit.outputs import refuse_existing
+    from ungrok.edit.scan import resolve_cues
 
     check_rates([rate])
     refuse_existing(out_dir, force)
-    cue_list = _cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
+    cue_list = resolve_cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
     t0 = time.perf_counter()
     with _progress("kill", read_manifest(src).total_tokens) as p:
         prov = kill_corpus(src, out_dir, rule, rate, seed, cues=cue_list, force=force, workers=workers,
@@ -145,10 +119,11 @@ def ladder(
     from ungrok.edit.kill import check_rates
     from ungrok.edit.ladder import build_ladder, parse_rates
     from ungrok.edit.outputs import refuse_existing
+    from ungrok.edit.scan import resolve_cues
 
     rate_list = check_rates(parse_rates(rates))
     refuse_existing(out_dir, force)
-    cue_list = _cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
+    cue_list = resolve_cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
     t0 = time.perf_counter()
     with _progress("ladder", read_manifest(src).total_tokens) as p:
         summary = build_ladder(src, out_dir, rule, rate_list, seed, cues=cue_list, force=force, workers=workers,

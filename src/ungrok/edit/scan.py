@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
@@ -29,6 +29,9 @@ from ungrok.errors import UngrokError
 from ungrok.rules.registry import get_rule, lists_for
 from ungrok.rules.spec import RuleSpec, WindowEvent, resolve_list
 from ungrok.rules.tokens import resolve_tokens
+
+if TYPE_CHECKING:
+    from ungrok.edit.kill import CueList
 
 NAME_SHAPE = re.compile(r"^ [A-Z][a-z]{2,11}$")
 # METHOD §6.4's frozen exclusion set.
@@ -197,3 +200,36 @@ def load_cue_file(
     if not seqs:
         raise UngrokError(f"{p}: the cue file names no cue the tokenizer can encode")
     return seqs, source
+
+
+def resolve_cues(
+    cues: Path | None,
+    scan: bool,
+    src: Path,
+    rule: str,
+    min_events: int,
+    min_ratio: float,
+    rules_dir: Path | None,
+) -> CueList | None:
+    """The kill cue list: the rule's own (default), a file, or an empirical scan of SRC."""
+    from ungrok.corpus.shards import Corpus
+    from ungrok.corpus.tokenizer import load_tokenizer
+    from ungrok.edit.kill import CueList  # kill imports this module
+
+    if cues is not None and scan:
+        raise UngrokError("give --cues FILE or --scan, not both")
+    if cues is not None:
+        c = Corpus(src)
+        seqs, source = load_cue_file(cues, load_tokenizer(c.tokenizer_path), c.manifest.tokenizer_sha256)
+        return CueList(seqs, source)
+    if scan:
+        doc = scan_cues(src, rule, min_events=min_events, min_ratio=min_ratio, rules_dir=rules_dir)
+        if not doc["cue_ids"]:
+            raise UngrokError(
+                f"the cue scan of {src} selected no cue (min events {min_events}, ratio {min_ratio:g})"
+            )
+        source = {"mode": "scan", "selected": [r["word"] for r in doc["selected"]], "cue_ids": len(doc["cue_ids"]),
+                  "min_events": min_events, "min_ratio": min_ratio,
+                  "battery_share_of_rule_events": doc["battery_share_of_rule_events"]}  # fmt: skip
+        return CueList([(i,) for i in doc["cue_ids"]], source)
+    return None

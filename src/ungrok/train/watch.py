@@ -7,9 +7,10 @@ which at the newest point is a trailing mean of 2 — the same truncation the fr
 classifier applies at a series' end.
 
 States, checked in this order at each probe step:
-- ``control-failing``: the agree control's smoothed accuracy is below the gate
-  (0.8) after having passed it. Any conflict drop is then general damage, not
-  displacement, so no displacement warning is raised.
+- ``not yet``: the rule has not emerged (smoothed conflict never reached 0.8).
+- ``control-failing``: after the rule emerged, the agree control's smoothed accuracy
+  is below the gate (0.8) after having passed it. Any conflict drop is then general
+  damage, not displacement, so no displacement warning is raised.
 - ``displaced``: the rule emerged (smoothed conflict ≥ 0.8 at some probe) and its
   smoothed conflict is now ≤ 0.6 — what the classifier would call DISPLACED if
   training stopped here.
@@ -19,7 +20,7 @@ States, checked in this order at each probe step:
   and its least-squares slope over the last `trend_points` probes is negative. CM
   usually moves before argmax accuracy does, so this fires while the rule can
   still be counted as solved.
-- ``emerged`` / ``not yet``: otherwise.
+- ``emerged``: otherwise.
 
 A warning is emitted once per entry into ``displacing``, ``displaced`` or
 ``control-failing``, so the log shows transitions rather than a line per probe.
@@ -87,13 +88,15 @@ class RuleWatch:
     def _judge(self) -> str:
         c = self.cfg
         sc, sa = self.smoothed_conflict[-1], self.smoothed_agree[-1]
+        best = max(self.smoothed_conflict)
+        if not ge(best, c.emerged_thr):
+            # Before the rule emerges the agree control swings with whatever the model
+            # guesses (always " he" solves it by accident); its gate means nothing yet.
+            return "not yet"
         if ge(sa, c.agree_valid_thr):
             self.gate_passed = True
         elif self.gate_passed:
             return "control-failing"
-        best = max(self.smoothed_conflict)
-        if not ge(best, c.emerged_thr):
-            return "not yet"
         if le(sc, c.displaced_thr):
             return "displaced"
         if ge(best - sc, c.unstable_range) or self._cm_falling():

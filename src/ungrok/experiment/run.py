@@ -1,0 +1,503 @@
+"""`ungrok run`: every step of an experiment, resumably, into one run folder.
+
+Order: prepare the folder (copy of the experiment and its batteries) → freeze the
+pre-registration (before any training) or verify it → corpora in dependency order →
+support per cell → train + score every (cell, seed), governed and quarantined, in
+parallel → classify the governed runs (each read recorded in the ledger) → intervention
+gates → evidence + scoreboard → experiment.json + report.html.
+
+Each step leaves its artifact and then a `.done-<step>` marker; a rerun skips every step
+whose marker exists and says so, so an interrupted run (Ctrl-C, SIGKILL, a failed task)
+resumes where it stopped. Training itself resumes inside an interrupted (cell, seed) to
+the bit, and scoring resumes per checkpoint. The (cell, seed) tasks run inline
+(--workers 1), in a spawn process pool, or on Ray; each writes only its own folder, so
+the executor and the completion order change nothing that is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.console import Console
+
+from ungrok.atomic import write_bytes, write_json, write_text
+from ungrok.errors import UngrokError
+from ungrok.experiment import tasks as T
+from ungrok.experiment.spec import Experiment, load_experiment
+
+EXPERIMENT_COPY = "experiment.yaml"
+EXECUTORS = ("local", "ray")
+
+
+# --------------------------------------------------------------------------- executors
+class Executor(Protocol):
+    def map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> Iterator[tuple[Any, Any]]:
+        """Yield (job, result or the exception it raised), in completion order."""
+        ...
+
+
+class InlineExecutor:
+    """One task at a time in this process (--workers 1): no start-up cost."""
+
+    def map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> Iterator[tuple[Any, Any]]:
+        for job in jobs:
+            try:
+                result = fn(job)
+            except Exception as e:  # noqa: BLE001 - reported per task, the others go on
+                result = e
+            yield job, result
+
+
+class PoolExecutor:
+    """A spawn process pool: a fresh interpreter per worker (no forked torch state)."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    def map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> Iterator[tuple[Any, Any]]:
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)), mp_context=ctx)
+        futures = {pool.submit(fn, job): job for job in jobs}
+        try:
+            for f in as_completed(futures):
+                exc = f.exception()
+                yield futures[f], exc if exc is not None else f.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor:
+    """The same task function as a Ray remote task; at most `workers` in flight."""
+
+    def __init__(self, workers: int, address: str | None):
+        self.workers, self.address = workers, address
+
+    def map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> Iterator[tuple[Any, Any]]:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(fn)
+        queue, pending = list(jobs), {}
+        while queue or pending:
+            while queue and len(pending) < self.workers:
+                job = queue.pop(0)
+                pending[remote.options(num_cpus=job.threads or 1).remote(job)] = job
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except Exception as e:  # noqa: BLE001 - RayTaskError wraps the task's own exception
+                result = getattr(e, "cause", None) or e
+            yield job, result
+
+
+def make_executor(kind: str, workers: int, address: str | None = None) -> Executor:
+    if kind not in EXECUTORS:
+        raise UngrokError(f"--executor {kind!r}: use local or ray")
+    if workers < 1:
+        raise UngrokError(f"--workers {workers}: need at least 1")
+    if address is not None and kind != "ray":
+        raise UngrokError("--address is for --executor ray")
+    if kind == "ray":
+        return RayExecutor(workers, address)
+    return InlineExecutor() if workers == 1 else PoolExecutor(workers)
+
+
+def threads_per_worker(workers: int) -> int:
+    """Split the cores between the workers, so two runs on two cores do not oversubscribe."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+# --------------------------------------------------------------------------- output
+@dataclass
+class Stage:
+    done: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    stages: dict[str, Stage] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    scoreboard: str | None = None
+    report: Path | None = None
+
+
+class _Log:
+    """Lines to the console; while a progress bar is live on a terminal, above it."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress: Any = None
+
+    def __call__(self, msg: str, style: str | None = None) -> None:
+        live = self.progress is not None and self.progress.console.is_terminal
+        (self.progress.console if live else self.console).print(msg, style=style, highlight=False,
+                                                                soft_wrap=True)  # fmt: skip
+
+    @contextlib.contextmanager
+    def stage(self, name: str, total: int) -> Iterator[Callable[[], None]]:
+        from ungrok.progress import bar
+
+        with bar(name, total) as p:
+            self.progress = p
+            try:
+                yield lambda: p.advance(p.task_ids[0], 1)
+            finally:
+                self.progress = None
+
+
+def _default_console() -> Console:
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, UngrokError):
+        return str(e)
+    return f"{type(e).__name__}: {e}".rstrip(": ")
+
+
+# --------------------------------------------------------------------------- preparation
+def _battery_files(exp: Experiment, out: Path) -> dict[str, tuple[Path, Path]]:
+    """name -> (source file, the file the run and the registry use: its copy for a relative path)."""
+    files = {}
+    for name, rel in exp.spec.batteries.items():
+        src = exp.resolve(rel)
+        files[name] = (src, src if Path(rel).expanduser().is_absolute() else out / rel)
+    return files
+
+
+def prepare_run_dir(exp: Experiment, out: Path) -> None:
+    """Write RUN_DIR/experiment.yaml (or check it is this experiment) and copy the batteries beside it."""
+    if out.exists() and not out.is_dir():
+        raise UngrokError(f"{out}: exists and is not a folder")
+    copy = out / EXPERIMENT_COPY
+    if copy.is_file():
+        if copy.read_text(encoding="utf-8") != exp.text:
+            raise UngrokError(
+                f"{out} holds a run of a different experiment ({copy} differs from {exp.path}); "
+                "choose another --out"
+            )
+    elif out.is_dir() and any(out.iterdir()):
+        raise UngrokError(
+            f"{out}: exists and is not an ungrok run folder (no {EXPERIMENT_COPY}); choose another --out"
+        )
+    else:
+        write_text(copy, exp.text)
+    for name, (src, used) in _battery_files(exp, out).items():
+        if used == src:
+            continue
+        data = src.read_bytes()
+        if used.is_file():
+            if used.read_bytes() != data:
+                raise UngrokError(
+                    f"battery {name}: {src} changed since this run began (its copy {used} differs); "
+                    "restore it or choose another --out"
+                )
+        else:
+            write_bytes(used, data)
+
+
+def _training_started(out: Path) -> bool:
+    return any((out / "cells").glob("*/seed*/config.json"))
+
+
+def preregister(exp: Experiment, out: Path, log: _Log) -> None:
+    """Freeze the registry before any training, or verify the frozen one (a change stops the run)."""
+    from ungrok.prereg import REGISTRY_NAME, freeze, verify
+
+    reg = out / REGISTRY_NAME
+    if reg.exists():
+        verify(reg)
+        log(f"registry: {reg} verified (nothing changed since it was frozen)")
+        return
+    if not exp.needs_registry:
+        return
+    if _training_started(out):
+        raise UngrokError(
+            f"{reg} is missing but training has already started in {out}; predictions must be frozen "
+            "before training, so this run folder cannot be pre-registered any more"
+        )
+    r = freeze(out / EXPERIMENT_COPY, out, rules_dir=exp.rules_dir)
+    log(f"registry: frozen {reg} before any training ({len(r.predictions)} prediction(s), "
+        f"quarantined seeds {r.seeds.quarantined or 'none'}); sha256 {r.sha256}")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- stages
+def build_corpora(exp: Experiment, out: Path, log: _Log) -> Stage:
+    st = Stage()
+    batteries = [used for _, used in _battery_files(exp, out).values()]
+    todo = []
+    for cell in exp.order:
+        m = T.read_marker(T.cell_dir(out, cell), "corpus")
+        if m is None:
+            todo.append(cell)
+            continue
+        st.skipped += 1
+        if exp.cells[cell].kind == "built":  # the one input outside the run folder
+            now = T.manifest_sha256(T.corpus_dir(out, cell))
+            if now != m.get("manifest_sha256"):
+                raise UngrokError(
+                    f"cell {cell}: corpus {m.get('path')} changed since this run used it (manifest sha256 "
+                    f"{str(m.get('manifest_sha256'))[:12]}… -> {now[:12]}…); restore it or choose another --out"
+                )
+    if st.skipped:
+        log(f"corpora: {st.skipped} done earlier, skipped")
+    with log.stage("corpora", len(todo)) as advance:
+        for cell in todo:
+            t0 = time.perf_counter()
+            info = T.build_cell_corpus(exp, cell, out, batteries)
+            T.write_marker(T.cell_dir(out, cell), "corpus", info)
+            st.done += 1
+            advance()
+            log(
+                f"corpus {cell}: {info['kind']}, {info['tokens']:,} tokens in {time.perf_counter() - t0:.1f}s"
+            )
+    return st
+
+
+def count_support(exp: Experiment, out: Path, log: _Log) -> Stage:
+    st = Stage()
+    if not exp.rules:
+        log("support: no rule to count (rules: is empty and no battery family is a rule)")
+        return st
+    known: dict[str, Path] = {}
+    todo = []
+    for cell in exp.cells:
+        m = T.read_marker(T.cell_dir(out, cell), "support")
+        if m is None:
+            todo.append(cell)
+        else:
+            st.skipped += 1
+            known.setdefault(m.get("manifest_sha256", ""), T.cell_dir(out, cell) / "support.json")
+    if st.skipped:
+        log(f"support: {st.skipped} cell(s) done earlier, skipped")
+    with log.stage("support", len(todo)) as advance:
+        for cell in todo:
+            cdir = T.cell_dir(out, cell)
+            sha = T.manifest_sha256(T.corpus_dir(out, cell))
+            if sha in known:  # the same corpus under another cell (a budget cell): counted once
+                result = json.loads(known[sha].read_text(encoding="utf-8"))
+            else:
+                result = T.count_cell_support(T.corpus_dir(out, cell), exp.rules, exp.rules_dir)
+            write_json(cdir / "support.json", result)
+            T.write_marker(cdir, "support", {"manifest_sha256": sha, "rules": list(exp.rules)})
+            known[sha] = cdir / "support.json"
+            st.done += 1
+            advance()
+    return st
+
+
+def _train_doc(exp: Experiment, out: Path, cell: str, seed: int) -> dict[str, Any]:
+    from ungrok.edit.rescue import PHASE_B, PHASE_FILE
+    from ungrok.experiment.spec import deep_merge
+    from ungrok.yamlfile import load_yaml
+
+    doc = {**exp.train_docs[cell], "seed": seed}
+    phase = T.corpus_dir(out, cell) / PHASE_FILE
+    if phase.is_file():  # a windowed rescue: its sampler switches to phase_b at the window's edge
+        sampler = load_yaml(phase, "rescue phase file")["sampler"]
+        sampler["phase_b"]["data"] = str(T.corpus_dir(out, cell) / PHASE_B)  # where the run folder is now
+        doc = deep_merge(doc, {"sampler": sampler})
+    return doc
+
+
+def run_jobs(
+    exp: Experiment, out: Path, executor: Executor, threads: int | None, log: _Log
+) -> tuple[Stage, list[str]]:
+    """Train + score every (cell, seed) not finished yet; failures are kept as one line each."""
+    st = Stage()
+    batteries = tuple(str(used) for _, used in _battery_files(exp, out).values())
+    jobs = []
+    for cell in exp.cells:
+        for seed in exp.seeds + exp.quarantined:
+            if T.read_marker(T.seed_dir(out, cell, seed), "score") is not None:
+                st.skipped += 1
+                continue
+            jobs.append(T.RunJob(
+                run_dir=str(out), cell=cell, seed=seed, train_doc=_train_doc(exp, out, cell, seed),
+                batteries=batteries, monitor_rules=exp.monitor_rules,
+                classifier=exp.classifier.model_dump(mode="json"),
+                rules_dir=None if exp.rules_dir is None else str(exp.rules_dir), threads=threads,
+            ))  # fmt: skip
+    if st.skipped:
+        log(f"runs: {st.skipped} (cell, seed) run(s) done earlier, skipped")
+    failures: list[str] = []
+    quarantined = set(exp.quarantined)
+    with log.stage("runs", len(jobs)) as advance:
+        for job, result in executor.map(T.run_cell_seed, jobs) if jobs else ():
+            advance()
+            tag = f"cell {job.cell} seed {job.seed}" + (" (quarantined)" if job.seed in quarantined else "")
+            if isinstance(result, BaseException):
+                failures.append(f"{tag}: {_why(result)}")
+                log(f"failed: {failures[-1]}", style="red")
+                continue
+            st.done += 1
+            parts = []
+            if "train" in result:
+                loss = result.get("final_loss")
+                parts.append(f"{result['train']} {result['steps']} steps"
+                             + (f", final loss {loss:.3f}" if loss is not None else ""))  # fmt: skip
+            if "scored" in result:
+                parts.append(f"scored {result['scored']} checkpoints")
+            log(f"run {tag}: {'; '.join(parts) or 'done'} ({result['seconds']:.1f}s in all)")
+    return st, failures
+
+
+def classify(exp: Experiment, out: Path, log: _Log) -> tuple[Stage, list[dict[str, Any]]]:
+    """fates.json over the governed seeds (never the quarantined ones)."""
+    from ungrok.prereg import REGISTRY_NAME, load_registry
+
+    path = out / "fates.json"
+    if T.read_marker(out, "classify") is not None:
+        log("classify: done earlier, skipped")
+        return Stage(skipped=1), json.loads(path.read_text(encoding="utf-8"))["records"]
+    reg_path = out / REGISTRY_NAME
+    reg = load_registry(reg_path) if reg_path.exists() else None
+    records: list[dict[str, Any]] = []
+    with log.stage("classify", len(exp.cells) * len(exp.seeds)) as advance:
+        for cell in exp.cells:
+            for seed in exp.seeds:
+                records += T.classify_run(out, cell, seed, exp.classifier, reg)
+                advance()
+    cfg = exp.classifier
+    write_json(path, {"classifier_sha256": cfg.sha256(), "classifier": cfg.model_dump(mode="json"),
+                      "records": records})  # fmt: skip
+    T.write_marker(out, "classify", {"records": len(records), "classifier_sha256": cfg.sha256()})
+    log(
+        f"classify: {len(records)} verdicts ({len(exp.cells)} cells x {len(exp.seeds)} governed seeds) -> {path}"
+    )
+    return Stage(done=1), records
+
+
+def gate_cells(exp: Experiment, out: Path, records: list[dict[str, Any]], log: _Log) -> tuple[Stage, dict]:
+    path = out / "gates.json"
+    if T.read_marker(out, "gates") is not None:
+        log("gates: done earlier, skipped")
+        return Stage(skipped=1), json.loads(path.read_text(encoding="utf-8"))
+    gates = {}
+    for cell in exp.cells:
+        g = T.cell_gate(exp, cell, records)
+        if g is not None:
+            gates[cell] = g
+            log(f"gate {cell} ({g['kind']}): {g['label']}" + ("" if g["valid"] else f" ({g['summary']})"))
+    write_json(path, gates)
+    T.write_marker(out, "gates", {"cells": len(gates)})
+    return Stage(done=1), gates
+
+
+def scoreboard(exp: Experiment, out: Path, records: list[dict[str, Any]], gates: Mapping[str, Any],
+               log: _Log) -> tuple[Stage, str | None]:  # fmt: skip
+    from ungrok.prereg import REGISTRY_NAME, Evidence, load_registry, read_ledger, score, write_scoreboard
+
+    board_path = out / "scoreboard.json"
+    if not exp.has_predictions:
+        return Stage(), None
+    if T.read_marker(out, "scoreboard") is not None:
+        line = T.read_marker(out, "scoreboard").get("summary")  # type: ignore[union-attr]
+        log(f"scoreboard: done earlier, skipped ({line})")
+        return Stage(skipped=1), line
+    reg = load_registry(out / REGISTRY_NAME, check_files=True)
+    evidence = Evidence.model_validate({
+        "classifier_sha256": exp.classifier.sha256(), "records": records,
+        "cells": T.cell_numbers(exp), "families": T.family_numbers(out, exp),
+    })  # fmt: skip
+    write_json(out / "evidence.json", evidence.model_dump(mode="json", exclude_unset=True))
+    invalid = {c: g["summary"] for c, g in gates.items() if not g["valid"]}
+    board = score(reg, evidence, invalid, ledger=read_ledger(out))
+    write_scoreboard(board_path, board, force=True)
+    line = board.summary.line()
+    T.write_marker(out, "scoreboard", {"summary": line, "registry_head_sha256": reg.head_sha256})
+    log(f"scoreboard: {line} -> {board_path}")
+    return Stage(done=1), line
+
+
+def write_report(out: Path, log: _Log) -> Path:
+    """experiment.json and report.html are derived: rebuilt on every run."""
+    from ungrok.report import build_report, load_run
+
+    t0 = time.perf_counter()
+    path = build_report(load_run(out), out / "report.html", force=True)
+    log(f"report: {path} in {time.perf_counter() - t0:.1f}s")
+    return path
+
+
+# --------------------------------------------------------------------------- the run
+def run_experiment(
+    experiment: str | Path,
+    out: str | Path,
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    console: Console | None = None,
+    _executor: Executor | None = None,
+) -> RunSummary:
+    """Run (or resume) every step of `experiment` into the run folder `out`.
+
+    Raises UngrokError with one line for bad input, a tampered registry, a different
+    experiment in `out`, or when (cell, seed) tasks failed (after every other task has
+    finished and kept its work; a rerun retries only the failed ones).
+    """
+    out = Path(out)
+    log = _Log(console or _default_console())
+    ex = _executor or make_executor(executor, workers, address)
+    # worker processes split the cores; this process's own torch threads are left as they are
+    threads = threads_per_worker(workers) if isinstance(ex, (PoolExecutor, RayExecutor)) else None
+    exp = load_experiment(experiment, overrides)
+    summary = RunSummary(out)
+    prepare_run_dir(exp, out)
+    write_json(out / "experiment.json", T.experiment_json(exp))
+    preregister(exp, out, log)
+    summary.stages["corpora"] = build_corpora(exp, out, log)
+    summary.stages["support"] = count_support(exp, out, log)
+    summary.stages["runs"], summary.failures = run_jobs(exp, out, ex, threads, log)
+    if summary.failures:
+        n = len(summary.failures)
+        raise UngrokError(
+            f"{n} run(s) failed ({summary.failures[0]}{'; ...' if n > 1 else ''}); the finished work is kept, "
+            "rerun the same command to retry the failed runs"
+        )
+    summary.stages["classify"], records = classify(exp, out, log)
+    summary.stages["gates"], gates = gate_cells(exp, out, records, log)
+    summary.stages["scoreboard"], summary.scoreboard = scoreboard(exp, out, records, gates, log)
+    summary.report = write_report(out, log)
+    log(f"finished: {out} ({len(exp.cells)} cells x {len(exp.seeds) + len(exp.quarantined)} seeds)")
+    return summary
+
+
+def parse_sets(items: Iterable[str]) -> dict[str, Any]:
+    """`--set a.b.c=VALUE` (VALUE read as YAML; null deletes the key) -> a nested override mapping."""
+    import yaml
+
+    over: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UngrokError(f"--set {item!r}: expected KEY=VALUE, e.g. train.sampler.steps=50")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise UngrokError(f"--set {item!r}: empty key part")
+        node = over
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise UngrokError(f"--set {item!r}: {p} is set to a value and a mapping")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UngrokError(f"--set {item!r}: the value is not valid YAML") from None
+    return over

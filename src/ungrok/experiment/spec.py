@@ -1,0 +1,470 @@
+"""The experiment file: one YAML that names corpora, edits, training, seeds and predictions.
+
+`load_experiment` validates everything a run needs before any work starts, so a typo in
+cell 17 is one line at second 0, not a crash an hour in: unknown keys, cells that name a
+missing parent or corpus, rules that cannot be killed or rescued, batteries that do not
+load, training configs that do not parse, predictions that do not compile against the
+experiment's cells and families, and intervention gates whose control families the
+battery does not probe.
+
+Paths in the file (batteries, built corpora, cue files, rules_dir) are relative to the
+file itself. `overrides` (a nested mapping, deep-merged; a None value deletes the key)
+is the hook for running the same grid on stand-in data or with fewer steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ungrok.corpus.storyworld import StoryworldConfig
+from ungrok.errors import UngrokError
+from ungrok.fate.config import ClassifierConfig
+
+CellKind = Literal["storyworld", "built", "kill", "rescue"]
+_CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class KillSpec(BaseModel):
+    """Kill `rule` in the parent cell's corpus at `rate` (ungrok.edit.kill_corpus)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    parent: str
+    rule: str
+    rate: float = Field(ge=0.0, le=1.0)
+    seed: int = Field(0, ge=0)
+    cues: str = "spec"  # "spec" (the rule's cue classes), "scan" (METHOD §6.4), or a cue file path
+    min_events: int = Field(200, ge=0)  # cues: scan
+    min_ratio: float = Field(3.0, gt=0)  # cues: scan
+    gate: Literal["kill", "ladder", "none"] = "kill"  # KS (pronoun kill) or AK5 (a/an ladder)
+
+
+class RescueSpec(BaseModel):
+    """Inject synthetic support for `rule` into the parent cell's corpus (ungrok.edit.build_rescue)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    parent: str
+    rule: str
+    dose: float = Field(gt=0.0)
+    unit_from: str | None = None  # a cell whose corpus gives the unit (rule events per token)
+    unit: float | None = Field(None, gt=0.0)
+    placement: Literal["append", "replace"] = "append"
+    window: str | None = None  # "0:E" (early) or "S:" (late), in training steps
+    seed: int = Field(0, ge=0)
+    gate: Literal["rescue", "timing", "none"] | None = None  # default: timing with a window, else rescue
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> RescueSpec:
+        if (self.unit is None) == (self.unit_from is None):
+            raise ValueError("give exactly one of unit_from (a cell) or unit (events per token)")
+        return self
+
+    @property
+    def gate_kind(self) -> str:
+        if self.gate is not None:
+            return self.gate
+        return "timing" if self.window else "rescue"
+
+
+class CellSpec(BaseModel):
+    """One corpus of the grid, and how its runs train."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    storyworld: StoryworldConfig | None = None
+    corpus: str | None = None  # a pre-built shards folder
+    kill: KillSpec | None = None
+    rescue: RescueSpec | None = None
+    train: dict[str, Any] = {}  # deep-merged over the parent's and the top-level train
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CellSpec:
+        given = [k for k in ("storyworld", "corpus", "kill", "rescue") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a cell needs exactly one of storyworld, corpus, kill or rescue"
+                + (f" (it gives {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> CellKind:
+        if self.storyworld is not None:
+            return "storyworld"
+        if self.corpus is not None:
+            return "built"
+        return "kill" if self.kill is not None else "rescue"
+
+    @property
+    def edit(self) -> KillSpec | RescueSpec | None:
+        return self.kill if self.kill is not None else self.rescue
+
+
+class ExperimentSpec(BaseModel):
+    """The experiment file as written (paths unresolved)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    quarantined_seeds: list[int] = []
+    rules: list[str] | None = None
+    batteries: dict[str, str] = Field(min_length=1)
+    train: dict[str, Any] = {}
+    monitor: bool = True
+    classifier: dict[str, Any] = {}
+    cells: dict[str, CellSpec] = Field(min_length=1)
+    predictions: list[Any] = []
+    measures: list[str] = []
+    cell_numbers: list[str] | None = None
+    rules_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment with every path resolved and every cell's training config."""
+
+    spec: ExperimentSpec
+    path: Path  # the file it was read from
+    text: str  # what RUN_DIR/experiment.yaml holds: the file's text, or the overridden document
+    order: tuple[str, ...]  # cells in build order: every edit after its parent (and unit_from)
+    train_docs: dict[str, dict[str, Any]]  # per cell, the merged train mapping (no seed)
+    families: tuple[str, ...]  # battery families, in battery order
+    rules: tuple[str, ...]  # rules whose support is counted
+    monitor_rules: tuple[str, ...]  # rules the live monitor watches (empty: no monitor)
+    classifier: ClassifierConfig
+    rules_dir: Path | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def cells(self) -> dict[str, CellSpec]:
+        return self.spec.cells
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.spec.seeds)
+
+    @property
+    def quarantined(self) -> list[int]:
+        return list(self.spec.quarantined_seeds)
+
+    @property
+    def has_predictions(self) -> bool:
+        return bool(self.spec.predictions)
+
+    @property
+    def needs_registry(self) -> bool:
+        """A registry enforces predictions and the quarantine, so either one freezes it."""
+        return bool(self.spec.predictions or self.spec.quarantined_seeds)
+
+    def resolve(self, rel: str) -> Path:
+        p = Path(rel).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    def battery_paths(self) -> dict[str, Path]:
+        return {name: self.resolve(rel) for name, rel in self.spec.batteries.items()}
+
+    def cell_steps(self, cell: str) -> int:
+        from ungrok.train.config import parse_config
+
+        return parse_config({**self.train_docs[cell], "seed": 0}).sampler.steps
+
+
+# --------------------------------------------------------------------------- helpers
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, recursively for mappings; a None value removes the key."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _validation_line(e: ValidationError, where: str) -> str:
+    first = e.errors()[0]
+    loc = ".".join(str(x) for x in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown key {loc}"
+    if first["type"] == "missing":
+        return f"{where}: {loc}: required key missing"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}"
+
+
+def parse_spec(doc: Any, where: str) -> ExperimentSpec:
+    """Schema validation only (no files, no cross-references); one line on failure."""
+    if not isinstance(doc, dict):
+        raise UngrokError(f"{where}: expected a mapping (name, seeds, batteries, cells, ...)")
+    cells = doc.get("cells")
+    if isinstance(cells, dict):
+        for name, c in cells.items():
+            if c is None:
+                raise UngrokError(
+                    f"{where}: cells.{name}: empty cell; give storyworld, corpus, kill or rescue"
+                )
+    try:
+        return ExperimentSpec.model_validate(doc)
+    except ValidationError as e:
+        raise UngrokError(_validation_line(e, where)) from None
+
+
+# --------------------------------------------------------------------------- cross-checks
+def _build_order(spec: ExperimentSpec, where: str) -> tuple[str, ...]:
+    """Cells in file order, each edit moved after the cells it reads (parent, unit_from)."""
+    deps: dict[str, list[str]] = {}
+    for name, c in spec.cells.items():
+        if not _CELL_NAME.match(name):
+            raise UngrokError(f"{where}: cell name {name!r}: use letters, digits, '_', '.', '+' or '-'")
+        need = []
+        e = c.edit
+        if e is not None:
+            if e.parent == name:
+                raise UngrokError(f"{where}: cells.{name}: a cell cannot be its own parent")
+            need.append(("parent", e.parent))
+            if isinstance(e, RescueSpec) and e.unit_from is not None:
+                need.append(("unit_from", e.unit_from))
+        for what, other in need:
+            if other not in spec.cells:
+                kind = "kill" if c.kill is not None else "rescue"
+                raise UngrokError(f"{where}: cells.{name}.{kind}.{what}: no cell named {other!r}")
+        deps[name] = [o for _, o in need]
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(n: str, chain: list[str]) -> None:
+        if state.get(n) == 2:
+            return
+        if state.get(n) == 1:
+            raise UngrokError(f"{where}: cells form a cycle: {' -> '.join([*chain, n])}")
+        state[n] = 1
+        for d in deps[n]:
+            visit(d, [*chain, n])
+        state[n] = 2
+        order.append(n)
+
+    for n in spec.cells:
+        visit(n, [])
+    return tuple(order)
+
+
+def _train_docs(spec: ExperimentSpec, order: tuple[str, ...], where: str) -> dict[str, dict[str, Any]]:
+    """Each cell's train mapping: top level, then its parent's (edits train like their corpus), then its own."""
+    from ungrok.train.config import parse_config
+
+    if "seed" in spec.train:
+        raise UngrokError(f"{where}: train.seed: give seeds at the top level (seeds:), not in train")
+    docs: dict[str, dict[str, Any]] = {}
+    for name in order:
+        c = spec.cells[name]
+        if "seed" in c.train:
+            raise UngrokError(f"{where}: cells.{name}.train.seed: give seeds at the top level (seeds:)")
+        base = docs[c.edit.parent] if c.edit is not None else spec.train
+        docs[name] = deep_merge(base, c.train)
+        parse_config({**docs[name], "seed": spec.seeds[0]}, f"{where}: cells.{name}.train")
+    return docs
+
+
+def _batteries(exp_dir: Path, spec: ExperimentSpec, where: str, check_files: bool) -> list[str]:
+    """Battery families in order; relative paths must stay inside the experiment's folder
+    (the run folder keeps a copy at the same relative path, so the registry's hashes hold)."""
+    from ungrok.probes.battery import load_battery
+
+    families: list[str] = []
+    owner: dict[str, str] = {}
+    for name, rel in spec.batteries.items():
+        p = Path(rel).expanduser()
+        if not p.is_absolute() and ".." in p.parts:
+            raise UngrokError(
+                f"{where}: batteries.{name}: {rel!r} leaves the experiment's folder; give a path inside "
+                "it or an absolute path"
+            )
+        path = p if p.is_absolute() else exp_dir / p
+        if not check_files:
+            continue
+        if not path.is_file():
+            raise UngrokError(f"{where}: batteries.{name}: {path} not found")
+        bat = load_battery(path)
+        for i in range(len(bat)):
+            fam, cond, _ = bat.group_key(i)
+            if cond not in ("conflict", "agree"):
+                raise UngrokError(
+                    f"{where}: batteries.{name}: {path} has legacy items without family/condition "
+                    "(e.g. the v1 in-loop battery); an experiment scores rule batteries (rvp schema)"
+                )
+        for fam in bat.families:
+            if fam in owner and owner[fam] != name:
+                raise UngrokError(
+                    f"{where}: batteries {owner[fam]} and {name} both probe family {fam!r}; "
+                    "each family may come from one battery only"
+                )
+            owner[fam] = name
+            families.append(fam)
+    return list(dict.fromkeys(families))
+
+
+def _check_edits(spec: ExperimentSpec, exp: Path, rules_dir: Path | None, families: set[str],
+                 train_docs: dict[str, dict[str, Any]], where: str, check_files: bool) -> None:  # fmt: skip
+    from ungrok.edit.rescue import parse_window
+    from ungrok.edit.validity import AK5_FAMILIES, related_families
+    from ungrok.fate.gates import G3_FAMILIES, KS_FAMILIES
+    from ungrok.rules.registry import get_rule
+    from ungrok.train.config import parse_config
+
+    for name, c in spec.cells.items():
+        if c.corpus is not None and check_files:
+            p = Path(c.corpus).expanduser()
+            path = p if p.is_absolute() else exp / p
+            if not (path / "manifest.json").is_file():
+                raise UngrokError(
+                    f"{where}: cells.{name}.corpus: {path} is not a corpus folder (no manifest.json)"
+                )
+        e = c.edit
+        if e is None:
+            continue
+        kind = "kill" if c.kill is not None else "rescue"
+        spec_r = get_rule(e.rule, rules_dir)
+        if kind == "kill" and spec_r.kill is None:
+            raise UngrokError(
+                f"{where}: cells.{name}.kill.rule: rule {e.rule!r} has no kill spec; it cannot be killed"
+            )
+        if kind == "rescue" and spec_r.rescue is None:
+            raise UngrokError(
+                f"{where}: cells.{name}.rescue.rule: rule {e.rule!r} has no rescue spec; it cannot be rescued"
+            )
+        if isinstance(e, KillSpec) and e.cues not in ("spec", "scan") and check_files:
+            p = Path(e.cues).expanduser()
+            if not (p if p.is_absolute() else exp / p).is_file():
+                raise UngrokError(f"{where}: cells.{name}.kill.cues: cue file {e.cues} not found")
+        if isinstance(e, RescueSpec) and e.window is not None:
+            steps = parse_config({**train_docs[name], "seed": 0}).sampler.steps
+            try:
+                parse_window(e.window, steps)
+            except UngrokError as err:
+                raise UngrokError(
+                    f"{where}: cells.{name}.rescue.window: {err}".replace("--window ", "")
+                ) from None
+        gate = e.gate if isinstance(e, KillSpec) else e.gate_kind
+        if gate == "none":
+            continue
+        controls = {"kill": KS_FAMILIES, "ladder": AK5_FAMILIES}.get(gate, G3_FAMILIES)
+        related = related_families(e.rule, rules_dir)
+        missing = [f for f in controls if f not in related and f not in families]
+        if missing and check_files:
+            raise UngrokError(
+                f"{where}: cells.{name}: the {gate} gate needs the control famil"
+                f"{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)} in a battery; add "
+                f"{'it' if len(missing) == 1 else 'them'} or set {kind}.gate: none"
+            )
+
+
+def _check_seeds(spec: ExperimentSpec, where: str) -> None:
+    g, q = spec.seeds, spec.quarantined_seeds
+    if len(set(g)) != len(g) or len(set(q)) != len(q):
+        raise UngrokError(f"{where}: seeds: a seed is listed twice")
+    both = sorted(set(g) & set(q))
+    if both:
+        raise UngrokError(f"{where}: seed(s) {both} are both governed (seeds) and quarantined")
+    if any(s < 0 for s in [*g, *q]):
+        raise UngrokError(f"{where}: seeds must be >= 0")
+
+
+# --------------------------------------------------------------------------- loading
+def load_experiment(
+    path: str | Path, overrides: Mapping[str, Any] | None = None, *, check_files: bool = True
+) -> Experiment:
+    """Read and validate an experiment file; every problem is one UngrokError line naming it.
+
+    `check_files=False` validates the schema and the references between cells, rules and
+    predictions without opening batteries or corpora (e.g. a GPU grid on a laptop).
+    """
+    from ungrok.yamlfile import load_yaml
+
+    path = Path(path)
+    where = str(path)
+    doc = load_yaml(path, "experiment file")
+    if overrides:
+        if not isinstance(doc, dict):
+            raise UngrokError(f"{where}: expected a mapping (name, seeds, batteries, cells, ...)")
+        doc = deep_merge(doc, overrides)
+        text = f"# {path.name} with overrides, as run\n" + yaml.safe_dump(
+            doc, sort_keys=False, allow_unicode=True
+        )
+    else:
+        text = path.read_text(encoding="utf-8")
+    spec = parse_spec(doc, where)
+    _check_seeds(spec, where)
+    order = _build_order(spec, where)
+    try:
+        classifier = ClassifierConfig(**spec.classifier)
+    except ValidationError as e:
+        raise UngrokError(_validation_line(e, f"{where}: classifier")) from None
+    except TypeError as e:
+        raise UngrokError(f"{where}: classifier: {e}") from None
+    rules_dir = None
+    if spec.rules_dir is not None:
+        rd = Path(spec.rules_dir).expanduser()
+        rules_dir = rd if rd.is_absolute() else path.parent / rd
+        if check_files and not rules_dir.is_dir():
+            raise UngrokError(f"{where}: rules_dir: {rules_dir} is not a folder")
+    from ungrok.rules.registry import load_rules
+
+    known = load_rules(rules_dir)
+    families = _batteries(path.parent, spec, where, check_files)
+    if spec.rules is not None:
+        for r in spec.rules:
+            if r not in known:
+                raise UngrokError(f"{where}: rules: unknown rule {r!r} (see `ungrok rules list`)")
+        rules = list(dict.fromkeys(spec.rules))
+    else:
+        rules = [f for f in families if f in known]
+    train_docs = _train_docs(spec, order, where)
+    _check_edits(spec, path.parent, rules_dir, set(families), train_docs, where, check_files)
+    _check_predictions(spec, set(known) | set(families), where)
+    monitor = tuple(r for r in rules if r in families) if spec.monitor else ()
+    return Experiment(
+        spec=spec,
+        path=path,
+        text=text,
+        order=order,
+        train_docs=train_docs,
+        families=tuple(families),
+        rules=tuple(rules),
+        monitor_rules=monitor,
+        classifier=classifier,
+        rules_dir=rules_dir,
+    )
+
+
+def _check_predictions(spec: ExperimentSpec, families: set[str], where: str) -> None:
+    """Compile the predictions now, so a typo fails before anything is built (prereg compiles
+    them again at the freeze, against the same cells and families)."""
+    if not spec.predictions:
+        return
+    from ungrok.prereg.predictions import Vocabulary, compile_predictions
+
+    vocab = Vocabulary(
+        families=frozenset(families),
+        cells=tuple(spec.cells),
+        measures=frozenset(spec.measures),
+        numbers=None if spec.cell_numbers is None else frozenset(spec.cell_numbers),
+    )
+    try:
+        compile_predictions(spec.predictions, vocab)
+    except UngrokError as e:
+        raise UngrokError(f"{where}: {e}") from None
