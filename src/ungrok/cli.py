@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ungrok.errors import UngrokError
+from ungrok.progress import output_console
 
 app = typer.Typer(
     help="Measure, predict and control which learned rules survive language-model pretraining.",
@@ -51,13 +52,7 @@ for _module in (
     _module.register(app)
 
 
-def _console() -> Console:
-    """Wide tables when piped (CI logs, files); the terminal's width otherwise."""
-    c = Console()
-    return c if c.is_terminal else Console(width=160)
-
-
-out = _console()
+out = output_console()
 
 RulesDir = Annotated[
     Optional[Path],  # noqa: UP045 - typer needs Optional on 3.10

@@ -18,6 +18,12 @@ from rich.progress import (
 console = Console(stderr=True)
 
 
+def output_console() -> Console:
+    """Stdout for tables and results: the terminal's width, or wide lines when piped (CI logs, files)."""
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
+
+
 @contextlib.contextmanager
 def bar(description: str, total: float | None) -> Iterator[Progress]:
     """A rich progress bar with one task named "main"; advance with p.advance(p.task_ids[0], n)."""

@@ -7,22 +7,16 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from ungrok.errors import UngrokError
+from ungrok.progress import output_console
 
 edit_app = typer.Typer(
     help="Corpus interventions: kill or rescue one rule's support, nothing else.", no_args_is_help=True
 )
 
 
-def _console() -> Console:
-    """Wide lines when piped (logs, files); the terminal's width otherwise (as cli.py does)."""
-    c = Console()
-    return c if c.is_terminal else Console(width=160)
-
-
-out = _console()
+out = output_console()
 
 Rule = Annotated[str, typer.Option("--rule", help="Rule to edit (see `ungrok rules list`).")]
 RulesDir = Annotated[

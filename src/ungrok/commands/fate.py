@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ungrok.errors import UngrokError
+from ungrok.progress import output_console
 
 
 def _read_parquet(path: Path, what: str):  # noqa: ANN202 - pyarrow is imported lazily
@@ -59,7 +59,7 @@ def classify(
     mtable = _read_parquet(mpath, "margin table") if (margins is not None or mpath.exists()) else None
     records = summarize(table, mtable, cfg)
 
-    out = Console() if Console().is_terminal else Console(width=160)
+    out = output_console()
     t = Table(title=f"fates (classifier sha256 {cfg.sha256()[:12]})")
     for col in (
         "run",

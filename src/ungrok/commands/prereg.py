@@ -6,15 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ungrok.errors import UngrokError
-
-
-def _console() -> Console:
-    c = Console()
-    return c if c.is_terminal else Console(width=160)
+from ungrok.progress import output_console
 
 
 def freeze_cmd(
@@ -33,7 +28,7 @@ def freeze_cmd(
 
     reg = freeze(experiment, out, rules_dir=rules_dir)
     n = len(reg.predictions)
-    _console().print(
+    output_console().print(
         f"frozen: {reg.path}  ({n} prediction{'s' * (n != 1)}, {len(reg.cells)} cells, "
         f"seeds {reg.seeds.governed}"
         + (f", quarantined {reg.seeds.quarantined}" if reg.seeds.quarantined else "")
@@ -50,7 +45,7 @@ def amend_cmd(
     from ungrok.prereg.registry import amend
 
     a = amend(registry, file, reason)
-    _console().print(
+    output_console().print(
         f"amendment {a.index} recorded {a.created_utc}: {len(a.predictions)} new prediction(s)"
         + (", documented changes" if a.changes else "")
         + f"\nchain head sha256 {a.sha256}"
@@ -63,7 +58,7 @@ def verify_cmd(
     """Recompute every hash (registry, amendment chain, experiment file, batteries); exit 2 on any change."""
     from ungrok.prereg.registry import verify
 
-    c = _console()
+    c = output_console()
     for line in verify(registry):
         c.print(line, highlight=False)
     c.print("verified: nothing changed since it was frozen")
@@ -77,7 +72,7 @@ def unlock_cmd(
     from ungrok.prereg.registry import unlock
 
     a = unlock(registry, reason)
-    _console().print(f"unlocked seeds {a.unlocked_seeds} at {a.created_utc} (amendment {a.index})")
+    output_console().print(f"unlocked seeds {a.unlocked_seeds} at {a.created_utc} (amendment {a.index})")
 
 
 def _fmt(v: object) -> str:
@@ -120,7 +115,7 @@ def score_cmd(
                 o.triggered
             ]
         t.add_row(o.name, o.group or "", o.kind, verdict, _fmt(o.value), o.reason)
-    c = _console()
+    c = output_console()
     c.print(t)
     c.print(board.summary.line())
     if json_out is not None:

@@ -6,15 +6,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ungrok.progress import output_console
+
 probes_app = typer.Typer(help="Probe batteries: build from rules, show a battery file.", no_args_is_help=True)
-
-
-def _console() -> Console:
-    c = Console()
-    return c if c.is_terminal else Console(width=160)
 
 
 @probes_app.command("build")
@@ -34,7 +30,7 @@ def build(
     names = [r.strip() for r in rules.split(",") if r.strip()] if rules else None
     battery = build_battery(names, rules_dir)
     save_battery(battery, out, force=force)
-    _console().print(
+    output_console().print(
         f"wrote {out}: {len(battery):,} items, {len(battery.families)} families, sha256 {battery.sha256}",
         soft_wrap=True,
     )
@@ -54,7 +50,7 @@ def show(battery_file: Annotated[Path, typer.Argument(help="Battery JSONL file."
     for fam in battery.families:
         d = per[fam]
         table.add_row(fam, *[str(d.get(k, "-")) for k in cols], str(sum(d.values())))
-    out = _console()
+    out = output_console()
     out.print(table)
     out.print(f"{len(battery):,} items, {len(battery.families)} families")
     out.print(f"sha256 {battery.sha256}", soft_wrap=True)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ungrok.errors import UngrokError
+from ungrok.progress import output_console
 
 
 def _split_list(values: list[str] | None) -> list[str] | None:
@@ -86,7 +87,7 @@ def score(
             store, sources, bat, prompt_sets, bos=bos, batch_tokens=batch_tokens,
             on_checkpoint=lambda _src, _scored: p.advance(p.task_ids[0], 1),
         )  # fmt: skip
-    con = Console() if Console().is_terminal else Console(width=160)
+    con = output_console()
     con.print(
         f"scored {summary.scored} checkpoint(s), {summary.already} already in {out}; battery sha256 "
         f"{bat.sha256[:12]}…"

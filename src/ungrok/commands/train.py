@@ -6,15 +6,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ungrok.progress import output_console
+
 model_app = typer.Typer(help="Model architectures: presets and their exact sizes.", no_args_is_help=True)
-
-
-def _console() -> Console:
-    c = Console()
-    return c if c.is_terminal else Console(width=160)
 
 
 def train(
@@ -50,7 +46,7 @@ def train(
     result = run_training(cfg, data, out, force=force, device=device, callbacks=callbacks)
     if not world_from_env().is_main:  # under torchrun, rank 0 speaks for the run
         return
-    con = _console()
+    con = output_console()
     loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
     if result.status == "complete":
         con.print(f"{out}: already trained with this config ({result.steps:,} steps, final loss {loss}); "
@@ -95,7 +91,7 @@ def model_info(
         ("parameters", f"{model.num_params():,}"),
     ]:
         table.add_row(k, v)
-    _console().print(table)
+    output_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

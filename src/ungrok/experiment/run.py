@@ -33,6 +33,7 @@ from ungrok.atomic import write_bytes, write_json, write_text
 from ungrok.errors import UngrokError
 from ungrok.experiment import tasks as T
 from ungrok.experiment.spec import Experiment, load_experiment
+from ungrok.progress import output_console
 
 EXPERIMENT_COPY = "experiment.yaml"
 EXECUTORS = ("local", "ray")
@@ -156,11 +157,6 @@ class _Log:
                 yield lambda: p.advance(p.task_ids[0], 1)
             finally:
                 self.progress = None
-
-
-def _default_console() -> Console:
-    c = Console()
-    return c if c.is_terminal else Console(width=160)
 
 
 def _why(e: BaseException) -> str:
@@ -453,7 +449,7 @@ def run_experiment(
     finished and kept its work; a rerun retries only the failed ones).
     """
     out = Path(out)
-    log = _Log(console or _default_console())
+    log = _Log(console or output_console())
     ex = _executor or make_executor(executor, workers, address)
     # worker processes split the cores; this process's own torch threads are left as they are
     threads = threads_per_worker(workers) if isinstance(ex, (PoolExecutor, RayExecutor)) else None
