@@ -27,6 +27,13 @@ Force = Annotated[bool, typer.Option(help="Replace an existing destination.")]
 Workers = Annotated[
     int, typer.Option(help="Worker processes (shards run in parallel; results do not change).")
 ]
+# The kill cue list, shared by `kill` and `ladder`: a file, or an empirical scan of the source.
+Cues = Annotated[
+    Optional[Path], typer.Option(help="Kill cue list: a scan's JSON or a text file of words.")  # noqa: UP045
+]
+Scan = Annotated[bool, typer.Option("--scan", help="Derive the kill cue list by an empirical scan of SRC.")]
+MinEvents = Annotated[int, typer.Option(help="--scan: decided events a cue needs.")]
+MinRatio = Annotated[float, typer.Option(help="--scan: smoothed rule:prior ratio a cue needs.")]
 
 
 def _progress(desc: str, total: int):  # noqa: ANN202
@@ -65,14 +72,10 @@ def kill(
     rate: Annotated[float, typer.Option(help="Flip probability per eligible site, in [0, 1].")],
     out_dir: Annotated[Path, typer.Option("--out", help="Edited corpus folder to write.")],
     seed: Annotated[int, typer.Option(help="Flip seed.")] = 0,
-    cues: Annotated[
-        Optional[Path], typer.Option(help="Kill cue list: a scan's JSON or a text file of words.")  # noqa: UP045
-    ] = None,
-    scan: Annotated[
-        bool, typer.Option("--scan", help="Derive the kill cue list by an empirical scan of SRC.")
-    ] = False,
-    min_events: Annotated[int, typer.Option(help="--scan: decided events a cue needs.")] = 200,
-    min_ratio: Annotated[float, typer.Option(help="--scan: smoothed rule:prior ratio a cue needs.")] = 3.0,
+    cues: Cues = None,
+    scan: Scan = False,
+    min_events: MinEvents = 200,
+    min_ratio: MinRatio = 3.0,
     workers: Workers = 1,
     rules_dir: RulesDir = None,
     force: Force = False,
@@ -100,10 +103,10 @@ def ladder(
     rates: Annotated[str, typer.Option(help="Comma-separated kill rates, e.g. 0.5,0.667,0.8,0.9,1.0.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for one corpus per rate + ladder.json.")],
     seed: Annotated[int, typer.Option(help="Flip seed (coupled: one uniform per site for every rate).")] = 0,
-    cues: Annotated[Optional[Path], typer.Option(help="Kill cue list file.")] = None,  # noqa: UP045
-    scan: Annotated[bool, typer.Option("--scan", help="Derive the kill cue list by a scan of SRC.")] = False,
-    min_events: Annotated[int, typer.Option(help="--scan: decided events a cue needs.")] = 200,
-    min_ratio: Annotated[float, typer.Option(help="--scan: smoothed rule:prior ratio a cue needs.")] = 3.0,
+    cues: Cues = None,
+    scan: Scan = False,
+    min_events: MinEvents = 200,
+    min_ratio: MinRatio = 3.0,
     workers: Workers = 1,
     rules_dir: RulesDir = None,
     force: Force = False,
