@@ -18,3 +18,6 @@ def test_embedded_demo_experiment_validates(tmp_path):
     assert order.index("high") < order.index("kill_1.0") and order.index("low") < order.index("rescue_1")
     assert len(exp.spec.seeds) >= 2 and len(exp.spec.predictions) == 7
     assert exp.train_docs["kill_0.5"]["sampler"]["steps"] == 800
+    # the mechanism stage reads the focal rule with every instrument; no prediction refers to it
+    assert exp.spec.mech is not None and exp.spec.mech.rules == ["pronoun_gender_ref"]
+    assert exp.spec.mech.instruments == ["decomp", "decode", "heads", "patch", "direction", "ngram"]

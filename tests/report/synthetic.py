@@ -9,6 +9,10 @@ final window is 3 checkpoints and each shape's verdict can be worked out by hand
   NEVER     all 0 -> NEVER
 CM shapes (final window 3 of 16, smoothed): CM_UP ends +2 (zero crossing 1500),
 CM_UPDOWN ends -1 (zero crossing 800), CM_DOWN ends -2 (never >= 0: no crossing).
+
+make_hub_dir() writes a synthetic hub suite folder (three made-up models) and add_mech() a
+synthetic mechanism store and n-gram baseline into a run directory; their planted values
+are documented beside them below.
 """
 
 from __future__ import annotations
@@ -147,3 +151,181 @@ def make_run_dir(root: Path) -> Path:
     }))  # fmt: skip
     (run_dir / "scoreboard.json").write_text(json.dumps(SCOREBOARD))
     return run_dir
+
+
+# --------------------------------------------------------------------------- hub suite (issue 8)
+# Three made-up models scored at log-spaced revisions. Kept steps (>= 100) are 128..5000: 8
+# checkpoints, final window 3, so each verdict works out by hand:
+#   tiny-s  FOCAL 1 from step 8, 0.25 from 1000 -> smoothed tail .25      -> DISPLACED
+#           OTHER conflict 1, agree 1 then 0.5 from 1000 -> gate fails   -> r
+#   tiny-m  FOCAL 1 from step 8, 0.7 from 1000                           -> PARTIAL
+#   tiny-l  FOCAL 1 from step 2 (its step-4 revision was skipped)        -> RECOVERED
+HUB_STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 3000, 4000, 5000]
+HUB_MODELS = {  # model -> (n_params, size_rank)
+    "org/tiny-s": (1_000_000, 1),
+    "org/tiny-m": (5_200_000, 2),
+    "org/tiny-l": (25_000_000, 3),
+}
+HUB_SKIPPED_REVISION = ("org/tiny-l", "step4", "revision not found on the hub")
+HUB_GATED = {"model": "org/gated-model", "revision": None, "why": "gated repository: no access token"}
+HUB_NOTE = "target ' she' splits into 2 tokens: scored as multi-token"
+HUB_RHO, HUB_CI, HUB_NBOOT = 0.87, [0.5, 1.0], 1000  # planted: NOT what three points give
+HUB_SCALE_NOTE = "only 3 models: the interval is wide"
+
+
+def _hub_focal(model: str, step: int) -> float:
+    if model == "org/tiny-l":
+        return 1.0 if step >= 2 else 0.0
+    if step < 8:
+        return 0.0
+    if step < 1000:
+        return 1.0
+    return 0.25 if model == "org/tiny-s" else 0.7
+
+
+def _hub_steps(model: str) -> list[int]:
+    return [s for s in HUB_STEPS if not (model == HUB_SKIPPED_REVISION[0] and s == 4)]
+
+
+def make_hub_dir(folder: Path, scale: bool = True) -> Path:
+    """A synthetic hub suite folder (suite.json, traj.parquet, traj.margins.parquet, hub_fates.json)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    traj, margins = [], []
+    for model in HUB_MODELS:
+        for s in _hub_steps(model):
+            c = _hub_focal(model, s)
+            other_agree = 0.5 if (model == "org/tiny-s" and s >= 1000) else 1.0
+            for fam, cond, acc in ((FOCAL, "conflict", c), (FOCAL, "agree", 1.0), (OTHER, "conflict", 1.0),
+                                   (OTHER, "agree", other_agree)):  # fmt: skip
+                traj.append(dict(run=model, step=s, revision=f"step{s}", family=fam, condition=cond, split="heldout",
+                                 accuracy=acc, n_items=12, n_skipped=0, mean_margin=0.0, mean_margin_norm=0.0,
+                                 battery_sha256="cd" * 32))  # fmt: skip
+            margins.append(dict(run=model, step=s, revision=f"step{s}", rule=FOCAL, cm=4 * c - 2, pm=1 - c, n_cm=12,
+                                n_pm=12, prompts_sha256="ef" * 32))  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(traj), folder / "traj.parquet")
+    pq.write_table(pa.Table.from_pylist(margins), folder / "traj.margins.parquet")
+    models = {}
+    for model, (n, rank) in HUB_MODELS.items():
+        revs = [dict(revision=f"step{s}", step=s, status="scored", why=None, seconds=2.0, peak_rss_mib=500.0)
+                for s in _hub_steps(model)]  # fmt: skip
+        if model == HUB_SKIPPED_REVISION[0]:
+            revs.insert(3, dict(revision="step4", step=4, status="skipped", why=HUB_SKIPPED_REVISION[2],
+                                seconds=None, peak_rss_mib=None))  # fmt: skip
+        models[model] = dict(n_params=n, size_rank=rank, revisions=revs,
+                             notes=[HUB_NOTE] if model == "org/tiny-s" else [])  # fmt: skip
+    suite = {"battery": "batteries/rvp31.jsonl", "battery_sha256": "cd" * 32, "models": models,
+             "skipped": [dict(model=HUB_SKIPPED_REVISION[0], revision="step4", why=HUB_SKIPPED_REVISION[2]),
+                         HUB_GATED]}  # fmt: skip
+    (folder / "suite.json").write_text(json.dumps(suite))
+    records = summarize(traj, margins)
+    doc: dict = {"records": records}
+    if scale:
+        finals = {r["run"]: r["conflict_final"] for r in records if r["family"] == FOCAL}
+        doc["scale"] = {"family": FOCAL, "condition": "conflict", "split": "heldout",
+                        "models": [dict(model=m, n_params=n, size_rank=k, final_accuracy=finals[m])
+                                   for m, (n, k) in HUB_MODELS.items()],
+                        "rho": HUB_RHO, "ci": HUB_CI, "n_boot": HUB_NBOOT, "seed": 0, "note": HUB_SCALE_NOTE}  # fmt: skip
+    (folder / "hub_fates.json").write_text(json.dumps(doc))
+    return folder
+
+
+# --------------------------------------------------------------------------- mechanism store (issue 9)
+# traj.mech.parquet for high/seed1, high/seed2 and low/seed1 (every other listed seed has none);
+# 2 layers x 2 heads, every instrument at every checkpoint except patch/direction (low/seed1
+# only, at its CM peak and final, as `ungrok mech` does). CM peaks = argmax of the raw CM, the
+# later step on a tie: high = CM_UP, 2.0 from step 400 to the end -> 1500 (= the final
+# checkpoint); low seed 1 = CM_UPDOWN, 2.0 at steps 200..600 -> 600. Planted dominant heads,
+# step -> (head, share, ablation dCM, OV cos); None = every other step:
+MECH_TOP = {
+    ("high", 1): {1500: ("L1H0", 0.75, -1.7, 0.54), None: ("L1H0", 0.5, -1.0, 0.3)},
+    ("high", 2): {1500: ("L0H0", 0.6, -0.4, 0.12), None: ("L1H1", 0.5, -1.0, 0.3)},
+    ("low", 1): {600: ("L1H0", 0.85, -1.9, 0.49), 1500: ("L0H1", 0.4, -0.3, 0.05), None: ("L0H1", 0.4, -0.5, 0.1)},
+}
+MECH_PEAK = {("high", 1): 1500, ("high", 2): 1500, ("low", 1): 600}
+HEADS = ("L0H0", "L0H1", "L1H0", "L1H1")
+# patching, low/seed1: destination final (1500) and destination peak (600)
+PATCH_P2F = {"embed": 0.05, "L0H0": 0.1, "L1H0": 0.3, "mlp:L0": 0.2, "mlp:L1": 0.63, "all": 1.0}
+PATCH_F2P = {"embed": 0.0, "L1H0": -0.2, "mlp:L0": 0.4, "mlp:L1": 1.12, "all": 0.95}
+# direction removal, low/seed1: step -> block -> (dcm, other_abs_delta, dbpb)
+DIRECTION = {600: {"block1": (-2.0, 0.5, 0.02), "block2": (-9.4, 0.76, 0.07)},
+             1500: {"block1": (-0.3, 0.1, 0.0), "block2": (-1.5, 0.2, 0.01)}}  # fmt: skip
+DECOMP_ERROR = 2.5e-5
+
+
+def _mech_rows(run: str, top: dict) -> list[dict]:
+    rows = []
+
+    def add(step, instrument, component, metric, value):
+        rows.append(dict(run=run, step=step, rule=FOCAL, instrument=instrument, component=component, metric=metric,
+                         value=float(value), prompts_sha256="ab" * 32))  # fmt: skip
+
+    for i, s in enumerate(STEPS):
+        parts = {"attn:L0": 0.1 * i, "attn:L1": 0.3 * i, "mlp:L0": -0.05 * i, "mlp:L1": 0.02 * i}
+        embed = 0.01
+        ctx = sum(parts.values())
+        for comp, v in {"embed": embed, **parts, "ctx": ctx, "gap": embed + ctx, "error": DECOMP_ERROR}.items():
+            add(s, "decomp", comp, "nats", v)
+        head, share, dcm, cos = top.get(s, top[None])
+        for h in HEADS:
+            sh = share if h == head else (1 - share) / 3
+            add(s, "heads", h, "share", sh)
+            add(s, "heads", h, "attribution", 2.0 * sh)
+            add(s, "heads", h, "ablation_dcm", dcm if h == head else 0.1 * dcm)
+            add(s, "heads", h, "ov_cos", cos if h == head else 0.0)
+        add(s, "decode", "block1", "accuracy", 0.5 + 0.1 * i / 15)
+        add(s, "decode", "block2", "accuracy", 0.5 + 0.45 * i / 15)
+    return rows
+
+
+def _ngram_rows(run: str, order: int, steps: list[int], focal: tuple[float, float]) -> list[dict]:
+    rows = []
+    for s in steps:
+        for fam, (c, a) in ((FOCAL, focal), (OTHER, (1.0, 1.0))):
+            for cond, acc in (("conflict", c), ("agree", a)):
+                rows.append(dict(run=f"{run}#ngram{order}", step=s, family=fam, condition=cond, split="heldout",
+                                 accuracy=acc, n_items=12, mean_margin=0.0))  # fmt: skip
+    return rows
+
+
+NGRAM_FOCAL = {2: (0.5, 0.5), 5: (1.0, 1.0 / 3)}  # (conflict, agree): 2-gram -> n, 5-gram -> r
+
+
+def add_mech(run_dir: Path) -> Path:
+    """Write the synthetic traj.mech.parquet and traj.ngram.parquet files into a make_run_dir() folder."""
+    for (cell, seed), top in MECH_TOP.items():
+        sdir = run_dir / "cells" / cell / f"seed{seed}"
+        rows = _mech_rows(f"{cell}/seed{seed}", top)
+        if (cell, seed) == ("low", 1):
+            for metric, dst, vals in (("recovery_peak_to_final", 1500, PATCH_P2F),
+                                      ("recovery_final_to_peak", 600, PATCH_F2P)):  # fmt: skip
+                rows += [dict(run="low/seed1", step=dst, rule=FOCAL, instrument="patch", component=c, metric=metric,
+                              value=v, prompts_sha256="ab" * 32) for c, v in vals.items()]  # fmt: skip
+            for step, blocks in DIRECTION.items():
+                for block, values in blocks.items():
+                    for metric, v in zip(("dcm", "other_abs_delta", "dbpb"), values, strict=True):
+                        rows.append(dict(run="low/seed1", step=step, rule=FOCAL, instrument="direction",
+                                         component=block, metric=metric, value=v, prompts_sha256="ab" * 32))  # fmt: skip
+        pq.write_table(pa.Table.from_pylist(rows), sdir / "traj.mech.parquet")
+    for seed in SEEDS:  # n-gram baseline of cell high, every checkpoint
+        rows = [r for n, f in NGRAM_FOCAL.items() for r in _ngram_rows(f"high/seed{seed}", n, STEPS, f)]
+        pq.write_table(pa.Table.from_pylist(rows), run_dir / "cells" / "high" / f"seed{seed}" / "traj.ngram.parquet")
+    # low/seed1: one evaluation only, which the classifier cannot judge (needs 3 checkpoints >= 100)
+    rows = _ngram_rows("low/seed1", 5, [1500], (0.25, 0.75))
+    pq.write_table(pa.Table.from_pylist(rows), run_dir / "cells" / "low" / "seed1" / "traj.ngram.parquet")
+    return run_dir
+
+
+def need_chromium() -> str:
+    """The browser for render checks; under CI=true a missing one fails, locally the test skips."""
+    import os
+
+    import pytest
+
+    from ungrok.report.browser import find_chromium
+
+    exe = find_chromium()
+    if exe is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but chromium is not installed; .ci/ensure-chromium should have installed it")
+        pytest.skip("chromium is not installed; run .ci/ensure-chromium to enable the real-browser test")
+    return exe

@@ -12,20 +12,22 @@ from ungrok.errors import UngrokError
 
 
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="run directory written by `ungrok run`")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="run directory written by `ungrok run`, or a hub suite folder (`ungrok hub score`)")
+    ],
     out: Annotated[
         Optional[Path], typer.Option("--out", help="report file to write (default: RUN_DIR/report.html)")
     ] = None,
     force: Annotated[bool, typer.Option(help="replace an existing report")] = False,
 ) -> None:
-    """Write a self-contained report.html: verdicts, trajectories, margins, ladders, support, scoreboard."""
-    from ungrok.report.data import load_run
-    from ungrok.report.html import build_report
+    """Write a self-contained report.html: verdicts, trajectories, margins, ladders, support, scoreboard
+    (and the public-checkpoint suite and mechanism analyses when the run has them)."""
+    from ungrok.report import build_report, load_report
 
     target = out if out is not None else run_dir / "report.html"
     if target.exists() and not target.is_dir() and not force:
         raise UngrokError(f"{target}: exists; use --force to overwrite it")  # before any work
-    data = load_run(run_dir)
+    data = load_report(run_dir)
     path = build_report(data, target, force=force)
     console = Console(stderr=False)
     for note in data.notes[:10]:

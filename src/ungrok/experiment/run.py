@@ -4,7 +4,8 @@ Order: prepare the folder (copy of the experiment and its batteries) → freeze 
 pre-registration (before any training) or verify it → corpora in dependency order →
 support per cell → train + score every (cell, seed), governed and quarantined, in
 parallel → classify the governed runs (each read recorded in the ledger) → intervention
-gates → evidence + scoreboard → experiment.json + report.html.
+gates → evidence + scoreboard → mechanism instruments on the governed runs (optional `mech:`
+section; descriptive, after every verdict) → experiment.json + report.html.
 
 Each step leaves its artifact and then a `.done-<step>` marker; a rerun skips every step
 whose marker exists and says so, so an interrupted run (Ctrl-C, SIGKILL, a failed task)
@@ -77,7 +78,11 @@ class PoolExecutor:
 
 
 class RayExecutor:
-    """The same task function as a Ray remote task; at most `workers` in flight."""
+    """The same task function as a Ray remote task; at most `workers` in flight.
+
+    A job asks Ray for `job.threads` CPUs (1 if unset) and, if it has a `gpus`
+    attribute above 0, for that many GPUs (the hub suite's one GPU per task).
+    """
 
     def __init__(self, workers: int, address: str | None):
         self.workers, self.address = workers, address
@@ -92,7 +97,10 @@ class RayExecutor:
         while queue or pending:
             while queue and len(pending) < self.workers:
                 job = queue.pop(0)
-                pending[remote.options(num_cpus=job.threads or 1).remote(job)] = job
+                opts = {"num_cpus": job.threads or 1}
+                if getattr(job, "gpus", 0):
+                    opts["num_gpus"] = job.gpus
+                pending[remote.options(**opts).remote(job)] = job
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
             try:
@@ -181,7 +189,8 @@ def prepare_run_dir(exp: Experiment, out: Path) -> None:
         raise UngrokError(f"{out}: exists and is not a folder")
     copy = out / EXPERIMENT_COPY
     if copy.is_file():
-        if copy.read_text(encoding="utf-8") != exp.text:
+        kept = copy.read_text(encoding="utf-8")
+        if kept != exp.text and not same_but_mech(kept, exp.text):
             raise UngrokError(
                 f"{out} holds a run of a different experiment ({copy} differs from {exp.path}); "
                 "choose another --out"
@@ -204,6 +213,25 @@ def prepare_run_dir(exp: Experiment, out: Path) -> None:
                 )
         else:
             write_bytes(used, data)
+
+
+def same_but_mech(old_text: str, new_text: str) -> bool:
+    """Two experiment documents that differ at most in their `mech:` section.
+
+    The mechanism stage is descriptive (METHOD §11): it reads finished runs and feeds no
+    verdict, gate or scoreboard, so adding it to (or changing it in) a running or finished
+    experiment changes nothing that was registered. Such a run folder resumes; it keeps its
+    own experiment.yaml (the registry's hash covers that copy), and the `.done-mech` markers
+    record which rules and instruments ran."""
+    import yaml
+
+    try:
+        old, new = yaml.safe_load(old_text), yaml.safe_load(new_text)
+    except yaml.YAMLError:
+        return False
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return False
+    return {k: v for k, v in old.items() if k != "mech"} == {k: v for k, v in new.items() if k != "mech"}
 
 
 def _training_started(out: Path) -> bool:
@@ -420,12 +448,105 @@ def scoreboard(exp: Experiment, out: Path, records: list[dict[str, Any]], gates:
     return Stage(done=1), line
 
 
+def mechanisms(
+    exp: Experiment, out: Path, executor: Executor, threads: int | None, log: _Log
+) -> tuple[Stage, list[str]]:
+    """`ungrok mech` on every governed (cell, seed) once the verdicts are in (METHOD §11).
+
+    Descriptive: it runs after classify, gates and the scoreboard and feeds none of them.
+    Quarantined seeds are never read. Each seed folder gets traj.mech.parquet (and
+    traj.ngram.parquet) and a `.done-mech` marker naming the rules and instruments; the
+    instruments themselves resume per checkpoint, so a rerun after a failure redoes only
+    what is missing."""
+    from ungrok.mech.run import MechJob, run_mech_job
+
+    st = Stage()
+    m = exp.spec.mech
+    if m is None:
+        return st, []
+    want = {"rules": list(m.rules), "instruments": list(m.instruments)}
+    batteries = tuple(str(used) for _, used in _battery_files(exp, out).values())
+    jobs = []
+    for cell in exp.cells:
+        for seed in exp.seeds:
+            folder = T.seed_dir(out, cell, seed)
+            done = T.read_marker(folder, "mech")
+            if done is not None and {k: done.get(k) for k in want} == want:
+                st.skipped += 1
+                continue
+            jobs.append(MechJob(
+                run_dir=str(folder), run_name=f"{cell}/seed{seed}", rules=tuple(m.rules),
+                instruments=tuple(m.instruments), batteries=batteries,
+                rules_dir=None if exp.rules_dir is None else str(exp.rules_dir), threads=threads,
+                min_step=exp.classifier.min_step,
+            ))  # fmt: skip
+    if st.skipped:
+        log(f"mech: {st.skipped} run(s) done earlier, skipped")
+    failures: list[str] = []
+    t0 = time.perf_counter()
+    with log.stage("mech", len(jobs)) as advance:
+        for job, result in executor.map(run_mech_job, jobs) if jobs else ():
+            advance()
+            if isinstance(result, BaseException):
+                failures.append(f"{job.run_name}: {_why(result)}")
+                log(f"mech failed: {failures[-1]}", style="red")
+                continue
+            T.write_marker(Path(job.run_dir), "mech", {**want, **result})
+            st.done += 1
+    if jobs:
+        log(f"mech: {st.done} run(s) in {time.perf_counter() - t0:.1f}s ({', '.join(m.rules)}; "
+            f"{', '.join(m.instruments)}) -> cells/*/seed*/traj.mech.parquet")  # fmt: skip
+    return st, failures
+
+
+def hub_suite(exp: Experiment, out: Path, executor: str, workers: int, address: str | None,
+              log: _Log) -> Stage:  # fmt: skip
+    """Score the hub section's public checkpoints into RUN_DIR/hub/ and classify them (issue 8).
+
+    Models sharing a revision grid go to one `score_suite` call; every call resumes (a
+    scored revision is skipped), and a model or revision that cannot be loaded is named,
+    skipped and listed, never fatal. The classification and the depth-by-scale statistic
+    are derived from the folder's tables and rewritten each time."""
+    from ungrok.hub.scale import classify_suite
+    from ungrok.hub.suite import score_suite
+
+    h = exp.spec.hub
+    if h is None:
+        return Stage()
+    files = _battery_files(exp, out)
+    battery = files[h.battery or next(iter(files))][1]
+    folder = out / "hub"
+    groups: dict[str, tuple[str | list[str], list[str]]] = {}
+    for m in h.models:
+        rev = h.revisions_for(m)
+        assert rev is not None  # load_experiment checked every model has a grid
+        groups.setdefault(json.dumps(rev), (rev, []))[1].append(m)
+    st = Stage()
+    t0 = time.perf_counter()
+    for rev, models in groups.values():
+        summary = score_suite(models, rev, battery, folder, margins=h.margins, executor=executor, workers=workers,
+                              ray_address=address, device=h.device, dtype=h.dtype, offline=h.offline,
+                              rules_dir=exp.rules_dir)  # fmt: skip
+        for line in summary.lines():
+            log(f"hub: {line}")
+        st.done += summary.scored
+        st.skipped += summary.already
+    fates = classify_suite(folder, cfg=exp.classifier, family=h.family, n_boot=h.n_boot,
+                           scale_models=h.scale_models)  # fmt: skip
+    sc = fates["scale"]
+    rho = "undefined" if sc.get("rho") is None else f"{sc['rho']:+.3f}"
+    ci = "" if not sc.get("ci") else f" [{sc['ci'][0]:+.2f}, {sc['ci'][1]:+.2f}]"
+    log(f"hub: {len(h.models)} model(s) in {time.perf_counter() - t0:.1f}s; depth by scale ({sc.get('family')}): "
+        f"rho {rho}{ci} -> {folder / 'hub_fates.json'}")  # fmt: skip
+    return st
+
+
 def write_report(out: Path, log: _Log) -> Path:
     """experiment.json and report.html are derived: rebuilt on every run."""
-    from ungrok.report import build_report, load_run
+    from ungrok.report import build_report, load_report
 
     t0 = time.perf_counter()
-    path = build_report(load_run(out), out / "report.html", force=True)
+    path = build_report(load_report(out), out / "report.html", force=True)
     log(f"report: {path} in {time.perf_counter() - t0:.1f}s")
     return path
 
@@ -470,7 +591,16 @@ def run_experiment(
     summary.stages["classify"], records = classify(exp, out, log)
     summary.stages["gates"], gates = gate_cells(exp, out, records, log)
     summary.stages["scoreboard"], summary.scoreboard = scoreboard(exp, out, records, gates, log)
+    summary.stages["hub"] = hub_suite(exp, out, executor, workers, address, log)
+    summary.stages["mech"], mech_failures = mechanisms(exp, out, ex, threads, log)
     summary.report = write_report(out, log)
+    if mech_failures:
+        summary.failures = mech_failures
+        n = len(mech_failures)
+        raise UngrokError(
+            f"the mechanism stage failed for {n} run(s) ({mech_failures[0]}{'; ...' if n > 1 else ''}); "
+            "verdicts, gates and the scoreboard are complete and unaffected; rerun the same command to retry"
+        )
     log(f"finished: {out} ({len(exp.cells)} cells x {len(exp.seeds) + len(exp.quarantined)} seeds)")
     return summary
 

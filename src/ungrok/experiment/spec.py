@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ungrok.corpus.storyworld import StoryworldConfig
 from ungrok.errors import UngrokError
 from ungrok.fate.config import ClassifierConfig
+from ungrok.mech.store import ALL_INSTRUMENTS
 
 CellKind = Literal["storyworld", "built", "kill", "rescue"]
 _CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -106,23 +107,79 @@ class CellSpec(BaseModel):
         return self.kill if self.kill is not None else self.rescue
 
 
+class MechSpec(BaseModel):
+    """Mechanism instruments (`ungrok mech`) on every governed run once it is classified.
+
+    Descriptive only (METHOD §11): nothing here feeds a verdict, a gate or the scoreboard."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rules: list[str] = Field(min_length=1)
+    instruments: list[str] = list(ALL_INSTRUMENTS)
+
+    @model_validator(mode="after")
+    def _known_instruments(self) -> MechSpec:
+        bad = [i for i in self.instruments if i not in ALL_INSTRUMENTS]
+        if bad:
+            raise ValueError(f"unknown instrument {bad[0]!r}; use {', '.join(ALL_INSTRUMENTS)}")
+        if not self.instruments:
+            raise ValueError("name at least one instrument (or leave instruments out for all)")
+        return self
+
+
+class HubSpec(BaseModel):
+    """Public checkpoints (`ungrok hub score` + `hub classify`) read with one of the batteries.
+
+    The suite lands in RUN_DIR/hub/; its models are classified with the experiment's
+    classifier on their revision steps and ranked by size (the depth-by-scale statistic)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    models: list[str] = Field(min_length=1)
+    # auto | thinned | a list of revision names, for every model; or a mapping of model id -> one of
+    # those, with "*" for the models not named (e.g. Pythia thinned, OLMo auto)
+    revisions: str | list[str] | dict[str, str | list[str]] = "auto"
+    battery: str | None = None  # a key of `batteries` (default: the only one)
+    family: str | None = None  # the family of the scale statistic (default: the classifier's pick)
+    scale_models: list[str] | None = None  # the models the scale statistic ranks (default: all)
+    margins: bool = True
+    device: str = "auto"
+    dtype: str = "float32"
+    offline: bool | None = None  # None: as the environment says (HF_HUB_OFFLINE)
+    n_boot: int = Field(1000, ge=1)
+
+    def revisions_for(self, model: str) -> str | list[str] | None:
+        """The revision spec of one model (None: a mapping that names neither it nor "*")."""
+        if isinstance(self.revisions, dict):
+            return self.revisions.get(model, self.revisions.get("*"))
+        return self.revisions
+
+
 class ExperimentSpec(BaseModel):
     """The experiment file as written (paths unresolved)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
+    seeds: list[int] = []  # required with cells (each cell trains once per seed)
     quarantined_seeds: list[int] = []
     rules: list[str] | None = None
     batteries: dict[str, str] = Field(min_length=1)
     train: dict[str, Any] = {}
     monitor: bool = True
     classifier: dict[str, Any] = {}
-    cells: dict[str, CellSpec] = Field(min_length=1)
+    cells: dict[str, CellSpec] = {}
     predictions: list[Any] = []
     measures: list[str] = []
     cell_numbers: list[str] | None = None
     rules_dir: str | None = None
+    mech: MechSpec | None = None
+    hub: HubSpec | None = None
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> ExperimentSpec:
+        if not self.cells and self.hub is None:
+            raise ValueError("cells: give at least one cell (or a hub section of public checkpoints)")
+        if self.cells and not self.seeds:
+            raise ValueError("seeds: required key missing (every cell trains once per seed)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -436,6 +493,8 @@ def load_experiment(
     train_docs = _train_docs(spec, order, where)
     _check_edits(spec, path.parent, rules_dir, set(families), train_docs, where, check_files)
     _check_predictions(spec, set(known) | set(families), where)
+    _check_mech(spec, known, set(families) if check_files else None, where)
+    _check_hub(spec, set(families) if check_files else None, where)
     monitor = tuple(r for r in rules if r in families) if spec.monitor else ()
     return Experiment(
         spec=spec,
@@ -449,6 +508,60 @@ def load_experiment(
         classifier=classifier,
         rules_dir=rules_dir,
     )
+
+
+def _check_mech(spec: ExperimentSpec, known: Mapping[str, Any], families: set[str] | None, where: str) -> None:
+    """Mechanism rules must exist, declare margin prompts (the instruments read the CM prompts) and
+    be probed by a battery (decodability and the class direction read its held-out items)."""
+    if spec.mech is None:
+        return
+    for r in spec.mech.rules:
+        if r not in known:
+            raise UngrokError(f"{where}: mech.rules: unknown rule {r!r} (see `ungrok rules list`)")
+        if known[r].margin is None:
+            raise UngrokError(
+                f"{where}: mech.rules: rule {r!r} declares no margin section; the mechanism instruments "
+                "read its contrast-margin prompts"
+            )
+        if families is not None and r not in families:
+            raise UngrokError(f"{where}: mech.rules: no battery probes rule {r!r}; the instruments read its "
+                              "held-out conflict and agree items")  # fmt: skip
+
+
+def _check_hub(spec: ExperimentSpec, families: set[str] | None, where: str) -> None:
+    """The hub section names a battery of this file, a probed family and a revision grid per model."""
+    from ungrok.hub.revisions import parse_revision_spec
+    from ungrok.hub.suite import check_grids
+    from ungrok.probes.models import DTYPES
+
+    h = spec.hub
+    if h is None:
+        return
+    if h.battery is None and len(spec.batteries) != 1:
+        raise UngrokError(f"{where}: hub.battery: name one of the batteries ({', '.join(spec.batteries)})")
+    if h.battery is not None and h.battery not in spec.batteries:
+        raise UngrokError(f"{where}: hub.battery: {h.battery!r} is not a key of batteries "
+                          f"({', '.join(spec.batteries)})")  # fmt: skip
+    if h.family is not None and families is not None and h.family not in families:
+        raise UngrokError(f"{where}: hub.family: no battery probes {h.family!r}")
+    if h.dtype not in DTYPES:
+        raise UngrokError(f"{where}: hub.dtype: must be one of {', '.join(DTYPES)}, not {h.dtype!r}")
+    if h.scale_models is not None:
+        stray = [m for m in h.scale_models if m not in h.models]
+        if stray:
+            raise UngrokError(f"{where}: hub.scale_models: {stray[0]!r} is not one of hub.models")
+    if isinstance(h.revisions, dict):
+        stray = [k for k in h.revisions if k != "*" and k not in h.models]
+        if stray:
+            raise UngrokError(f"{where}: hub.revisions: {stray[0]!r} is not one of hub.models")
+    for m in h.models:
+        rev = h.revisions_for(m)
+        if rev is None:
+            raise UngrokError(f"{where}: hub.revisions: no grid for {m} (name it or add a \"*\" entry)")
+        try:
+            check_grids([m], parse_revision_spec(rev))
+        except UngrokError as e:
+            raise UngrokError(f"{where}: hub: {e}") from None
 
 
 def _check_predictions(spec: ExperimentSpec, families: set[str], where: str) -> None:

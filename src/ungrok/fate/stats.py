@@ -104,7 +104,8 @@ def _flags(values: Sequence[object], what: str) -> np.ndarray:
     return af
 
 
-def _strata(template_ids: Sequence[Hashable]) -> list[np.ndarray]:
+def template_strata(template_ids: Sequence[Hashable]) -> list[np.ndarray]:
+    """Item indices grouped by template, in first-appearance order (the bootstrap resamples within each)."""
     groups: dict[Hashable, list[int]] = {}
     for i, t in enumerate(template_ids):
         groups.setdefault(t, []).append(i)  # dict keeps first-appearance order
@@ -115,7 +116,7 @@ def _rng(seed: int | np.random.Generator) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def _draws(strata: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+def stratified_draws(strata: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, N) item indices: row i is resample i, stratified, in the paper's draw order."""
     total = sum(len(s) for s in strata)
     out = np.empty((n, total), dtype=np.intp)
@@ -165,7 +166,7 @@ def bootstrap_ci(
         )
     if len(set(items)) != len(items):
         raise UngrokError("bootstrap: item ids must be unique")
-    idx = _draws(_strata(template_ids), n, _rng(seed))
+    idx = stratified_draws(template_strata(template_ids), n, _rng(seed))
     boot = flags[idx].sum(axis=1) / flags.size
     lo, hi = _percentiles(boot, level)
     return CI(float(flags.sum() / flags.size), lo, hi)
@@ -190,7 +191,7 @@ def paired_drop_ci(
             f"paired bootstrap: {pk.size} peak flags, {fn.size} final flags and "
             f"{len(template_ids)} template ids must be aligned"
         )
-    idx = _draws(_strata(template_ids), n, _rng(seed))
+    idx = stratified_draws(template_strata(template_ids), n, _rng(seed))
     boot = pk[idx].sum(axis=1) / pk.size - fn[idx].sum(axis=1) / fn.size
     lo, hi = _percentiles(boot, level)
     return CI(float(pk.sum() / pk.size - fn.sum() / fn.size), lo, hi)

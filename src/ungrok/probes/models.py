@@ -217,13 +217,22 @@ def load_own_checkpoint(ck: Any, device: torch.device) -> GPTLogits:
 
 
 # --------------------------------------------------------------------------- Hugging Face
-_STEP = re.compile(r"^step(\d+)")
+_STEP = re.compile(r"(?:^|-)step(\d+)(?:-|$)")
+
+
+def parse_step(revision: str) -> int | None:
+    """The training step a revision names, else None.
+
+    A `stepN` part of a dash-separated name: Pythia's "step1000", OLMo's
+    "step99000-tokens415B", OLMo-2's "stage1-step140000-tokens294B"."""
+    m = _STEP.search(revision)
+    return int(m.group(1)) if m else None
 
 
 def revision_step(revision: str, index: int) -> int:
-    """The training step a revision names ("step1000", "step99000-tokens415B"), else its index."""
-    m = _STEP.match(revision)
-    return int(m.group(1)) if m else index
+    """The training step a revision names, else its index in the list."""
+    step = parse_step(revision)
+    return index if step is None else step
 
 
 def revision_steps(revisions: list[str]) -> list[int]:

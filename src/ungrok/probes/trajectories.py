@@ -88,18 +88,22 @@ def items_path_for(traj: str | Path) -> Path:
     return p.with_name(p.name.removesuffix(".parquet") + ".items.parquet")
 
 
-def _schema(columns: Sequence[tuple[str, str]]) -> Any:
+def arrow_schema(columns: Sequence[tuple[str, str]]) -> Any:
     import pyarrow as pa
 
     return pa.schema([(name, getattr(pa, kind)()) for name, kind in columns])
 
 
-def _read(path: Path, columns: Sequence[tuple[str, str]], what: str) -> list[dict[str, Any]]:
-    table = _read_table(path, columns, what)
+def read_rows(path: Path, columns: Sequence[tuple[str, str]], what: str) -> list[dict[str, Any]]:
+    table = read_table(path, columns, what)
     return [] if table is None else table.to_pylist()
 
 
-def _read_table(path: Path, columns: Sequence[tuple[str, str]], what: str) -> Any:
+def read_table(path: Path, columns: Sequence[tuple[str, str]], what: str, writer: str = "ungrok score") -> Any:
+    """The parquet table at `path` with exactly `columns`, typed (None if it does not exist).
+
+    A file that is not such a table is one error line naming it, `what` it should be and
+    the command that writes it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -111,9 +115,9 @@ def _read_table(path: Path, columns: Sequence[tuple[str, str]], what: str) -> An
         raise UngrokError(f"{path}: not a readable parquet {what} ({e})") from None
     missing = [c for c, _ in columns if c not in table.column_names]
     if missing:
-        raise UngrokError(f"{path}: not a {what} written by `ungrok score` (no column {missing[0]!r})")
+        raise UngrokError(f"{path}: not a {what} written by `{writer}` (no column {missing[0]!r})")
     try:
-        return table.select([c for c, _ in columns]).cast(_schema(columns))
+        return table.select([c for c, _ in columns]).cast(arrow_schema(columns))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         raise UngrokError(f"{path}: {what} has a column of the wrong type ({e})") from None
 
@@ -124,7 +128,7 @@ def _write(path: Path, rows: list[dict[str, Any]], columns: Sequence[tuple[str, 
 
     from ungrok.atomic import atomic_path
 
-    table = pa.Table.from_pylist(sorted(rows, key=key), schema=_schema(columns))
+    table = pa.Table.from_pylist(sorted(rows, key=key), schema=arrow_schema(columns))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
@@ -135,6 +139,29 @@ def _traj_key(r: dict[str, Any]) -> tuple:
 
 def _margin_key(r: dict[str, Any]) -> tuple:
     return (r["run"], r["step"], r["rule"])
+
+
+def group_rows(
+    run: str, step: int, revision: str | None, battery_sha256: str, groups: Sequence[GroupScore]
+) -> list[dict[str, Any]]:
+    """traj.parquet rows (TRAJ_COLUMNS) of one scored checkpoint, a row per group."""
+    return [
+        {
+            "run": run,
+            "step": step,
+            "revision": revision,
+            "family": g.family,
+            "condition": g.condition,
+            "split": g.split,
+            "accuracy": g.accuracy,
+            "n_items": g.n_items,
+            "n_skipped": g.n_skipped,
+            "mean_margin": g.mean_margin,
+            "mean_margin_norm": g.mean_margin_norm,
+            "battery_sha256": battery_sha256,
+        }
+        for g in groups
+    ]
 
 
 class TrajectoryStore:
@@ -149,14 +176,14 @@ class TrajectoryStore:
             raise UngrokError(f"{self.path}: the trajectory table must be a .parquet file")
         self.margins_path = margins_path_for(self.path)
         self.items_path = items_path_for(self.path) if items else None
-        self.rows = _read(self.path, TRAJ_COLUMNS, "trajectory table")
-        self.margin_rows = _read(self.margins_path, MARGIN_COLUMNS, "margin table")
+        self.rows = read_rows(self.path, TRAJ_COLUMNS, "trajectory table")
+        self.margin_rows = read_rows(self.margins_path, MARGIN_COLUMNS, "margin table")
         self._done = {(r["run"], r["step"], r["battery_sha256"]) for r in self.rows}
         self._margin_done = {_margin_key(r): r["prompts_sha256"] for r in self.margin_rows}
         self._item_tables: list[Any] = []
         self._items_done: set[tuple[str, int, str]] = set()
         if self.items_path is not None:
-            table = _read_table(self.items_path, ITEM_COLUMNS, "item table")
+            table = read_table(self.items_path, ITEM_COLUMNS, "item table")
             if table is not None:
                 self._item_tables.append(table)
                 cols = [table.column(c).to_pylist() for c in ("run", "step", "battery_sha256")]
@@ -195,23 +222,7 @@ class TrajectoryStore:
     ) -> None:
         if (run, step, battery_sha256) in self._done:
             return  # rescored only for its item rows
-        for g in groups:
-            self.rows.append(
-                {
-                    "run": run,
-                    "step": step,
-                    "revision": revision,
-                    "family": g.family,
-                    "condition": g.condition,
-                    "split": g.split,
-                    "accuracy": g.accuracy,
-                    "n_items": g.n_items,
-                    "n_skipped": g.n_skipped,
-                    "mean_margin": g.mean_margin,
-                    "mean_margin_norm": g.mean_margin_norm,
-                    "battery_sha256": battery_sha256,
-                }
-            )
+        self.rows += group_rows(run, step, revision, battery_sha256, groups)
         self._done.add((run, step, battery_sha256))
 
     def add_items(self, run: str, step: int, revision: str | None, scores: BatteryScores) -> None:
@@ -223,7 +234,7 @@ class TrajectoryStore:
         rows = scores.item_rows()
         for r in rows:
             r.update(run=run, step=step, revision=revision, battery_sha256=scores.battery.sha256)
-        self._item_tables.append(pa.Table.from_pylist(rows, schema=_schema(ITEM_COLUMNS)))
+        self._item_tables.append(pa.Table.from_pylist(rows, schema=arrow_schema(ITEM_COLUMNS)))
         self._items_done.add(key)
 
     def add_margins(self, run: str, step: int, revision: str | None, scores: Sequence[MarginScore]) -> None:

@@ -9,6 +9,9 @@ The run directory (written by `ungrok run`):
     RUN_DIR/cells/<CELL>/seed<S>/monitor.jsonl       live-monitor lines with "warnings"   (optional)
     RUN_DIR/fates.json                               classifier hash + summary records with cell, seed
     RUN_DIR/scoreboard.json                          pre-registration scoreboard          (optional)
+    RUN_DIR/hub/                                     a hub suite folder (report/hub.py)   (optional)
+    RUN_DIR/cells/<CELL>/seed<S>/traj.mech.parquet   mechanism store (report/mech.py)    (optional)
+    RUN_DIR/cells/<CELL>/seed<S>/traj.ngram.parquet  n-gram baseline (report/mech.py)    (optional)
 
 Only experiment.json is required. Any other part that is missing or unreadable becomes a
 note, and the sections that need it say so instead of failing: a report is most wanted
@@ -22,13 +25,17 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ungrok.errors import UngrokError
 from ungrok.fate.classify import FATES
 from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
+
+if TYPE_CHECKING:
+    from ungrok.report.hub import HubData
+    from ungrok.report.mech import MechData
 
 RunKey = tuple[str, int, str]  # (cell, seed, family or rule)
 
@@ -82,6 +89,9 @@ class ReportData:
     scoreboard: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     source: str | None = None  # the run directory, shown in the header
+    # Optional parts with their own sections; None (no section at all) when the run has none.
+    hub: HubData | None = None  # RUN_DIR/hub/
+    mech: MechData | None = None  # traj.mech.parquet / traj.ngram.parquet of the seed folders
 
 
 class _CellIn(BaseModel):
@@ -102,7 +112,7 @@ class _ExperimentIn(BaseModel):
     seeds: list[int]
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -114,7 +124,7 @@ def read_experiment(run_dir: Path) -> tuple[str, dict[str, CellInfo], list[int]]
     if not path.is_file():
         raise UngrokError(f"{path}: not found; is {run_dir} a run directory written by `ungrok run`?")
     try:
-        exp = _ExperimentIn.model_validate(_read_json(path))
+        exp = _ExperimentIn.model_validate(read_json(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UngrokError(f"{path}: not valid JSON ({e})") from None
     except ValidationError as e:
@@ -130,50 +140,62 @@ def read_experiment(run_dir: Path) -> tuple[str, dict[str, CellInfo], list[int]]
     return exp.name, cells, list(dict.fromkeys(exp.seeds))
 
 
-def _check_record(r: Any) -> str | None:
+def check_record(r: Any, required: tuple[str, ...] = RECORD_REQUIRED) -> str | None:
+    """Why a verdict record cannot be shown (None when it can); `required` names its fields."""
     if not isinstance(r, dict):
         return "not an object"
-    missing = [k for k in RECORD_REQUIRED if k not in r]
+    missing = [k for k in required if k not in r]
     if missing:
         return f"lacks {', '.join(missing)}"
     if r["fate"] not in FATES:
         return f"unknown fate {r['fate']!r}"
     if r["agree_gate"] not in ("pass", "fail"):
         return f"agree_gate {r['agree_gate']!r} is neither 'pass' nor 'fail'"
-    if isinstance(r["seed"], bool) or not isinstance(r["seed"], int):
+    if "seed" in required and (isinstance(r["seed"], bool) or not isinstance(r["seed"], int)):
         return f"seed {r['seed']!r} is not an integer"
     return None
 
 
-def _load_fates(data: ReportData, run_dir: Path) -> None:
-    path = run_dir / "fates.json"
+def read_fates(path: Path, notes: list[str], missing: str) -> tuple[dict[str, Any], ClassifierConfig, str | None] | None:
+    """A fates file (fates.json, hub_fates.json): its document, classifier constants and their hash.
+
+    Whatever is missing or unreadable becomes a note (`missing` when the file is absent)
+    and None; constants that do not match the recorded hash are noted, not fatal."""
+    name = path.name
     if not path.is_file():
-        data.notes.append("fates.json is missing: no verdicts, so the phase grid, the onset markers "
-                          "and the dose-response plots are omitted")  # fmt: skip
-        return
+        notes.append(missing)
+        return None
     try:
-        doc = _read_json(path)
+        doc = read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        data.notes.append(f"fates.json is not valid JSON ({e}); verdict sections are omitted")
-        return
+        notes.append(f"{name} is not valid JSON ({e}); verdicts are omitted")
+        return None
     if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
-        data.notes.append("fates.json has no 'records' list; verdict sections are omitted")
-        return
-    data.classifier_sha256 = doc.get("classifier_sha256")
+        notes.append(f"{name} has no 'records' list; verdicts are omitted")
+        return None
+    sha = doc.get("classifier_sha256") if isinstance(doc.get("classifier_sha256"), str) else None
+    cfg = DEFAULT_CONFIG
     if isinstance(doc.get("classifier"), dict):
         try:
-            data.classifier = ClassifierConfig(**doc["classifier"])
+            cfg = ClassifierConfig(**doc["classifier"])
         except (ValidationError, TypeError) as e:
-            data.notes.append(f"fates.json: classifier constants unreadable ({e.__class__.__name__}); "
-                              "figures use the default constants")  # fmt: skip
-    if data.classifier_sha256 and data.classifier.sha256() != data.classifier_sha256:
-        data.notes.append(
-            f"fates.json was classified with constants sha256 {data.classifier_sha256[:12]}…, which differ "
-            f"from the constants the figures smooth with ({data.classifier.sha256()[:12]}…)"
-        )
+            notes.append(f"{name}: classifier constants unreadable ({e.__class__.__name__}); "
+                         "figures use the default constants")  # fmt: skip
+    if sha and cfg.sha256() != sha:
+        notes.append(f"{name} was classified with constants sha256 {sha[:12]}…, which differ "
+                     f"from the constants the figures smooth with ({cfg.sha256()[:12]}…)")  # fmt: skip
+    return doc, cfg, sha
+
+
+def _load_fates(data: ReportData, run_dir: Path) -> None:
+    got = read_fates(run_dir / "fates.json", data.notes, "fates.json is missing: no verdicts, so the phase "
+                     "grid, the onset markers and the dose-response plots are omitted")  # fmt: skip
+    if got is None:
+        return
+    doc, data.classifier, data.classifier_sha256 = got
     records, dropped = [], 0
     for i, r in enumerate(doc["records"]):
-        why = _check_record(r)
+        why = check_record(r)
         if why is None and r["cell"] not in data.cells:
             why = f"cell {r['cell']!r} is not in experiment.json"
         if why is None and r["seed"] not in data.seeds:
@@ -190,12 +212,12 @@ def _load_fates(data: ReportData, run_dir: Path) -> None:
     for r in records:
         key = (r["cell"], r["seed"], r["family"])
         if key in seen:
-            raise UngrokError(f"{path}: cell {key[0]} seed {key[1]} family {key[2]} has two records")
+            raise UngrokError(f"{run_dir / 'fates.json'}: cell {key[0]} seed {key[1]} family {key[2]} has two records")
         seen.add(key)
     data.records = records
 
 
-def _read_parquet(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, Any]] | None, str | None]:
+def read_parquet(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, Any]] | None, str | None]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -209,7 +231,7 @@ def _read_parquet(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, 
     return table.select(list(columns)).to_pylist(), None
 
 
-def _one_run(rows: list[dict[str, Any]], where: str, notes: list[str]) -> list[dict[str, Any]]:
+def one_run(rows: list[dict[str, Any]], where: str, notes: list[str]) -> list[dict[str, Any]]:
     runs = sorted({str(r["run"]) for r in rows})
     if len(runs) > 1:
         notes.append(f"{where} holds {len(runs)} runs; only run {runs[0]!r} is shown")
@@ -217,46 +239,60 @@ def _one_run(rows: list[dict[str, Any]], where: str, notes: list[str]) -> list[d
     return rows
 
 
-def _finite(v: Any) -> bool:
+def finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def heldout_curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], Curve]:
+    """(run, family, condition) -> held-out conflict / agree accuracy per step; other rows and
+    non-finite values are left out (a later row for the same step wins)."""
+    series: dict[tuple[str, str, str], dict[int, float]] = {}
+    for r in rows:
+        if r["split"] != "heldout" or r["condition"] not in ("conflict", "agree"):
+            continue
+        if not finite(r["accuracy"]) or r["step"] is None:
+            continue
+        series.setdefault((str(r["run"]), r["family"], r["condition"]), {})[int(r["step"])] = float(r["accuracy"])
+    out = {}
+    for key, by_step in series.items():
+        steps = sorted(by_step)
+        out[key] = Curve(tuple(steps), tuple(by_step[s] for s in steps))
+    return out
+
+
+def margin_curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], MarginCurve]:
+    """(run, rule) -> raw CM and PM per step (rows with a non-finite CM are left out)."""
+    series: dict[tuple[str, str], dict[int, tuple[float, float | None]]] = {}
+    for r in rows:
+        if not finite(r["cm"]) or r["step"] is None:
+            continue
+        pm = float(r["pm"]) if finite(r["pm"]) else None
+        series.setdefault((str(r["run"]), r["rule"]), {})[int(r["step"])] = (float(r["cm"]), pm)
+    out = {}
+    for key, by_step in series.items():
+        steps = sorted(by_step)
+        out[key] = MarginCurve(tuple(steps), tuple(by_step[s][0] for s in steps), tuple(by_step[s][1] for s in steps))
+    return out
+
+
 def _load_traj(data: ReportData, path: Path, cell: str, seed: int, where: str) -> None:
-    rows, err = _read_parquet(path, ("run", "step", "family", "condition", "split", "accuracy"))
+    rows, err = read_parquet(path, ("run", "step", "family", "condition", "split", "accuracy"))
     if err:
         data.notes.append(f"{where}: {err}; its trajectories are omitted")
         return
     assert rows is not None
-    series: dict[tuple[str, str], dict[int, float]] = {}
-    for r in _one_run(rows, where, data.notes):
-        if r["split"] != "heldout" or r["condition"] not in ("conflict", "agree"):
-            continue
-        if not _finite(r["accuracy"]) or r["step"] is None:
-            continue
-        series.setdefault((r["family"], r["condition"]), {})[int(r["step"])] = float(r["accuracy"])
-    for (family, cond), by_step in series.items():
-        steps = sorted(by_step)
-        curve = Curve(tuple(steps), tuple(by_step[s] for s in steps))
+    for (_, family, cond), curve in heldout_curves(one_run(rows, where, data.notes)).items():
         (data.conflict if cond == "conflict" else data.agree)[(cell, seed, family)] = curve
 
 
 def _load_margins(data: ReportData, path: Path, cell: str, seed: int, where: str) -> None:
-    rows, err = _read_parquet(path, ("run", "step", "rule", "cm", "pm"))
+    rows, err = read_parquet(path, ("run", "step", "rule", "cm", "pm"))
     if err:
         data.notes.append(f"{where}: {err}; its margins are omitted")
         return
     assert rows is not None
-    series: dict[str, dict[int, tuple[float, float | None]]] = {}
-    for r in _one_run(rows, where, data.notes):
-        if not _finite(r["cm"]) or r["step"] is None:
-            continue
-        pm = float(r["pm"]) if _finite(r["pm"]) else None
-        series.setdefault(r["rule"], {})[int(r["step"])] = (float(r["cm"]), pm)
-    for rule, by_step in series.items():
-        steps = sorted(by_step)
-        data.margins[(cell, seed, rule)] = MarginCurve(
-            tuple(steps), tuple(by_step[s][0] for s in steps), tuple(by_step[s][1] for s in steps)
-        )
+    for (_, rule), curve in margin_curves(one_run(rows, where, data.notes)).items():
+        data.margins[(cell, seed, rule)] = curve
 
 
 def _load_monitor(data: ReportData, path: Path, cell: str, seed: int, where: str) -> None:
@@ -277,7 +313,7 @@ def _load_monitor(data: ReportData, path: Path, cell: str, seed: int, where: str
 
 def _load_support(data: ReportData, path: Path, cell: str) -> None:
     try:
-        doc = _read_json(path)
+        doc = read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         data.notes.append(f"cells/{cell}/support.json is not valid JSON ({e}); its support table is omitted")
         return
@@ -292,7 +328,7 @@ def _load_scoreboard(data: ReportData, run_dir: Path) -> None:
     if not path.is_file():
         return
     try:
-        doc = _read_json(path)
+        doc = read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         data.notes.append(f"scoreboard.json is not valid JSON ({e}); the scoreboard is omitted")
         return
@@ -340,4 +376,18 @@ def load_run(run_dir: str | Path) -> ReportData:
     if no_traj:
         data.notes.append(f"traj.parquet is missing for {len(no_traj)} run(s): {', '.join(no_traj)}")
     _load_scoreboard(data, run_dir)
+    _load_optional_sections(data, run_dir)
     return data
+
+
+def _load_optional_sections(data: ReportData, run_dir: Path) -> None:
+    """The hub suite (RUN_DIR/hub/) and the mechanism store, each only when the run has one,
+    so a run without them gets exactly the report it got before these sections existed."""
+    # Imported here: hub.py and mech.py build on this module.
+    from ungrok.report.hub import load_hub
+    from ungrok.report.mech import load_mech
+
+    if (run_dir / "hub").is_dir():
+        data.hub = load_hub(run_dir / "hub", strict=False)
+        data.notes += [f"hub/{n}" for n in data.hub.notes]
+    data.mech = load_mech(data, run_dir)

@@ -35,6 +35,8 @@ from ungrok.report.facts import (
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 SEED_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 SEED_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
+# For figures whose colours already name something else (components, heads, blocks, models).
+SEED_LINESTYLES = ("-", "--", ":", "-.")
 BAND_COLOR = "#0072B2"
 AGREE_COLOR = "#555555"
 RC = {"font.size": 8.5, "axes.titlesize": 9, "axes.spines.top": False, "axes.spines.right": False}
@@ -45,6 +47,11 @@ def seed_style(data: ReportData, seed: int) -> tuple[str, str]:
     return SEED_COLORS[i % len(SEED_COLORS)], SEED_MARKERS[i % len(SEED_MARKERS)]
 
 
+def seed_linestyle(data: ReportData, seed: int) -> str:
+    i = data.seeds.index(seed) if seed in data.seeds else 0
+    return SEED_LINESTYLES[i % len(SEED_LINESTYLES)]
+
+
 def to_png(fig: Figure, dpi: int = 100) -> bytes:
     """PNG bytes; no Software/date metadata, so equal inputs give equal bytes."""
     FigureCanvasAgg(fig)
@@ -53,11 +60,11 @@ def to_png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def _panels(n: int, height: float, ncols_max: int = 4) -> tuple[Figure, list]:
+def _panels(n: int, height: float, ncols_max: int = 4, sharey: bool = True) -> tuple[Figure, list]:
     ncols = min(ncols_max, n)
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(3.3 * ncols + 0.4, height * nrows + 0.8), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
     flat = [ax for row in axes for ax in row]
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -67,6 +74,11 @@ def _panels(n: int, height: float, ncols_max: int = 4) -> tuple[Figure, list]:
 def _letters(data: ReportData, cell: str, family: str) -> str:
     idx = record_index(data)
     return " ".join(record_letter(idx[(cell, s, family)]) if (cell, s, family) in idx else "·" for s in data.seeds)
+
+
+def legend_columns(fig: Figure, inches_per_entry: float = 1.7) -> int:
+    """How many legend entries fit side by side in the figure's width."""
+    return max(1, int(fig.get_figwidth() / inches_per_entry))
 
 
 def trajectory_figure(data: ReportData, family: str) -> Figure | None:
@@ -114,7 +126,7 @@ def trajectory_figure(data: ReportData, family: str) -> Figure | None:
     return fig
 
 
-def _legend(fig: Figure, axes: list, extra: tuple[Line2D, ...] = ()) -> None:
+def _legend(fig: Figure, axes: list, extra: tuple[Line2D, ...] = (), ncols_max: int = 6) -> None:
     """One legend for the figure: each labelled artist once, then seed-neutral proxies for markers."""
     seen: dict[str, object] = {}
     for ax in axes:
@@ -124,7 +136,7 @@ def _legend(fig: Figure, axes: list, extra: tuple[Line2D, ...] = ()) -> None:
     for h in extra:
         seen.setdefault(h.get_label(), h)
     if seen:
-        fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center", ncols=min(len(seen), 6),
+        fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center", ncols=min(len(seen), ncols_max),
                    frameon=False)  # fmt: skip
 
 

@@ -3,6 +3,10 @@
 One file a person can mail or open offline. Section order follows what a reader asks:
 what happened (summary, scoreboard, phase grid), then why (trajectories, margins,
 ladders, support), then the fine print (monitor warnings, notes on inputs, constants).
+Two sections appear only when a run has their inputs, just before the fine print: the
+public-checkpoint suite (hub.py) and the mechanism analyses (mech.py); a run without them
+gets the same page as before they existed. A bare hub suite folder gets a page of its own
+(hub.render_hub_html) built by the same `render_page`.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import base64
 import html
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ungrok.atomic import write_text
 from ungrok.errors import UngrokError
 from ungrok.fate.classify import FATES, LETTERS
+from ungrok.fate.config import ClassifierConfig
 from ungrok.report import figures
 from ungrok.report.data import ReportData
 from ungrok.report.facts import (
@@ -31,6 +36,9 @@ from ungrok.report.facts import (
     summary_sentences,
     support_row,
 )
+
+if TYPE_CHECKING:
+    from ungrok.report.hub import HubData
 
 FATE_COLORS = {
     "RECOVERED": "#009E73",
@@ -110,13 +118,15 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "", nu
     return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def fate_badge(rec: dict[str, Any] | None, seed: int) -> str:
-    """One seed's verdict letter: coloured by fate; lower-case and outlined when the agree gate failed."""
+def fate_badge(rec: dict[str, Any] | None, seed: int, who: str | None = None) -> str:
+    """One seed's verdict letter: coloured by fate; lower-case and outlined when the agree gate failed.
+    `who` replaces "seed N" in the hover text (a model, an n-gram order)."""
+    who = who if who is not None else f"seed {seed}"
     if rec is None:
-        return f'<span class="fate missing" title="seed {seed}: no verdict">·</span>'
+        return f'<span class="fate missing" title="{esc(who)}: no verdict">·</span>'
     fate, gate = rec["fate"], rec["agree_gate"]
     letter = record_letter(rec)
-    title = (f"seed {seed}: {fate}, agree gate {'passed' if gate == 'pass' else 'failed'}, conflict final "
+    title = (f"{who}: {fate}, agree gate {'passed' if gate == 'pass' else 'failed'}, conflict final "
              f"{fmt(rec['conflict_final'])} (max {fmt(rec['conflict_max'])})")  # fmt: skip
     if rec.get("cm_final") is not None:
         title += f", CM_final {fmt(rec['cm_final'], signed=True)}"
@@ -331,18 +341,26 @@ def section_monitor(data: ReportData) -> str:
     return _table(["cell", "seed", "step", "warning"], rows, num_cols=(1, 2))
 
 
-def section_notes(data: ReportData) -> str:
-    if not data.notes:
+def notes_html(notes: Sequence[str]) -> str:
+    if not notes:
         return "<p>Every input was present and readable.</p>"
-    return "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in data.notes) + "</ul>"
+    return "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"
+
+
+def section_notes(data: ReportData) -> str:
+    return notes_html(data.notes)
+
+
+def constants_html(classifier: ClassifierConfig) -> str:
+    cfg = classifier.model_dump(mode="json")
+    rows = [[f"<code>{esc(k)}</code>", esc(v)] for k, v in cfg.items()]
+    return ('<p class="meta">Constants of the trajectory classifier and margin instruments used for the '
+            f"figures (sha256 <code>{esc(classifier.sha256())}</code>).</p>"
+            + _table(["constant", "value"], rows))  # fmt: skip
 
 
 def section_constants(data: ReportData) -> str:
-    cfg = data.classifier.model_dump(mode="json")
-    rows = [[f"<code>{esc(k)}</code>", esc(v)] for k, v in cfg.items()]
-    return ('<p class="meta">Constants of the trajectory classifier and margin instruments used for the '
-            f"figures (sha256 <code>{esc(data.classifier.sha256())}</code>).</p>"
-            + _table(["constant", "value"], rows))  # fmt: skip
+    return constants_html(data.classifier)
 
 
 SECTIONS: tuple[tuple[str, str, Callable[[ReportData], str]], ...] = (
@@ -359,16 +377,25 @@ SECTIONS: tuple[tuple[str, str, Callable[[ReportData], str]], ...] = (
 )
 
 
-def render_html(data: ReportData) -> str:
-    """The whole report as one HTML string (deterministic for equal data)."""
-    title = f"ungrok report: {data.name}"
-    meta = f"{len(data.cells)} cells × {len(data.seeds)} seeds ({', '.join(map(str, data.seeds))})"
-    if data.classifier_sha256:
-        meta += f" · classified with constants sha256 {data.classifier_sha256[:16]}…"
-    if data.source:
-        meta += f" · from {data.source}"
-    nav = "".join(f'<a href="#{sid}">{esc(t)}</a>' for sid, t, _ in SECTIONS)
-    body = "".join(f'<section id="{sid}"><h2>{esc(t)}</h2>{fn(data)}</section>' for sid, t, fn in SECTIONS)
+def optional_sections(data: ReportData) -> list[tuple[str, str, str]]:
+    """(id, title, html) of the sections a run has only when it has their inputs: the hub suite
+    (RUN_DIR/hub/) and the mechanism store. Without them the report is what it always was."""
+    out = []
+    if data.hub is not None:
+        from ungrok.report.hub import section_hub  # hub.py builds on this module
+
+        out.append(("hub", "Public checkpoints", section_hub(data.hub)))
+    if data.mech is not None:
+        from ungrok.report.mech import section_mech  # mech.py builds on this module
+
+        out.append(("mechanism", "Mechanism (descriptive)", section_mech(data)))
+    return out
+
+
+def render_page(title: str, meta: str, sections: Sequence[tuple[str, str, str]], what: str = "run directory") -> str:
+    """The page around the sections: (id, title, html) each, in order, with a link bar."""
+    nav = "".join(f'<a href="#{sid}">{esc(t)}</a>' for sid, t, _ in sections)
+    body = "".join(f'<section id="{sid}"><h2>{esc(t)}</h2>{h}</section>' for sid, t, h in sections)
     return (
         "<!DOCTYPE html>\n"
         f'<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
@@ -376,11 +403,32 @@ def render_html(data: ReportData) -> str:
         f"<style>{_css()}</style></head>"
         f"<body><main><h1>{esc(title)}</h1><p class=\"meta\">{esc(meta)}</p><nav>{nav}</nav>{body}"
         "<footer>Written by <code>ungrok report</code>. Every sentence above is computed from the files of the "
-        "run directory.</footer></main></body></html>\n"
+        f"{what}.</footer></main></body></html>\n"
     )
 
 
-def build_report(data: ReportData, out: str | Path, force: bool = False) -> Path:
+def render_html(data: ReportData | HubData) -> str:
+    """The whole report as one HTML string (deterministic for equal data); a HubData (a bare
+    hub suite folder) gives the hub-only report."""
+    if not isinstance(data, ReportData):
+        from ungrok.report.hub import render_hub_html
+
+        return render_hub_html(data)
+    title = f"ungrok report: {data.name}"
+    meta = f"{len(data.cells)} cells × {len(data.seeds)} seeds ({', '.join(map(str, data.seeds))})"
+    if data.classifier_sha256:
+        meta += f" · classified with constants sha256 {data.classifier_sha256[:16]}…"
+    if data.source:
+        meta += f" · from {data.source}"
+    sections = [(sid, t, fn(data)) for sid, t, fn in SECTIONS]
+    extra = optional_sections(data)
+    if extra:
+        at = [sid for sid, _, _ in sections].index("monitor")
+        sections[at:at] = extra
+    return render_page(title, meta, sections)
+
+
+def build_report(data: ReportData | HubData, out: str | Path, force: bool = False) -> Path:
     """Render and write the report atomically; an existing file is replaced only with force."""
     out = Path(out)
     if out.is_dir():

@@ -1,0 +1,37 @@
+"""hub: a probe battery over public checkpoints (Hugging Face model ids x revisions).
+
+One task per (model, revision): loaded once, scored, freed. The suite folder holds the
+usual trajectory tables (run = model id, step = the revision's step) plus suite.json
+(per-task status, seconds and peak memory) and, after classification, hub_fates.json
+(verdicts per model and family, and the depth-by-scale Spearman statistic).
+
+    from ungrok.hub import score_suite, classify_suite
+    score_suite(["EleutherAI/pythia-70m", "EleutherAI/pythia-160m"], "thinned", battery, out)
+    classify_suite(out)
+
+Names are imported lazily so `import ungrok.hub` does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "score_suite": "suite",
+    "SuiteSummary": "suite",
+    "classify_suite": "scale",
+    "depth_by_scale": "scale",
+    "pythia_grid": "revisions",
+    "resolve_revisions": "revisions",
+    "parse_step": "revisions",
+    "add_to_cache": "cache",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ungrok.hub' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ungrok.hub.{_EXPORTS[name]}"), name)

@@ -1,0 +1,262 @@
+"""The public-checkpoint suite: a battery over models x revisions, one task per (model, revision).
+
+Plan first, in this process, before any weights move: each model's revision grid
+(`ungrok.hub.revisions`), which of those revisions exist (`ungrok.hub.cache`: the hub's
+refs online, the local cache's offline), and which are already in the store. An
+unknown model id, a revision that is not there or one without a step is recorded as
+skipped with its reason; the rest become tasks (`ungrok.hub.task.score_task`) for the
+executor of `ungrok.experiment.run` (inline for one worker, a spawn pool for more, Ray
+with one GPU per task). Each task loads its model once, scores, frees it and
+reports seconds and peak memory; this process alone writes the store, atomically,
+after every finished task, then suite.json, so a kill loses only the tasks in flight
+and a rerun scores only what is missing. A task that fails is recorded and the
+suite goes on; the summary names everything that was not scored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ungrok.errors import UngrokError
+from ungrok.hub.cache import available_revisions, hub_env, hub_env_for, missing_revision_reason
+from ungrok.hub.record import SuiteRecord
+from ungrok.hub.revisions import family_of, parse_revision_spec, plan_steps, resolve_revisions
+from ungrok.probes.score import DEFAULT_BATCH_TOKENS
+
+TRAJ = "traj.parquet"
+
+
+@dataclass
+class SuiteSummary:
+    """What one `score_suite` call did (the folder's full story is suite.json)."""
+
+    out: Path
+    scored: int = 0  # tasks scored by this call
+    already: int = 0  # (model, revision) pairs whose rows were in the store
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # model, revision, status, why
+    notes: dict[str, list[str]] = field(default_factory=dict)  # per model, e.g. split targets
+    seconds: list[float] = field(default_factory=list)  # per task scored by this call
+    peak_rss_mib: list[float] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The end-of-suite report: counts, timing, then every skip and note by name."""
+        out = [f"scored {self.scored} revision(s), {self.already} already in {self.out}; "
+               f"{len(self.skipped)} not scored"]  # fmt: skip
+        if self.seconds:
+            s = sorted(self.seconds)
+            out.append(f"seconds per revision: median {s[len(s) // 2]:.2f}, max {s[-1]:.2f}; "
+                       f"peak RSS per task: max {max(self.peak_rss_mib):.0f} MiB")  # fmt: skip
+        for k in self.skipped:
+            where = k["model"] if k["revision"] is None else f"{k['model']}@{k['revision']}"
+            out.append(f"{k['status']} {where}: {k['why']}")
+        for model, notes in self.notes.items():
+            out += [f"note {model}: {n}" for n in notes]
+        return out
+
+
+def _model_list(models: Sequence[str] | str) -> list[str]:
+    items = models.split(",") if isinstance(models, str) else list(models)
+    names = list(dict.fromkeys(m.strip() for m in items if m and m.strip()))
+    if not names:
+        raise UngrokError("--models is empty: give one or more hub model ids, comma-separated")
+    return names
+
+
+def check_grids(models: list[str], spec: str | list[str]) -> None:
+    """A keyword grid needs a known family: refuse before anything is asked or loaded."""
+    if isinstance(spec, list):
+        return
+    for m in models:
+        family = family_of(m)
+        if family is None or (family == "olmo" and spec == "thinned"):
+            resolve_revisions(m, spec, ())  # raises the one-line error for this model
+
+
+def _ray_placement(device: str, address: str | None) -> tuple[int, str]:
+    """(GPUs per task, the device a task uses) on the Ray cluster: one GPU each when it has any."""
+    try:
+        import ray
+    except ImportError:
+        raise UngrokError("--executor ray needs the ray package (pip install 'ray>=2.9')") from None
+    if device == "cpu":
+        return 0, "cpu"
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    if ray.cluster_resources().get("GPU", 0) < 1:
+        if device == "auto":
+            return 0, "cpu"
+        raise UngrokError(f"--device {device}: the Ray cluster has no GPU")
+    return 1, "cuda"  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU
+
+
+@contextlib.contextmanager
+def _progress(show: bool, total: int) -> Iterator[Callable[[], None]]:
+    if not show:
+        yield lambda: None
+        return
+    from ungrok.progress import bar
+
+    with bar("revisions", total) as p:
+        yield lambda: p.advance(p.task_ids[0], 1)
+
+
+class _Suite:
+    """The state one call works on: battery, store, record and summary."""
+
+    def __init__(
+        self, battery: Any, prompt_sets: tuple, store: Any, record: SuiteRecord, summary: SuiteSummary
+    ):
+        self.battery, self.prompt_sets = battery, prompt_sets
+        self.store, self.record, self.summary = store, record, summary
+
+    def done(self, model: str, step: int) -> bool:
+        return self.store.has_scores(model, step, self.battery.sha256) and not self.store.missing_margins(
+            model, step, self.prompt_sets
+        )
+
+    def not_scored(self, model: str, revision: str | None, step: int | None, status: str, why: str,
+                   **measures: float | None) -> None:  # fmt: skip
+        if revision is None:
+            self.record.set_unknown(model, why)
+        else:
+            self.record.set_revision(model, revision, step, status, why, **measures)
+        self.summary.skipped.append({"model": model, "revision": revision, "status": status, "why": why})
+
+    def plan(self, models: list[str], spec: str | list[str], make: Callable[..., Any]) -> list[Any]:
+        """Tasks still to run; skips and already-scored pairs go straight into the record."""
+        jobs = []
+        for model in models:
+            try:
+                available = available_revisions(model)
+                names = resolve_revisions(model, spec, available)  # OLMo auto: from its refs
+            except UngrokError as e:  # unknown model, or no step branches to list
+                self.not_scored(model, None, None, "skipped", str(e))
+                continue
+            revisions, aside = plan_steps(names)
+            for name, why in aside:
+                self.not_scored(model, name, None, "skipped", why)
+            for rev in revisions:
+                if available is not None and rev.name not in available:
+                    self.not_scored(
+                        model, rev.name, rev.step, "skipped", missing_revision_reason(model, rev.name)
+                    )
+                elif self.done(model, rev.step):
+                    self.summary.already += 1
+                    if not self.record.has_scored(model, rev.name):
+                        self.record.set_revision(model, rev.name, rev.step, "scored")
+                else:
+                    jobs.append(make(model=model, revision=rev.name, step=rev.step))
+        return jobs
+
+    def absorb(self, job: Any, res: Any) -> None:
+        """One finished task into the store (saved) and the record (saved after it)."""
+        if isinstance(res, BaseException):  # the worker itself died (pool broken, Ray worker lost)
+            text = str(res).strip().splitlines()
+            self.not_scored(job.model, job.revision, job.step, "failed",
+                            f"{type(res).__name__}: {text[0] if text else ''}".rstrip(": "))  # fmt: skip
+        else:
+            measures = {"seconds": res.seconds, "peak_rss_mib": res.peak_rss_mib,
+                        "rss_after_mib": res.rss_after_mib, "peak_gpu_mib": res.peak_gpu_mib}  # fmt: skip
+            if res.status != "scored":
+                self.not_scored(job.model, job.revision, job.step, res.status, res.why or "", **measures)
+            else:
+                self._store(job, res)
+                self.record.set_params(job.model, res.n_params)
+                self.record.add_notes(job.model, res.notes)
+                self.record.set_revision(job.model, job.revision, job.step, "scored", **measures)
+                self.summary.scored += 1
+                self.summary.seconds.append(res.seconds)
+                self.summary.peak_rss_mib.append(res.peak_rss_mib)
+                have = self.summary.notes.setdefault(job.model, [])
+                have.extend(n for n in res.notes if n not in have)
+        self.record.save()
+
+    def _store(self, job: Any, res: Any) -> None:
+        scores = res.battery_scores(self.battery)
+        model, step, rev = job.model, job.step, job.revision
+        self.store.add_scores(model, step, rev, self.battery.sha256, scores.groups())
+        self.store.add_items(model, step, rev, scores)
+        wanted = {ps.rule for ps in self.store.missing_margins(model, step, self.prompt_sets)}
+        self.store.add_margins(model, step, rev, [m for m in res.margins if m.rule in wanted])
+        self.store.save()
+        import pyarrow as pa
+
+        # Each save concatenates the whole item table anew; give the old buffers back to the OS.
+        pa.default_memory_pool().release_unused()
+
+
+def score_suite(
+    models: Sequence[str] | str,
+    revisions: str | Sequence[str],
+    battery: Path,
+    out: Path,
+    *,
+    margins: bool = True,
+    executor: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    offline: bool | None = None,
+    progress: bool = True,
+    rules_dir: Path | None = None,
+) -> SuiteSummary:
+    """Score `battery` (and its rules' margins) on every (model, revision) into the folder `out`.
+
+    revisions: "auto" (Pythia's 154-revision grid; OLMo's step branches), "thinned" (the
+    paper code's 41-revision Pythia grid), or a list / comma-separated string applied to
+    every model. offline: True sets HF_HUB_OFFLINE=1 for the suite, False clears it,
+    None leaves the environment as it is. Resumable; see the module docstring.
+    """
+    from ungrok.experiment.run import make_executor, threads_per_worker
+    from ungrok.hub.task import SuiteTask, score_task
+    from ungrok.probes.battery import load_battery
+    from ungrok.probes.margins import margin_rules
+    from ungrok.probes.models import DTYPES, resolve_device, resolve_dtype
+    from ungrok.probes.trajectories import TrajectoryStore
+
+    names = _model_list(models)
+    spec = parse_revision_spec(revisions)
+    check_grids(names, spec)
+    if batch_tokens < 1:
+        raise UngrokError(f"--batch-tokens {batch_tokens}: need at least 1")
+    if dtype not in DTYPES:
+        raise UngrokError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if ray_address is not None and executor != "ray":
+        raise UngrokError("--ray-address is for --executor ray")
+    ex = make_executor(executor, workers, ray_address)
+    if executor == "local":  # a Ray cluster's devices are not this machine's
+        resolve_dtype(dtype, resolve_device(device))
+    bat = load_battery(battery)
+    prompt_sets = tuple(margin_rules(bat.families, None, rules_dir)) if margins else ()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UngrokError(f"{out}: exists and is not a folder")
+    store = TrajectoryStore(out / TRAJ, items=True)
+    record = SuiteRecord(out, str(battery), bat.sha256)
+    for m in names:
+        store.check_compatible(m, bat, prompt_sets)
+    summary = SuiteSummary(out)
+    suite = _Suite(bat, prompt_sets, store, record, summary)
+    env = hub_env_for(offline)
+    threads = threads_per_worker(workers) if executor == "local" and workers > 1 else None
+    with hub_env(env):
+        task = SuiteTask("", "", 0, bat, prompt_sets, device, dtype, batch_tokens, threads,
+                         hub_env=tuple(sorted(env.items())))  # fmt: skip
+        jobs = suite.plan(names, spec, lambda **kw: replace(task, **kw))
+        out.mkdir(parents=True, exist_ok=True)
+        record.save()
+        if jobs:
+            if executor == "ray":
+                gpus, dev = _ray_placement(device, ray_address)
+                jobs = [replace(j, gpus=gpus, device=dev, threads=1) for j in jobs]
+            with _progress(progress, len(jobs)) as advance:
+                for job, res in ex.map(score_task, jobs):
+                    suite.absorb(job, res)
+                    advance()
+    return summary

@@ -1,0 +1,95 @@
+"""`ungrok mech` through the CLI: the summary table shows what the store holds; bad input is one line, exit 2."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from ungrok.cli import main
+
+RULE = "pronoun_gender_ref"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 16-step tiny run (checkpoints 0, 8, 16) and a battery of the focal rule plus one other family."""
+    from ungrok.corpus.storyworld import StoryworldConfig, build_storyworld
+    from ungrok.probes.battery import build_battery, save_battery
+    from ungrok.train.config import parse_config
+    from ungrok.train.loop import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("mech-cmd")
+    build_storyworld(root / "sw", StoryworldConfig(tokens=60_000, seed=1))
+    save_battery(build_battery([RULE, "plural_was_were"]), root / "battery.jsonl")
+    doc = {"model": {"preset": "tiny"}, "sampler": {"context": 32, "batch_size": 8, "steps": 16},
+           "checkpoints": {"rules": [{"start": 0, "every": 8}]}, "probe_every": 8, "probe_dense_until": 0,
+           "seed": 5}  # fmt: skip
+    train(parse_config(doc), root / "sw", root / "run", progress=False)
+    yield root
+    torch.set_num_threads(threads)
+
+
+def _cli(args, capsys):
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code or 0
+    c = capsys.readouterr()
+    return code, c.out, c.err
+
+
+def test_mech_writes_the_store_and_prints_the_top_head_it_holds(run, capsys):
+    code, out, err = _cli(["mech", run / "run", "--rule", RULE, "--battery", run / "battery.jsonl",
+                           "--only", "decomp,heads,decode"], capsys)  # fmt: skip
+    assert code == 0, err
+    rows = pq.read_table(run / "run" / "traj.mech.parquet").to_pylist()
+    assert {r["instrument"] for r in rows} == {"decomp", "heads", "decode"}
+    assert not (run / "run" / "traj.ngram.parquet").exists()  # not asked for
+    final = [r for r in rows if r["step"] == 16 and r["instrument"] == "heads" and r["metric"] == "attribution"]
+    top = max(final, key=lambda r: abs(r["value"]))["component"]
+    line = next(x for x in out.splitlines() if re.search(r"final\s*│\s*16\b", x))
+    assert top in line
+    gap = next(r["value"] for r in rows if r["step"] == 16 and r["component"] == "gap")
+    assert f"{gap:+.2f}" in line
+    assert "computed decomp 3, decode 3, heads 3" in out
+
+    code, out, _ = _cli(["mech", run / "run", "--rule", RULE, "--battery", run / "battery.jsonl",
+                         "--only", "decomp"], capsys)  # fmt: skip
+    assert code == 0 and "nothing new" in out and "3 unit(s) already in the store" in out
+
+
+def test_the_full_run_shows_the_pair_and_the_ngram_letters(run, capsys):
+    code, out, err = _cli(["mech", run / "run", "--rule", RULE, "--battery", run / "battery.jsonl"], capsys)
+    assert code == 0, err
+    assert re.search(r"peak\s*│\s*\d+", out) and "n-gram baseline:" in out
+    rows = pq.read_table(run / "run" / "traj.mech.parquet").to_pylist()
+    patch = [r for r in rows if r["instrument"] == "patch" and r["component"] != "all" and not math.isnan(r["value"])]
+    if patch:  # the best single component at the final checkpoint is named in its row
+        best = max((r for r in patch if r["metric"] == "recovery_peak_to_final"), key=lambda r: r["value"])
+        line = next(x for x in out.splitlines() if re.search(r"final\s*│\s*16\b", x))
+        assert best["component"] in line
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--rule", "nope"], "unknown rule 'nope'"),
+        (["--rule", RULE, "--only", "decomp,bogus"], "unknown instrument 'bogus'"),
+        (["--rule", "det_an_choice"], "no margin section"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(run, capsys, extra, message):
+    code, out, err = _cli(["mech", run / "run", "--battery", run / "battery.jsonl", *extra], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_plain_run_folder_needs_a_battery(run, capsys):
+    code, _, err = _cli(["mech", run / "run", "--rule", RULE], capsys)
+    assert code == 2 and "pass --battery" in err and len(err.strip().splitlines()) == 1
