@@ -10,7 +10,8 @@ import torch
 
 from ungrok.corpus.build import BuildOptions, build_corpus
 from ungrok.errors import UngrokError
-from ungrok.probes.models import load_hf, revision_step, revision_steps, run_tokenizer_path
+from ungrok.probes.models import load_hf, run_tokenizer_path
+from ungrok.probes.revisions import revision_step, revision_steps
 from ungrok.probes.score import score_battery
 
 from .conftest import HUB_MODELS, HUB_REVISIONS, word_tokenizer

@@ -128,7 +128,8 @@ def _run_sources(run: Path, tokenizer: Path | None, run_name: str | None, device
 
 
 def _hf_sources(name: str, revisions: str | None, run_name: str | None, device: str, dtype: str) -> list:
-    from ungrok.probes.models import load_hf, resolve_device, resolve_dtype, revision_steps
+    from ungrok.probes.models import load_hf, resolve_device, resolve_dtype
+    from ungrok.probes.revisions import revision_steps
     from ungrok.probes.trajectories import CheckpointSource
 
     revs = _split_list([revisions]) if revisions else []

@@ -530,8 +530,7 @@ def _check_mech(spec: ExperimentSpec, known: Mapping[str, Any], families: set[st
 
 def _check_hub(spec: ExperimentSpec, families: set[str] | None, where: str) -> None:
     """The hub section names a battery of this file, a probed family and a revision grid per model."""
-    from ungrok.hub.revisions import parse_revision_spec
-    from ungrok.hub.suite import check_grids
+    from ungrok.hub.revisions import check_grids, parse_revision_spec
     from ungrok.probes.models import DTYPES
 
     h = spec.hub

@@ -10,7 +10,7 @@
   those whose name gives a step, in step order (the first name per step).
 - Anything else needs an explicit list (`step1000,step2000`).
 
-A revision's step is the N of its `stepN` part (`ungrok.probes.models.parse_step`); a revision without one
+A revision's step is the N of its `stepN` part (`ungrok.probes.revisions.parse_step`); a revision without one
 (e.g. "main") has no place on a trajectory's step axis, so the suite skips it and
 says why instead of inventing a step.
 """
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ungrok.errors import UngrokError
-from ungrok.probes.models import parse_step
+from ungrok.probes.revisions import parse_step
 
 KEYWORDS = ("auto", "thinned")
 PYTHIA_LAST_STEP = 143_000
@@ -117,3 +117,13 @@ def plan_steps(names: Sequence[str]) -> tuple[list[Revision], list[tuple[str, st
         else:
             kept[step] = Revision(name, step)
     return [kept[s] for s in sorted(kept)], aside
+
+
+def check_grids(models: list[str], spec: str | list[str]) -> None:
+    """A keyword grid needs a known family: refuse before anything is asked or loaded."""
+    if isinstance(spec, list):
+        return
+    for m in models:
+        family = family_of(m)
+        if family is None or (family == "olmo" and spec == "thinned"):
+            resolve_revisions(m, spec, ())  # raises the one-line error for this model

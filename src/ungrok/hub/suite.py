@@ -24,7 +24,7 @@ from typing import Any
 from ungrok.errors import UngrokError
 from ungrok.hub.cache import available_revisions, hub_env, hub_env_for, missing_revision_reason
 from ungrok.hub.record import SuiteRecord
-from ungrok.hub.revisions import family_of, parse_revision_spec, plan_steps, resolve_revisions
+from ungrok.hub.revisions import check_grids, parse_revision_spec, plan_steps, resolve_revisions
 from ungrok.probes.score import DEFAULT_BATCH_TOKENS
 
 TRAJ = "traj.parquet"
@@ -64,16 +64,6 @@ def _model_list(models: Sequence[str] | str) -> list[str]:
     if not names:
         raise UngrokError("--models is empty: give one or more hub model ids, comma-separated")
     return names
-
-
-def check_grids(models: list[str], spec: str | list[str]) -> None:
-    """A keyword grid needs a known family: refuse before anything is asked or loaded."""
-    if isinstance(spec, list):
-        return
-    for m in models:
-        family = family_of(m)
-        if family is None or (family == "olmo" and spec == "thinned"):
-            resolve_revisions(m, spec, ())  # raises the one-line error for this model
 
 
 def _ray_placement(device: str, address: str | None) -> tuple[int, str]:

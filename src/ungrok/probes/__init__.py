@@ -40,7 +40,7 @@ _EXPORTS = {
     "TokenizerFile": "models",
     "load_hf": "models",
     "load_own_checkpoint": "models",
-    "revision_step": "models",
+    "revision_step": "revisions",
     "run_checkpoints": "models",
     "run_tokenizer_path": "models",
     "CheckpointSource": "trajectories",
