@@ -6,6 +6,9 @@ label naming the seed's top head), "decode/<cell>/<seed>/<block>".
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -66,34 +69,45 @@ def _layer_styles(components: set[str]) -> dict[str, tuple[str, float, str]]:
     return styles
 
 
+def _cell_figure(data: ReportData, cells: list[str], height: float, ylabel: str, title: str,
+                 draw: Callable[[Axes, str], None], sharey: bool = True) -> Figure:  # fmt: skip
+    """One panel per cell, `draw(ax, cell)` filling each; shared x label, seed legend and title."""
+    import matplotlib
+
+    with matplotlib.rc_context(RC):
+        fig, axes = _panels(len(cells), height, sharey=sharey)
+        fig.set_figwidth(max(fig.get_figwidth(), MIN_WIDTH))
+        for ax, cell in zip(axes, cells, strict=True):
+            draw(ax, cell)
+            ax.set_title(cell)
+            ax.set_xlabel("step")
+        axes[0].set_ylabel(ylabel)
+        _legend(fig, axes, _seed_proxies(data), ncols_max=legend_columns(fig))
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def decomposition_figure(data: ReportData, rule: str) -> Figure | None:
     """The logit-gap decomposition over training: direct, contextual, per layer, and the model's gap."""
     cells = _cells_with(data, rule, "decomp", "nats")
     if not cells:
         return None
-    import matplotlib
 
-    with matplotlib.rc_context(RC):
-        fig, axes = _panels(len(cells), 2.5, sharey=False)
-        fig.set_figwidth(max(fig.get_figwidth(), MIN_WIDTH))
-        for ax, cell in zip(axes, cells, strict=True):
-            ax.axhline(0.0, color="#999999", lw=0.7)
-            for seed, run in _runs(data, cell):
-                comps = run.by_component(rule, "decomp", "nats")
-                styles = _layer_styles(set(comps))
-                order = [c for c in comps if c in styles and c not in ("gap", "embed", "ctx")] + [
-                    c for c in ("ctx", "embed", "gap") if c in comps]  # thin lines first, the gap on top
-                for comp in order:
-                    color, lw, label = styles[comp]
-                    steps = sorted(comps[comp])
-                    ax.plot(steps, [comps[comp][s] for s in steps], color=color, lw=lw, ls=seed_linestyle(data, seed),
-                            label=label, gid=f"decomp/{cell}/{seed}/{comp}")  # fmt: skip
-            ax.set_title(cell)
-            ax.set_xlabel("step")
-        axes[0].set_ylabel("logit gap (nats, pre-softcap)")
-        _legend(fig, axes, _seed_proxies(data), ncols_max=legend_columns(fig))
-        fig.suptitle(f"{rule}: logit-gap decomposition (direct vs contextual)", fontsize=10)
-    return fig
+    def draw(ax: Axes, cell: str) -> None:
+        ax.axhline(0.0, color="#999999", lw=0.7)
+        for seed, run in _runs(data, cell):
+            comps = run.by_component(rule, "decomp", "nats")
+            styles = _layer_styles(set(comps))
+            order = [c for c in comps if c in styles and c not in ("gap", "embed", "ctx")] + [
+                c for c in ("ctx", "embed", "gap") if c in comps]  # thin lines first, the gap on top
+            for comp in order:
+                color, lw, label = styles[comp]
+                steps = sorted(comps[comp])
+                ax.plot(steps, [comps[comp][s] for s in steps], color=color, lw=lw, ls=seed_linestyle(data, seed),
+                        label=label, gid=f"decomp/{cell}/{seed}/{comp}")  # fmt: skip
+
+    return _cell_figure(data, cells, 2.5, "logit gap (nats, pre-softcap)",
+                        f"{rule}: logit-gap decomposition (direct vs contextual)", draw, sharey=False)  # fmt: skip
 
 
 def head_share_figure(data: ReportData, rule: str) -> Figure | None:
@@ -106,33 +120,26 @@ def head_share_figure(data: ReportData, rule: str) -> Figure | None:
                    key=natural_key)  # fmt: skip
     palette = list(SEED_COLORS) if len(heads) <= len(SEED_COLORS) else _graded("tab20", len(heads))
     colors = {h: palette[i % len(palette)] for i, h in enumerate(heads)}
-    import matplotlib
 
-    with matplotlib.rc_context(RC):
-        fig, axes = _panels(len(cells), 2.4)
-        fig.set_figwidth(max(fig.get_figwidth(), MIN_WIDTH))
-        for ax, cell in zip(axes, cells, strict=True):
-            for seed, run in _runs(data, cell):
-                shares = run.by_component(rule, "heads", "share")
-                if not shares:
-                    continue
-                ls = seed_linestyle(data, seed)
-                for head, by_step in shares.items():
-                    steps = sorted(by_step)
-                    ax.plot(steps, [by_step[s] for s in steps], color=colors[head], lw=1.1, ls=ls, label=head,
-                            gid=f"share/{cell}/{seed}/{head}")  # fmt: skip
-                last = max(s for v in shares.values() for s in v)
-                at_last = {h: v[last] for h, v in shares.items() if last in v}
-                top = max(at_last, key=lambda h: at_last[h])
-                ax.annotate(top, (last, at_last[top]), xytext=(3, 0), textcoords="offset points", fontsize=7.5,
-                            color=colors[top], va="center", gid=f"top/{cell}/{seed}")  # fmt: skip
-            ax.set_ylim(-0.03, 1.03)
-            ax.set_title(cell)
-            ax.set_xlabel("step")
-        axes[0].set_ylabel("share of |attribution|")
-        _legend(fig, axes, _seed_proxies(data), ncols_max=legend_columns(fig))
-        fig.suptitle(f"{rule}: attention heads' share of the logit gap", fontsize=10)
-    return fig
+    def draw(ax: Axes, cell: str) -> None:
+        for seed, run in _runs(data, cell):
+            shares = run.by_component(rule, "heads", "share")
+            if not shares:
+                continue
+            ls = seed_linestyle(data, seed)
+            for head, by_step in shares.items():
+                steps = sorted(by_step)
+                ax.plot(steps, [by_step[s] for s in steps], color=colors[head], lw=1.1, ls=ls, label=head,
+                        gid=f"share/{cell}/{seed}/{head}")  # fmt: skip
+            last = max(s for v in shares.values() for s in v)
+            at_last = {h: v[last] for h, v in shares.items() if last in v}
+            top = max(at_last, key=lambda h: at_last[h])
+            ax.annotate(top, (last, at_last[top]), xytext=(3, 0), textcoords="offset points", fontsize=7.5,
+                        color=colors[top], va="center", gid=f"top/{cell}/{seed}")  # fmt: skip
+        ax.set_ylim(-0.03, 1.03)
+
+    return _cell_figure(data, cells, 2.4, "share of |attribution|",
+                        f"{rule}: attention heads' share of the logit gap", draw)  # fmt: skip
 
 
 def decodability_figure(data: ReportData, rule: str) -> Figure | None:
@@ -144,25 +151,17 @@ def decodability_figure(data: ReportData, rule: str) -> Figure | None:
     blocks = sorted({b for run in data.mech.runs.values() for b in run.by_component(rule, "decode", "accuracy")},
                     key=natural_key)  # fmt: skip
     colors = dict(zip(blocks, _graded("viridis_r", len(blocks)), strict=True))
-    import matplotlib
 
-    with matplotlib.rc_context(RC):
-        fig, axes = _panels(len(cells), 2.3)
-        fig.set_figwidth(max(fig.get_figwidth(), MIN_WIDTH))
-        for ax, cell in zip(axes, cells, strict=True):
-            ax.axhline(0.5, color="#999999", lw=0.7, ls=":")
-            for seed, run in _runs(data, cell):
-                for block, by_step in run.by_component(rule, "decode", "accuracy").items():
-                    steps = sorted(by_step)
-                    ax.plot(steps, [by_step[s] for s in steps], color=colors[block], lw=1.1,
-                            ls=seed_linestyle(data, seed), label=block, gid=f"decode/{cell}/{seed}/{block}")  # fmt: skip
-            ax.set_ylim(-0.03, 1.03)
-            ax.set_title(cell)
-            ax.set_xlabel("step")
-        axes[0].set_ylabel("cue decodability")
-        _legend(fig, axes, _seed_proxies(data), ncols_max=legend_columns(fig))
-        fig.suptitle(f"{rule}: cue decodability per block", fontsize=10)
-    return fig
+    def draw(ax: Axes, cell: str) -> None:
+        ax.axhline(0.5, color="#999999", lw=0.7, ls=":")
+        for seed, run in _runs(data, cell):
+            for block, by_step in run.by_component(rule, "decode", "accuracy").items():
+                steps = sorted(by_step)
+                ax.plot(steps, [by_step[s] for s in steps], color=colors[block], lw=1.1,
+                        ls=seed_linestyle(data, seed), label=block, gid=f"decode/{cell}/{seed}/{block}")  # fmt: skip
+        ax.set_ylim(-0.03, 1.03)
+
+    return _cell_figure(data, cells, 2.3, "cue decodability", f"{rule}: cue decodability per block", draw)
 
 
 def decomposition_png(data: ReportData, rule: str) -> bytes | None:
