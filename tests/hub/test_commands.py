@@ -4,25 +4,9 @@ from __future__ import annotations
 
 import json
 
-from ungrok.cli import main
+from cli_helpers import one_line_error, run
 
 from . import builders as B
-
-
-def run(args, capsys):  # noqa: ANN001, ANN201
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code or 0, captured.out, captured.err
-
-
-def one_line_error(code: int, err: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_score_then_classify(cache_env, tmp_path, capsys):

@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from ungrok.cli import main
+from cli_helpers import one_line_error, run
 from ungrok.model import save_checkpoint
 from ungrok.probes.battery import build_battery, save_battery
 from ungrok.probes.margins import margin_prompt_set
@@ -15,22 +15,6 @@ from ungrok.probes.trajectories import margins_path_for
 from ungrok.rules import get_rule
 
 from .conftest import HUB_REVISIONS, battery_texts, tiny_gpt, word_tokenizer
-
-
-def run(args, capsys):  # noqa: ANN001, ANN201
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code or 0, captured.out, captured.err
-
-
-def one_line_error(code: int, err: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_build_then_show(tmp_path, capsys):
