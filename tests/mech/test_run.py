@@ -184,6 +184,10 @@ def test_the_margin_table_gives_the_peak_when_it_covers_the_run(trained, tmp_pat
     assert s.rules[RULE].peak == peak_step(cms, 100)[0]
     again = mech_run(run, [RULE], battery=trained / "battery.jsonl", progress=False, instruments=("decomp",))
     assert again.loads == 0  # nothing missing and the CM read from the table: no checkpoint loaded
+    pair = mech_run(run, [RULE], battery=trained / "battery.jsonl", progress=False,
+                    instruments=("patch", "direction"))  # fmt: skip
+    assert pair.rules[RULE].peak != pair.rules[RULE].final
+    assert pair.loads == 2  # patching and direction removal share the one peak/final pair
 
 
 def _one_line(excinfo) -> str:

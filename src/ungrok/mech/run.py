@@ -260,12 +260,18 @@ def mech_run(
     skipped = {i: 0 for i in insts if i != "ngram"}
     loads = 0
 
+    recent: dict[int, Any] = {}  # the last two models loaded: patching and direction read the same pair
+
     def load(step: int) -> Any:
         from ungrok.model import load_checkpoint
 
         nonlocal loads
-        loads += 1
-        return load_checkpoint(by_step[step]).model
+        if step not in recent:
+            loads += 1
+            if len(recent) == 2:
+                del recent[next(iter(recent))]
+            recent[step] = load_checkpoint(by_step[step]).model  # instruments never write weights
+        return recent[step]
 
     def todo(step: int, rule: str, inst: str) -> bool:
         if force or not store.has(name, step, rule, inst, shas[rule]):
