@@ -11,6 +11,10 @@ Reports, in one run, at torch's default thread count (or --threads):
   attention score and value products over a T-token window, forward + backward, counted in
   full as METHOD §15 does. A causal kernel needs only half of that; the fraction with
   6·L·d·T is printed too;
+- the demo's own run shape (d 64, context 64 x 32 rows, storyworld's 1,456-word vocabulary,
+  1 thread, as `ungrok demo` trains) with today's trainer against the trainer before the
+  two CPU changes of issue 14 (autograd's softcap + cross-entropy chain, glibc's default
+  heap), each in a fresh process, alternating, --compare-reps times: tokens/s and the ratio;
 - monitor overhead: a probe callback that scores 64 prompts of 16 tokens (one forward, the
   log-prob gap between two tokens at the last position, as the contrast margin does) every
   --probe-every steps. Printed two ways: the callback's own time per call over the training
@@ -25,7 +29,11 @@ Other processes sharing the CPU lower every number here; the ratios are taken wi
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -84,8 +92,78 @@ def timed_run(corpus: Path, out: Path, doc: dict, warmup: int, callbacks=()) -> 
     return statistics.median(steps), times[-1] - times[0], len(steps)
 
 
+DEMO_SHAPE = {
+    "model": {"preset": "demo", "n_embd": 64, "context": 64, "vocab_size": 1456},
+    "optimizer": {"matrix_lr": 0.02, "embed_lr": 0.05, "weight_decay": 0.0},
+    "checkpoints": {"rules": [{"start": 0, "end": 0, "every": 1}]},
+}
+
+
+def reference_forward(self: GPT, idx: torch.Tensor, targets: torch.Tensor | None = None):  # noqa: ANN201
+    """GPT.forward as it was before model/loss.py: autograd through divide, tanh and cross-entropy."""
+    import torch.nn.functional as F
+
+    from ungrok.model.gpt import _norm
+
+    length = idx.shape[1]
+    cos, sin = self.cos[:, :length], self.sin[:, :length]
+    x = _norm(self.wte(idx))
+    for i, block in enumerate(self.blocks):
+        ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
+        x = block(x, ve, cos, sin)
+    logits = self.lm_head(_norm(x)).float()
+    cap = self.config.softcap
+    logits = cap * torch.tanh(logits / cap)
+    if targets is None:
+        return logits
+    return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def demo_worker(mode: str, corpus: str, steps: int) -> None:
+    """One timed demo-shape run in this process; prints {"tok_s": ..., "sys_s": ...} as JSON."""
+    import resource
+
+    import ungrok.train.loop as loop
+
+    torch.set_num_threads(1)
+    if mode == "reference":
+        GPT.forward = reference_forward
+        loop.keep_freed_memory = lambda: False
+    doc = {**DEMO_SHAPE, "seed": 1, "sampler": {"context": 64, "batch_size": 32, "steps": steps}}
+    with tempfile.TemporaryDirectory() as tmp:
+        step_s, _, _ = timed_run(Path(corpus), Path(tmp) / "run", doc, 5)
+        final = read_jsonl(Path(tmp) / "run" / "train_log.jsonl")[-1]["loss"]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"tok_s": 64 * 32 / step_s, "sys_s": usage.ru_stime, "user_s": usage.ru_utime,
+                      "final_loss": final}))  # fmt: skip
+
+
+def compare_demo_trainers(corpus: Path, steps: int, reps: int) -> None:
+    """Today's trainer vs the reference on the demo's run shape, fresh processes, alternating."""
+    got: dict[str, list[dict]] = {"reference": [], "ours": []}
+    for _ in range(reps):
+        for mode in got:
+            out = subprocess.run([sys.executable, __file__, "--worker", mode, "--corpus", str(corpus),
+                                  "--demo-steps", str(steps)], capture_output=True, text=True, check=True)  # fmt: skip
+            got[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    med = {m: statistics.median(r["tok_s"] for r in rs) for m, rs in got.items()}
+    print(f"\ndemo run shape (d 64, context 64 x 32, vocab 1456, 1 thread), {steps} steps, {reps} runs each:")
+    for mode, rs in got.items():
+        toks = ", ".join(f"{r['tok_s']:,.0f}" for r in rs)
+        sys_s = statistics.median(r["sys_s"] for r in rs)
+        print(f"  {mode:<10} tokens/s {toks} (median {med[mode]:,.0f}); kernel time {sys_s:.1f} s per run")
+    losses = {m: rs[0]["final_loss"] for m, rs in got.items()}
+    print(f"  ours / reference: {med['ours'] / med['reference']:.2f}x; final loss {losses['ours']:.5f} vs "
+          f"{losses['reference']:.5f} (same seed; they differ only by float rounding)")  # fmt: skip
+    assert all(math.isfinite(v) for v in losses.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worker", choices=["reference", "ours"], help=argparse.SUPPRESS)
+    ap.add_argument("--corpus", help=argparse.SUPPRESS)
+    ap.add_argument("--compare-steps", type=int, default=60, help="steps per demo-shape comparison run")
+    ap.add_argument("--compare-reps", type=int, default=2)
     ap.add_argument("--mm-size", type=int, default=2048)
     ap.add_argument("--demo-steps", type=int, default=30)
     ap.add_argument("--demo-batch", type=int, default=32)
@@ -96,6 +174,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     ap.add_argument("--probe-every", type=int, default=5)
     args = ap.parse_args()
+    if args.worker:
+        demo_worker(args.worker, args.corpus, args.demo_steps)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -111,6 +192,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "sw"
         build_storyworld(corpus, StoryworldConfig(tokens=2_000_000, seed=0))
+        compare_demo_trainers(corpus, args.compare_steps, args.compare_reps)
         for name, (context, batch, steps) in runs.items():
             doc = {
                 "model": {"preset": name},

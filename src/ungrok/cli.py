@@ -497,11 +497,12 @@ def demo(
         typer.Option("--set", help="Override a key of the embedded experiment, KEY.PATH=YAML (repeatable)."),
     ] = None,
 ) -> None:
-    """The main job: the embedded storyworld experiment, end to end (about 15 minutes on 2 cores).
+    """The main job: natural ungrokking on storyworld, predicted before it runs (about 20 minutes on 2 cores).
 
-    High- and low-support corpora, a kill ladder, a rescue, two seeds each; predictions
-    frozen before training; every run trained, monitored, scored and classified; the
-    scoreboard and report.html at the end. Rerun to resume; finished steps are skipped.
+    A supported and a web-like cell one knob apart, a kill ladder and a rescue, three
+    confirmatory seeds each; predictions written after the shipped pilot and frozen before
+    training; every run trained, monitored, scored and classified; the scoreboard and
+    report.html at the end. Rerun to resume; finished steps are skipped.
     """
     from importlib.resources import files
 
@@ -514,6 +515,7 @@ def demo(
     wanted = {
         "demo.yaml": files("ungrok.experiment").joinpath("demo.yaml").read_bytes(),
         "battery.jsonl": canonical_bytes(build_battery().items),
+        "demo-pilot.json": files("ungrok.experiment").joinpath("demo-pilot.json").read_bytes(),
     }
     for name, data in wanted.items():
         path = spec_dir / name

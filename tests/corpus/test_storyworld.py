@@ -522,3 +522,52 @@ def test_unreachable_ratio_is_flagged_and_two_name_rate_zero_reaches_it(tmp_path
     assert "beyond what two_name_rate" in capped.support["pronoun_gender_ref"].note
     _, free = build(tmp_path, "free", tokens=5_000, global_ratio=500.0, two_name_rate=0.0)
     assert "beyond" not in free.support["pronoun_gender_ref"].note
+
+
+# Bridge verbs written out again (not read from the module): the frames' connectives after
+# verbs that no probe frame uses.
+BRIDGES = ["played outside because", "danced when", "walked home because", "waved because",
+           "sang a song when", "stayed inside because"]  # fmt: skip
+
+
+def test_bridge_rate_is_realised_and_counted_as_outside_support(tmp_path):
+    """bridge_rate puts '<name> <other verb> because|when <pronoun>' at the requested share,
+    its pronoun follows global_ratio, and the kernel-visible support equals the manifest's."""
+    off_path, off = build(tmp_path, "off", tokens=300_000, global_ratio=8.0, frame_ratio=0.3, frame_rate=0.01)
+    on_path, on = build(
+        tmp_path, "on", tokens=300_000, global_ratio=8.0, frame_ratio=0.3, frame_rate=0.01, bridge_rate=0.08
+    )
+    for path, rep, rate in ((off_path, off, 0.0), (on_path, on, 0.08)):
+        s = Stream(path)
+        she, he = s.id(" she"), s.id(" he")
+        girls = s.forms(sw.GIRL_NAMES)
+        names = girls | s.forms(sw.BOY_NAMES)
+        bridge = _frame_positions(s, names, BRIDGES)
+        sentences = s.ids.count(s.id("."))
+        assert sentences == rep.sentences
+        if rate == 0.0:
+            assert not bridge
+            continue
+        # Share of sentences (the first of a story is an opening, never a bridge).
+        assert _binomial_ok(len(bridge), sentences, rate / (1 - rate), sds=5)
+        g = [v for i, v in bridge.items() if s.ids[i] in girls]
+        assert _binomial_ok(sum(v == she for v in g), len(g), 8.0)
+        # Bridges are outside the probe frames: the frames' own prior is untouched ...
+        fr = rep.support["pronoun_gender_ref"].frames["girl_names"]
+        fpos = _frame_positions(s, girls, FRAMES)
+        assert (fr.rule_events, fr.prior_events) == (
+            sum(v == she for v in fpos.values()),
+            sum(v == he for v in fpos.values()),
+        )
+        # ... and the windowed counts outside the frames include them exactly.
+        r, p = windowed(s.ids, girls, she, he, skip=set(fpos))
+        out = rep.support["pronoun_gender_ref"].classes["all_girl_names_outside_frames"]
+        assert (out.rule_events, out.prior_events) == (r, p)
+
+
+def test_bridges_never_form_a_battery_prompt():
+    """No bridge verb is a probe frame, so '<battery name> <bridge>' is never a forbidden prompt."""
+    frames = set(FRAMES)
+    assert not frames & set(BRIDGES)
+    for b in BRIDGES:
+        assert not any(b.startswith(f) or f.startswith(b) for f in frames)

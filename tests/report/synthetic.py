@@ -329,3 +329,82 @@ def need_chromium() -> str:
             pytest.fail("CI=true but chromium is not installed; .ci/ensure-chromium should have installed it")
         pytest.skip("chromium is not installed; run .ci/ensure-chromium to enable the real-browser test")
     return exe
+
+
+# --------------------------------------------------------------------------- sweeps (phase diagram)
+# Made-up sweep coordinates over the cells above, as `ungrok run` writes them into experiment.json
+# (cells in sorted-key order, as the file has them): a one-knob kill sweep (one row of 2 points)
+# and a three-knob sweep whose third knob splits its 4 cells into 2 panels. Expected letters per cell follow FOCAL_RUNS: high R R, high_k50 R D,
+# high_k100 N N, low D d (seed 2's agree gate fails), low_r1 R N.
+SWEEPS = {
+    "kill": {"knobs": ["kill.rate"], "cells": {"high_k100": {"kill.rate": 1.0}, "high_k50": {"kill.rate": 0.5}}},
+    "web": {
+        "knobs": ["storyworld.frame_rate", "storyworld.frame_ratio", "storyworld.seed"],
+        "cells": {
+            "high": {"storyworld.frame_rate": 0.005, "storyworld.frame_ratio": 8.0, "storyworld.seed": 0},
+            "high_k100": {"storyworld.frame_rate": 0.005, "storyworld.frame_ratio": 0.4, "storyworld.seed": 1},
+            "low": {"storyworld.frame_rate": 0.01, "storyworld.frame_ratio": 0.4, "storyworld.seed": 0},
+            "low_r1": {"storyworld.frame_rate": 0.01, "storyworld.frame_ratio": 0.4, "storyworld.seed": 1},
+        },
+    },
+}
+PHASE_LETTERS = {"high": "R R", "high_k50": "R D", "high_k100": "N N", "low": "D d", "low_r1": "R N"}
+
+
+def add_sweeps(run_dir: Path) -> Path:
+    """Record SWEEPS and the focal rule in a make_run_dir() folder's experiment.json."""
+    path = run_dir / "experiment.json"
+    doc = json.loads(path.read_text())
+    doc.update(sweeps=SWEEPS, focal={"rule": FOCAL, "ratio": "she:he"})
+    path.write_text(json.dumps(doc))
+    return run_dir
+
+
+# --------------------------------------------------------------------------- monitor states (warning lead)
+# Planted per-rule monitor states, as monitor.jsonl carries them at every step of STEPS, for the
+# lead section (report/monitor.py). FOCAL: R runs "not yet" below 400 and "emerged" after, D runs
+# emerge at 200; planted: high/2 (R) "displacing" at 900-1000 then "emerged" again (a false
+# alarm); high_k50/2 (D, onset 700) "displacing" 500-700, "displaced" from 800 (lead +200 = 13.3%
+# of the 1500 steps); low/1 (D, onset 700) "displaced" from 800 (lead -100 = -6.7%: late); low/2
+# (D, agree gate failed) "control-failing" from 800 (not scored); N runs "not yet" throughout.
+# OTHER: "emerged" from step 0; low_r1/2 "displacing" at 1000 (a false alarm). high_k100/1 has no
+# monitor.jsonl at all. Expected: focal 8 scored, TP 2, FP 1, FN 0 (precision 0.67, recall 1,
+# median lead 3.3%); other 9 scored, FP 1; overall 17 scored, TP 2, FP 2, 1 gate failed, 2 unwatched.
+MONITOR_FOCAL = {  # (cell, seed) -> {first step of a state: state}
+    ("high", 2): {0: "not yet", 400: "emerged", 900: "displacing", 1100: "emerged"},
+    ("high_k50", 2): {0: "not yet", 200: "emerged", 500: "displacing", 800: "displaced"},
+    ("low", 1): {0: "not yet", 200: "emerged", 800: "displaced"},
+    ("low", 2): {0: "not yet", 200: "emerged", 800: "control-failing"},
+}
+MONITOR_OTHER = {("low_r1", 2): {0: "emerged", 1000: "displacing", 1100: "emerged"}}
+MONITOR_ABSENT = ("high_k100", 1)
+MONITOR_WARN = ("displacing", "displaced", "control-failing")
+
+
+def _states(plan: dict[int, str]) -> list[str]:
+    out, state = [], plan[0]
+    for s in STEPS:
+        state = plan.get(s, state)
+        out.append(state)
+    return out
+
+
+def add_monitor(run_dir: Path) -> Path:
+    """Write (replace) monitor.jsonl with the planted per-rule states in a make_run_dir() folder."""
+    for (cell, seed), (conflict, _, _) in FOCAL_RUNS.items():
+        path = run_dir / "cells" / cell / f"seed{seed}" / "monitor.jsonl"
+        if (cell, seed) == MONITOR_ABSENT:
+            path.unlink(missing_ok=True)
+            continue
+        default = {0: "not yet", 400: "emerged"} if conflict is RISE else {0: "not yet"}
+        focal = _states(MONITOR_FOCAL.get((cell, seed), default))
+        other = _states(MONITOR_OTHER.get((cell, seed), {0: "emerged"}))
+        lines, prev = [], {FOCAL: "not yet", OTHER: "not yet"}
+        for i, s in enumerate(STEPS):
+            now = {FOCAL: focal[i], OTHER: other[i]}
+            warnings = [f"step {s}: {r}: {st}" for r, st in now.items() if st != prev[r] and st in MONITOR_WARN]
+            lines.append({"step": s, "rules": {r: {"rule": r, "state": st} for r, st in now.items()},
+                          "warnings": warnings, "display": ""})  # fmt: skip
+            prev = now
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return run_dir

@@ -32,12 +32,32 @@ def test_every_figure_renders(chromium, shared_data, shared_report):
     check = render_check(shared_report)
     assert check["title"] == f"ungrok report: {shared_data.name}"
     assert check["sections"] == [sid for sid, _, _ in SECTIONS]
-    assert len(check["images"]) == n_img == 5
+    assert len(check["images"]) == n_img == 4
     for im in check["images"]:
         assert im["complete"], im["alt"]
         assert im["width"] > 0 and im["height"] > 0, im["alt"]  # decoded
-        assert im["shown_width"] > 0 and im["shown_height"] > 0, im["alt"]  # laid out
+        if not im["folded"]:  # a closed <details> is not laid out; opened, below
+            assert im["shown_width"] > 0 and im["shown_height"] > 0, im["alt"]  # laid out
     assert check["page_height"] > 2000
+
+
+def test_focal_rule_leads_above_the_fold_and_other_rules_are_folded(chromium, shared_html, tmp_path):
+    (tmp_path / "report.html").write_text(shared_html)
+    check = render_check(tmp_path / "report.html", width=1280, height=900)
+    assert check["sections"][:2] == ["focal", "focal_trajectories"]
+    focal = check["place"]["focal"]
+    assert 0 < focal["top"] < focal["bottom"] <= check["viewport_height"]  # the whole headline, unscrolled
+    assert check["place"]["focal_trajectories"]["top"] < check["viewport_height"]  # and the figure starts
+    assert check["details"] == [{"section": "others", "open": False}]
+    assert [im["alt"] for im in check["images"] if im["folded"]] == ["trajectories of det_an_choice"]
+    # opened, the folded figures lay out like every other
+    (tmp_path / "open.html").write_text(
+        shared_html.replace('<details class="others">', '<details class="others" open>')
+    )
+    opened = render_check(tmp_path / "open.html")
+    assert opened["details"] == [{"section": "others", "open": True}]
+    for im in opened["images"]:
+        assert not im["folded"] and im["shown_width"] > 0 and im["shown_height"] > 0, im["alt"]
 
 
 def test_check_catches_a_broken_figure(chromium, shared_html, tmp_path):
@@ -56,3 +76,19 @@ def test_screenshot_is_not_blank(chromium, shared_report, tmp_path):
     px = np.asarray(im).reshape(-1, 3)
     assert len(np.unique(px, axis=0)) > 50
     assert (px < 100).all(axis=1).mean() > 0.005  # dark text on the page
+
+
+def test_phase_diagram_renders_after_the_focal_rule(chromium, tmp_path):
+    from report.synthetic import SWEEPS, add_sweeps, make_run_dir
+    from ungrok.report import build_report, load_run
+
+    report = build_report(load_run(add_sweeps(make_run_dir(tmp_path))), tmp_path / "report.html")
+    check = render_check(report)
+    ids = [sid for sid, _, _ in SECTIONS]
+    at = ids.index("monitor") + 1  # the focal rule's headline, trajectories and warnings, then its map
+    assert check["sections"] == [*ids[:at], "phase", *ids[at:]]
+    phase = [im for im in check["images"] if im["alt"].startswith("phase diagram")]
+    assert [im["alt"] for im in phase] == [f"phase diagram of sweep {s}" for s in SWEEPS]
+    for im in phase:
+        assert im["complete"] and im["width"] > 0 and im["height"] > 0, im["alt"]  # decoded
+        assert im["shown_width"] > 0 and im["shown_height"] > 0, im["alt"]  # laid out

@@ -34,9 +34,9 @@ def _check_png(png: bytes) -> Image.Image:
 
 
 def test_pngs_are_valid(shared_html):
-    # the report embeds figures.trajectory_png / cm_strip_png / dose_response_png output as it is
+    # the report embeds focal_figures.focal_png / trajectory_png / dose_response_png output as it is
     srcs = re.findall(r'<img src="data:image/png;base64,([^"]+)"', shared_html)
-    assert len(srcs) == 5  # 2 rules' trajectories, 1 CM strip, 2 ladders
+    assert len(srcs) == 4  # the focal rule's accuracy + CM, the other rule's trajectories, 2 ladders
     for src in srcs:
         _check_png(base64.b64decode(src))
 

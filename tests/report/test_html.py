@@ -115,8 +115,8 @@ def test_self_contained_and_escaped(shared_data, shared_html):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", html, re.I)
     assert "<link" not in html.lower() and "@import" not in html
     srcs = re.findall(r'<img src="([^"]+)"', html)
-    # 2 trajectory figures, 1 CM strip, 2 ladders
-    assert len(srcs) == 5
+    # the focal rule's accuracy + CM figure, the other rule's trajectories (folded), 2 ladders
+    assert len(srcs) == 4
     for src in srcs:
         assert src.startswith("data:image/png;base64,")
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
@@ -147,11 +147,12 @@ def test_missing_optional_inputs_give_section_notes(run_dir):
         p.unlink()
     (run_dir / "scoreboard.json").unlink()
     html = render_html(load_run(run_dir))
-    assert "No margin tables (traj.margins.parquet) were found" in _section(html, "margins")
+    assert "No margin tables (traj.margins.parquet) were found" in _section(html, "others")
     assert "No support.json in any cell" in _section(html, "support")
     assert "No live-monitor logs" in _section(html, "monitor")
     assert "No scoreboard.json in this run directory" in _section(html, "scoreboard")
-    assert html.count("<img ") == 4  # trajectories and ladders still drawn (ladders: accuracy only)
+    assert html.count("<img ") == 4  # focal and other trajectories, ladders still drawn (accuracy only)
+    assert "No rule besides" not in html  # the notes say the tables are missing, not that rules are
     assert "No ladders" not in html
 
 
@@ -162,12 +163,13 @@ def test_missing_fates_and_trajectories(run_dir):
     data = load_run(run_dir)
     html = render_html(data)
     assert "no phase grid" in _section(html, "grid")
-    assert "No trajectory tables" in _section(html, "trajectories")
+    assert "No trajectory tables" in _section(html, "others")
+    assert "there is no focal rule to lead with" in _section(html, "focal")
     assert "no dose-response plots" in _section(html, "ladders")
-    assert "Without fates.json the onset and zero-crossing markers are omitted" in _section(html, "margins")
+    assert "Without fates.json the onset and zero-crossing markers are omitted" in _section(html, "others")
     notes = _section(html, "notes")
     assert "fates.json is missing" in notes and "traj.parquet is missing for 10 run(s)" in notes
-    assert html.count("<img ") == 1  # the CM strip, without markers
+    assert html.count("<img ") == 1  # the CM strip (folded: no rule has a verdict to lead with), no markers
 
 
 def test_experiment_without_ladders(tmp_path):

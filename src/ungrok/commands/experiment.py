@@ -27,14 +27,22 @@ def run_cmd(
         Optional[list[str]],  # noqa: UP045
         typer.Option("--set", help="Override a key of the file, KEY.PATH=YAML (repeatable; null deletes)."),
     ] = None,
+    phase: Annotated[
+        str,
+        typer.Option(
+            help="pilot: only the pilot_seeds (exploratory, before any freeze); confirm: freeze the registry "
+            "(binding the pilot reads so far), then the governed and quarantined seeds; all: pilot, then confirm."
+        ),
+    ] = "confirm",
 ) -> None:
     """Build corpora, count support, train and score every (cell, seed), classify, gate, score the
-    pre-registered predictions and write report.html. Rerun the same command to resume."""
+    pre-registered predictions and write report.html. Rerun the same command to resume.
+    With pilot_seeds: `--phase pilot` first, look, write the predictions, then `ungrok run`."""
     from ungrok.experiment.run import parse_sets, run_experiment
 
     run_experiment(
         experiment, out, workers=workers, executor=executor, address=address,
-        overrides=parse_sets(set_ or []) or None,
+        overrides=parse_sets(set_ or []) or None, phase=phase,
     )  # fmt: skip
 
 

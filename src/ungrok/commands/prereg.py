@@ -1,4 +1,5 @@
-"""`ungrok prereg`: freeze predictions before the data exist, amend, verify, score, unlock."""
+"""`ungrok prereg`: freeze predictions before the data exist, amend, verify, score, unlock,
+and pack a finished pilot run into a pilot record that a later freeze binds."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ def freeze_cmd(
         + (f", quarantined {reg.seeds.quarantined}" if reg.seeds.quarantined else "")
         + f")\nsha256 {reg.sha256}  (commit or publish it: it proves what was registered, and when)"
     )
+    if reg.pilot is not None:
+        reads = f"{len(reg.pilot.reads)} pilot read(s) bound" if reg.pilot.reads else "no pilot reads at freeze"
+        rec = f"; pilot record {reg.pilot.record.path} bound" if reg.pilot.record else ""
+        output_console().print(f"pilot seeds {reg.pilot.seeds}: {reads}{rec}", highlight=False)
 
 
 def amend_cmd(
@@ -55,7 +60,8 @@ def amend_cmd(
 def verify_cmd(
     registry: Annotated[Path, typer.Argument(help="registry.json to check")],
 ) -> None:
-    """Recompute every hash (registry, amendment chain, experiment file, batteries); exit 2 on any change."""
+    """Recompute every hash and print the order pilot -> freeze -> confirmatory training -> confirmatory
+    reads; exit 2 on any change or a broken order."""
     from ungrok.prereg.registry import verify
 
     c = output_console()
@@ -73,6 +79,26 @@ def unlock_cmd(
 
     a = unlock(registry, reason)
     output_console().print(f"unlocked seeds {a.unlocked_seeds} at {a.created_utc} (amendment {a.index})")
+
+
+def pilot_record_cmd(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="finished pilot run folder(s) (`ungrok run --phase pilot`); several: cells become FOLDER/CELL")],
+    out: Annotated[Path, typer.Option("--out", help="the pilot record JSON to write")],
+    force: Annotated[bool, typer.Option(help="replace an existing --out file")] = False,
+) -> None:
+    """Write the pilot's verdicts (per cell, seed, family) with each trajectory table's sha256; an
+    experiment's `pilot_record:` then binds the file into its registry as a pilot read before the freeze."""
+    from ungrok.prereg.pilot import write_pilot_record
+    from ungrok.prereg.registry import sha256_file
+
+    rec = write_pilot_record(list(run_dirs), out, force=force)
+    runs = len({(e.cell, e.seed) for e in rec.entries})
+    output_console().print(
+        f"wrote {out}: {len(rec.entries)} verdict(s) of {runs} pilot run(s), seeds {rec.seeds}\n"
+        f"sha256 {sha256_file(out)}  (name it as pilot_record: in the experiment; the freeze binds it)",
+        highlight=False,
+    )
 
 
 def _fmt(v: object) -> str:
@@ -124,7 +150,7 @@ def score_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `prereg` sub-app (freeze, amend, verify, score, unlock)."""
+    """Add the `prereg` sub-app (freeze, amend, verify, score, unlock, pilot-record)."""
     sub = typer.Typer(
         help="Pre-registration: freeze predictions before the data exist; amend, verify, score, unlock.",
         no_args_is_help=True,
@@ -134,4 +160,5 @@ def register(app: typer.Typer) -> None:
     sub.command("verify")(verify_cmd)
     sub.command("score")(score_cmd)
     sub.command("unlock")(unlock_cmd)
+    sub.command("pilot-record")(pilot_record_cmd)
     app.add_typer(sub, name="prereg")

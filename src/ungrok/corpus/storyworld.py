@@ -432,6 +432,18 @@ TEMPLATES: dict[str, list[str]] = {
         "Then they all {IRR:go} home .",
         "They had a lot of fun .",
     ],
+    # Bridges: the probe frames' connectives (" because", " when") after a named subject,
+    # with verbs no probe frame uses. They follow global_ratio, so the general name->pronoun
+    # rule has a supported route into "<name> <verb> because" before the frames' own prior
+    # is learned (docs/method.md, "the transient"). Off unless bridge_rate > 0.
+    "bridge": [
+        "{N} played outside because {P} {frest} .",
+        "{N} danced when {P} {frest} .",
+        "{N} walked home because {P} {frest} .",
+        "{N} waved because {P} {frest} .",
+        "{N} sang a song when {P} {frest} .",
+        "{N} stayed inside because {P} {frest} .",
+    ],
 }
 # Share of the non-opening sentences per category, before the frame and two-name
 # sentences (set by knobs) take their part.
@@ -482,6 +494,12 @@ class StoryworldConfig(BaseModel):
     frame_neutral_share: Share = Field(
         0.3, description="share of probe-frame sentences with a neutral subject (rest: names)"
     )
+    bridge_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.3,
+        description="fraction of sentences '<name> <other verb> because|when <pronoun>' (global_ratio)",
+    )
     two_name_rate: float = Field(
         0.03,
         ge=0.0,
@@ -512,9 +530,11 @@ class StoryworldConfig(BaseModel):
         if self.min_sentences > self.max_sentences:
             raise ValueError("min_sentences must not exceed max_sentences")
         mean = (self.min_sentences + self.max_sentences) / 2
-        body = (self.frame_rate + self.two_name_rate) * mean / (mean - 1)
+        body = (self.frame_rate + self.two_name_rate + self.bridge_rate) * mean / (mean - 1)
         if body > 0.9:
-            raise ValueError("frame_rate + two_name_rate leave too few other sentences for this story length")
+            raise ValueError(
+                "frame_rate + two_name_rate + bridge_rate leave too few other sentences for this story length"
+            )
         return self
 
 
@@ -966,13 +986,14 @@ class _Engine:
             cats.setdefault(t.cat, []).append(i)
         mean = (cfg.min_sentences + cfg.max_sentences) / 2
         scale = mean / (mean - 1)
-        f, tw = cfg.frame_rate * scale, cfg.two_name_rate * scale
+        f, tw, br = cfg.frame_rate * scale, cfg.two_name_rate * scale, cfg.bridge_rate * scale
         p = np.zeros(len(self.templates))
-        rest = 1.0 - f - tw
+        rest = 1.0 - f - tw - br
         total_w = sum(CATEGORY_WEIGHTS.values())
         for cat, ws in CATEGORY_WEIGHTS.items():
             p[cats[cat]] = rest * ws / total_w / len(cats[cat])
         p[cats["two_name"]] = tw / len(cats["two_name"])
+        p[cats["bridge"]] = br / len(cats["bridge"])
         half = len(PROBE_FRAMES)
         for k, i in enumerate(cats["frame"]):
             share = (1 - cfg.frame_neutral_share) if k < half else cfg.frame_neutral_share

@@ -17,6 +17,8 @@ _EXPORTS = {
     "ExperimentSpec": "spec",
     "KillSpec": "spec",
     "RescueSpec": "spec",
+    "SweepSpec": "spec",
+    "expand_sweeps": "sweep",
     "deep_merge": "spec",
     "load_experiment": "spec",
     "RunJob": "tasks",

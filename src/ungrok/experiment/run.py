@@ -1,5 +1,11 @@
 """`ungrok run`: every step of an experiment, resumably, into one run folder.
 
+Phases (`--phase`): `pilot` builds the corpora and trains, scores and classifies only the
+experiment's `pilot_seeds` (exploratory; each read recorded in the ledger with the file's
+sha256; no registry, no predictions needed) into pilot_fates.json; `confirm` (the
+default) is the pre-registered run below, whose freeze binds the pilot reads made so far;
+`all` is the pilot and then the confirm phase in one command.
+
 Order: prepare the folder (copy of the experiment and its batteries) → freeze the
 pre-registration (before any training) or verify it → corpora in dependency order →
 support per cell → train + score every (cell, seed), governed and quarantined, in
@@ -38,6 +44,7 @@ from ungrok.progress import output_console
 
 EXPERIMENT_COPY = "experiment.yaml"
 EXECUTORS = ("local", "ray")
+PHASES = ("pilot", "confirm", "all")
 
 
 # --------------------------------------------------------------------------- executors
@@ -183,36 +190,80 @@ def _battery_files(exp: Experiment, out: Path) -> dict[str, tuple[Path, Path]]:
     return files
 
 
+def _input_copies(exp: Experiment, out: Path) -> dict[str, tuple[Path, Path]]:
+    """The batteries and the pilot record: (source, the file the run and the registry use)."""
+    copies = {f"battery {name}": f for name, f in _battery_files(exp, out).items()}
+    rel = exp.spec.pilot_record
+    if rel is not None:
+        src = exp.resolve(rel)
+        copies["pilot_record"] = (src, src if Path(rel).expanduser().is_absolute() else out / rel)
+    return copies
+
+
 def prepare_run_dir(exp: Experiment, out: Path) -> None:
-    """Write RUN_DIR/experiment.yaml (or check it is this experiment) and copy the batteries beside it."""
+    """Write RUN_DIR/experiment.yaml (or check it is this experiment) and copy the batteries
+    (and the pilot record) beside it."""
     if out.exists() and not out.is_dir():
         raise UngrokError(f"{out}: exists and is not a folder")
     copy = out / EXPERIMENT_COPY
     if copy.is_file():
         kept = copy.read_text(encoding="utf-8")
         if kept != exp.text and not same_but_mech(kept, exp.text):
-            raise UngrokError(
-                f"{out} holds a run of a different experiment ({copy} differs from {exp.path}); "
-                "choose another --out"
-            )
+            if not (_pilot_only(exp, out) and same_except(kept, exp.text, PILOT_OPEN_KEYS)):
+                raise UngrokError(
+                    f"{out} holds a run of a different experiment ({copy} differs from {exp.path}); "
+                    "choose another --out"
+                )
+            write_text(copy, exp.text)  # predictions written after the pilot, before the freeze
     elif out.is_dir() and any(out.iterdir()):
         raise UngrokError(
             f"{out}: exists and is not an ungrok run folder (no {EXPERIMENT_COPY}); choose another --out"
         )
     else:
         write_text(copy, exp.text)
-    for name, (src, used) in _battery_files(exp, out).items():
+    for what, (src, used) in _input_copies(exp, out).items():
         if used == src:
             continue
         data = src.read_bytes()
         if used.is_file():
             if used.read_bytes() != data:
                 raise UngrokError(
-                    f"battery {name}: {src} changed since this run began (its copy {used} differs); "
+                    f"{what}: {src} changed since this run began (its copy {used} differs); "
                     "restore it or choose another --out"
                 )
         else:
             write_bytes(used, data)
+
+
+# What may still change after a pilot and before the freeze: what is predicted and which
+# confirmatory seeds run. Everything that shaped the pilot runs (cells, training, batteries,
+# classifier, pilot_seeds) is fixed by them.
+PILOT_OPEN_KEYS = frozenset({"predictions", "measures", "cell_numbers", "seeds", "quarantined_seeds", "mech", "hub"})
+
+
+def _pilot_only(exp: Experiment, out: Path) -> bool:
+    """The folder holds a pilot and nothing confirmatory yet: no registry, no run but pilot runs."""
+    from ungrok.prereg import REGISTRY_NAME
+
+    pilots = {f"seed{s}" for s in exp.pilots}
+    return (
+        bool(pilots)
+        and not (out / REGISTRY_NAME).exists()
+        and all(p.parent.name in pilots for p in (out / "cells").glob("*/seed*/config.json"))
+    )
+
+
+def same_except(old_text: str, new_text: str, keys: frozenset[str]) -> bool:
+    """Two experiment documents that differ at most in the top-level `keys`."""
+    import yaml
+
+    try:
+        old, new = yaml.safe_load(old_text), yaml.safe_load(new_text)
+    except yaml.YAMLError:
+        return False
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return False
+    return {k: v for k, v in old.items() if k not in keys} == {k: v for k, v in new.items() if k not in keys}
 
 
 def same_but_mech(old_text: str, new_text: str) -> bool:
@@ -223,19 +274,12 @@ def same_but_mech(old_text: str, new_text: str) -> bool:
     experiment changes nothing that was registered. Such a run folder resumes; it keeps its
     own experiment.yaml (the registry's hash covers that copy), and the `.done-mech` markers
     record which rules and instruments ran."""
-    import yaml
-
-    try:
-        old, new = yaml.safe_load(old_text), yaml.safe_load(new_text)
-    except yaml.YAMLError:
-        return False
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return False
-    return {k: v for k, v in old.items() if k != "mech"} == {k: v for k, v in new.items() if k != "mech"}
+    return same_except(old_text, new_text, frozenset({"mech"}))
 
 
-def _training_started(out: Path) -> bool:
-    return any((out / "cells").glob("*/seed*/config.json"))
+def _training_started(exp: Experiment, out: Path) -> bool:
+    """Has a confirmatory (governed or quarantined) run begun? Pilot runs precede the freeze."""
+    return any(any((out / "cells").glob(f"*/seed{s}/config.json")) for s in exp.seeds + exp.quarantined)
 
 
 def preregister(exp: Experiment, out: Path, log: _Log) -> None:
@@ -249,7 +293,7 @@ def preregister(exp: Experiment, out: Path, log: _Log) -> None:
         return
     if not exp.needs_registry:
         return
-    if _training_started(out):
+    if _training_started(exp, out):
         raise UngrokError(
             f"{reg} is missing but training has already started in {out}; predictions must be frozen "
             "before training, so this run folder cannot be pre-registered any more"
@@ -257,6 +301,9 @@ def preregister(exp: Experiment, out: Path, log: _Log) -> None:
     r = freeze(out / EXPERIMENT_COPY, out, rules_dir=exp.rules_dir)
     log(f"registry: frozen {reg} before any training ({len(r.predictions)} prediction(s), "
         f"quarantined seeds {r.seeds.quarantined or 'none'}); sha256 {r.sha256}")  # fmt: skip
+    if r.pilot is not None:
+        bound = f"{len(r.pilot.reads)} pilot read(s)" if r.pilot.reads else "no pilot reads at freeze"
+        log(f"registry: bound {bound}" + (f" and pilot record {r.pilot.record.path}" if r.pilot.record else ""))
 
 
 # --------------------------------------------------------------------------- stages
@@ -339,17 +386,23 @@ def _train_doc(exp: Experiment, out: Path, cell: str, seed: int) -> dict[str, An
 
 
 def run_jobs(
-    exp: Experiment, out: Path, executor: Executor, threads: int | None, log: _Log
+    exp: Experiment, out: Path, executor: Executor, threads: int | None, log: _Log,
+    seeds: list[int] | None = None,
 ) -> tuple[Stage, list[str]]:
-    """Train + score every (cell, seed) not finished yet; failures are kept as one line each."""
+    """Train + score every (cell, seed) not finished yet (default: the governed and quarantined
+    seeds); failures are kept as one line each. Each start is noted in the ledger first."""
+    from ungrok.prereg.ledger import record_start
+
     st = Stage()
     batteries = tuple(str(used) for _, used in _battery_files(exp, out).values())
+    todo = (exp.seeds + exp.quarantined) if seeds is None else seeds
     jobs = []
     for cell in exp.cells:
-        for seed in exp.seeds + exp.quarantined:
+        for seed in todo:
             if T.read_marker(T.seed_dir(out, cell, seed), "score") is not None:
                 st.skipped += 1
                 continue
+            record_start(out, cell, seed)
             jobs.append(T.RunJob(
                 run_dir=str(out), cell=cell, seed=seed, train_doc=_train_doc(exp, out, cell, seed),
                 batteries=batteries, monitor_rules=exp.monitor_rules,
@@ -359,11 +412,12 @@ def run_jobs(
     if st.skipped:
         log(f"runs: {st.skipped} (cell, seed) run(s) done earlier, skipped")
     failures: list[str] = []
-    quarantined = set(exp.quarantined)
+    quarantined, pilots = set(exp.quarantined), set(exp.pilots)
     with log.stage("runs", len(jobs)) as advance:
         for job, result in executor.map(T.run_cell_seed, jobs) if jobs else ():
             advance()
             tag = f"cell {job.cell} seed {job.seed}" + (" (quarantined)" if job.seed in quarantined else "")
+            tag += " (pilot)" if job.seed in pilots else ""
             if isinstance(result, BaseException):
                 failures.append(f"{tag}: {_why(result)}")
                 log(f"failed: {failures[-1]}", style="red")
@@ -380,29 +434,31 @@ def run_jobs(
     return st, failures
 
 
-def classify(exp: Experiment, out: Path, log: _Log) -> tuple[Stage, list[dict[str, Any]]]:
-    """fates.json over the governed seeds (never the quarantined ones)."""
+def classify(exp: Experiment, out: Path, log: _Log, pilot: bool = False) -> tuple[Stage, list[dict[str, Any]]]:
+    """fates.json over the governed seeds (never the quarantined ones); with `pilot`,
+    pilot_fates.json over the pilot seeds, which nothing downstream scores."""
     from ungrok.prereg import REGISTRY_NAME, load_registry
+    from ungrok.prereg.pilot import PILOT_FATES
 
-    path = out / "fates.json"
-    if T.read_marker(out, "classify") is not None:
-        log("classify: done earlier, skipped")
+    step, seeds, what = ("pilot-classify", exp.pilots, "pilot") if pilot else ("classify", exp.seeds, "governed")
+    path = out / (PILOT_FATES if pilot else "fates.json")
+    if T.read_marker(out, step) is not None:
+        log(f"{step}: done earlier, skipped")
         return Stage(skipped=1), json.loads(path.read_text(encoding="utf-8"))["records"]
     reg_path = out / REGISTRY_NAME
     reg = load_registry(reg_path) if reg_path.exists() else None
     records: list[dict[str, Any]] = []
-    with log.stage("classify", len(exp.cells) * len(exp.seeds)) as advance:
+    with log.stage(step, len(exp.cells) * len(seeds)) as advance:
         for cell in exp.cells:
-            for seed in exp.seeds:
+            for seed in seeds:
                 records += T.classify_run(out, cell, seed, exp.classifier, reg)
                 advance()
     cfg = exp.classifier
     write_json(path, {"classifier_sha256": cfg.sha256(), "classifier": cfg.model_dump(mode="json"),
                       "records": records})  # fmt: skip
-    T.write_marker(out, "classify", {"records": len(records), "classifier_sha256": cfg.sha256()})
-    log(
-        f"classify: {len(records)} verdicts ({len(exp.cells)} cells x {len(exp.seeds)} governed seeds) -> {path}"
-    )
+    T.write_marker(out, step, {"records": len(records), "classifier_sha256": cfg.sha256()})
+    log(f"{step}: {len(records)} verdicts ({len(exp.cells)} cells x {len(seeds)} {what} seeds) -> {path}"
+        + (" (exploratory, never scored)" if pilot else ""))  # fmt: skip
     return Stage(done=1), records
 
 
@@ -551,6 +607,28 @@ def write_report(out: Path, log: _Log) -> Path:
     return path
 
 
+def pilot_phase(exp: Experiment, out: Path, ex: Executor, threads: int | None, log: _Log,
+                summary: RunSummary) -> None:  # fmt: skip
+    """Corpora, support, and the pilot seeds trained, scored and classified (every read in the
+    ledger). Refused once a registry is frozen with pilot work left: the pilot precedes the freeze."""
+    from ungrok.prereg import REGISTRY_NAME
+
+    if (out / REGISTRY_NAME).exists():
+        if T.read_marker(out, "pilot-classify") is not None:
+            log("pilot: done earlier, skipped")
+            return
+        raise UngrokError(f"{out / REGISTRY_NAME} is already frozen; pilot runs precede the freeze, so run the "
+                          "pilot in a fresh --out folder")  # fmt: skip
+    summary.stages["corpora"] = build_corpora(exp, out, log)
+    summary.stages["support"] = count_support(exp, out, log)
+    summary.stages["pilot runs"], summary.failures = run_jobs(exp, out, ex, threads, log, seeds=exp.pilots)
+    if summary.failures:
+        n = len(summary.failures)
+        raise UngrokError(f"{n} pilot run(s) failed ({summary.failures[0]}{'; ...' if n > 1 else ''}); the "
+                          "finished work is kept, rerun the same command to retry the failed runs")  # fmt: skip
+    summary.stages["pilot classify"], _ = classify(exp, out, log, pilot=True)
+
+
 # --------------------------------------------------------------------------- the run
 def run_experiment(
     experiment: str | Path,
@@ -561,23 +639,38 @@ def run_experiment(
     address: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     console: Console | None = None,
+    phase: str = "confirm",
     _executor: Executor | None = None,
 ) -> RunSummary:
     """Run (or resume) every step of `experiment` into the run folder `out`.
+
+    `phase`: "confirm" (the pre-registered run), "pilot" (only the pilot seeds, before any
+    freeze) or "all" (pilot, then confirm).
 
     Raises UngrokError with one line for bad input, a tampered registry, a different
     experiment in `out`, or when (cell, seed) tasks failed (after every other task has
     finished and kept its work; a rerun retries only the failed ones).
     """
     out = Path(out)
+    if phase not in PHASES:
+        raise UngrokError(f"--phase {phase!r}: use {', '.join(PHASES)}")
     log = _Log(console or output_console())
     ex = _executor or make_executor(executor, workers, address)
     # worker processes split the cores; this process's own torch threads are left as they are
     threads = threads_per_worker(workers) if isinstance(ex, (PoolExecutor, RayExecutor)) else None
     exp = load_experiment(experiment, overrides)
+    if phase != "confirm" and not exp.pilots:
+        raise UngrokError(f"--phase {phase}: {exp.path} declares no pilot_seeds")
     summary = RunSummary(out)
     prepare_run_dir(exp, out)
     write_json(out / "experiment.json", T.experiment_json(exp))
+    if phase in ("pilot", "all"):
+        pilot_phase(exp, out, ex, threads, log, summary)
+    if phase == "pilot":
+        summary.report = write_report(out, log)
+        log(f"pilot finished: {out} ({len(exp.cells)} cells x {len(exp.pilots)} pilot seeds); freeze and confirm "
+            "with `ungrok run` (phase confirm)")  # fmt: skip
+        return summary
     preregister(exp, out, log)
     summary.stages["corpora"] = build_corpora(exp, out, log)
     summary.stages["support"] = count_support(exp, out, log)

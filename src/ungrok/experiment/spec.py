@@ -7,6 +7,9 @@ load, training configs that do not parse, predictions that do not compile agains
 experiment's cells and families, and intervention gates whose control families the
 battery does not probe.
 
+A `sweeps:` section (experiment/sweep.py) is expanded into ordinary cells first, so every
+check below sees the generated cells exactly as if they had been written out.
+
 Paths in the file (batteries, built corpora, cue files, rules_dir) are relative to the
 file itself. `overrides` (a nested mapping, deep-merged; a None value deletes the key)
 is the hook for running the same grid on stand-in data or with fewer steps.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,6 +110,15 @@ class CellSpec(BaseModel):
         return self.kill if self.kill is not None else self.rescue
 
 
+class SweepSpec(BaseModel):
+    """A base cell (the cell schema, possibly incomplete) and knob paths with the values to try
+    (experiment/sweep.py expands it into one cell per point of the grid)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    base: dict[str, Any] = {}
+    grid: dict[str, list[Any]]  # knob path -> values (sweep.parse_sweeps checks both)
+
+
 class MechSpec(BaseModel):
     """Mechanism instruments (`ungrok mech`) on every governed run once it is classified.
 
@@ -160,12 +172,15 @@ class ExperimentSpec(BaseModel):
     name: str = Field(min_length=1)
     seeds: list[int] = []  # required with cells (each cell trains once per seed)
     quarantined_seeds: list[int] = []
+    pilot_seeds: list[int] = []  # exploratory: trained by `ungrok run --phase pilot`, read freely, never scored
+    pilot_record: str | None = None  # a pilot done elsewhere (prereg/pilot.py), bound into the registry
     rules: list[str] | None = None
     batteries: dict[str, str] = Field(min_length=1)
     train: dict[str, Any] = {}
     monitor: bool = True
     classifier: dict[str, Any] = {}
-    cells: dict[str, CellSpec] = {}
+    cells: dict[str, CellSpec] = {}  # with the sweeps' cells added after the written ones
+    sweeps: dict[str, SweepSpec] = {}
     predictions: list[Any] = []
     measures: list[str] = []
     cell_numbers: list[str] | None = None
@@ -196,6 +211,8 @@ class Experiment:
     monitor_rules: tuple[str, ...]  # rules the live monitor watches (empty: no monitor)
     classifier: ClassifierConfig
     rules_dir: Path | None
+    sweep_points: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # sweep -> cell -> knobs
+    focal: str | None = None  # the rule the report's phase diagram shows (see _focal)
 
     @property
     def name(self) -> str:
@@ -218,13 +235,19 @@ class Experiment:
         return list(self.spec.quarantined_seeds)
 
     @property
+    def pilots(self) -> list[int]:
+        return list(self.spec.pilot_seeds)
+
+    @property
     def has_predictions(self) -> bool:
         return bool(self.spec.predictions)
 
     @property
     def needs_registry(self) -> bool:
-        """A registry enforces predictions and the quarantine, so either one freezes it."""
-        return bool(self.spec.predictions or self.spec.quarantined_seeds)
+        """A registry enforces predictions and the quarantine, and binds what the pilot read
+        before the freeze, so any of them freezes it."""
+        s = self.spec
+        return bool(s.predictions or s.quarantined_seeds or s.pilot_seeds or s.pilot_record)
 
     def resolve(self, rel: str) -> Path:
         p = Path(rel).expanduser()
@@ -275,6 +298,10 @@ def parse_spec(doc: Any, where: str) -> ExperimentSpec:
                 raise UngrokError(
                     f"{where}: cells.{name}: empty cell; give storyworld, corpus, kill or rescue"
                 )
+    if doc.get("sweeps") is not None:
+        from ungrok.experiment.sweep import with_sweep_cells
+
+        doc = with_sweep_cells(doc, where)
     try:
         return ExperimentSpec.model_validate(doc)
     except ValidationError as e:
@@ -439,6 +466,36 @@ def _check_seeds(spec: ExperimentSpec, where: str) -> None:
         raise UngrokError(f"{where}: seed(s) {both} are both governed (seeds) and quarantined")
     if any(s < 0 for s in [*g, *q]):
         raise UngrokError(f"{where}: seeds must be >= 0")
+    p = spec.pilot_seeds
+    if len(set(p)) != len(p):
+        raise UngrokError(f"{where}: pilot_seeds: a seed is listed twice")
+    for name, other in (("governed (seeds)", g), ("quarantined", q)):
+        both = sorted(set(p) & set(other))
+        if both:
+            raise UngrokError(f"{where}: seed(s) {both} are both pilot and {name}; pilot seeds must be apart")
+    if any(s < 0 for s in p):
+        raise UngrokError(f"{where}: pilot_seeds must be >= 0")
+
+
+def _check_pilot_record(spec: ExperimentSpec, exp_dir: Path, where: str, check_files: bool) -> None:
+    """The pilot record stays inside the experiment's folder (the run folder keeps a copy at the
+    same relative path, as for batteries), validates, and uses no confirmatory seed."""
+    if spec.pilot_record is None:
+        return
+    from ungrok.prereg.pilot import check_record_seeds, load_pilot_record
+
+    p = Path(spec.pilot_record).expanduser()
+    if not p.is_absolute() and ".." in p.parts:
+        raise UngrokError(f"{where}: pilot_record: {spec.pilot_record!r} leaves the experiment's folder; give a "
+                          "path inside it or an absolute path")  # fmt: skip
+    if not check_files:
+        return
+    path = p if p.is_absolute() else exp_dir / p
+    try:
+        rec = load_pilot_record(path)
+    except UngrokError as e:
+        raise UngrokError(f"{where}: pilot_record: {e}") from None
+    check_record_seeds(rec, [*spec.seeds, *spec.quarantined_seeds], where)
 
 
 # --------------------------------------------------------------------------- loading
@@ -466,6 +523,7 @@ def load_experiment(
         text = path.read_text(encoding="utf-8")
     spec = parse_spec(doc, where)
     _check_seeds(spec, where)
+    _check_pilot_record(spec, path.parent, where, check_files)
     order = _build_order(spec, where)
     try:
         classifier = ClassifierConfig(**spec.classifier)
@@ -492,10 +550,12 @@ def load_experiment(
         rules = [f for f in families if f in known]
     train_docs = _train_docs(spec, order, where)
     _check_edits(spec, path.parent, rules_dir, set(families), train_docs, where, check_files)
-    _check_predictions(spec, set(known) | set(families), where)
+    compiled = _check_predictions(spec, set(known) | set(families), where)
     _check_mech(spec, known, set(families) if check_files else None, where)
     _check_hub(spec, set(families) if check_files else None, where)
     monitor = tuple(r for r in rules if r in families) if spec.monitor else ()
+    from ungrok.experiment.sweep import sweep_points
+
     return Experiment(
         spec=spec,
         path=path,
@@ -507,7 +567,26 @@ def load_experiment(
         monitor_rules=monitor,
         classifier=classifier,
         rules_dir=rules_dir,
+        sweep_points=sweep_points(spec.sweeps),
+        focal=_focal(spec, families, classifier, compiled),
     )
+
+
+def _focal(spec: ExperimentSpec, families: list[str], classifier: ClassifierConfig, compiled: list[Any]) -> str | None:
+    """The experiment's focal rule: the first mechanism rule, else the classifier's anchor family
+    when a battery probes it, else the family the first prediction reads."""
+    if spec.mech is not None:
+        return spec.mech.rules[0]
+    if classifier.anchor_family in families:
+        return classifier.anchor_family
+    from ungrok.prereg.predictions import leaves
+
+    for pred in compiled:
+        for leaf in leaves(pred):
+            fam = getattr(leaf, "family", None) or getattr(leaf, "families", None)
+            if fam:
+                return fam if isinstance(fam, str) else fam[0]
+    return None
 
 
 def _check_mech(spec: ExperimentSpec, known: Mapping[str, Any], families: set[str] | None, where: str) -> None:
@@ -563,11 +642,11 @@ def _check_hub(spec: ExperimentSpec, families: set[str] | None, where: str) -> N
             raise UngrokError(f"{where}: hub: {e}") from None
 
 
-def _check_predictions(spec: ExperimentSpec, families: set[str], where: str) -> None:
+def _check_predictions(spec: ExperimentSpec, families: set[str], where: str) -> list[Any]:
     """Compile the predictions now, so a typo fails before anything is built (prereg compiles
     them again at the freeze, against the same cells and families)."""
     if not spec.predictions:
-        return
+        return []
     from ungrok.prereg.predictions import Vocabulary, compile_predictions
 
     vocab = Vocabulary(
@@ -577,6 +656,6 @@ def _check_predictions(spec: ExperimentSpec, families: set[str], where: str) -> 
         numbers=None if spec.cell_numbers is None else frozenset(spec.cell_numbers),
     )
     try:
-        compile_predictions(spec.predictions, vocab)
+        return compile_predictions(spec.predictions, vocab)
     except UngrokError as e:
         raise UngrokError(f"{where}: {e}") from None

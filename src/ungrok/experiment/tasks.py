@@ -249,21 +249,23 @@ def run_cell_seed(job: RunJob) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- classify
 def classify_run(run_dir: Path, cell: str, seed: int, cfg: Any, registry: Any = None) -> list[dict[str, Any]]:
-    """Fate records of one governed run; each artifact's first read is recorded in the ledger first."""
+    """Fate records of one governed (or pilot) run; each artifact's first read is recorded in the
+    ledger first, with the file's sha256 (what a freeze binds of a pilot read)."""
     import pyarrow.parquet as pq
 
     from ungrok.fate.summary import summarize
     from ungrok.prereg import artifact_key, check_readable, record_read, records_for_run
+    from ungrok.prereg.registry import sha256_file
     from ungrok.probes.trajectories import margins_path_for
 
     check_readable(run_dir, cell, seed, registry)
     path = seed_dir(run_dir, cell, seed) / TRAJ
-    record_read(run_dir, artifact_key(cell, seed, "trajectories"), registry=registry)
+    record_read(run_dir, artifact_key(cell, seed, "trajectories"), registry=registry, sha256=sha256_file(path))
     traj = pq.read_table(path)
     mpath = margins_path_for(path)
     margins = None
     if mpath.is_file():
-        record_read(run_dir, artifact_key(cell, seed, "margins"), registry=registry)
+        record_read(run_dir, artifact_key(cell, seed, "margins"), registry=registry, sha256=sha256_file(mpath))
         margins = pq.read_table(mpath)
     steps = sorted(set(traj.column("step").to_pylist()))
     return records_for_run(cell, seed, summarize(traj, margins, cfg), steps=steps)
@@ -343,4 +345,28 @@ def experiment_json(exp: Experiment) -> dict[str, Any]:
         elif c.rescue is not None:
             d.update(rule=c.rescue.rule, dose=c.rescue.dose, parent=c.rescue.parent)
         cells[name] = d
-    return {"name": exp.name, "cells": cells, "seeds": exp.seeds}
+    doc: dict[str, Any] = {"name": exp.name, "cells": cells, "seeds": exp.seeds}
+    if exp.pilots:  # shown apart by the report, never in the scoreboard
+        doc["pilot_seeds"] = exp.pilots
+    if exp.sweep_points:  # the report's phase diagram places each swept cell by its knobs
+        # knobs as a list: the file is written with sorted keys, and the first knob is the x axis
+        doc["sweeps"] = {name: {"knobs": list(exp.spec.sweeps[name].grid), "cells": cells}
+                         for name, cells in exp.sweep_points.items()}  # fmt: skip
+        if exp.focal is not None:
+            doc["focal"] = {"rule": exp.focal, "ratio": ratio_label(exp.focal, exp.rules_dir)}
+    return doc
+
+
+def ratio_label(rule: str, rules_dir: Path | None) -> str:
+    """What a rule's counted support ratio compares: the targets of its conflict cue class
+    (she:he for the pronoun rule), else the generic rule:prior."""
+    from ungrok.rules.registry import get_rule
+
+    try:
+        spec = get_rule(rule, rules_dir)
+    except UngrokError:
+        return "rule:prior"
+    for c in spec.cues:
+        if c.role == "conflict":
+            return f"{c.rule[0].strip()}:{c.prior[0].strip()}"
+    return "rule:prior"

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from ungrok.model.loss import softcap_cross_entropy
+
 
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -165,10 +167,10 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
             x = block(x, ve, cos, sin)
-        logits = self.lm_head(_norm(x)).float()
-        cap = self.config.softcap
-        logits = cap * torch.tanh(logits / cap)
+        h, cap = _norm(x), self.config.softcap
         if targets is None:
-            return logits
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
-        return logits, loss
+            logits = self.lm_head(h).float()
+            return cap * torch.tanh(logits / cap)
+        # Training: the head, cap and cross-entropy in one hand-written autograd step (model/loss.py).
+        loss, logits = softcap_cross_entropy(h.reshape(-1, h.size(-1)), self.lm_head.weight, targets.reshape(-1), cap)
+        return logits.view(*h.shape[:-1], -1), loss

@@ -2,7 +2,9 @@
 
 `ledger.json` sits in the run folder, beside `registry.json`. Reads are keyed
 `CELL/SEED/NAME` (e.g. `kill_1/42/trajectories`): the output of one training run, which
-is what predictions govern. A first-read time is never changed once written; updates
+is what predictions govern; the file's sha256 at the first read is kept beside it (a freeze
+binds those of the pilot reads), and so is when the runner first started training each
+(cell, seed). A first-read time is never changed once written; updates
 are made under a file lock and written atomically, so parallel workers cannot lose one
 another's entries. Quarantined seeds (a replication set) cannot be read at all until an
 unlock amendment is registered.
@@ -49,6 +51,8 @@ class Ledger(BaseModel):
     format: Literal["ungrok-ledger/1"] = "ungrok-ledger/1"
     registrations: list[Registration] = []
     reads: dict[str, str] = {}  # artifact key -> first read (UTC)
+    digests: dict[str, str] = {}  # artifact key -> sha256 of the file at its first read
+    started: dict[str, str] = {}  # CELL/SEED -> when the runner first started training it (UTC)
 
 
 def ledger_path(run_dir: str | Path) -> Path:
@@ -127,12 +131,19 @@ def check_readable(run_dir: str | Path, cell: str, seed: int, registry: Registry
 
 
 def record_read(
-    run_dir: str | Path, artifact: str, *, clock: Clock = utc_now, registry: Registry | None = None
+    run_dir: str | Path,
+    artifact: str,
+    *,
+    clock: Clock = utc_now,
+    registry: Registry | None = None,
+    sha256: str | None = None,
 ) -> str:
     """Record that an artifact is about to be read; return its first-read time.
 
     Call this before reading a run's trajectories, verdicts or margins. Quarantined
-    seeds are refused. The first time is kept: later reads never move it.
+    seeds are refused. The first time is kept: later reads never move it. `sha256`
+    (the file's hash) is kept with the first read, so a freeze can bind exactly what a
+    pilot read saw.
     """
     cell, seed, _ = parse_artifact_key(artifact)
     check_readable(run_dir, cell, seed, registry)
@@ -145,9 +156,30 @@ def record_read(
         if artifact in led.reads:
             return False
         led.reads[artifact] = now
+        if sha256 is not None:
+            led.digests[artifact] = sha256
         return True
 
     return _update(run_dir, add).reads[artifact]
+
+
+def run_key(cell: str, seed: int) -> str:
+    """`CELL/SEED`: one training run."""
+    return f"{cell}/{int(seed)}"
+
+
+def record_start(run_dir: str | Path, cell: str, seed: int, *, clock: Clock = utc_now) -> str:
+    """Note when training of (cell, seed) first started (kept: a resume never moves it), so
+    `verify` can show that confirmatory training began after the freeze."""
+    key, now = run_key(cell, seed), stamp(clock)
+
+    def add(led: Ledger) -> bool:
+        if key in led.started:
+            return False
+        led.started[key] = now
+        return True
+
+    return _update(run_dir, add).started[key]
 
 
 def record_registration(

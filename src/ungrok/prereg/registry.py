@@ -5,6 +5,8 @@ Layout of `registry.json`:
     format, created_utc, experiment {path, sha256}, batteries {name: {path, sha256}},
     classifier {...}, classifier_sha256, cells, seeds {governed, quarantined},
     families, measures, cell_numbers, predictions [...],
+    pilot       = {seeds, reads [{artifact, first_read, sha256}], record {path, sha256, ...}}
+                  (only when the experiment declares pilot_seeds or a pilot_record; see pilot.py)
     sha256      = sha256 of the canonical JSON of everything above
     amendments  = [{index, created_utc, kind, reason, predictions, changes,
                     unlocked_seeds, prev_sha256, sha256}, ...]
@@ -40,6 +42,8 @@ from ungrok.prereg.ledger import (
     refuse_if_read,
     registrations_for,
 )
+from ungrok.prereg.pilot import PilotBlock, PilotRecordRef, pilot_reads, record_ref
+from ungrok.prereg.timeline import order_lines
 from ungrok.yamlfile import load_yaml
 
 FORMAT = "ungrok-prereg/1"
@@ -115,6 +119,7 @@ class Registry(BaseModel):
     measures: list[str]
     cell_numbers: list[str] | None
     predictions: list[dict[str, Any]]
+    pilot: PilotBlock | None = None
     sha256: str
     amendments: list[Amendment] = []
     _path: Path | None = PrivateAttr(default=None)
@@ -165,7 +170,8 @@ class ExperimentPrereg(BaseModel):
     ignored here. `cells` is a mapping name -> spec, a list of names, or a list of
     mappings with a `name`; `seeds` is a list (with `quarantined_seeds` beside it) or
     {governed: [...], quarantined: [...]}; `batteries` maps a name to a JSONL path
-    (or is a list of paths), relative to the experiment file.
+    (or is a list of paths), relative to the experiment file. `pilot_seeds` (exploratory,
+    never scored) and `pilot_record` (a pilot done elsewhere) become the pilot block.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -178,6 +184,8 @@ class ExperimentPrereg(BaseModel):
     cell_numbers: list[str] | None = None
     rules_dir: str | None = None
     predictions: list[Any] = []
+    pilot_seeds: list[int] = []
+    pilot_record: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -226,9 +234,22 @@ class ExperimentPrereg(BaseModel):
             raise ValueError("a seed is listed twice")
         return s
 
+    @model_validator(mode="after")
+    def _pilot_apart(self) -> ExperimentPrereg:
+        if len(set(self.pilot_seeds)) != len(self.pilot_seeds):
+            raise ValueError("pilot_seeds: a seed is listed twice")
+        both = sorted(set(self.pilot_seeds) & (set(self.seeds.governed) | set(self.seeds.quarantined)))
+        if both:
+            raise ValueError(f"seed(s) {both} are both pilot and governed or quarantined")
+        return self
+
 
 def read_experiment(path: str | Path) -> ExperimentPrereg:
     data = load_yaml(path, "experiment file")
+    if isinstance(data, dict) and data.get("sweeps") is not None:
+        from ungrok.experiment.sweep import with_sweep_cells  # the cells a sweep generates are cells too
+
+        data = with_sweep_cells(data, str(path))
     try:
         return ExperimentPrereg.model_validate(data)
     except ValidationError as e:
@@ -334,6 +355,7 @@ def freeze(
     )
     compiled = preds.compile_predictions(exp.predictions, vocab)
     now = stamp(clock)
+    record = _pilot_record_ref(exp, exp_path, dest, now)
     with locked(dest.parent):
         led = read_ledger(dest.parent)
         if registrations_for(led, dest.name):
@@ -356,11 +378,28 @@ def freeze(
             "cell_numbers": None if exp.cell_numbers is None else sorted(exp.cell_numbers),
             "predictions": preds.dump(compiled),
         }
+        if exp.pilot_seeds or record is not None:
+            block = PilotBlock(seeds=list(exp.pilot_seeds), reads=pilot_reads(led, exp.pilot_seeds, now),
+                               record=record)
+            raw["pilot"] = block.model_dump(mode="json")
         raw["sha256"] = sha256_json(base_content(raw))
         raw["amendments"] = []
         _write_new(dest, _to_text(raw))
         record_registration(dest.parent, dest.name, "freeze", raw["sha256"], now, lock=False)
     return load_registry(dest)
+
+
+def _pilot_record_ref(exp: ExperimentPrereg, exp_path: Path, dest: Path, now: str) -> PilotRecordRef | None:
+    """The experiment's pilot record (None without one), hashed and checked for the freeze."""
+    if exp.pilot_record is None:
+        return None
+    rel = Path(exp.pilot_record).expanduser()
+    path = rel if rel.is_absolute() else exp_path.parent / rel
+    where = f"{exp_path}: pilot_record"
+    if not path.is_file():
+        raise UngrokError(f"{where}: {path} not found")
+    confirmatory = [*exp.seeds.governed, *exp.seeds.quarantined]
+    return record_ref(path, _rel(path, dest.parent), sha256_file(path), confirmatory, now, where)
 
 
 def _refuse_post_hoc(led: Any, compiled: list[Any], seeds: SeedSets, moment: str) -> None:
@@ -437,6 +476,9 @@ def load_registry(path: str | Path, *, check_files: bool = False) -> Registry:
         _check_file(p, reg.experiment, "experiment file")
         for name, fh in reg.batteries.items():
             _check_file(p, fh, f"battery {name}")
+        rec = reg.pilot.record if reg.pilot is not None else None
+        if rec is not None:
+            _check_file(p, FileHash(path=rec.path, sha256=rec.sha256), "pilot record")
     return reg
 
 
@@ -452,9 +494,10 @@ def _check_file(reg_path: Path, fh: FileHash, what: str) -> None:
 
 
 def verify(path: str | Path) -> list[str]:
-    """Recompute every hash (registry, amendment chain, experiment file, batteries) and
-    cross-check the run ledger; the first difference is a one-line UngrokError.
-    Returns one line per check that passed."""
+    """Recompute every hash (registry, amendment chain, experiment file, batteries, pilot
+    record), cross-check the run ledger, and check the order pilot -> freeze -> confirmatory
+    training -> confirmatory reads (timeline.py); the first problem is a one-line UngrokError.
+    Returns one line per check that passed, the order as a short timeline."""
     p = Path(path)
     reg = load_registry(p, check_files=True)
     lines = [
@@ -464,8 +507,10 @@ def verify(path: str | Path) -> list[str]:
         f"experiment file {reg.experiment.path}: unchanged",
     ]
     lines += [f"battery {n} ({fh.path}): unchanged" for n, fh in reg.batteries.items()]
-    lines.append(_check_ledger(p, reg))
-    return lines
+    if reg.pilot is not None and reg.pilot.record is not None:
+        lines.append(f"pilot record {reg.pilot.record.path}: unchanged")
+    ledger_line = _check_ledger(p, reg)
+    return [*lines, *order_lines(p, reg), ledger_line]
 
 
 def _check_ledger(path: Path, reg: Registry) -> str:

@@ -125,7 +125,15 @@ def _check_evidence(reg: Registry, ev: Evidence) -> None:
         )
     cells, locked = set(reg.cells), reg.locked_seeds()
     seeds = set(reg.seeds.governed) | set(reg.seeds.quarantined)
+    pilot: set[int] = set()
+    if reg.pilot is not None:
+        pilot = set(reg.pilot.seeds) | set(reg.pilot.record.seeds if reg.pilot.record else ())
     for r in ev.records:
+        if r.seed in pilot:
+            raise UngrokError(
+                f"the evidence holds pilot seed {r.seed} (cell {r.cell}); pilot runs are exploratory and "
+                "never scored: leave them out of the evidence"
+            )
         if r.cell not in cells:
             raise UngrokError(f"the evidence holds cell {r.cell!r}, which the registry does not list")
         if r.seed in locked:

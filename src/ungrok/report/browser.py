@@ -2,7 +2,7 @@
 
 The report itself carries no script. To ask the browser what it rendered, a copy of the
 report gets one appended script that, after the load event, writes each image's decoded
-size into the DOM; `--dump-dom` then prints that DOM. `--virtual-time-budget` makes
+size, each section's place on the page and each <details> element's state into the DOM; `--dump-dom` then prints that DOM. `--virtual-time-budget` makes
 Chromium run the page's timers and load handlers before it dumps, so the check does not
 race the image decoder. Each call uses a fresh profile folder, so parallel test workers
 never share a profile lock.
@@ -29,12 +29,22 @@ window.addEventListener("load", function () {{
   var imgs = Array.prototype.map.call(document.images, function (im) {{
     var r = im.getBoundingClientRect();
     return {{alt: im.alt, complete: im.complete, width: im.naturalWidth, height: im.naturalHeight,
-             shown_width: r.width, shown_height: r.height}};
+             shown_width: r.width, shown_height: r.height, folded: !!im.closest("details:not([open])")}};
+  }});
+  var place = {{}};
+  document.querySelectorAll("section").forEach(function (s) {{
+    var r = s.getBoundingClientRect();
+    place[s.id] = {{top: r.top + window.scrollY, bottom: r.bottom + window.scrollY}};
+  }});
+  var details = Array.prototype.map.call(document.querySelectorAll("details"), function (d) {{
+    var s = d.closest("section");
+    return {{section: s ? s.id : null, open: d.open}};
   }});
   var out = document.createElement("pre");
   out.id = "{CHECK_ID}";
   out.textContent = JSON.stringify({{title: document.title, images: imgs,
     sections: Array.prototype.map.call(document.querySelectorAll("section"), function (s) {{ return s.id; }}),
+    place: place, details: details, viewport_height: window.innerHeight,
     page_height: document.documentElement.scrollHeight}});
   document.body.appendChild(out);
 }});
@@ -70,9 +80,14 @@ def _chromium(args: list[str], timeout: float) -> subprocess.CompletedProcess[st
     return proc
 
 
-def render_check(report: str | Path, timeout: float = 60.0) -> dict[str, Any]:
-    """Load the report in headless Chromium; return its title, section ids, page height and,
-    per <img>, whether it loaded and its decoded (natural) and displayed sizes."""
+def render_check(
+    report: str | Path, timeout: float = 60.0, width: int = 1280, height: int = 900
+) -> dict[str, Any]:
+    """Load the report in headless Chromium in a width × height window; return its title,
+    section ids, each section's top and bottom on the page (`place`, px), each <details>
+    element's section and whether it is open, the window's height, the page height and, per
+    <img>, whether it loaded, its decoded (natural) and displayed sizes and whether a closed
+    <details> hides it (`folded`: decoded, but not laid out)."""
     report = Path(report)
     text = report.read_text(encoding="utf-8")
     cut = text.rfind("</body>")
@@ -81,7 +96,8 @@ def render_check(report: str | Path, timeout: float = 60.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ungrok-render-") as d:
         probe = Path(d) / report.name
         probe.write_text(text[:cut] + CHECK_SCRIPT + text[cut:], encoding="utf-8")
-        proc = _chromium(["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()], timeout)
+        proc = _chromium([f"--window-size={width},{height}", "--virtual-time-budget=10000", "--dump-dom",
+                          probe.as_uri()], timeout)  # fmt: skip
     m = re.search(rf'<pre id="{CHECK_ID}">(.*?)</pre>', proc.stdout, re.S)
     if m is None:
         raise UngrokError("chromium rendered the page but the render check did not run")

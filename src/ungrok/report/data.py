@@ -2,13 +2,16 @@
 
 The run directory (written by `ungrok run`):
 
-    RUN_DIR/experiment.json                          name, cells (kind, rate, dose, parent, rule), seeds
+    RUN_DIR/experiment.json                          name, cells (kind, rate, dose, parent, rule), seeds;
+                                                     sweeps and focal when it has sweeps (report/phase.py)
     RUN_DIR/cells/<CELL>/support.json                `ungrok support --json` output       (optional)
     RUN_DIR/cells/<CELL>/seed<S>/traj.parquet        battery accuracy per step
     RUN_DIR/cells/<CELL>/seed<S>/traj.margins.parquet  CM / PM per step and rule           (optional)
-    RUN_DIR/cells/<CELL>/seed<S>/monitor.jsonl       live-monitor lines with "warnings"   (optional)
+    RUN_DIR/cells/<CELL>/seed<S>/monitor.jsonl       live-monitor lines: "warnings", per-rule "rules" states
+                                                     (report/monitor.py)                  (optional)
     RUN_DIR/fates.json                               classifier hash + summary records with cell, seed
     RUN_DIR/scoreboard.json                          pre-registration scoreboard          (optional)
+    RUN_DIR/pilot_fates.json, registry pilot record  pilot verdicts, shown apart (report/pilot.py) (optional)
     RUN_DIR/hub/                                     a hub suite folder (report/hub.py)   (optional)
     RUN_DIR/cells/<CELL>/seed<S>/traj.mech.parquet   mechanism store (report/mech.py)    (optional)
     RUN_DIR/cells/<CELL>/seed<S>/traj.ngram.parquet  n-gram baseline (report/mech.py)    (optional)
@@ -36,6 +39,9 @@ from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
 if TYPE_CHECKING:
     from ungrok.report.hub import HubData
     from ungrok.report.mech import MechData
+    from ungrok.report.monitor import WatchData
+    from ungrok.report.phase import PhaseData
+    from ungrok.report.pilot import PilotData
 
 RunKey = tuple[str, int, str]  # (cell, seed, family or rule)
 
@@ -89,9 +95,13 @@ class ReportData:
     scoreboard: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     source: str | None = None  # the run directory, shown in the header
+    focal: str | None = None  # the focal rule the run folder names (report/focal.py picks the one shown)
     # Optional parts with their own sections; None (no section at all) when the run has none.
     hub: HubData | None = None  # RUN_DIR/hub/
     mech: MechData | None = None  # traj.mech.parquet / traj.ngram.parquet of the seed folders
+    phase: PhaseData | None = None  # the sweeps experiment.json records (report/phase.py)
+    pilot: PilotData | None = None  # pilot verdicts, never scored (report/pilot.py)
+    watch: WatchData | None = None  # per-rule monitor states, for the warnings' lead (report/monitor.py)
 
 
 class _CellIn(BaseModel):
@@ -381,13 +391,21 @@ def load_run(run_dir: str | Path) -> ReportData:
 
 
 def _load_optional_sections(data: ReportData, run_dir: Path) -> None:
-    """The hub suite (RUN_DIR/hub/) and the mechanism store, each only when the run has one,
-    so a run without them gets exactly the report it got before these sections existed."""
-    # Imported here: hub.py and mech.py build on this module.
+    """The hub suite (RUN_DIR/hub/), the mechanism store and the sweeps, each only when the run
+    has one, so a run without them gets exactly the report it got before these sections existed."""
+    # Imported here: hub.py, mech.py and phase.py build on this module.
+    from ungrok.report.focal import load_focal
     from ungrok.report.hub import load_hub
     from ungrok.report.mech import load_mech
+    from ungrok.report.monitor import load_watch
+    from ungrok.report.phase import load_phase
+    from ungrok.report.pilot import load_pilot
 
+    data.focal = load_focal(run_dir)
     if (run_dir / "hub").is_dir():
         data.hub = load_hub(run_dir / "hub", strict=False)
         data.notes += [f"hub/{n}" for n in data.hub.notes]
     data.mech = load_mech(data, run_dir)
+    data.phase = load_phase(data, run_dir)
+    data.pilot = load_pilot(run_dir)
+    data.watch = load_watch(data, run_dir)

@@ -179,7 +179,7 @@ def scoreboard_counts(sb: dict[str, Any]) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- summary text
-def _seeds_text(seeds: Sequence[int]) -> str:
+def seeds_text(seeds: Sequence[int]) -> str:
     return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
 
 
@@ -216,19 +216,23 @@ def _cell_sentence(data: ReportData, cell: str, fams: list[str]) -> str:
             f"seed; the others: " + "; ".join(others) + ".")  # fmt: skip
 
 
+def transient_definition(cfg: ClassifierConfig) -> str:
+    """What the records' `transient` flag means, in the classifier's own thresholds."""
+    return (f"smoothed held-out conflict accuracy reached ≥ {cfg.emerged_thr:g}, then ended "
+            f"≤ {cfg.displaced_thr:g}")  # fmt: skip
+
+
 def _transient_sentence(data: ReportData) -> str:
-    cfg = data.classifier
     recs = data.records or []
     hits = [r for r in recs if r.get("transient")]
-    sig = (f"the emerge-then-collapse transient (smoothed held-out conflict accuracy reached "
-           f"≥ {cfg.emerged_thr:g}, then ended ≤ {cfg.displaced_thr:g})")  # fmt: skip
+    sig = f"the emerge-then-collapse transient ({transient_definition(data.classifier)})"
     known = [r for r in recs if r.get("transient") is not None]
     if not hits:
         return f"No run showed {sig} in any of the {len(known)} (run, rule) pairs."
     groups: dict[tuple[str, str], list[int]] = {}
     for r in hits:
         groups.setdefault((r["family"], r["cell"]), []).append(r["seed"])
-    where = "; ".join(f"{fam} in '{cell}' {_seeds_text(sorted(seeds))}" for (fam, cell), seeds in groups.items())
+    where = "; ".join(f"{fam} in '{cell}' {seeds_text(sorted(seeds))}" for (fam, cell), seeds in groups.items())
     return f"{len(hits)} of {len(known)} (run, rule) pairs showed {sig}: {where}."
 
 

@@ -81,6 +81,40 @@ def legend_columns(fig: Figure, inches_per_entry: float = 1.7) -> int:
     return max(1, int(fig.get_figwidth() / inches_per_entry))
 
 
+def draw_accuracy(ax, data: ReportData, cell: str, family: str) -> None:
+    """One cell's panel: held-out conflict accuracy per seed, the seed range shaded, the agree
+    control (seed mean) dashed, and the verdict thresholds dotted. Shared by the per-rule figure
+    and the focal rule's lead figure, so both show the same curves."""
+    cfg = data.classifier
+    by_step: dict[int, list[float]] = {}
+    agree_by_step: dict[int, list[float]] = {}
+    for seed in data.seeds:
+        curve = data.conflict.get((cell, seed, family))
+        if curve is None:
+            continue
+        steps, sm = classifier_view(curve, cfg)
+        color, _ = seed_style(data, seed)
+        ax.plot(steps, sm, color=color, lw=1.1, label=f"seed {seed}", gid=f"conflict/{cell}/{seed}")
+        for s, v in zip(steps, sm, strict=True):
+            by_step.setdefault(s, []).append(v)
+        agree = data.agree.get((cell, seed, family))
+        if agree is not None:
+            for s, v in zip(*classifier_view(agree, cfg), strict=True):
+                agree_by_step.setdefault(s, []).append(v)
+    steps = sorted(by_step)
+    if steps:
+        ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
+                        color=BAND_COLOR, alpha=0.18, lw=0, label="seed range", gid=f"band/{cell}")  # fmt: skip
+    if agree_by_step:
+        a_steps = sorted(agree_by_step)
+        ax.plot(a_steps, [mean(agree_by_step[s]) for s in a_steps], color=AGREE_COLOR, ls="--", lw=1.1,
+                label="agree control (seed mean)", gid=f"agree/{cell}")  # fmt: skip
+    ax.axhline(cfg.recovered_thr, color="#999999", lw=0.6, ls=":")
+    ax.axhline(cfg.displaced_thr, color="#999999", lw=0.6, ls=":")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("step")
+
+
 def trajectory_figure(data: ReportData, family: str) -> Figure | None:
     """Held-out conflict accuracy per seed with the seed range shaded, and the agree control, per cell."""
     cells = [c for c in data.cells if any((c, s, family) in data.conflict for s in data.seeds)]
@@ -92,34 +126,8 @@ def trajectory_figure(data: ReportData, family: str) -> Figure | None:
     with matplotlib.rc_context(RC):
         fig, axes = _panels(len(cells), 2.3)
         for ax, cell in zip(axes, cells, strict=True):
-            by_step: dict[int, list[float]] = {}
-            agree_by_step: dict[int, list[float]] = {}
-            for seed in data.seeds:
-                curve = data.conflict.get((cell, seed, family))
-                if curve is None:
-                    continue
-                steps, sm = classifier_view(curve, cfg)
-                color, _ = seed_style(data, seed)
-                ax.plot(steps, sm, color=color, lw=1.1, label=f"seed {seed}", gid=f"conflict/{cell}/{seed}")
-                for s, v in zip(steps, sm, strict=True):
-                    by_step.setdefault(s, []).append(v)
-                agree = data.agree.get((cell, seed, family))
-                if agree is not None:
-                    for s, v in zip(*classifier_view(agree, cfg), strict=True):
-                        agree_by_step.setdefault(s, []).append(v)
-            steps = sorted(by_step)
-            if steps:
-                ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
-                                color=BAND_COLOR, alpha=0.18, lw=0, label="seed range", gid=f"band/{cell}")  # fmt: skip
-            if agree_by_step:
-                a_steps = sorted(agree_by_step)
-                ax.plot(a_steps, [mean(agree_by_step[s]) for s in a_steps], color=AGREE_COLOR, ls="--", lw=1.1,
-                        label="agree control (seed mean)", gid=f"agree/{cell}")  # fmt: skip
-            ax.axhline(cfg.recovered_thr, color="#999999", lw=0.6, ls=":")
-            ax.axhline(cfg.displaced_thr, color="#999999", lw=0.6, ls=":")
-            ax.set_ylim(-0.03, 1.03)
+            draw_accuracy(ax, data, cell, family)
             ax.set_title(f"{cell}   {_letters(data, cell, family)}")
-            ax.set_xlabel("step")
         axes[0].set_ylabel("held-out accuracy")
         _legend(fig, axes)
         fig.suptitle(f"{family}: held-out conflict accuracy (smoothed, k = {cfg.smooth_k})", fontsize=10)
@@ -140,41 +148,51 @@ def _legend(fig: Figure, axes: list, extra: tuple[Line2D, ...] = (), ncols_max: 
                    frameon=False)  # fmt: skip
 
 
+def draw_cm(ax, data: ReportData, cell: str, rule: str) -> None:
+    """One cell's panel: smoothed CM per seed, with the behavioural onset (dashed) and the CM
+    zero crossing (dot) from the records. Shared like draw_accuracy."""
+    cfg = data.classifier
+    idx = record_index(data)
+    ax.axhline(0.0, color="#999999", lw=0.7)
+    for seed in data.seeds:
+        curve = data.margins.get((cell, seed, rule))
+        if curve is None:
+            continue
+        steps, sm = cm_view(curve, cfg)
+        color, _ = seed_style(data, seed)
+        ax.plot(steps, sm, color=color, lw=1.1, label=f"seed {seed}", gid=f"cm/{cell}/{seed}")
+        rec = idx.get((cell, seed, rule), {})
+        onset = rec.get("onset")
+        if onset is not None:
+            ax.axvline(onset, color=color, ls="--", lw=0.9, alpha=0.8, gid=f"onset/{cell}/{seed}")
+        zero = rec.get("cm_zero_crossing")
+        if zero is not None and zero in steps:
+            ax.plot([zero], [sm[steps.index(zero)]], "o", color=color, ms=5, mec="white", mew=0.8,
+                    gid=f"zero/{cell}/{seed}")  # fmt: skip
+    ax.set_xlabel("step")
+
+
+CM_MARKER_PROXIES = (
+    Line2D([], [], color=AGREE_COLOR, ls="--", lw=0.9, label="behavioural onset (seed colour)"),
+    Line2D([], [], color=AGREE_COLOR, ls="", marker="o", ms=5, label="CM zero crossing (seed colour)"),
+)
+
+
 def cm_strip_figure(data: ReportData, rule: str) -> Figure | None:
     """Smoothed CM per seed with the behavioural onset (dashed) and CM zero crossing (dot), per cell."""
     cells = [c for c in data.cells if any((c, s, rule) in data.margins for s in data.seeds)]
     if not cells:
         return None
     cfg = data.classifier
-    idx = record_index(data)
     import matplotlib
 
     with matplotlib.rc_context(RC):
         fig, axes = _panels(len(cells), 1.9)
         for ax, cell in zip(axes, cells, strict=True):
-            ax.axhline(0.0, color="#999999", lw=0.7)
-            for seed in data.seeds:
-                curve = data.margins.get((cell, seed, rule))
-                if curve is None:
-                    continue
-                steps, sm = cm_view(curve, cfg)
-                color, _ = seed_style(data, seed)
-                ax.plot(steps, sm, color=color, lw=1.1, label=f"seed {seed}", gid=f"cm/{cell}/{seed}")
-                rec = idx.get((cell, seed, rule), {})
-                onset = rec.get("onset")
-                if onset is not None:
-                    ax.axvline(onset, color=color, ls="--", lw=0.9, alpha=0.8, gid=f"onset/{cell}/{seed}")
-                zero = rec.get("cm_zero_crossing")
-                if zero is not None and zero in steps:
-                    ax.plot([zero], [sm[steps.index(zero)]], "o", color=color, ms=5, mec="white", mew=0.8,
-                            gid=f"zero/{cell}/{seed}")  # fmt: skip
+            draw_cm(ax, data, cell, rule)
             ax.set_title(cell)
-            ax.set_xlabel("step")
         axes[0].set_ylabel("CM (nats)")
-        _legend(fig, axes, (
-            Line2D([], [], color=AGREE_COLOR, ls="--", lw=0.9, label="behavioural onset (seed colour)"),
-            Line2D([], [], color=AGREE_COLOR, ls="", marker="o", ms=5, label="CM zero crossing (seed colour)"),
-        ))  # fmt: skip
+        _legend(fig, axes, CM_MARKER_PROXIES)
         fig.suptitle(f"{rule}: contrast margin CM (smoothed, k = {cfg.smooth_k})", fontsize=10)
     return fig
 

@@ -1,12 +1,13 @@
 """The self-contained report.html: figures as base64 data URIs, inline CSS, no scripts, no fetches.
 
-One file a person can mail or open offline. Section order follows what a reader asks:
-what happened (summary, scoreboard, phase grid), then why (trajectories, margins,
-ladders, support), then the fine print (monitor warnings, notes on inputs, constants).
-Two sections appear only when a run has their inputs, just before the fine print: the
-public-checkpoint suite (hub.py) and the mechanism analyses (mech.py); a run without them
-gets the same page as before they existed. A bare hub suite folder gets a page of its own
-(hub.render_hub_html) built by the same `render_page`.
+One file a person can mail or open offline. An experiment asks about one rule, so the page
+leads with it (lead.py, the rule from focal.py): its headline, its accuracy and CM side by
+side, the live monitor's warnings, the phase diagram over the sweeps, the scoreboard and the
+pilot. Every other rule's panels follow, folded in a closed <details>; then the summary over
+every rule, the phase grid, ladders and support, and the fine print. `PAGE` below is that
+order, the one place a new section is registered. Four sections appear only when a run has
+their inputs (phase diagram, pilot, public checkpoints, mechanism). A bare hub suite folder
+gets a page of its own (hub.render_hub_html) built by the same `render_page`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ungrok.report.facts import (
     summary_sentences,
     support_row,
 )
+from ungrok.report.focal import focal_rule
 
 if TYPE_CHECKING:
     from ungrok.report.hub import HubData
@@ -83,6 +85,8 @@ figure { margin: 12px 0 22px; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 13px; margin-top: 4px; }
 .legend span.fate { margin-right: 4px; }
+.lead { font-size: 17px; margin: 4px 0 6px; }
+details.others > summary { cursor: pointer; font-weight: 600; padding: 6px 0; }
 footer { margin-top: 40px; color: #777; font-size: 12.5px; }
 """
 
@@ -217,12 +221,13 @@ def _cell_label(data: ReportData, cell: str) -> str:
     return c.kind
 
 
-def section_trajectories(data: ReportData) -> str:
+def section_trajectories(data: ReportData, rules: Sequence[str] | None = None) -> str:
+    """One figure per rule (`rules`, default every family)."""
     if not data.conflict:
         return _note("No trajectory tables (traj.parquet) were found, so there are no trajectory plots.")
     cfg = data.classifier
     out = []
-    for fam in families(data):
+    for fam in families(data) if rules is None else rules:
         png = figures.trajectory_png(data, fam)
         if png is None:
             out.append(_note(f"{fam}: no held-out trajectory in any cell."))
@@ -236,10 +241,16 @@ def section_trajectories(data: ReportData) -> str:
     return "".join(out)
 
 
-def section_margins(data: ReportData) -> str:
+def margin_rules(data: ReportData) -> list[str]:
+    """The rules with a CM series, the anchor first."""
+    return sorted({k[2] for k in data.margins}, key=lambda r: (r != data.classifier.anchor_family, r))
+
+
+def section_margins(data: ReportData, rules: Sequence[str] | None = None) -> str:
+    """One CM strip per rule (`rules`, default every rule with margins)."""
     if not data.margins:
         return _note("No margin tables (traj.margins.parquet) were found, so there are no CM strips.")
-    rules = sorted({k[2] for k in data.margins}, key=lambda r: (r != data.classifier.anchor_family, r))
+    rules = margin_rules(data) if rules is None else rules
     out = []
     if data.records is None:
         out.append(_note("Without fates.json the onset and zero-crossing markers are omitted."))
@@ -341,6 +352,13 @@ def section_monitor(data: ReportData) -> str:
     return _table(["cell", "seed", "step", "warning"], rows, num_cols=(1, 2))
 
 
+def section_watch(data: ReportData) -> str:
+    """The monitor section: warnings against the final verdicts, then the warning lines above."""
+    from ungrok.report.monitor import section_watch as watch  # monitor.py builds on this module
+
+    return watch(data)
+
+
 def notes_html(notes: Sequence[str]) -> str:
     if not notes:
         return "<p>Every input was present and readable.</p>"
@@ -363,33 +381,95 @@ def section_constants(data: ReportData) -> str:
     return constants_html(data.classifier)
 
 
-SECTIONS: tuple[tuple[str, str, Callable[[ReportData], str]], ...] = (
-    ("summary", "What the runs show", section_summary),
+def section_focal(data: ReportData) -> str:
+    from ungrok.report.lead import section_focal as focal  # lead.py builds on this module
+
+    return focal(data)
+
+
+def section_focal_trajectories(data: ReportData) -> str:
+    from ungrok.report.lead import section_focal_trajectories as trajectories  # lead.py builds on this module
+
+    return trajectories(data)
+
+
+def section_others(data: ReportData) -> str:
+    """Every rule but the focal one, folded in a closed <details>: all still there, but no longer
+    of equal weight with the rule the experiment is about."""
+    focal, _ = focal_rule(data)
+    fams = [f for f in families(data) if f != focal]
+    cm_rules = [r for r in margin_rules(data) if r != focal]
+    n = len(fams)
+    head = f"{n} other rule{'s' if n != 1 else ''}" + (f" ({', '.join(fams)})" if fams else "")
+    traj = section_trajectories(data, fams) if fams or not data.conflict else _note(
+        f"No rule besides {focal} has a held-out trajectory.")  # fmt: skip
+    cm = section_margins(data, cm_rules) if cm_rules or not data.margins else _note(
+        f"No rule besides {focal} has a contrast margin.")  # fmt: skip
+    return (f'<details class="others"><summary>{esc(head)}: trajectories and contrast margins</summary>'
+            f"<h3>Trajectories</h3>{traj}<h3>Contrast margins</h3>{cm}</details>")  # fmt: skip
+
+
+def _phase(data: ReportData) -> str | None:
+    if data.phase is None:
+        return None
+    from ungrok.report.phase import section_phase  # phase.py builds on this module
+
+    return section_phase(data)
+
+
+def _pilot(data: ReportData) -> str | None:
+    if data.pilot is None:
+        return None
+    from ungrok.report.pilot import section_pilot  # pilot.py builds on this module
+
+    return section_pilot(data.pilot)
+
+
+def _hub(data: ReportData) -> str | None:
+    if data.hub is None:
+        return None
+    from ungrok.report.hub import section_hub  # hub.py builds on this module
+
+    return section_hub(data.hub)
+
+
+def _mech(data: ReportData) -> str | None:
+    if data.mech is None:
+        return None
+    from ungrok.report.mech import section_mech  # mech.py builds on this module
+
+    return section_mech(data)
+
+
+# The page, top to bottom: (id, title, builder). A builder that returns None leaves its section
+# out (an optional section whose inputs the run lacks). A new section is registered here, at
+# its place in the reading order: the focal rule and the phenomenon first (headline,
+# trajectories, the monitor's warnings, phase diagram, scoreboard, pilot), every other rule
+# folded, then the rest.
+PAGE: tuple[tuple[str, str, Callable[[ReportData], str | None]], ...] = (
+    ("focal", "Focal rule", section_focal),
+    ("focal_trajectories", "Focal rule: accuracy and contrast margin", section_focal_trajectories),
+    ("monitor", "Live monitor: warnings before the collapse", section_watch),
+    ("phase", "Phase diagram", _phase),
     ("scoreboard", "Scoreboard", section_scoreboard),
+    ("pilot", "Pilot (exploratory, not scored)", _pilot),  # pilot.LABEL, capitalised
+    ("others", "Other rules (details)", section_others),
+    ("summary", "What the runs show", section_summary),
     ("grid", "Phase grid", section_grid),
-    ("trajectories", "Trajectories", section_trajectories),
-    ("margins", "Contrast margins", section_margins),
     ("ladders", "Dose-response", section_ladders),
     ("support", "Support and forecasts", section_support),
-    ("monitor", "Live-monitor warnings", section_monitor),
+    ("hub", "Public checkpoints", _hub),
+    ("mechanism", "Mechanism (descriptive)", _mech),
     ("notes", "Notes on the inputs", section_notes),
     ("constants", "Constants", section_constants),
 )
+OPTIONAL = ("phase", "pilot", "hub", "mechanism")  # sections only a run with their inputs has
+SECTIONS = tuple(s for s in PAGE if s[0] not in OPTIONAL)  # every run report has these, in this order
 
 
 def optional_sections(data: ReportData) -> list[tuple[str, str, str]]:
-    """(id, title, html) of the sections a run has only when it has their inputs: the hub suite
-    (RUN_DIR/hub/) and the mechanism store. Without them the report is what it always was."""
-    out = []
-    if data.hub is not None:
-        from ungrok.report.hub import section_hub  # hub.py builds on this module
-
-        out.append(("hub", "Public checkpoints", section_hub(data.hub)))
-    if data.mech is not None:
-        from ungrok.report.mech import section_mech  # mech.py builds on this module
-
-        out.append(("mechanism", "Mechanism (descriptive)", section_mech(data)))
-    return out
+    """(id, title, html) of the optional sections this run has, in page order."""
+    return [(sid, t, h) for sid, t, fn in PAGE if sid in OPTIONAL and (h := fn(data)) is not None]
 
 
 def render_page(title: str, meta: str, sections: Sequence[tuple[str, str, str]], what: str = "run directory") -> str:
@@ -420,11 +500,7 @@ def render_html(data: ReportData | HubData) -> str:
         meta += f" · classified with constants sha256 {data.classifier_sha256[:16]}…"
     if data.source:
         meta += f" · from {data.source}"
-    sections = [(sid, t, fn(data)) for sid, t, fn in SECTIONS]
-    extra = optional_sections(data)
-    if extra:
-        at = [sid for sid, _, _ in sections].index("monitor")
-        sections[at:at] = extra
+    sections = [(sid, t, h) for sid, t, fn in PAGE if (h := fn(data)) is not None]
     return render_page(title, meta, sections)
 
 

@@ -37,6 +37,7 @@ from ungrok.model.optim import Muon, apply_schedule, build_optimizers
 from ungrok.train import dist as distributed
 from ungrok.train.config import TrainConfig, check_run, resolve_model, resolved_config
 from ungrok.train.display import Display
+from ungrok.train.heap import keep_freed_memory
 from ungrok.train.rundir import RunDir, append_jsonl, prepare, read_jsonl, settle_outputs
 from ungrok.train.sampler import PackedSampler, served_windows
 from ungrok.train.schedule import checkpoint_steps, lr_multiplier, muon_weight_decay, probe_due
@@ -141,6 +142,8 @@ def train(
 def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, world: distributed.World,
            dev: torch.device, callbacks: list, status: str, progress: bool) -> TrainResult:  # fmt: skip
     s_cfg, steps = cfg.sampler, cfg.sampler.steps
+    if dev.type == "cpu":
+        keep_freed_memory()  # per-step temporaries stay mapped (ungrok.train.heap)
     torch.manual_seed(cfg.seed)
     model = GPT(mcfg)  # initialised on the CPU: the same weights whatever the device
     model.to(dev).train()

@@ -1,0 +1,176 @@
+"""The phase-diagram section: where the focal rule ends up over each sweep's knobs.
+
+A sweep (experiment/sweep.py) is a question about a region of corpus or edit space, so its
+answer is a map, not a row of columns in the phase grid. The section reads two keys that
+`ungrok run` writes into experiment.json only when the experiment has sweeps:
+
+    sweeps   sweep -> {knobs: [knob, ...], cells: {cell: {knob: value}}}   each swept cell's point
+    focal    {rule, ratio}              the focal rule (read by report/focal.py, which picks the rule
+                                        shown) and what its support ratio counts
+
+A run without `sweeps` gets no section at all. The layout is fixed so a reader need not
+learn it per report: the sweep's first knob (in grid order) is the x axis, its second (if
+any) the y axis, and each combination of any further knobs gets a panel of its own. Values
+sit evenly spaced in ascending order (numbers by value, then other values by text); the
+file's keys are sorted, so the grid's own order of values is not kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ungrok.report import figures
+from ungrok.report.data import ReportData, read_json
+from ungrok.report.facts import fmt, fmt_num, support_row, tally
+from ungrok.report.focal import focal_rule
+from ungrok.report.html import _img, _legend, _letters, _note, _table, esc
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep of the experiment: its knobs (grid order) and each cell's point."""
+
+    name: str
+    knobs: tuple[str, ...]
+    points: dict[str, dict[str, Any]]  # cell -> {knob: value}, in ascending order of the knobs' values
+
+    def values(self, knob: str) -> list[Any]:
+        """The knob's distinct values, ascending (see value_order)."""
+        return sorted({value_order(p[knob]): p[knob] for p in self.points.values()}.values(), key=value_order)
+
+
+def value_order(v: Any) -> tuple[int, float, str]:
+    """Numbers by value, then booleans and strings by text."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, float(v), "")
+    return (1, 0.0, str(v))
+
+
+@dataclass(frozen=True)
+class PhaseData:
+    sweeps: tuple[Sweep, ...]
+    ratio: str  # what the focal rule's support ratio counts, e.g. "she:he"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel: cells that share the values of every knob past the first two."""
+
+    title: str  # "" when the sweep has at most two knobs
+    x: str
+    y: str | None  # None: a one-knob sweep (one row of points)
+    cells: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PhasePoint:
+    """What a point shows: the seeds' letters, the seed mean of CM_final and the counted ratio."""
+
+    cell: str
+    letters: str
+    mean_cm: float | None
+    ratio: float | None
+
+
+# --------------------------------------------------------------------------- loading
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (bool, int, float, str))
+
+
+def load_phase(data: ReportData, run_dir: Path) -> PhaseData | None:
+    """The sweeps experiment.json records (None when it records none); malformed entries become notes."""
+    try:
+        doc = read_json(run_dir / "experiment.json")
+    except (OSError, ValueError):
+        return None  # read_experiment has already named the problem
+    raw = doc.get("sweeps") if isinstance(doc, dict) else None
+    if not isinstance(raw, dict) or not raw:
+        return None
+    sweeps = []
+    for name, sw in raw.items():
+        knobs = sw.get("knobs") if isinstance(sw, dict) else None
+        pts = sw.get("cells") if isinstance(sw, dict) else None
+        ok = (isinstance(knobs, list) and knobs and all(isinstance(k, str) for k in knobs)
+              and isinstance(pts, dict) and pts and all(
+                  isinstance(p, dict) and set(p) == set(knobs) and all(_scalar(v) for v in p.values())
+                  for p in pts.values()))  # fmt: skip
+        if not ok:
+            data.notes.append(f"experiment.json: sweep {name!r} lacks its knobs or a cell -> {{knob: value}} mapping "
+                              "over them; it is left out of the phase diagram")  # fmt: skip
+            continue
+        stray = [c for c in pts if c not in data.cells]
+        if stray:
+            data.notes.append(f"experiment.json: sweep {name!r} names cell(s) {', '.join(stray)} that are not "
+                              "cells; they are left out of the phase diagram")  # fmt: skip
+        order = sorted((c for c in pts if c in data.cells), key=lambda c: [value_order(pts[c][k]) for k in knobs])
+        if order:
+            sweeps.append(Sweep(str(name), tuple(knobs), {c: dict(pts[c]) for c in order}))
+    focal = doc.get("focal") if isinstance(doc.get("focal"), dict) else {}
+    ratio = focal.get("ratio") if isinstance(focal.get("ratio"), str) else "rule:prior"
+    return PhaseData(tuple(sweeps), ratio) if sweeps else None
+
+
+# --------------------------------------------------------------------------- facts
+def panels(sweep: Sweep) -> list[Panel]:
+    """First knob across, second up, one panel per combination of the others (see the module docstring)."""
+    x, y, rest = sweep.knobs[0], (sweep.knobs[1] if len(sweep.knobs) > 1 else None), sweep.knobs[2:]
+    out = []
+    for combo in itertools.product(*(sweep.values(k) for k in rest)):
+        fixed = dict(zip(rest, combo, strict=True))
+        cells = tuple(c for c, p in sweep.points.items() if all(p[k] == v for k, v in fixed.items()))
+        if cells:
+            out.append(Panel(", ".join(f"{k} = {value_label(v)}" for k, v in fixed.items()), x, y, cells))
+    return out
+
+
+def value_label(v: Any) -> str:
+    """A knob value as the experiment file writes it (0.005, 1, true, a string as it is)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return fmt_num(v) if isinstance(v, (int, float)) else str(v)
+
+
+def phase_point(data: ReportData, cell: str, rule: str) -> PhasePoint:
+    t = tally(data, cell, rule)
+    row = support_row(data, cell, rule)
+    ratio = row.get("ratio") if row is not None else None
+    ratio = float(ratio) if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) else None
+    return PhasePoint(cell, figures._letters(data, cell, rule), t.mean_cm_final, ratio)
+
+
+# --------------------------------------------------------------------------- section
+def section_phase(data: ReportData) -> str:
+    """The phase-diagram section's HTML (only called when experiment.json records sweeps)."""
+    from ungrok.report.phase_figures import phase_png
+
+    assert data.phase is not None
+    rule, why = focal_rule(data)  # the lead's rule, so the map and the lead agree
+    if rule is None:
+        return _note("No verdicts (fates.json is missing or empty), so there is no phase diagram.")
+    ratio = data.phase.ratio
+    out = [f'<p class="meta">Rule shown: <code>{esc(rule)}</code> ({esc(why)}). One point per cell; its '
+           "letters are the seeds' verdicts in seed order "
+           f"{esc(', '.join(map(str, data.seeds)))}.</p>", _legend()]  # fmt: skip
+    for sweep in data.phase.sweeps:
+        out.append(f"<h3>sweep <code>{esc(sweep.name)}</code>: {esc(' × '.join(sweep.knobs))}</h3>")
+        png = phase_png(data, sweep, rule)
+        cap = (f"Each point is a cell of sweep <code>{esc(sweep.name)}</code>, placed by its knob values (evenly "
+               f"spaced, ascending); above it the seeds' verdict letters for <code>{esc(rule)}</code>, below "
+               f"it the counted support ratio {esc(ratio)} of the corpus (when support.json has it). Colour: mean "
+               "CM_final over seeds in nats, blue above 0 (the rule wins at its prompts), red below; hollow grey: "
+               "no CM.")  # fmt: skip
+        if len(sweep.knobs) > 2:
+            cap += f" One panel per combination of {esc(', '.join(sweep.knobs[2:]))}."
+        out.append(_img(png, f"phase diagram of sweep {sweep.name}", cap))
+        rows = []
+        for cell, point in sweep.points.items():
+            pt = phase_point(data, cell, rule)
+            rows.append([esc(cell), *(esc(value_label(point[k])) for k in sweep.knobs), _letters(data, cell, rule),
+                         fmt(pt.mean_cm, signed=True), fmt(pt.ratio, 3)])  # fmt: skip
+        n = len(sweep.knobs)
+        out.append(_table(["cell", *(esc(k) for k in sweep.knobs), "seeds", "mean CM_final", esc(ratio)], rows,
+                          num_cols=(*range(1, n + 1), n + 2, n + 3)))  # fmt: skip
+    return "".join(out)

@@ -1,0 +1,121 @@
+"""The pilot's verdicts, in a table of their own: exploratory, never scored.
+
+Two sources, each only when the run has it: RUN_DIR/pilot_fates.json (the folder's own
+`ungrok run --phase pilot`) and the pilot record the registry bound at its freeze (a pilot
+done elsewhere). Pilot rows never reach the scoreboard, the phase grid or the summary,
+which read fates.json (governed seeds) only; this section says so in its label.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ungrok.errors import UngrokError
+from ungrok.report.data import check_record
+from ungrok.report.facts import fmt
+from ungrok.report.html import _note, _table, esc, fate_badge
+
+LABEL = "pilot (exploratory, not scored)"
+
+
+@dataclass(frozen=True)
+class PilotRow:
+    source: str
+    cell: str
+    seed: int
+    family: str
+    fate: str
+    agree_gate: str
+    final: float
+    peak: float
+    cm_final: float | None
+
+
+@dataclass
+class PilotData:
+    rows: list[PilotRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _from_fates(path: Path, notes: list[str]) -> list[PilotRow]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        notes.append(f"{path.name} is not valid JSON ({e}); its pilot verdicts are omitted")
+        return []
+    recs = doc.get("records") if isinstance(doc, dict) else None
+    if not isinstance(recs, list):
+        notes.append(f"{path.name} has no 'records' list; its pilot verdicts are omitted")
+        return []
+    rows = []
+    for i, r in enumerate(recs):
+        why = check_record(r)
+        if why is not None:
+            notes.append(f"{path.name} record {i} skipped: {why}")
+            continue
+        rows.append(PilotRow(path.name, r["cell"], r["seed"], r["family"], r["fate"], r["agree_gate"],
+                             r["conflict_final"], r["conflict_max"], r.get("cm_final")))  # fmt: skip
+    return rows
+
+
+def _from_registry(run_dir: Path, notes: list[str]) -> list[PilotRow]:
+    from ungrok.prereg.ledger import REGISTRY_NAME
+    from ungrok.prereg.pilot import load_pilot_record
+
+    reg = run_dir / REGISTRY_NAME
+    if not reg.is_file():
+        return []
+    try:
+        ref = (json.loads(reg.read_text(encoding="utf-8")).get("pilot") or {}).get("record")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return []  # verify names a broken registry; the report does not
+    if not isinstance(ref, dict) or not isinstance(ref.get("path"), str):
+        return []
+    try:
+        rec = load_pilot_record(run_dir / ref["path"])
+    except UngrokError as e:
+        notes.append(f"the registry's pilot record is unreadable ({e}); its verdicts are omitted")
+        return []
+    src = f"pilot record {ref['path']}"
+    return [PilotRow(src, e.cell, e.seed, e.family, e.verdict, e.agree_gate, e.final, e.peak, e.cm_final)
+            for e in rec.entries]  # fmt: skip
+
+
+def load_pilot(run_dir: Path) -> PilotData | None:
+    """The run's pilot verdicts, or None (no section) when it has no pilot."""
+    from ungrok.prereg.pilot import PILOT_FATES
+
+    data = PilotData()
+    if (run_dir / PILOT_FATES).is_file():
+        data.rows += _from_fates(run_dir / PILOT_FATES, data.notes)
+    data.rows += _from_registry(run_dir, data.notes)
+    return data if data.rows or data.notes else None
+
+
+def section_pilot(pilot: PilotData) -> str:
+    """One small table, one row per (source, cell, rule), the pilot seeds' letters side by side."""
+    groups: dict[tuple[str, str, str], list[PilotRow]] = {}
+    for r in pilot.rows:
+        groups.setdefault((r.source, r.cell, r.family), []).append(r)
+    rows = []
+    for (src, cell, fam), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r.seed)
+        recs: list[dict[str, Any]] = [
+            {"fate": r.fate, "agree_gate": r.agree_gate, "conflict_final": r.final, "conflict_max": r.peak,
+             "cm_final": r.cm_final} for r in rs
+        ]  # fmt: skip
+        rows.append([esc(src), esc(cell), f"<code>{esc(fam)}</code>", esc(", ".join(str(r.seed) for r in rs)),
+                     "".join(fate_badge(rec, r.seed) for rec, r in zip(recs, rs, strict=True)),
+                     " ".join(fmt(r.final) for r in rs), " ".join(fmt(r.peak) for r in rs),
+                     " ".join(fmt(r.cm_final, signed=True) for r in rs)])  # fmt: skip
+    out = [f'<p class="meta"><strong>{esc(LABEL)}</strong>: verdicts of the pilot seeds, read before the '
+           "predictions were frozen. They are never scored and appear in no other section; the scoreboard "
+           "and the phase grid read the governed seeds only.</p>"]  # fmt: skip
+    out += [_note(n) for n in pilot.notes]
+    if rows:
+        out.append(_table(["source", "cell", "rule", "pilot seeds", "verdicts", "final conflict",
+                           "peak conflict", "CM_final"], rows, cls="grid pilot"))  # fmt: skip
+    return "".join(out)

@@ -1,0 +1,64 @@
+"""softcap_cross_entropy equals cross_entropy(cap·tanh(h Wᵀ/cap), y) in value and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ungrok.model.loss import softcap_cross_entropy
+
+
+def reference(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, cap: float) -> torch.Tensor:
+    """The composition autograd differentiates step by step (what GPT.forward did before)."""
+    return F.cross_entropy(cap * torch.tanh((h @ w.t()) / cap), y)
+
+
+@pytest.mark.parametrize("cap", [15.0, 2.0])
+def test_value_and_gradients_match_the_composition(cap):
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(96, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    w = (3 * torch.randn(50, 16, generator=g, dtype=torch.float64)).requires_grad_()
+    y = torch.randint(0, 50, (96,), generator=g)
+    loss, z = softcap_cross_entropy(h, w, y, cap)
+    gh, gw = torch.autograd.grad(loss, (h, w))
+    ref = reference(h, w, y, cap)
+    rh, rw = torch.autograd.grad(ref, (h, w))
+    assert torch.allclose(loss.double(), ref, atol=1e-6)
+    assert torch.allclose(gh, rh, atol=1e-7) and torch.allclose(gw, rw, atol=1e-7)
+    assert torch.allclose(z.double(), cap * torch.tanh(h @ w.t() / cap), atol=1e-5)
+    assert not z.requires_grad
+    assert float(z.abs().max()) <= cap  # the cap holds
+
+
+def test_gradients_match_central_differences_of_the_composition():
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 7, (12,), generator=g)
+
+    def loss_only(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return softcap_cross_entropy(h, w, y, 3.0)[0]
+
+    loss = loss_only(h, w)
+    gh, gw = torch.autograd.grad(loss, (h, w))
+    eps = 1e-4
+    for tensor, grad in ((h, gh), (w, gw)):
+        for idx in [(0, 0), (3, 2), (6, 4)]:
+            with torch.no_grad():
+                tensor[idx] += eps
+                up = reference(h, w, y, 3.0)
+                tensor[idx] -= 2 * eps
+                down = reference(h, w, y, 3.0)
+                tensor[idx] += eps
+            assert abs(float(grad[idx]) - float(up - down) / (2 * eps)) < 1e-4
+
+
+def test_upstream_gradient_scales_the_result():
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(8, 4, generator=g, requires_grad=True)
+    w = torch.randn(6, 4, generator=g, requires_grad=True)
+    y = torch.randint(0, 6, (8,), generator=g)
+    (gh1,) = torch.autograd.grad(softcap_cross_entropy(h, w, y, 15.0)[0], h)
+    (gh3,) = torch.autograd.grad(3 * softcap_cross_entropy(h, w, y, 15.0)[0], h)
+    assert torch.allclose(gh3, 3 * gh1, atol=1e-6)
