@@ -85,8 +85,8 @@ def test_relative_links_resolve(page):
             continue
         path, _, anchor = target.partition("#")
         dest = (page.parent / path).resolve() if path else page
-        if not dest.is_file() or ROOT not in dest.parents:
-            broken.append(f"{target}: no file {dest}")
+        if not (dest.is_file() or (dest.is_dir() and path.endswith("/"))) or ROOT not in dest.parents:
+            broken.append(f"{target}: no file {dest}")  # a folder link must say so with a trailing /
         elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
             broken.append(f"{target}: no heading #{anchor} in {dest.relative_to(ROOT)}")
     assert not broken, f"{page.relative_to(ROOT)} has broken links:\n" + "\n".join(broken)

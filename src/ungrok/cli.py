@@ -252,8 +252,8 @@ def _print_support(support: dict, title: str) -> None:
 @corpus_app.command("storyworld")
 def corpus_storyworld(
     out_dir: Annotated[Path, typer.Option("--out", help="Corpus folder to write.")] = ...,  # type: ignore[assignment]
-    tokens: Annotated[int, typer.Option(help="Total tokens to generate.")] = 10_000_000,
-    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    tokens: Annotated[int | None, typer.Option(help="Total tokens to generate (default 10,000,000).")] = None,  # noqa: UP045,E501
+    seed: Annotated[int | None, typer.Option(help="Generator seed (default 0).")] = None,  # noqa: UP045,E501
     global_ratio: Annotated[
         float | None, typer.Option(help="Girl name -> she:he outside the probe frames.")
     ] = None,  # noqa: UP045,E501
@@ -265,6 +265,9 @@ def corpus_storyworld(
     ] = None,  # noqa: UP045,E501
     neutral_he_ratio: Annotated[
         float | None, typer.Option(help="Neutral subject -> he:she (the prior).")
+    ] = None,  # noqa: UP045,E501
+    bridge_rate: Annotated[
+        float | None, typer.Option(help="Fraction of sentences '<name> <other verb> because|when <pronoun>'.")
     ] = None,  # noqa: UP045,E501
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Any other knob, KEY=VALUE (repeatable).")
@@ -279,10 +282,12 @@ def corpus_storyworld(
         ("frame_ratio", frame_ratio),
         ("frame_rate", frame_rate),
         ("neutral_he_ratio", neutral_he_ratio),
+        ("bridge_rate", bridge_rate),
+        ("tokens", tokens),
+        ("seed", seed),
     ):
-        if v is not None:
+        if v is not None:  # given on the command line: wins over --config and --set
             knobs[k] = v
-    knobs.update(tokens=tokens, seed=seed)
     manifest, dt = _run_storyworld(out_dir, knobs, force)
     out.print(
         f"built: {out_dir}  ({manifest.total_tokens:,} tokens, {manifest.documents:,} documents) "

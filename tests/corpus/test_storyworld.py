@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from cli_helpers import run
 from ungrok.corpus import storyworld as sw
 from ungrok.corpus.shards import Corpus, read_manifest, sha256_file
 from ungrok.corpus.tokenizer import load_tokenizer
@@ -571,3 +572,38 @@ def test_bridges_never_form_a_battery_prompt():
     assert not frames & set(BRIDGES)
     for b in BRIDGES:
         assert not any(b.startswith(f) or f.startswith(b) for f in frames)
+
+
+def test_cli_config_sets_tokens_and_seed_and_the_command_line_wins(tmp_path, capsys):
+    """`corpus storyworld --config` may set every knob, tokens and seed too; options given on the
+    command line override the file."""
+    cfg = tmp_path / "knobs.yaml"
+    cfg.write_text("tokens: 30000\nseed: 7\nbridge_rate: 0.05\n")
+    code, _, err = run(["corpus", "storyworld", "--out", tmp_path / "a", "--config", cfg], capsys)
+    assert code == 0, err
+    src = read_manifest(tmp_path / "a").source["config"]
+    assert (src["tokens"], src["seed"], src["bridge_rate"]) == (30000, 7, 0.05)
+    code, _, err = run(["corpus", "storyworld", "--out", tmp_path / "b", "--config", cfg, "--seed", "3",
+                        "--bridge-rate", "0.0"], capsys)  # fmt: skip
+    assert code == 0, err
+    src = read_manifest(tmp_path / "b").source["config"]
+    assert (src["tokens"], src["seed"], src["bridge_rate"]) == (30000, 3, 0.0)
+
+
+def test_bridged_corpus_intended_support_equals_the_kernel_count(tmp_path):
+    """What `ungrok support` counts on a bridged web-like corpus (the demo's cell shape) is what
+    the generator says it wrote, class by class, for the focal rule and its v2 inventory."""
+    from ungrok.rules.registry import get_rule
+    from ungrok.support.count import count
+
+    path, rep = build(tmp_path, "web", tokens=200_000, global_ratio=8.0, frame_ratio=0.1, frame_rate=0.0025,
+                      bridge_rate=0.04)  # fmt: skip
+    table = count(path, [get_rule("pronoun_gender_ref"), get_rule("pronoun_gender_ref_v2")])
+    for rule in ("pronoun_gender_ref", "pronoun_gender_ref_v2"):
+        counted = table.rules[rule]
+        intended = rep.support["pronoun_gender_ref"]  # both rules share the 18-name GIRLS_V2 cue class
+        assert (counted["rule_events"], counted["prior_events"]) == (intended.rule_events, intended.prior_events)
+        for cls in ("girl_names", "boy_names"):
+            got = counted["classes"][cls]
+            want = intended.classes[cls]
+            assert (got["rule_events"], got["prior_events"]) == (want.rule_events, want.prior_events)

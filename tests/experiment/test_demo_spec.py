@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import Path
 
 from ungrok.experiment.spec import load_experiment
 from ungrok.probes.battery import build_battery, canonical_bytes
 
 
 def test_embedded_demo_experiment_validates(tmp_path):
-    (tmp_path / "demo.yaml").write_bytes(files("ungrok.experiment").joinpath("demo.yaml").read_bytes())
+    for name in ("demo.yaml", "demo-pilot.json"):
+        (tmp_path / name).write_bytes(files("ungrok.experiment").joinpath(name).read_bytes())
     (tmp_path / "battery.jsonl").write_bytes(canonical_bytes(build_battery().items))
     exp = load_experiment(tmp_path / "demo.yaml")
-    assert set(exp.spec.cells) == {"high", "low", "kill_0.5", "kill_0.8", "kill_1.0", "rescue_1"}
+    kills = ["kill_0.25", "kill_0.5", "kill_0.75", "kill_1"]
+    assert list(exp.spec.cells) == ["frame_ratio_8", "frame_ratio_0.1", *kills, "rescue_1", "rescue_3"]
+    # the supported and the web-like cell differ in one knob only
+    hi, web = exp.spec.cells["frame_ratio_8"].storyworld, exp.spec.cells["frame_ratio_0.1"].storyworld
+    assert hi.model_dump(exclude={"frame_ratio"}) == web.model_dump(exclude={"frame_ratio"})
+    assert (hi.frame_ratio, web.frame_ratio, hi.bridge_rate) == (8.0, 0.1, 0.04)
     # edits come after their parents (and the rescue after the cell that gives its unit)
     order = list(exp.order)
-    assert order.index("high") < order.index("kill_1.0") and order.index("low") < order.index("rescue_1")
-    assert len(exp.spec.seeds) >= 2 and len(exp.spec.predictions) == 7
-    assert exp.train_docs["kill_0.5"]["sampler"]["steps"] == 800
+    assert all(order.index("frame_ratio_8") < order.index(k) for k in kills)
+    assert order.index("frame_ratio_0.1") < order.index("rescue_1") and order.index("frame_ratio_8") < order.index("rescue_3")
+    # three confirmatory seeds in every cell that carries a prediction, none of them a pilot seed
+    assert exp.spec.seeds == [201, 202, 203] and not set(exp.spec.seeds) & set(exp.spec.pilot_seeds)
+    assert len(exp.spec.predictions) == 10 and exp.train_docs["kill_0.5"]["sampler"]["steps"] == 1200
+    assert exp.focal == "pronoun_gender_ref_v2"
     # the mechanism stage reads the focal rule with every instrument; no prediction refers to it
-    assert exp.spec.mech is not None and exp.spec.mech.rules == ["pronoun_gender_ref"]
+    assert exp.spec.mech is not None and exp.spec.mech.rules == ["pronoun_gender_ref_v2"]
     assert exp.spec.mech.instruments == ["decomp", "decode", "heads", "patch", "direction", "ngram"]
+
+
+def test_shipped_pilot_record_uses_only_pilot_seeds_and_validates():
+    """The pilot bound into the demo's registry: its seeds are the declared pilot seeds."""
+    from ungrok.prereg.pilot import load_pilot_record
+
+    path = files("ungrok.experiment").joinpath("demo-pilot.json")
+    rec = load_pilot_record(Path(str(path)))
+    assert rec.seeds == [101, 102, 103, 104] and len(rec.entries) == 420
+    assert {e.cell.split("/")[0] for e in rec.entries} == {f"wave{i}" for i in (1, 3, "3b", 4, 5, 6, 7)}

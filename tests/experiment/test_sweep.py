@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_doc, write_experiment
+from conftest import capture, tiny_doc, write_experiment
 from ungrok.errors import UngrokError
 from ungrok.experiment.spec import load_experiment
 from ungrok.experiment.sweep import expand_sweeps, knob_labels, parse_sweeps, value_text
@@ -195,7 +195,6 @@ def test_the_transient_pilot_still_loads():
 
 
 def test_a_run_records_the_points_and_reports_the_phase_diagram(tmp_path, battery, one_thread):
-    from conftest import capture
     from ungrok.experiment.run import run_experiment
 
     doc = tiny_doc()

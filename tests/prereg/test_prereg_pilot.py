@@ -132,6 +132,22 @@ def test_pilot_record_cli_writes_the_file_and_prints_its_sha256(tmp_path, capsys
     assert "exists; use --force" in one_line_error(code, err)
 
 
+def test_pilot_record_of_several_folders_names_cells_by_folder(tmp_path, capsys):
+    """Two waves that reuse a cell name stay apart: cells become FOLDER/CELL, every entry kept."""
+    a = pilot_run(tmp_path / "w1").rename(tmp_path / "wave1")
+    b = pilot_run(tmp_path / "w2").rename(tmp_path / "wave2")
+    out = tmp_path / "pilot.json"
+    code, printed, err = ungrok(["prereg", "pilot-record", a, b, "--out", out], capsys)
+    assert code == 0, err
+    rec = load_pilot_record(out)
+    assert len(rec.entries) == 8 and "8 verdict(s) of 8 pilot run(s)" in printed
+    assert {e.cell.split("/")[0] for e in rec.entries} == {a.name, b.name}
+    single = {(e.cell, e.seed) for e in pilot_record_from_run(a).entries}
+    assert {(e.cell.split("/", 1)[1], e.seed) for e in rec.entries if e.cell.startswith(a.name + "/")} == single
+    code, _, err = ungrok(["prereg", "pilot-record", a, a, "--out", tmp_path / "x.json"], capsys)
+    assert "share a name" in one_line_error(code, err)
+
+
 # --------------------------------------------------------------------------- the freeze binds the pilot
 def test_the_freeze_binds_the_pilot_reads_that_precede_it(exp, tmp_path):
     run = tmp_path / "run"

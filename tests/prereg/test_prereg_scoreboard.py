@@ -218,7 +218,7 @@ def test_evidence_file_round_trip_and_bad_files(tmp_path):
     r = ev.records[0]
     assert r.has("ood") and r.get("ood") == 0.8 and not r.has("cm_final") and r.has("onset")
     p.write_text(json.dumps({"classifier_sha256": "x", "records": [{**recs[0], "fate": "GONE"}]}))
-    with pytest.raises(UngrokError, match=r"invalid evidence at records\.0\.fate"):
+    with pytest.raises(UngrokError, match=r"evidence file: records\.0\.fate"):
         load_evidence(p)
     p.write_text(json.dumps({"classifier_sha256": "x", "records": [{**recs[0], "ood": "high"}]}))
     with pytest.raises(UngrokError, match="extra measure 'ood' must be a finite number"):

@@ -435,7 +435,7 @@ TEMPLATES: dict[str, list[str]] = {
     # Bridges: the probe frames' connectives (" because", " when") after a named subject,
     # with verbs no probe frame uses. They follow global_ratio, so the general name->pronoun
     # rule has a supported route into "<name> <verb> because" before the frames' own prior
-    # is learned (docs/method.md, "the transient"). Off unless bridge_rate > 0.
+    # is learned (docs/transient.md). Off unless bridge_rate > 0.
     "bridge": [
         "{N} played outside because {P} {frest} .",
         "{N} danced when {P} {frest} .",

@@ -11,17 +11,17 @@ CM series that never crossed zero).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from ungrok.errors import UngrokError
 from ungrok.fate.classify import Fate, Verdict
 from ungrok.fate.classify import letter as verdict_letter
+from ungrok.jsonfile import load_json_model
 
 BEHAVIOUR_MEASURES = ("conflict_final", "conflict_max", "agree_final", "agree_max", "onset", "n_checkpoints")
 CM_MEASURES = ("cm_final", "cm_peak", "cm_peak_step", "cm_zero_crossing", "pm_final", "pm_at_peak")
@@ -136,16 +136,4 @@ def records_for_run(
 
 def load_evidence(path: str | Path) -> Evidence:
     """Read an evidence JSON file; bad input is one line."""
-    p = Path(path)
-    if not p.is_file():
-        raise UngrokError(f"{p}: evidence file not found")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UngrokError(f"{p}: not valid JSON ({e})") from None
-    try:
-        return Evidence.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "top level"
-        raise UngrokError(f"{p}: invalid evidence at {loc}: {first['msg']}") from None
+    return load_json_model(path, Evidence, "evidence file")

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ungrok.errors import UngrokError
 from ungrok.fate.classify import Fate
+from ungrok.jsonfile import load_json_model
 from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
 from ungrok.prereg.ledger import REGISTRY_NAME, Ledger, artifact_key, parse_artifact_key, read_ledger
 
@@ -88,19 +89,7 @@ class PilotRecord(BaseModel):
 
 def load_pilot_record(path: str | Path) -> PilotRecord:
     """Read and validate a pilot record; bad input is one line naming the file and the field."""
-    p = Path(path)
-    if not p.is_file():
-        raise UngrokError(f"{p}: pilot record not found")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UngrokError(f"{p}: the pilot record is not valid JSON ({e})") from None
-    try:
-        return PilotRecord.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "top level"
-        raise UngrokError(f"{p}: pilot record: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
+    return load_json_model(path, PilotRecord, "pilot record")
 
 
 def check_record_seeds(record: PilotRecord, confirmatory: Iterable[int], where: str) -> None:

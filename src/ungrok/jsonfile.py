@@ -1,0 +1,30 @@
+"""Reading a user's JSON file into a pydantic model, with one-line errors naming the file and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ungrok.errors import UngrokError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_json_model(path: str | Path, model: type[M], what: str) -> M:
+    """Parse and validate a JSON file; a missing file, bad JSON or a bad field is one UngrokError line."""
+    p = Path(path)
+    if not p.is_file():
+        raise UngrokError(f"{p}: {what} not found")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UngrokError(f"{p}: the {what} is not valid JSON ({e})") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "top level"
+        raise UngrokError(f"{p}: {what}: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
