@@ -421,6 +421,8 @@ def _add_forecast(result: dict, thresholds) -> None:  # noqa: ANN001
 
 
 def _show_support(result: dict) -> None:
+    from ungrok.support.forecast import CAVEAT as FORECAST_CAVEAT
+
     table = Table("rule", "event", "rule events", "prior events", "neither", "ratio", "per token", "forecast",
                   title=f"support over {result['tokens']:,} tokens ({result['mode']})")  # fmt: skip
     for name, r in result["rules"].items():
@@ -436,6 +438,7 @@ def _show_support(result: dict) -> None:
         f"forecast (the support law, not a verdict): likely survives at ratio >= {t['survive_ratio']:g}, "
         f"likely lost at <= {t['lost_ratio']:g}, at risk between"
     )
+    out.print(f"caveat: {FORECAST_CAVEAT}", highlight=False, markup=False, soft_wrap=True)
     for name, why in result["skipped"].items():
         out.print(f"[yellow]skipped {name}:[/yellow] {why}")
 

@@ -93,3 +93,52 @@ def test_bad_input_is_one_line_and_exit_2(run, capsys, extra, message):
 def test_a_plain_run_folder_needs_a_battery(run, capsys):
     code, _, err = _cli(["mech", run / "run", "--rule", RULE], capsys)
     assert code == 2 and "pass --battery" in err and len(err.strip().splitlines()) == 1
+
+
+def _seed_folder(run, tmp_path, min_step: int):
+    """The trained run (nothing computed yet) as seed 1 of cell c of an experiment whose registry froze min_step."""
+    import shutil
+
+    import yaml
+
+    from ungrok.prereg.registry import freeze
+
+    root = tmp_path / "exp"
+    seed = root / "cells" / "c" / "seed1"
+    shutil.copytree(run / "run", seed, ignore=shutil.ignore_patterns("traj.mech.parquet", "traj.ngram.parquet"))
+    (root / "experiment.yaml").write_text(yaml.safe_dump({"cells": ["c"], "seeds": [1],
+                                                          "classifier": {"min_step": min_step}}))  # fmt: skip
+    freeze(root / "experiment.yaml", root)
+    return root, seed
+
+
+def test_a_seed_folder_is_read_with_its_registrys_constants(run, capsys, tmp_path):
+    root, seed = _seed_folder(run, tmp_path, min_step=16)
+    # edited after the freeze: the registry, not this file, holds the run's constants
+    (root / "experiment.yaml").write_text("cells: [c]\nseeds: [1]\nclassifier: {min_step: 0}\n")
+    code, out, err = _cli(["mech", seed, "--rule", RULE, "--battery", run / "battery.jsonl", "--only", "patch"],
+                          capsys)  # fmt: skip
+    assert code == 0, err
+    assert f"classifier constants: {(root / 'registry.json').resolve()} (min_step 16" in out
+    # checkpoints 0, 8, 16: from min_step 16 on, the peak can only be the final checkpoint
+    assert re.search(r"peak\s*│\s*16\b", out) and "no pair to patch" in out
+
+
+def test_a_plain_run_folder_uses_the_default_constants_and_says_so(run, capsys):
+    code, out, err = _cli(["mech", run / "run", "--rule", RULE, "--battery", run / "battery.jsonl",
+                           "--only", "decomp"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert "classifier constants: the defaults (no registry.json or experiment.yaml) (min_step 100" in out
+
+
+def test_a_damaged_registry_is_one_line_naming_it_not_the_defaults(run, capsys, tmp_path):
+    from cli_helpers import one_line_error
+
+    root, seed = _seed_folder(run, tmp_path, min_step=16)
+    reg = root / "registry.json"
+    reg.write_text(reg.read_text().replace('"min_step": 16', '"min_step": 100'))
+    code, out, err = _cli(["mech", seed, "--rule", RULE, "--battery", run / "battery.jsonl", "--only", "decomp"],
+                          capsys)  # fmt: skip
+    line = one_line_error(code, err)
+    assert str(reg.resolve()) in line and "changed after it was frozen" in line
+    assert not (seed / "traj.mech.parquet").exists()  # refused before any work

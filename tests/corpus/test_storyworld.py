@@ -244,6 +244,9 @@ def test_existing_folder_refused_without_force(tmp_path):
         {"tokens": 10, "frame_rate": 0.9},
         {"tokens": 10, "min_sentences": 8, "max_sentences": 5},
         {"tokens": 10, "frame_rate": 0.5, "two_name_rate": 0.2, "min_sentences": 2, "max_sentences": 2},
+        {"tokens": 10, "possessive_rate": 0.31},
+        {"tokens": 10, "possessive_ratio": -0.5},
+        {"tokens": 10, "possessive_rate": 0.3, "bridge_rate": 0.3, "frame_rate": 0.3},
     ],
 )
 def test_invalid_config(knobs):
@@ -607,3 +610,188 @@ def test_bridged_corpus_intended_support_equals_the_kernel_count(tmp_path):
             got = counted["classes"][cls]
             want = intended.classes[cls]
             assert (got["rule_events"], got["prior_events"]) == (want.rule_events, want.prior_events)
+
+
+# --------------------------------------------------------------------------- possessives
+# Written out again (not read from the module): the possessive sentences' verb phrases,
+# each followed by " her" or " his".
+POSSESSIVE_VERBS = ["found", "played with", "hugged", "lost"]
+# sha256 of the int64 little-endian token stream and of tokenizer.json of
+# StoryworldConfig(tokens=50_000, seed=3), computed before the possessive knobs existed.
+DEFAULT_50K_SEED3_TOKENS_SHA256 = "f325b21e1cfe39efd69002bed095101e62bb72d63ebe73a23e0e349284c6a6fc"
+DEFAULT_TOKENIZER_SHA256 = "f87f94136bd2d91c66353014f51e6fdd4b6ba77be1821761af003f7d54e5bfb0"
+
+
+def test_default_corpus_is_byte_identical_to_before_the_possessive_knobs(tmp_path):
+    import hashlib
+
+    path, rep = build(tmp_path, "d", tokens=50_000)
+    s = Stream(path)
+    assert s.arr.size == 50_022
+    assert hashlib.sha256(s.arr.astype("<i8").tobytes()).hexdigest() == DEFAULT_50K_SEED3_TOKENS_SHA256
+    assert read_manifest(path).tokenizer_sha256 == DEFAULT_TOKENIZER_SHA256  # no new word
+    assert not {s.id(" her"), s.id(" his"), s.id("her"), s.id("his")} & set(s.ids)
+    pos = rep.support["possessive_gender"]
+    assert (pos.rule_events, pos.prior_events) == (0, 0)
+
+
+@pytest.fixture(scope="module")
+def possessive(tmp_path_factory) -> tuple[Stream, sw.StoryworldReport]:
+    tmp = tmp_path_factory.mktemp("swp")
+    path, rep = build(tmp, "poss", tokens=300_000, possessive_rate=0.08, possessive_ratio=0.5)
+    return Stream(path), rep
+
+
+def _possessives(s: Stream) -> dict[int, tuple[int, int]]:
+    """Position of every " her"/" his" -> (its name's id, the token), found by the written-out
+    verb phrases; fails on a her/his anywhere else."""
+    her, his = s.id(" her"), s.id(" his")
+    names = s.forms(sw.GIRL_NAMES + sw.BOY_NAMES)
+    verbs = [s.seq(" " + v) for v in POSSESSIVE_VERBS]
+    out = {}
+    for i, t in enumerate(s.ids):
+        if t in (her, his):
+            v = next((v for v in verbs if s.ids[i - len(v) : i] == v), None)
+            assert v is not None and s.ids[i - len(v) - 1] in names, s.tok.decode(s.ids[i - 20 : i + 3])
+            out[i] = (s.ids[i - len(v) - 1], t)
+    return out
+
+
+def test_possessive_rate_and_ratio_are_realised(possessive):
+    s, rep = possessive
+    her, his = s.id(" her"), s.id(" his")
+    assert not {s.id("her"), s.id("his")} & set(s.ids)  # never document-initial
+    poss = _possessives(s)
+    sentences = s.ids.count(s.id("."))
+    assert sentences == rep.sentences
+    assert _binomial_ok(len(poss), sentences, 0.08 / (1 - 0.08), sds=5)  # share of sentences
+    girls, boys = s.forms(sw.GIRL_NAMES), s.forms(sw.BOY_NAMES)
+    g = [t for n, t in poss.values() if n in girls]
+    b = [t for n, t in poss.values() if n in boys]
+    assert len(g) > 300 and len(b) > 300 and len(g) + len(b) == len(poss)
+    assert _binomial_ok(g.count(her), len(g), 0.5)  # possessive_ratio
+    assert _binomial_ok(b.count(his), len(b), 20.0)  # boy_ratio
+
+
+def test_possessive_support_is_exact(possessive):
+    """The manifest's possessive_gender equals the windowed first her/his after a name, and
+    that equals the possessive tokens per class of their own sentence's name."""
+    s, rep = possessive
+    her, his = s.id(" her"), s.id(" his")
+    poss = _possessives(s)
+    sup = rep.support["possessive_gender"]
+    assert sup.kind == "window" and sup.window == 16 and sup.rule == [" her"] and sup.prior == [" his"]
+    assert "no built-in rule" in sup.note
+    girls, boys = sorted(sw.GIRL_NAMES), sorted(sw.BOY_NAMES)
+    cases = [
+        ("girl_names", GIRLS_V2, her, his),
+        ("boy_names", BOYS_V2, his, her),
+        ("all_girl_names", girls, her, his),
+        ("all_boy_names", boys, his, her),
+    ]
+    for cls, names, rule, prior in cases:
+        want = (sup.classes[cls].rule_events, sup.classes[cls].prior_events)
+        assert windowed(s.ids, s.forms(names), rule, prior) == want, cls
+        own = [t for n, t in poss.values() if n in s.forms(names)]
+        assert (own.count(rule), own.count(prior)) == want, cls
+    assert (sup.rule_events, sup.prior_events) == (
+        sup.classes["girl_names"].rule_events,
+        sup.classes["girl_names"].prior_events,
+    )
+    # Each possessive is the first her/his after exactly one cue: its own name.
+    all_names = s.forms(girls + boys + FEM + MASC)
+    assert sum(windowed(s.ids, all_names, her, his)) == len(poss)
+
+
+def test_pronoun_support_is_exact_and_on_target_with_possessives(possessive):
+    from ungrok.rules.registry import get_rule
+    from ungrok.rules.spec import CueClass, RuleSpec, WindowEvent
+    from ungrok.support.count import count
+
+    s, rep = possessive
+    she, he = s.id(" she"), s.id(" he")
+    pron = rep.support["pronoun_gender_ref"]
+    girls = s.forms(sw.GIRL_NAMES)
+    for cls, cues, rule, prior in (
+        ("girl_names", s.forms(GIRLS_V2), she, he),
+        ("boy_names", s.forms(BOYS_V2), he, she),
+        ("all_girl_names", girls, she, he),
+    ):
+        assert windowed(s.ids, cues, rule, prior) == (
+            pron.classes[cls].rule_events,
+            pron.classes[cls].prior_events,
+        )
+    frames = set(_frame_positions(s, girls, FRAMES))
+    r, p = windowed(s.ids, girls, she, he, skip=frames)
+    out = pron.classes["all_girl_names_outside_frames"]
+    assert (out.rule_events, out.prior_events) == (r, p)
+    assert _binomial_ok(r, r + p, 8.0)  # global_ratio default: unchanged in expectation
+    rb, pb = windowed(s.ids, s.forms(GIRLS_V2), she, he)
+    assert _binomial_ok(rb, rb + pb, 8.0)
+    # The support kernel agrees: the focal rule, and a window rule over her/his.
+    poss_rule = RuleSpec(
+        name="possessive_probe",
+        cues=[
+            CueClass(name="girl_names", words="@GIRLS_V2", rule=[" her"], prior=[" his"]),
+            CueClass(name="boy_names", words="@BOYS_V2", rule=[" his"], prior=[" her"], role="agree"),
+        ],
+        event=WindowEvent(window=16),
+    )
+    table = count(s.path, [get_rule("pronoun_gender_ref"), poss_rule])
+    for rule, key in (
+        ("pronoun_gender_ref", "pronoun_gender_ref"),
+        ("possessive_probe", "possessive_gender"),
+    ):
+        want = rep.support[key]
+        for cls in ("girl_names", "boy_names"):
+            got = table.rules[rule]["classes"][cls]
+            assert (got["rule_events"], got["prior_events"]) == (
+                want.classes[cls].rule_events,
+                want.classes[cls].prior_events,
+            ), (rule, cls)
+
+
+def test_possessive_corpus_holds_no_probe_prompt(possessive):
+    s, _ = possessive
+    prompts = sw.forbidden_prompts()
+    assert s.find_seqs([s.seq(p) for p in prompts] + [s.seq(" " + p) for p in prompts]) == []
+    assert not (s.forms(RESCUE) & set(s.ids))
+
+
+def test_pronoun_kill_leaves_every_possessive_in_place(possessive, tmp_path):
+    from ungrok.edit.kill import kill_corpus
+
+    s, rep = possessive
+    prov = kill_corpus(s.path, tmp_path / "k", "pronoun_gender_ref", 1.0, seed=2)
+    a, b = s.arr, Corpus(tmp_path / "k").tokens().astype(np.int64)
+    assert a.size == b.size
+    diff = np.flatnonzero(a != b)
+    assert diff.size == prov["flipped_sites"] > 0
+    pairs = set(zip(a[diff].tolist(), b[diff].tolist(), strict=True))
+    assert (s.id(" she"), s.id(" he")) in pairs
+    assert pairs <= {(s.id(" she"), s.id(" he")), (s.id(" She"), s.id(" He"))}
+    assert prov["support"]["after"]["rule_events"] == 0  # every battery girl's she-event is gone
+    her_his = np.isin(a, [s.id(" her"), s.id(" his")])
+    assert her_his.sum() == len(_possessives(s)) > 0
+    assert np.array_equal(a[her_his], b[her_his])  # the possessive evidence survives
+    girl = rep.support["possessive_gender"].classes["girl_names"]
+    after = windowed(b.tolist(), s.forms(GIRLS_V2), s.id(" her"), s.id(" his"))
+    assert after == (girl.rule_events, girl.prior_events)
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{N} found {POSS} {toy} , and {P} {vp_past} .", "too short for exact windows"),
+        ("{rintro} , the {GN} and {N} found {POSS} {toy} , and {P} {vp_past} .", "exactly one cue"),
+        ("{rintro} , {N} met {N2} with {POSS} {toy} , and {P} {vp_past} .", "refers to a {N} name"),
+        ("{rintro} , {N} found {POSS} {toy} and {POSS} {cnoun} , and {P} {vp_past} .", "at most one"),
+        ("{rintro} , {N} found {POSS} {toy} , and {P} hugged her {cnoun} .", "outside a possessive slot"),
+    ],
+)
+def test_possessive_templates_that_would_break_exact_counts_are_refused(monkeypatch, template, message):
+    """Without the cue-free opening an earlier sentence's name could see the possessive; a
+    second cue, a second possessive or a literal her/his would make the counts inexact."""
+    monkeypatch.setitem(sw.TEMPLATES, "possessive", [template])
+    with pytest.raises(AssertionError, match=message):
+        sw._Engine(sw.StoryworldConfig(tokens=10, possessive_rate=0.1))

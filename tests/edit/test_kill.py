@@ -278,3 +278,49 @@ def test_cli_kill_reports_counts(story, tmp_path, capsys):
     assert code == 0
     m = Corpus(tmp_path / "k").manifest.source
     assert f"{m['flipped_sites']:,} of {m['eligible_sites']:,}" in out
+
+
+def test_an_exact_kill_refuses_a_count_one_off_that_the_old_1pct_tolerance_passed(story, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from ungrok.edit import kill as kill_mod
+
+    real = kill_mod._measure
+
+    def one_off(corpus, spec, workers, rules_dir):  # noqa: ANN001, ANN202
+        row = dict(real(corpus, spec, workers, rules_dir))
+        if Path(corpus).resolve() != Path(story).resolve():  # the edited output: one rule event too many
+            row["rule_events"] += 1
+        return row
+
+    monkeypatch.setattr(kill_mod, "_measure", one_off)
+    with pytest.raises(UngrokError) as e:
+        kill_corpus(story, tmp_path / "k", "pronoun_gender_ref", 0.437, seed=11)
+    msg = str(e.value)
+    assert "\n" not in msg and "the flips predict exactly" in msg and "the edit is refused" in msg
+    assert not (tmp_path / "k").exists()  # nothing half-written
+    # the same kill, counted right, with the numbers the off-by-one would have shown: within the old 1%
+    monkeypatch.setattr(kill_mod, "_measure", real)
+    s = kill_corpus(story, tmp_path / "ok", "pronoun_gender_ref", 0.437, seed=11)["support"]
+    r, p = s["after"]["rule_events"], s["after"]["prior_events"]
+    assert abs((r + 2) / (p + 1) - (r + 1) / (p + 1)) / ((r + 1) / (p + 1)) < 0.01
+    assert (s["exact"], s["inexact_reason"], s["tolerance"], s["passed"]) == (True, None, 0.0, True)
+
+
+def test_support_check_requires_equality_unless_the_plan_is_inexact():
+    from ungrok.edit.kill import TOLERANCE, support_check
+
+    before = {"rule_events": 1000, "prior_events": 500}
+    exact = {"rule_events": 600, "prior_events": 900}  # S - F, C + F with F = 400
+    ok = support_check("r", before, exact, 0.4, 400, 1000)
+    assert ok["passed"] and ok["exact"] and ok["tolerance"] == 0.0 and ok["mismatch"] == 0.0
+    off = {"rule_events": 601, "prior_events": 900}  # ratio mismatch 0.17%: under 1%, still refused
+    with pytest.raises(UngrokError, match=r"measured 601 rule / 900 prior .* predict exactly 600 / 900"):
+        support_check("r", before, off, 0.4, 400, 1000)
+    why = "kill flip ' She' -> ' he': creates events"
+    loose = support_check("r", before, off, 0.4, 400, 1000, inexact=why)
+    assert loose["passed"] and not loose["exact"] and loose["inexact_reason"] == why
+    assert loose["tolerance"] == TOLERANCE == 0.01 and 0 < loose["mismatch"] < 0.01
+    far = {"rule_events": 700, "prior_events": 900}
+    with pytest.raises(UngrokError, match="inexact because kill flip"):
+        support_check("r", before, far, 0.4, 400, 1000, inexact=why)

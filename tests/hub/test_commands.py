@@ -49,3 +49,54 @@ def test_bad_input_is_one_line(cache_env, tmp_path, capsys):
         code, _, err = run(args, capsys)
         assert needle in one_line_error(code, err), (args, err)
     assert not out.exists()
+
+
+def test_failed_tasks_make_score_exit_1_after_writing_and_listing_everything(cache_env, tmp_path, capsys,
+                                                                              monkeypatch):  # fmt: skip
+    from ungrok.errors import UngrokError
+    from ungrok.hub import task as task_mod
+
+    _, battery = cache_env
+    real_load, real_plan = task_mod.load_hf, task_mod.BatteryPlan
+
+    def load(name, revision, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if revision == "step256":  # the loader's own one-line error: the revision is there, its load fails
+            raise UngrokError(f"cannot load {name} at revision {revision!r}: weights truncated")
+        return real_load(name, revision, *a, **k)
+
+    class Plan(real_plan):  # a score that raises
+        def score(self, model):  # noqa: ANN001, ANN201
+            if model.model.config.hidden_size == 16:
+                raise RuntimeError("scoring broke")
+            return super().score(model)
+
+    monkeypatch.setattr(task_mod, "load_hf", load)
+    monkeypatch.setattr(task_mod, "BatteryPlan", Plan)
+    out = tmp_path / "suite"
+    code, text, err = run(["hub", "score", "--models", "org/neox-s,org/neox-m,org/missing", "--revisions",
+                           "step128,step256", "--battery", battery, "--out", out, "--offline", "--device", "cpu"],
+                          capsys)  # fmt: skip
+    assert code == 1, err
+    assert "scored 1 revision(s), 0 already" in text and "4 not scored (3 failed)" in text
+    assert "skipped org/missing: org/missing: not in the local hub cache (offline mode)" in text
+    assert "failed org/neox-s@step256: cannot load org/neox-s at revision 'step256': weights truncated" in text
+    assert "failed org/neox-m@step128: RuntimeError: scoring broke" in text
+    assert "failed org/neox-m@step256: cannot load" in text
+    assert f"next: ungrok hub classify {out}" in text  # everything was still reported
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "3 task(s) failed" in lines[0] and "Traceback" not in err
+    suite = json.loads((out / "suite.json").read_text())
+    status = {(m, r["revision"]): r["status"] for m, v in suite["models"].items() for r in v["revisions"]}
+    assert status == {("org/neox-s", "step128"): "scored", ("org/neox-s", "step256"): "failed",
+                      ("org/neox-m", "step128"): "failed", ("org/neox-m", "step256"): "failed"}  # fmt: skip
+    assert (out / "traj.parquet").is_file()  # the scored revision was written
+
+    # fixed: the rerun scores only the failed ones and exits 0 (the skip stays a skip)
+    monkeypatch.setattr(task_mod, "load_hf", real_load)
+    monkeypatch.setattr(task_mod, "BatteryPlan", real_plan)
+    code, text, err = run(["hub", "score", "--models", "org/neox-s,org/neox-m,org/missing", "--revisions",
+                           "step128,step256", "--battery", battery, "--out", out, "--offline", "--device", "cpu"],
+                          capsys)  # fmt: skip
+    assert code == 0, err
+    assert "scored 3 revision(s), 1 already" in text and "; 1 not scored\n" in text
+    assert not any(ln.startswith("failed") for ln in text.splitlines()) and not err.strip()

@@ -235,3 +235,71 @@ def test_bad_input_is_one_line(done, trained, tmp_path):
     with pytest.raises(UngrokError, match="' she she' is 2 tokens") as e:
         mech_run(run, ["she_twice"], battery=bat, progress=False, rules_dir=rules)
     _one_line(e)
+
+
+# --------------------------------------------------------------------------- the classifier constants
+def _experiment_root(tmp_path: Path, classifier: dict, freeze: bool) -> Path:
+    """ROOT/experiment.yaml (+ ROOT/registry.json when frozen) and an empty seed folder ROOT/cells/c/seed1."""
+    import yaml
+
+    from ungrok.prereg.registry import freeze as freeze_registry
+
+    root = tmp_path / "exp"
+    (root / "cells" / "c" / "seed1").mkdir(parents=True)
+    doc = {"cells": ["c"], "seeds": [1], "classifier": classifier}
+    (root / "experiment.yaml").write_text(yaml.safe_dump(doc))
+    if freeze:
+        freeze_registry(root / "experiment.yaml", root)
+    return root
+
+
+def test_run_classifier_reads_the_frozen_registry_before_the_experiment_file(tmp_path):
+    from ungrok.mech.run import run_classifier
+
+    root = _experiment_root(tmp_path, {"min_step": 16, "emerged_thr": 0.7}, freeze=True)
+    seed = root / "cells" / "c" / "seed1"
+    cfg, source = run_classifier(seed)
+    assert (cfg.min_step, cfg.emerged_thr, source) == (16, 0.7, (root / "registry.json").resolve())
+    # the experiment file edited after the freeze does not change what the run is read with
+    (root / "experiment.yaml").write_text("cells: [c]\nseeds: [1]\nclassifier: {min_step: 3}\n")
+    assert run_classifier(seed)[0].min_step == 16
+
+
+def test_run_classifier_without_a_registry(tmp_path):
+    from ungrok.fate.config import DEFAULT_CONFIG
+    from ungrok.mech.run import run_classifier
+
+    root = _experiment_root(tmp_path, {"min_step": 7}, freeze=False)  # an experiment with no predictions
+    cfg, source = run_classifier(root / "cells" / "c" / "seed1")
+    assert (cfg.min_step, cfg.smooth_k, source) == (7, 3, (root / "experiment.yaml").resolve())
+    plain = tmp_path / "plain"  # a plain `ungrok train` run folder: the documented defaults
+    plain.mkdir()
+    assert run_classifier(plain) == (DEFAULT_CONFIG, None)
+
+
+@pytest.mark.parametrize(
+    ("damage", "file", "message"),
+    [
+        (lambda root: (root / "registry.json").write_text("{ not json"), "registry.json", "not valid JSON"),
+        (lambda root: (root / "registry.json").write_text(
+            (root / "registry.json").read_text().replace('"min_step": 16', '"min_step": 17')),
+         "registry.json", "changed after it was frozen"),
+        (lambda root: (root / "experiment.yaml").write_text("classifier: [1, 2\n"), "experiment.yaml",
+         "not valid YAML"),
+        (lambda root: (root / "experiment.yaml").write_text("classifier: {min_stepp: 3}\n"), "experiment.yaml",
+         "min_stepp"),
+        (lambda root: (root / "experiment.yaml").write_text("classifier: {min_step: -1}\n"), "experiment.yaml",
+         "min_step"),
+        (lambda root: (root / "experiment.yaml").write_text("classifier: 5\n"), "experiment.yaml",
+         "classifier"),
+    ],
+)
+def test_an_unreadable_registry_or_experiment_file_is_one_line_naming_it(tmp_path, damage, file, message):
+    from ungrok.mech.run import run_classifier
+
+    root = _experiment_root(tmp_path, {"min_step": 16}, freeze=file == "registry.json")
+    damage(root)
+    with pytest.raises(UngrokError) as e:
+        run_classifier(root / "cells" / "c" / "seed1")
+    msg = _one_line(e)
+    assert str(root / file) in msg and message in msg

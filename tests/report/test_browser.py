@@ -1,30 +1,58 @@
 """The report in a real browser: headless Chromium decodes every figure and renders every section.
 
-Needs the Debian `chromium` package (.ci/ensure-chromium installs it). Under CI=true a
-missing browser fails the test; locally it skips with the reason.
+Needs the Debian `chromium` package (.ci/ensure-chromium installs it). Under CI (CI=true,
+which .ci/run sets) a missing browser fails the test; locally it skips with the reason.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from ungrok.report.browser import find_chromium, render_check, screenshot
+from ungrok.report.browser import browser_required, find_chromium, render_check, screenshot
 from ungrok.report.html import SECTIONS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def chromium():
     exe = find_chromium()
     if exe is None:
-        if os.environ.get("CI", "").lower() == "true":
+        if browser_required():
             pytest.fail("CI=true but chromium is not installed; .ci/ensure-chromium should have installed it")
         pytest.skip("chromium is not installed; run .ci/ensure-chromium to enable the real-browser test")
     return exe
+
+
+def test_ci_is_what_makes_a_missing_browser_an_error():
+    assert browser_required({"CI": "true"}) and browser_required({"CI": "TRUE"}) and browser_required({"CI": "1"})
+    assert not browser_required({}) and not browser_required({"CI": ""}) and not browser_required({"CI": "false"})
+    # .ci/run, what CI runs, sets it before `make test`, whatever the CI service sets
+    lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert lines.index("export CI=true") < lines.index("make test")
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_without_chromium_the_browser_test_fails_in_ci_and_skips_elsewhere(ci):
+    env = {**os.environ, "CI": ci, "UNGROK_CHROMIUM": "/nonexistent/chromium", "OMP_NUM_THREADS": "1"}
+    test = "tests/report/test_browser.py::test_phase_diagram_renders_after_the_focal_rule"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-rfEs",
+                           test], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    text = proc.stdout + proc.stderr
+    if ci:  # an error at setup: the run fails, nothing is skipped
+        assert proc.returncode == 1 and "Failed: CI=true but chromium is not installed" in text, text
+        assert "SKIPPED" not in text, text
+    else:
+        assert proc.returncode == 0 and "SKIPPED" in text, text
+        assert "chromium is not installed; run .ci/ensure-chromium" in text, text
 
 
 def test_every_figure_renders(chromium, shared_data, shared_report):

@@ -132,6 +132,8 @@ def test_scoreboard_and_support_tables(shared_html):
     support = html.split('<section id="support">')[1].split("</section>")[0]
     assert support.count("<h3>") == len(CELLS)
     assert "at risk" in support and "likely lost" in support
+    # the forecast's caveat: the paper's registered frequency-theory tests failed
+    assert "registered tests of this frequency theory failed (F1" in support and "F2:" in support
 
 
 def _section(html: str, sid: str) -> str:

@@ -52,7 +52,10 @@ def _print_kill(prov: dict, dst: Path, dt: float) -> None:
     nominal = s["formula_nominal_p"]
     out.print(
         f"  support ratio {s['before']['ratio']:.4g} -> {s['after']['ratio']:.4g} measured, "
-        f"{s['predicted_after']['ratio']:.4g} predicted from the flips (mismatch {s['mismatch']:.2%}); "
+        f"{s['predicted_after']['ratio']:.4g} predicted from the flips ("
+        + ("counts exactly as predicted" if s["exact"] else
+           f"mismatch {s['mismatch']:.2%}, within {s['tolerance']:.0%}: inexact because {s['inexact_reason']}")
+        + "); "
         f"(1-p)S/(C+pS) = {'-' if nominal is None else f'{nominal:.4g}'}"
     )
     inv = prov["invariants"]

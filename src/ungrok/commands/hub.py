@@ -57,7 +57,8 @@ def hub_score(
         Optional[Path], typer.Option("--rules-dir", help="Folder of user rule YAML files (margins).")
     ] = None,
 ) -> None:
-    """Score the battery on every (model, revision) into OUT; skips are named at the end, never fatal."""
+    """Score the battery on every (model, revision) into OUT; skips are named at the end, never fatal;
+    a failed load or score is named too, and makes the exit status 1 once everything is written."""
     from ungrok.hub.suite import score_suite
 
     summary = score_suite(
@@ -67,9 +68,17 @@ def hub_score(
     )  # fmt: skip
     con = output_console()
     for line in summary.lines():
-        style = "yellow" if line.startswith(("skipped", "failed", "note")) else None
+        style = "red" if line.startswith("failed") else "yellow" if line.startswith(("skipped", "note")) else None
         con.print(line, style=style, highlight=False, soft_wrap=True)
     con.print(f"next: ungrok hub classify {out}", highlight=False, soft_wrap=True)
+    failed = summary.failed()
+    if failed:  # everything is written and listed above; the exit status says the suite is incomplete
+        from ungrok.errors import TasksFailed
+
+        first = failed[0]
+        where = first["model"] if first["revision"] is None else f"{first['model']}@{first['revision']}"
+        raise TasksFailed(f"{len(failed)} task(s) failed ({where}: {first['why']}{'; ...' if len(failed) > 1 else ''}); "
+                          f"the rest is written to {out}, rerun to retry the failed ones")  # fmt: skip
 
 
 def _fmt(x: Any, spec: str = ".3f") -> str:

@@ -67,7 +67,8 @@ def rule_digest(rows: Sequence[Mapping[str, Any]], step: int, cm: float | None) 
 
 
 def ngram_letters(path: Path | None, run: str, rule: str, cfg: Any = None) -> str:
-    """The frozen classifier's letters for the rule under the 2- and 5-gram baselines."""
+    """The classifier's letters for the rule under the 2- and 5-gram baselines (cfg: the run's
+    constants, from `run_classifier`; None: the defaults)."""
     if path is None or not path.is_file():
         return "-"
     import pyarrow.parquet as pq
@@ -86,23 +87,6 @@ def ngram_letters(path: Path | None, run: str, rule: str, cfg: Any = None) -> st
         return f"unclassifiable ({str(e).split(': ', 1)[-1]})"
     idx = {r["run"]: r["letter"] for r in records}
     return ", ".join(f"{n}-gram {idx.get(ngram_run_name(run, n), '-')}" for n in (2, 5))
-
-
-def classifier_for(run_dir: Path) -> Any:
-    """The experiment's classifier constants for a seed folder (its n-gram letters use them), else None."""
-    import yaml
-
-    from ungrok.fate.config import ClassifierConfig
-
-    root = Path(run_dir).resolve().parent.parent.parent
-    exp = root / "experiment.yaml"
-    if Path(run_dir).resolve().parent.parent.name != "cells" or not exp.is_file():
-        return None
-    try:
-        doc = yaml.safe_load(exp.read_text(encoding="utf-8"))
-        return ClassifierConfig(**(doc.get("classifier") or {}))
-    except Exception:  # noqa: BLE001 - the default constants then
-        return None
 
 
 def mech(
@@ -127,19 +111,22 @@ def mech(
 ) -> None:
     """Decomposition, decodability, heads, patching, direction removal and the n-gram baseline, per
     checkpoint, into RUN_DIR/traj.mech.parquet (and traj.ngram.parquet); rerun to resume."""
-    from ungrok.mech.run import mech_run, parse_instruments
+    from ungrok.mech.run import mech_run, parse_instruments, run_classifier
 
     con = output_console()
+    insts = parse_instruments(only)
+    cfg, source = run_classifier(run_dir)  # the frozen registry's constants when there is one
     s = mech_run(run_dir, [r for x in rule for r in x.split(",") if r.strip()], battery=battery,
-                 tokenizer=tokenizer, instruments=parse_instruments(only), force=force, rules_dir=rules_dir,
-                 log=lambda m: con.print(m, soft_wrap=True, highlight=False))  # fmt: skip
+                 tokenizer=tokenizer, instruments=insts, force=force, rules_dir=rules_dir,
+                 log=lambda m: con.print(m, soft_wrap=True, highlight=False), min_step=cfg.min_step)  # fmt: skip
     done = ", ".join(f"{i} {n}" for i, n in s.computed.items() if n)
     kept = sum(s.skipped.values())
     con.print(f"{s.run}: {len(s.checkpoints)} checkpoints, {s.loads} loads in {s.seconds:.1f}s; computed "
               f"{done or 'nothing new'}" + (f"; {kept} unit(s) already in the store" if kept else "")
               + f" -> {s.store}" + (f", {s.ngram}" if s.ngram else ""), soft_wrap=True, highlight=False)  # fmt: skip
+    con.print(f"classifier constants: {source or 'the defaults (no registry.json or experiment.yaml)'} "
+              f"(min_step {cfg.min_step}: the CM peak is sought from there)", soft_wrap=True, highlight=False)
     rows = _store_rows(s.store, s.run)
-    cfg = classifier_for(run_dir)
     for r, rr in s.rules.items():
         mine = [x for x in rows if x["rule"] == r]
         points = [("peak", rr.peak), ("final", rr.final)] if rr.peak is not None else [("final", rr.final)]

@@ -5,7 +5,7 @@ many named characters of both genders. Each built-in rule's support is a knob gi
 a rule:prior ratio: girl name -> " she" vs " he" outside and inside the probe frames,
 how rare the probe-frame construction is, the neutral-subject " he" prior, and one ratio
 per other family (reflexive, gender nouns, a/an, irregular past, negation, plural,
-modal, comparative).
+modal, comparative), and an optional possessive family ("Sue found her ball").
 
 Token ids are produced directly, never by encoding text: every sentence template is
 pre-tokenised into an id row with slot columns, and a chunk of ~8k documents is built
@@ -22,6 +22,13 @@ emitted ("intended support") exactly as the paper's counters see it:
   cue-free opening keeps every earlier cue more than 16 tokens away; so the first
   pronoun after each cue is known from the template alone, for the first cue of a
   two-name sentence too ("<girl> met <boy> ..., and he ..." is a prior event for the girl);
+- possessives (off unless possessive_rate > 0): " her" / " his" occur only at the {POSS}
+  slot of a possessive sentence, right after its one name and behind the same long
+  cue-free opening as the reflexives, so each is the first " her"/" his" within 16 tokens
+  after its own name and after no other cue (checked when the templates are compiled);
+  the windowed count "first of her/his after a name" therefore equals the possessive
+  tokens per class of the sentence's name, exactly. " she"/" he" stay in the pronoun slot,
+  so a pronoun kill leaves the possessives (gender evidence it does not touch) in place;
 - a/an (METHOD §6.3): " an"/" a" followed by a vowel-initial token only at determiner
   slots whose next word is known;
 - the other families: their rule and prior forms occur only at their choice slots, so
@@ -257,7 +264,7 @@ LISTS: dict[str, list[str]] = {
         "broke a cup | saw the rain | heard the news | got home | found a coin | dropped the cake"
     ),
     # Cue-free openings of 12+ tokens: they keep every earlier cue more than 16 tokens
-    # from the reflexive (checked when the templates are compiled).
+    # from the reflexive or possessive (checked when the templates are compiled).
     "rintro": [
         "After a long and busy day at the park with all the other kids",
         "On a cold and windy morning in the middle of the long winter",
@@ -314,8 +321,9 @@ CHOICES: dict[str, tuple[str, list[tuple[str, str]]]] = {
 
 # Templates by category. Slots: {N} name (often the protagonist), {N2} a second name,
 # {FN} frame name, {P} pronoun for the nearest subject before it, {R} reflexive for the
-# name before it, {GN} gender noun, {OCC}/{FOCC} neutral subject, {CAPP} She/He for the
-# protagonist, {DET} a/an for the next word, CHOICES keys, LISTS keys.
+# name before it, {POSS} possessive her/his for the name before it, {GN} gender noun,
+# {OCC}/{FOCC} neutral subject, {CAPP} She/He for the protagonist, {DET} a/an for the
+# next word, CHOICES keys, LISTS keys.
 TEMPLATES: dict[str, list[str]] = {
     "intro": [
         "Once upon a time , there was a kid named {N} , and {P} lived in a little house .",
@@ -444,6 +452,17 @@ TEMPLATES: dict[str, list[str]] = {
         "{N} sang a song when {P} {frest} .",
         "{N} stayed inside because {P} {frest} .",
     ],
+    # Possessives: gender evidence after a name that the pronoun kill does not touch
+    # (" her"/" his" are not " she"/" he"). The cue-free opening keeps every earlier
+    # sentence's cue more than 16 tokens from {POSS}, so each possessive is the first
+    # her/his after its own name only. Off unless possessive_rate > 0; last in this table,
+    # so the other templates keep their indices and default corpora stay byte-identical.
+    "possessive": [
+        "{rintro} , {N} found {POSS} {toy} , and {P} {vp_past} .",
+        "{rintro} , {N} played with {POSS} {cnoun} , so {P} {vp_past} .",
+        "{rintro} , {N} hugged {POSS} {animal} , and then {P} {vp_past} .",
+        "{rintro} , {N} lost {POSS} {toy} , so {P} was sad .",
+    ],
 }
 # Share of the non-opening sentences per category, before the frame and two-name
 # sentences (set by knobs) take their part.
@@ -500,6 +519,15 @@ class StoryworldConfig(BaseModel):
         le=0.3,
         description="fraction of sentences '<name> <other verb> because|when <pronoun>' (global_ratio)",
     )
+    possessive_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.3,
+        description="fraction of sentences '<opening> , <name> found her|his <toy> , and <pronoun> ...'",
+    )
+    possessive_ratio: Ratio = Field(
+        20.0, description="girl name -> her:his in the possessive sentences (boys: boy_ratio his:her)"
+    )
     two_name_rate: float = Field(
         0.03,
         ge=0.0,
@@ -530,10 +558,12 @@ class StoryworldConfig(BaseModel):
         if self.min_sentences > self.max_sentences:
             raise ValueError("min_sentences must not exceed max_sentences")
         mean = (self.min_sentences + self.max_sentences) / 2
-        body = (self.frame_rate + self.two_name_rate + self.bridge_rate) * mean / (mean - 1)
+        rates = self.frame_rate + self.two_name_rate + self.bridge_rate + self.possessive_rate
+        body = rates * mean / (mean - 1)
         if body > 0.9:
             raise ValueError(
-                "frame_rate + two_name_rate + bridge_rate leave too few other sentences for this story length"
+                "frame_rate + two_name_rate + bridge_rate + possessive_rate leave too few other "
+                "sentences for this story length"
             )
         return self
 
@@ -667,13 +697,14 @@ _FAM = {f: _REFL + 8 + 2 * i for i, f in enumerate(_FAMILIES)}  # + 0 rule | 1 p
 _FRAME_SENT = _REFL + 8 + 2 * len(_FAMILIES)
 # The paper's irregular-past bigrams are " <GIRLS name> went" ...: + 0 rule | 1 prior.
 _IRR_PAT = _FRAME_SENT + 1
-_K = _IRR_PAT + 2
+_POSS = _IRR_PAT + 2  # + cls*2 + (0 her | 1 his), cls 0..3
+_K = _POSS + 8
 
 
 @dataclass
 class _Slot:
     name: str  # slot text without braces
-    kind: str  # name pron refl capp gnoun occ det list choice
+    kind: str  # name pron refl poss capp gnoun occ det list choice
     col: int
     width: int
     min_width: int
@@ -682,7 +713,7 @@ class _Slot:
     rule: np.ndarray | None = None  # choice: rule phrases (n, width)
     prior: np.ndarray | None = None
     family: str = ""
-    ref: int = -1  # pron/refl: referent slot; det: the next slot; N2: the N slot
+    ref: int = -1  # pron/refl/poss: referent slot; det: the next slot; N2: the N slot
     alts: list[tuple[str, ...]] = field(default_factory=list)  # word-level alternatives
 
 
@@ -694,6 +725,7 @@ class _Template:
     slots: list[_Slot]
     cue_links: list[tuple[int, int]]  # (subject slot, its pronoun slot)
     refl_links: list[tuple[int, int]]
+    poss_links: list[tuple[int, int]]  # (name slot, its possessive slot)
     static: dict[int, int]  # event column -> count per sentence (literal family tokens)
     # (name slot, irregular choice slot or -1 for a literal, literal is the rule form):
     # an irregular form right after a name, a bigram pattern if the name is in GIRLS.
@@ -721,6 +753,7 @@ class _Engine:
                 self.vowel_tok[i] = w[0] in "aeiouAEIOU"
         self.SHE, self.HE = self.sid("she"), self.sid("he")
         self.HERSELF, self.HIMSELF = self.sid("herself"), self.sid("himself")
+        self.HER, self.HIS = self.sid("her"), self.sid("his")
         self.CAP_SHE, self.CAP_HE = self.sid("She"), self.sid("He")
         self.A, self.AN = self.sid("a"), self.sid("an")
 
@@ -825,16 +858,21 @@ class _Engine:
         # Links: a pronoun refers to the nearest subject before it; a reflexive to the name.
         cue_links: list[tuple[int, int]] = []
         refl_links: list[tuple[int, int]] = []
+        poss_links: list[tuple[int, int]] = []
         subj = -1
         for i, s in enumerate(slots):
             if s.name in _SUBJECT_SLOTS:
                 subj = i
-            elif s.kind in ("pron", "refl"):
+            elif s.kind in ("pron", "refl", "poss"):
                 if subj < 0:
                     raise AssertionError(f"{text!r}: {s.name} has no subject before it")
                 s.ref = subj
                 if s.kind == "refl":
                     refl_links.append((subj, i))
+                if s.kind == "poss":
+                    if slots[subj].name != "N":
+                        raise AssertionError(f"{text!r}: a possessive refers to a {{N}} name")
+                    poss_links.append((subj, i))
             elif s.kind == "det":
                 s.ref = i + 1
         for i, s in enumerate(slots):
@@ -861,6 +899,7 @@ class _Engine:
             slots,
             cue_links,
             refl_links,
+            poss_links,
             static,
             irr_links,
             two,
@@ -878,6 +917,8 @@ class _Engine:
             return _Slot(name, "pron", col, 1, 1, alts=[("she",), ("he",)])
         if name == "R":
             return _Slot(name, "refl", col, 1, 1, alts=[("herself",), ("himself",)])
+        if name == "POSS":
+            return _Slot(name, "poss", col, 1, 1, alts=[("her",), ("his",)])
         if name == "CAPP":
             return _Slot(name, "capp", col, 1, 1, alts=[("She",), ("He",)])
         if name == "DET":
@@ -910,10 +951,12 @@ class _Engine:
 
     # ---- checks (programming errors in the tables, not user errors)
     def _check_windows(self) -> None:
-        """Every cue sees its own pronoun within the window; reflexives are out of reach of
-        earlier sentences' cues (so the windowed counts are exact)."""
+        """Every cue sees its own pronoun within the window; reflexives and possessives are
+        out of reach of earlier sentences' cues, and " her"/" his" occur only at possessive
+        slots (so the windowed counts are exact)."""
         tails: list[int] = []  # tokens after a cue up to and including its sentence's "."
-        pre_r: list[int] = []  # tokens before a reflexive in its sentence
+        pre_r: list[int] = []  # tokens before a reflexive or a possessive in its sentence
+        her_his = {self.HER, self.HIS}
         for t in self.templates:
             mx, mn, length = self._offsets(t)
             for c, p in t.cue_links:
@@ -922,16 +965,28 @@ class _Engine:
                     raise AssertionError(f"{t.text!r}: pronoun up to {d} tokens after its cue")
                 if t.slots[c].kind in ("name", "gnoun"):
                     tails.append(length - mn[t.slots[c].col] - 1)
-            for _n, r in t.refl_links:
-                pre_r.append(mn[t.slots[r].col])
-                rc = t.slots[r].col
-                cues = [s for s in t.slots if s.kind in ("name", "gnoun") and s.col < rc]
-                if len(cues) != 1:
-                    raise AssertionError(f"{t.text!r}: a reflexive needs exactly one cue before it")
-        # A cue c sentences before a reflexive is tail(c) + pre(R) + 1 tokens away (more
-        # with an end-of-text between): keep that beyond the window.
+            for what, links in (("reflexive", t.refl_links), ("possessive", t.poss_links)):
+                for _n, r in links:
+                    pre_r.append(mn[t.slots[r].col])
+                    rc = t.slots[r].col
+                    cues = [s for s in t.slots if s.kind in ("name", "gnoun") and s.col < rc]
+                    if len(cues) != 1:
+                        raise AssertionError(f"{t.text!r}: a {what} needs exactly one cue before it")
+                    if mx[rc] - mn[cues[0].col] > WINDOW:
+                        raise AssertionError(f"{t.text!r}: {what} beyond the window of its cue")
+            if len(t.poss_links) > 1:
+                raise AssertionError(f"{t.text!r}: at most one possessive a sentence")
+            literal = set(t.base.tolist())
+            for s in t.slots:
+                for m in (s.mat, s.rule, s.prior):
+                    if m is not None:
+                        literal |= set(m.ravel().tolist())
+            if literal & her_his:
+                raise AssertionError(f"{t.text!r}: ' her'/' his' outside a possessive slot")
+        # A cue c sentences before a reflexive or possessive is tail(c) + pre(R) + 1 tokens
+        # away (more with an end-of-text between): keep that beyond the window.
         if pre_r and min(tails) + min(pre_r) + 1 <= WINDOW:
-            raise AssertionError("reflexive sentences' openings are too short for exact windows")
+            raise AssertionError("reflexive/possessive openings are too short for exact windows")
 
     @staticmethod
     def _offsets(t: _Template) -> tuple[dict[int, int], dict[int, int], int]:
@@ -987,13 +1042,15 @@ class _Engine:
         mean = (cfg.min_sentences + cfg.max_sentences) / 2
         scale = mean / (mean - 1)
         f, tw, br = cfg.frame_rate * scale, cfg.two_name_rate * scale, cfg.bridge_rate * scale
+        po = cfg.possessive_rate * scale
         p = np.zeros(len(self.templates))
-        rest = 1.0 - f - tw - br
+        rest = 1.0 - f - tw - br - po  # po = 0 leaves every default probability bit-identical
         total_w = sum(CATEGORY_WEIGHTS.values())
         for cat, ws in CATEGORY_WEIGHTS.items():
             p[cats[cat]] = rest * ws / total_w / len(cats[cat])
         p[cats["two_name"]] = tw / len(cats["two_name"])
         p[cats["bridge"]] = br / len(cats["bridge"])
+        p[cats["possessive"]] = po / len(cats["possessive"])
         half = len(PROBE_FRAMES)
         for k, i in enumerate(cats["frame"]):
             share = (1 - cfg.frame_neutral_share) if k < half else cfg.frame_neutral_share
@@ -1030,6 +1087,7 @@ class _Engine:
         self.q_neutral_he = q(cfg.neutral_he_ratio)
         self.q_noun = q(cfg.noun_ratio)
         self.q_refl = q(cfg.reflexive_ratio)
+        self.q_poss = q(cfg.possessive_ratio)
         self.q_family = {
             "det_an_choice": q(cfg.det_an_ratio),
             "a_an_adjective": q(cfg.a_an_adjective_ratio),
@@ -1144,6 +1202,11 @@ class _Engine:
                 st[i] = {"her": her}
                 M[rows, s.col] = np.where(her, self.HERSELF, self.HIMSELF)
                 E[rows, _REFL + st[s.ref]["cls"] * 2 + (~her)] += 1
+            elif k == "poss":
+                girl = st[s.ref]["girl"]
+                her = rng.random(n) < np.where(girl, self.q_poss, 1.0 - self.q_boy)
+                M[rows, s.col] = np.where(her, self.HER, self.HIS)
+                E[rows, _POSS + st[s.ref]["cls"] * 2 + (~her)] += 1
             elif k == "capp":
                 M[rows, s.col] = np.where(prot_girl, self.CAP_SHE, self.CAP_HE)
             elif k == "list":
@@ -1301,8 +1364,8 @@ def _support(T: np.ndarray, notes: list[str] | None = None) -> dict[str, RuleSup
         he = sum(T[_PRON[x] + c * 2 + 1] for x in ctxs for c in clss)
         return she, he
 
-    def refl(clss: tuple[int, ...]) -> tuple[int, int]:
-        return sum(T[_REFL + c * 2] for c in clss), sum(T[_REFL + c * 2 + 1] for c in clss)
+    def refl(clss: tuple[int, ...], base: int = _REFL) -> tuple[int, int]:
+        return sum(T[base + c * 2] for c in clss), sum(T[base + c * 2 + 1] for c in clss)
 
     def fem(she_he: tuple[int, int], **kw: Any) -> EventCounts:
         return EventCounts(**_counts(she_he[0], she_he[1], role="conflict", **kw))
@@ -1372,6 +1435,26 @@ def _support(T: np.ndarray, notes: list[str] | None = None) -> dict[str, RuleSup
             "all_boy_names": masc(refl((2, 3)), rule=hm, prior=hs),
         },
     )
+    her, his = [" her"], [" his"]
+    po = refl((0,), _POSS)
+    possessive = RuleSupport(
+        kind="window",
+        window=WINDOW,
+        rule=her,
+        prior=his,
+        **_counts(*po, role="conflict"),
+        classes={
+            "girl_names": fem(po, rule=her, prior=his),
+            "boy_names": masc(refl((2,), _POSS), rule=his, prior=her),
+            "all_girl_names": fem(refl((0, 1), _POSS), rule=her, prior=his),
+            "all_boy_names": masc(refl((2, 3), _POSS), rule=his, prior=her),
+        },
+        note=(
+            "no built-in rule counts this yet; the first ' her'/' his' within 16 tokens after "
+            "a name, which is always the possessive of its own sentence (possessive_rate, "
+            "possessive_ratio); the pronoun kill leaves these tokens in place"
+        ),
+    )
 
     def fam(name: str) -> tuple[int, int]:
         return T[_FAM[name]], T[_FAM[name] + 1]
@@ -1398,6 +1481,7 @@ def _support(T: np.ndarray, notes: list[str] | None = None) -> dict[str, RuleSup
         "pronoun_gender_ref": pronoun,
         "pronoun_gender_noun": noun,
         "reflexive_gender": reflexive,
+        "possessive_gender": possessive,
         "det_an_choice": lookahead("' an'/' a' before a vowel-initial word (nouns and ' old')"),
         "a_an_adjective": lookahead(
             "the same lookahead counter as det_an_choice; the "

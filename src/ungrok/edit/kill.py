@@ -13,8 +13,10 @@ After writing, every output is checked against the source: same token count per 
 and the positions that differ are exactly the flipped sites, each holding the flip of
 the source token. Then the support counter re-measures the rule: its rule and prior
 counts must equal S - F and C + F, where F is the number of counted rule events whose
-target the edit flipped (the editor knows F exactly; see `sites.py`). The registered
-formula (1-p)·S/(C+p·S) is that prediction with F replaced by its expectation p·S.
+target the edit flipped (the editor knows F exactly; see `sites.py`): equality, for
+every plan whose flips change nothing else the counter scores (`KillPlan.inexact` is
+None: every built-in kill). The registered formula (1-p)·S/(C+p·S) is that prediction
+with F replaced by its expectation p·S.
 """
 
 from __future__ import annotations
@@ -47,7 +49,13 @@ from ungrok.rules.registry import get_rule, lists_for
 from ungrok.rules.spec import RuleSpec
 
 CHUNK_TOKENS = 4_000_000
-TOLERANCE = 0.01  # largest relative mismatch between measured and predicted post-edit ratio
+# Largest relative mismatch between the measured and the predicted post-edit ratio, for a plan
+# whose prediction is inexact (KillPlan.inexact names the flip): there a flip also creates or
+# destroys events the editor does not weigh (another cue's first target, a counted cue, an
+# overlapping n-gram), and how many depends on the corpus's local contexts, which only the
+# counter reads. An exact plan (every built-in kill) gets no tolerance: its counts must equal
+# S - F and C + F.
+TOLERANCE = 0.01
 RNG_NOTE = "numpy default_rng([seed, shard index]); one uniform u per eligible site in stream order; flip if u < rate"
 
 
@@ -225,14 +233,17 @@ def _ratio(rule: int, prior: int) -> float:
     return (rule + 1) / (prior + 1)
 
 
-def support_check(rule: str, before: dict, after: dict, rate: float, F: int, counted: int) -> dict[str, Any]:
+def support_check(rule: str, before: dict, after: dict, rate: float, F: int, counted: int,
+                  inexact: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Compare the measured post-edit support with the exact and the registered prediction.
 
-    Smoothing: the counter's ratio is (r+1)/(p+1). The gate compares measured and
-    predicted counts with the same +1 on both sides, so it is exact when the counts
-    agree and never divides by zero (p = 1 predicts zero rule events). The registered
-    formula (1-p)·S/(C+p·S) is unsmoothed, as the paper states it; it is reported
-    against the measured unsmoothed ratio, not gated (binomial noise moves it).
+    `inexact` None (the plan's flips change nothing else the counter scores): the measured
+    rule and prior counts must equal S - F and C + F. Otherwise (`inexact` says which flip
+    and why) the smoothed ratios must agree within TOLERANCE. Smoothing: the counter's
+    ratio is (r+1)/(p+1), on both sides, so the mismatch is 0 when the counts agree and
+    never divides by zero (p = 1 predicts zero rule events). The registered formula
+    (1-p)·S/(C+p·S) is unsmoothed, as the paper states it; it is reported against the
+    measured unsmoothed ratio, not gated (binomial noise moves it).
     """
     S, C = before["rule_events"], before["prior_events"]
     if counted != S:
@@ -253,18 +264,26 @@ def support_check(rule: str, before: dict, after: dict, rate: float, F: int, cou
         "flipped_rule_events": F,
         "predicted_after": {"rule_events": pred_rule, "prior_events": pred_prior, "ratio": pred},
         "mismatch": mismatch,
-        "tolerance": TOLERANCE,
-        "passed": mismatch <= TOLERANCE,
+        "exact": inexact is None,
+        "inexact_reason": inexact,
+        "tolerance": 0.0 if inexact is None else TOLERANCE,
+        "passed": (meas_rule, meas_prior) == (pred_rule, pred_prior) if inexact is None else mismatch <= TOLERANCE,
         "formula": "(1-p)*S/(C+p*S), unsmoothed",
         "formula_nominal_p": nominal,
         "formula_realised_p": realised,
         "measured_unsmoothed": raw,
         "realised_event_fraction": F / S if S else None,
     }
+    if not out["passed"] and inexact is None:
+        raise UngrokError(
+            f"rule {rule!r} at rate {rate:g}: the counter measured {meas_rule:,} rule / {meas_prior:,} prior "
+            f"events after the edit, but the flips predict exactly {pred_rule:,} / {pred_prior:,} "
+            f"(S - F, C + F with F = {F:,}); the edit is refused"
+        )
     if not out["passed"]:
         raise UngrokError(
             f"rule {rule!r} at rate {rate:g}: post-edit ratio {meas:.4g} measured vs {pred:.4g} predicted "
-            f"(mismatch {mismatch:.2%} > {TOLERANCE:.0%}); the edit is refused"
+            f"(mismatch {mismatch:.2%} > {TOLERANCE:.0%}, inexact because {inexact}); the edit is refused"
         )
     return out
 
@@ -381,7 +400,7 @@ def finish_output(
     after = _measure(out, setup.spec, workers, rules_dir)
     F = int(sum(int(s.flipped_weight[r]) for s in edit.shards))
     counted = int(sum(s.counted for s in edit.shards))
-    prov["support"] = support_check(setup.spec.name, setup.before, after, rate, F, counted)
+    prov["support"] = support_check(setup.spec.name, setup.before, after, rate, F, counted, plan.inexact)
     write_corpus_manifest(out, c.manifest, shards, c.manifest.documents, prov)
     return prov
 

@@ -17,6 +17,16 @@ so the post-edit support is known exactly before the counter re-measures it.
 
 Chunks read a little context around their own range (`before`, `after`), so sites
 whose window crosses a chunk or shard boundary are found exactly once.
+
+Exactness. The post-edit support is S - F rule and C + F prior events exactly when a flip
+changes nothing the counter scores except the events it weighs: every flip either turns a
+counted rule target into a counted prior target or is invisible to the counter (its source
+and target play the same part in every counted class, pattern or lookahead context), and
+no flip touches a counted cue, a multi-token target, the lookahead's next-token test or an
+n-gram pattern other than the one it converts. `KillPlan.inexact` is None for such a plan
+(every built-in kill under its own tokenizers), else the first flip that breaks it and how:
+such a flip also creates or destroys events elsewhere (another cue's first target, an
+overlapping n-gram), which the corpus's local contexts decide, not F.
 """
 
 from __future__ import annotations
@@ -75,6 +85,7 @@ class KillPlan:
     next_mask: np.ndarray | None = None  # bool [V]
     rule_patterns: SeqMatcher | None = None
     killable: list[tuple[int, int]] = field(default_factory=list)  # (rule pattern id, flip offset)
+    inexact: str | None = None  # why S - F, C + F may miss the post-edit counts; None: exact (module doc)
 
     @functools.cached_property
     def src_lut(self) -> np.ndarray:
@@ -295,6 +306,77 @@ def _lookahead_scan(tokens, lo, hi, src_ch, next_mask, rule_lut, pos, ch, w):  #
     return k, counted
 
 
+# ---------------------------------------------------------------------- exactness
+def _flip_role(ch: Channel, rule: Any, prior: Any) -> str | None:
+    """How one flip reads to a counter whose rule / prior targets are the sets `rule` / `prior`:
+    None when it converts a rule target into a prior target or is invisible, else why not."""
+    rs, ps, rd, pd = ch.src in rule, ch.src in prior, ch.dst in rule, ch.dst in prior
+    if (rs and not ps and pd and not rd) or (rs == rd and ps == pd):
+        return None
+    if not rs and pd:
+        return f"{ch.dst_text!r} is a counted prior target but {ch.src_text!r} no counted rule target (creates events)"
+    if not rs and rd:
+        return f"{ch.dst_text!r} is a counted rule target but {ch.src_text!r} is not (creates events)"
+    return f"{ch.src_text!r} and {ch.dst_text!r} play different parts for the counter (creates or destroys events)"
+
+
+def _window_inexact(channels: list[Channel], count_rule: np.ndarray, count_prior: np.ndarray,
+                    cue_seqs: list[list[Seq]]) -> str | None:  # fmt: skip
+    cue_tokens = {t for seqs in cue_seqs for seq in seqs for t in seq}
+    for ch in channels:
+        if ch.src in cue_tokens or ch.dst in cue_tokens:
+            return f"kill flip {ch.src_text!r} -> {ch.dst_text!r} changes a counted cue token"
+        for g in range(count_rule.shape[0]):
+            why = _flip_role(ch, set(np.flatnonzero(count_rule[g]).tolist()),
+                             set(np.flatnonzero(count_prior[g]).tolist()))  # fmt: skip
+            if why:
+                return f"kill flip {ch.src_text!r} -> {ch.dst_text!r}: {why}"
+    return None
+
+
+def _lookahead_inexact(channels: list[Channel], rule: tuple[Seq, ...], prior: tuple[Seq, ...],
+                       next_mask: np.ndarray) -> str | None:  # fmt: skip
+    rule1 = {s[0] for s in rule if len(s) == 1}
+    prior1 = {s[0] for s in prior if len(s) == 1}
+    multi = {t for s in (*rule, *prior) if len(s) > 1 for t in s}
+    for ch in channels:
+        if ch.src in multi or ch.dst in multi:
+            return f"kill flip {ch.src_text!r} -> {ch.dst_text!r} touches a multi-token target"
+        if bool(next_mask[ch.src]) != bool(next_mask[ch.dst]):
+            return (f"kill flip {ch.src_text!r} -> {ch.dst_text!r} changes whether the token before it "
+                    "counts (the rule's next_regex accepts one and not the other)")  # fmt: skip
+        why = _flip_role(ch, rule1, prior1)
+        if why:
+            return f"kill flip {ch.src_text!r} -> {ch.dst_text!r}: {why}"
+    return None
+
+
+def _ngram_inexact(channels: list[Channel], rule: tuple[Seq, ...], prior: tuple[Seq, ...],
+                   killable: list[tuple[int, int]], tok: Tokenizer) -> str | None:  # fmt: skip
+    fwd = {c.src: c.dst for c in channels}
+    back = {c.dst: c.src for c in channels}
+    kill, rules = set(killable), set(rule)
+    for p, seq in enumerate(rule):
+        text = repr(tok.decode(list(seq)))
+        if any(t in back for t in seq):
+            return f"rule pattern {text} holds a kill target (a flip can create it)"
+        at = [j for j, t in enumerate(seq) if t in fwd]
+        if len(at) > 1:
+            return f"rule pattern {text} holds {len(at)} kill sources (flips inside it overlap)"
+        if at and (p, at[0]) not in kill:
+            return f"rule pattern {text}: its flip is no prior pattern (a flip destroys it uncounted)"
+    for seq in prior:
+        text = repr(tok.decode(list(seq)))
+        if any(t in fwd for t in seq):
+            return f"prior pattern {text} holds a kill source (a flip can destroy it)"
+        at = [j for j, t in enumerate(seq) if t in back]
+        if len(at) > 1:
+            return f"prior pattern {text} holds {len(at)} kill targets (flips can build it uncounted)"
+        if at and seq[: at[0]] + (back[seq[at[0]]],) + seq[at[0] + 1 :] not in rules:
+            return f"prior pattern {text} is not the flip of a rule pattern (a flip can create it uncounted)"
+    return None
+
+
 # ---------------------------------------------------------------------- compile
 def _single(seq: Seq, what: str, rule: str, tok: Tokenizer) -> int:
     if len(seq) != 1:
@@ -390,6 +472,7 @@ def build_kill_plan(
             cue_source={**(cue_source or {}), "cue_sequences": len(cues)}, window=ev.window,
             kill_cues=SeqMatcher(cues), count_cues=[SeqMatcher(c.sequences) for c in counted],
             count_rule=count_rule, count_prior=count_prior,
+            inexact=_window_inexact(channels, count_rule, count_prior, [list(c.sequences) for c in counted]),
         )  # fmt: skip
     if cues is not None:
         raise UngrokError(f"rule {spec.name!r} is a {ev.kind} rule; a cue list applies to window rules only")
@@ -402,10 +485,11 @@ def build_kill_plan(
                     f"rule {spec.name!r}: kill flip {ch.src_text!r} -> {ch.dst_text!r} does not turn "
                     "a rule event into a prior event"
                 )
+        next_mask = next_token_mask(tok, ev.next_regex, V)
         return KillPlan(
             rule=spec.name, kind="lookahead", vocab_size=V, eot=eot, channels=channels,
-            cue_source={"mode": "none"}, next_mask=next_token_mask(tok, ev.next_regex, V),
-            rule_patterns=SeqMatcher(rt.rule),
+            cue_source={"mode": "none"}, next_mask=next_mask, rule_patterns=SeqMatcher(rt.rule),
+            inexact=_lookahead_inexact(channels, rt.rule, rt.prior, next_mask),
         )  # fmt: skip
     assert isinstance(ev, NgramEvent)
     flip = {c.src: c.dst for c in channels}
@@ -423,4 +507,5 @@ def build_kill_plan(
         rule=spec.name, kind="ngram", vocab_size=V, eot=eot, channels=channels,
         cue_source={"mode": "none", "killable_patterns": len({p for p, _ in killable})},
         rule_patterns=SeqMatcher(rt.rule), killable=killable,
+        inexact=_ngram_inexact(channels, rt.rule, rt.prior, killable, tok),
     )  # fmt: skip

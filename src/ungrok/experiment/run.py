@@ -560,8 +560,9 @@ def hub_suite(exp: Experiment, out: Path, executor: str, workers: int, address: 
     """Score the hub section's public checkpoints into RUN_DIR/hub/ and classify them (issue 8).
 
     Models sharing a revision grid go to one `score_suite` call; every call resumes (a
-    scored revision is skipped), and a model or revision that cannot be loaded is named,
-    skipped and listed, never fatal. The classification and the depth-by-scale statistic
+    scored revision is skipped); a model or revision that is not there is named, skipped
+    and listed, and a task that failed is logged as `hub: failed ...` and kept as failed in
+    suite.json (a rerun retries it). The classification and the depth-by-scale statistic
     are derived from the folder's tables and rewritten each time."""
     from ungrok.hub.scale import classify_suite
     from ungrok.hub.suite import score_suite

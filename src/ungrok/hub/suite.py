@@ -9,8 +9,10 @@ executor of `ungrok.experiment.run` (inline for one worker, a spawn pool for mor
 with one GPU per task). Each task loads its model once, scores, frees it and
 reports seconds and peak memory; this process alone writes the store, atomically,
 after every finished task, then suite.json, so a kill loses only the tasks in flight
-and a rerun scores only what is missing. A task that fails is recorded and the
-suite goes on; the summary names everything that was not scored.
+and a rerun scores only what is missing. A task that fails (its load or its scoring) is
+recorded as "failed" and the suite goes on; the summary names everything that was not
+scored, and `failed()` lists the failures, which `ungrok hub score` turns into exit 1
+once everything is written (a skip is never fatal).
 """
 
 from __future__ import annotations
@@ -42,10 +44,15 @@ class SuiteSummary:
     seconds: list[float] = field(default_factory=list)  # per task scored by this call
     peak_rss_mib: list[float] = field(default_factory=list)
 
+    def failed(self) -> list[dict[str, Any]]:
+        """The tasks that failed (a load or a score that raised, a worker that died): not skips."""
+        return [k for k in self.skipped if k["status"] == "failed"]
+
     def lines(self) -> list[str]:
-        """The end-of-suite report: counts, timing, then every skip and note by name."""
+        """The end-of-suite report: counts, timing, then every skip, failure and note by name."""
+        n_failed = len(self.failed())
         out = [f"scored {self.scored} revision(s), {self.already} already in {self.out}; "
-               f"{len(self.skipped)} not scored"]  # fmt: skip
+               f"{len(self.skipped)} not scored" + (f" ({n_failed} failed)" if n_failed else "")]  # fmt: skip
         if self.seconds:
             s = sorted(self.seconds)
             out.append(f"seconds per revision: median {s[len(s) // 2]:.2f}, max {s[-1]:.2f}; "

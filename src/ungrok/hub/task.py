@@ -1,10 +1,12 @@
 """One suite task: load a (model, revision), score the battery and margins, free it, measure.
 
 A task runs wherever the executor puts it (this process, a spawn-pool worker, a Ray
-worker) and never raises over its (model, revision): a load that fails (unknown id,
-revision not there) returns status "skipped" with the loader's one-line reason, any
-other error returns "failed" with its first line, so one bad revision cannot stop a
-suite. Only arrays and small records travel back; the parent alone writes the store.
+worker) and never raises over its (model, revision): a load or a score that fails
+returns status "failed" with its first line (the loader's one-line reason for a load),
+so one bad revision cannot stop a suite, and the suite's caller sees it as a failure.
+Unknown models and revisions that are not there were set aside as "skipped" by the
+planner before any task ran (`ungrok.hub.suite`). Only arrays and small records travel
+back; the parent alone writes the store.
 
 Nothing loaded survives the task: model, tokenizer and scoring plans are locals of a
 helper that has returned before memory is released, and no exception escapes (its
@@ -53,7 +55,7 @@ class TaskResult:
     model: str
     revision: str
     step: int
-    status: str  # "scored" | "skipped" | "failed"
+    status: str  # "scored" | "failed"
     why: str | None = None
     n_params: int | None = None
     logp_correct: np.ndarray | None = None
@@ -109,8 +111,8 @@ def _load_and_score(task: SuiteTask, loaded: list[weakref.ref]) -> TaskResult:
     base = {"model": task.model, "revision": task.revision, "step": task.step}
     try:
         model, tokenizer = load_hf(task.model, task.revision, task.dtype, task.device)
-    except UngrokError as e:
-        return TaskResult(**base, status="skipped", why=str(e))
+    except UngrokError as e:  # the planner found the revision (or could not ask): a failure, not a skip
+        return TaskResult(**base, status="failed", why=str(e))
     loaded.append(weakref.ref(model.model))
     notes = split_targets(task.battery, task.prompt_sets, tokenizer)
     scores = BatteryPlan(task.battery, tokenizer, (), task.batch_tokens).score(model)

@@ -102,6 +102,52 @@ def experiment_batteries(run_dir: Path) -> list[Path] | None:
     return out
 
 
+def run_classifier(run_dir: Path) -> tuple[Any, Path | None]:
+    """The classifier constants a run is read with, and the file they come from (None: the defaults).
+
+    In order: the frozen registry (RUN_DIR/registry.json, or for an experiment seed folder
+    ROOT/cells/<cell>/seed<N> the experiment's ROOT/registry.json), hash-checked; else a
+    seed folder's ROOT/experiment.yaml `classifier:` section (an experiment without
+    predictions freezes no registry); else, for a plain `ungrok train` run folder, the
+    default constants. A registry or experiment file that exists but cannot be read, or
+    whose constants are invalid, is one error line naming it: never a silent default.
+    """
+    from pydantic import ValidationError
+
+    from ungrok.fate.config import ClassifierConfig
+    from ungrok.prereg.ledger import REGISTRY_NAME
+    from ungrok.prereg.registry import load_registry
+    from ungrok.yamlfile import load_yaml
+
+    run_dir = Path(run_dir).resolve()
+    seed_root = run_dir.parent.parent.parent if run_dir.parent.parent.name == "cells" else None
+    for folder in (run_dir, seed_root):
+        if folder is not None and (folder / REGISTRY_NAME).exists():
+            path = folder / REGISTRY_NAME
+            try:
+                return load_registry(path).classifier_config(), path  # UngrokError naming the file otherwise
+            except OSError as e:
+                raise UngrokError(f"{path}: unreadable ({e})") from None
+    if seed_root is None or not (seed_root / "experiment.yaml").exists():
+        return DEFAULT_CONFIG, None
+    exp = seed_root / "experiment.yaml"
+    try:
+        doc = load_yaml(exp, "experiment file")
+    except OSError as e:
+        raise UngrokError(f"{exp}: unreadable ({e})") from None
+    section = doc.get("classifier") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(section, (dict, type(None))):
+        raise UngrokError(f"{exp}: no readable classifier section (expected a mapping)")
+    try:
+        return ClassifierConfig(**(section or {})), exp
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise UngrokError(f"{exp}: classifier: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
+    except TypeError as e:
+        raise UngrokError(f"{exp}: classifier: {e}") from None
+
+
 def load_batteries(paths: Sequence[str | Path]) -> Any:
     """One Battery of every item of the given files (an experiment may split families over several)."""
     from ungrok.probes.battery import Battery, load_battery

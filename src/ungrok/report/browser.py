@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,13 @@ window.addEventListener("load", function () {{
   document.body.appendChild(out);
 }});
 </script>"""
+
+
+def browser_required(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a missing Chromium is an error for the browser tests rather than a skip: under
+    CI (`CI` set to true/1/yes, as `.ci/run` and CI services set it), where it must be there."""
+    env = os.environ if environ is None else environ
+    return env.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def find_chromium() -> str | None:

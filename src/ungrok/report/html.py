@@ -329,8 +329,10 @@ def section_support(data: ReportData) -> str:
         skipped = doc.get("skipped") or {}
         if skipped:
             out.append(_note("Not counted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())))
+    from ungrok.support.forecast import CAVEAT
+
     out.append('<p class="meta">The forecast reads the support law off the ratio before training; it is not a '
-               "verdict. <em>observed</em> shows the seeds' verdict letters in that cell.</p>")  # fmt: skip
+               f"verdict. {esc(CAVEAT)} <em>observed</em> shows the seeds' verdict letters in that cell.</p>")  # fmt: skip
     return "".join(out)
 
 
