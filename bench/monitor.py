@@ -22,18 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ungrok.fate.warning import WarningRun, WarningScore, assess, rule_states, score
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(text) if text.strip() else None
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            rows.append(rec)
-    return rows
+from ungrok.report.monitor import read_monitor_rows
 
 
 def folder_runs(run: Path, skipped: list[str]) -> list[tuple[str, str, WarningRun]]:
@@ -55,7 +44,7 @@ def folder_runs(run: Path, skipped: list[str]) -> list[tuple[str, str, WarningRu
     out = []
     for (cell, seed), recs in sorted(by_run.items()):
         path = run / "cells" / cell / f"seed{seed}" / "monitor.jsonl"
-        rows = read_jsonl(path) if path.is_file() else []
+        rows = read_monitor_rows(path) if path.is_file() else []
         if not rows:
             skipped.append(f"{run}: {cell}/seed{seed} has fate records but no monitor.jsonl lines")
         for r in recs:

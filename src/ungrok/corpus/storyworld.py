@@ -1420,40 +1420,32 @@ def _support(T: np.ndarray, notes: list[str] | None = None) -> dict[str, RuleSup
             "masc_nouns": masc(pron(both, (5,)), rule=he, prior=she),
         },
     )
-    hs, hm = [" herself"], [" himself"]
-    r = refl((0,))
-    reflexive = RuleSupport(
-        kind="window",
-        window=WINDOW,
-        rule=hs,
-        prior=hm,
-        **_counts(*r, role="conflict"),
-        classes={
-            "girl_names": fem(r, rule=hs, prior=hm),
-            "boy_names": masc(refl((2,)), rule=hm, prior=hs),
-            "all_girl_names": fem(refl((0, 1)), rule=hs, prior=hm),
-            "all_boy_names": masc(refl((2, 3)), rule=hm, prior=hs),
-        },
-    )
-    her, his = [" her"], [" his"]
-    po = refl((0,), _POSS)
-    possessive = RuleSupport(
-        kind="window",
-        window=WINDOW,
-        rule=her,
-        prior=his,
-        **_counts(*po, role="conflict"),
-        classes={
-            "girl_names": fem(po, rule=her, prior=his),
-            "boy_names": masc(refl((2,), _POSS), rule=his, prior=her),
-            "all_girl_names": fem(refl((0, 1), _POSS), rule=her, prior=his),
-            "all_boy_names": masc(refl((2, 3), _POSS), rule=his, prior=her),
-        },
-        note=(
-            "no built-in rule counts this yet; the first ' her'/' his' within 16 tokens after "
-            "a name, which is always the possessive of its own sentence (possessive_rate, "
-            "possessive_ratio); the pronoun kill leaves these tokens in place"
-        ),
+    def name_classes(base: int, rule: list[str], prior: list[str], note: str = "") -> RuleSupport:
+        """A her/his-like family over the name classes (event columns `base` + cls*2 + 0|1)."""
+        first = refl((0,), base)
+        return RuleSupport(
+            kind="window",
+            window=WINDOW,
+            rule=rule,
+            prior=prior,
+            **_counts(*first, role="conflict"),
+            classes={
+                "girl_names": fem(first, rule=rule, prior=prior),
+                "boy_names": masc(refl((2,), base), rule=prior, prior=rule),
+                "all_girl_names": fem(refl((0, 1), base), rule=rule, prior=prior),
+                "all_boy_names": masc(refl((2, 3), base), rule=prior, prior=rule),
+            },
+            note=note,
+        )
+
+    reflexive = name_classes(_REFL, [" herself"], [" himself"])
+    possessive = name_classes(
+        _POSS,
+        [" her"],
+        [" his"],
+        "no built-in rule counts this yet; the first ' her'/' his' within 16 tokens after "
+        "a name, which is always the possessive of its own sentence (possessive_rate, "
+        "possessive_ratio); the pronoun kill leaves these tokens in place",
     )
 
     def fam(name: str) -> tuple[int, int]:

@@ -41,7 +41,7 @@ class WatchData:
 
 
 # --------------------------------------------------------------------------- loading
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def read_monitor_rows(path: Path) -> list[dict[str, Any]]:
     """Step and per-rule state of each JSON line (data.py notes unreadable lines already)."""
     rows = []
     for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -64,7 +64,7 @@ def load_watch(data: ReportData, run_dir: Path) -> WatchData | None:
         for seed in data.seeds:
             path = run_dir / "cells" / cell / f"seed{seed}" / "monitor.jsonl"
             if path.is_file():
-                rows[(cell, seed)] = _read_rows(path)
+                rows[(cell, seed)] = read_monitor_rows(path)
     if not rows:
         return None
     watch = WatchData(rows)
