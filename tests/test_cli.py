@@ -84,3 +84,21 @@ def test_tampered_corpus_fails_stats(tmp_path, capsys):
 def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "ungrok.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "corpus" in r.stdout and "rules" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["bogusverb"], "No such command 'bogusverb'"),
+        (["prereg", "pilot-recrd", "x"], "Did you mean 'pilot-record'?"),
+        (["run", "--bogus-option", "x"], "No such option: --bogus-option"),
+        (["run"], "Missing argument"),
+    ],
+)
+def test_mistyped_command_or_option_is_one_line_exit_2(args, needle):
+    """Through the installed console script, as a user types it: no traceback, one line, exit 2."""
+    exe = [sys.executable, "-c", "from ungrok.cli import main; main()"]
+    out = subprocess.run([*exe, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("error:")

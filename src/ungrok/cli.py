@@ -572,13 +572,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
+    except Exception as e:
+        # Usage errors come from click, or from the copy of click that typer >= 0.29 vendors
+        # (typer._click), whose classes are not click's: match them by name.
+        kinds = {c.__name__ for c in type(e).__mro__}
+        if "ClickException" in kinds:
+            message = e.format_message() if hasattr(e, "format_message") else str(e)
+            err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
             sys.exit(2)
-        if isinstance(e, click.exceptions.Abort):
+        if "Abort" in kinds:
             sys.exit(130)
         raise
 
