@@ -29,7 +29,7 @@ from ungrok.edit.ladder import build_ladder
 from ungrok.edit.rescue import build_rescue
 
 HERE = Path(__file__).resolve().parent
-DELTA_TS = 780_313 / 466_769_099  # METHOD §6.1: the paper's dose unit
+DELTA_TS = 780_313 / 466_769_099  # docs/method.md §6.1: the paper's dose unit
 
 
 def corpus(tokens: int) -> Path:
@@ -43,7 +43,7 @@ def corpus(tokens: int) -> Path:
 def naive_sites(
     tokens: list[int], cues: set[int], channels: list[tuple[int, int]], window: int
 ) -> dict[int, int]:
-    """The kill's site rule as a plain per-position Python loop (METHOD §8.1 read literally)."""
+    """The kill's site rule as a plain per-position Python loop (docs/method.md §8.1 read literally)."""
     n = len(tokens)
     sites: dict[int, int] = {}
     for c in range(n):

@@ -9,7 +9,7 @@ Reports, in one run, at torch's default thread count (or --threads):
 - model FLOP/s = tokens/s x (6·N_matmul + 12·L·d·T) and its fraction of the matmul FLOP/s.
   N_matmul = block matrices + lm_head (embedding lookups do no matmul); 12·L·d·T = the
   attention score and value products over a T-token window, forward + backward, counted in
-  full as METHOD §15 does. A causal kernel needs only half of that; the fraction with
+  full as docs/method.md §15 does. A causal kernel needs only half of that; the fraction with
   6·L·d·T is printed too;
 - the demo's own run shape (d 64, context 64 x 32 rows, storyworld's 1,456-word vocabulary,
   1 thread, as `ungrok demo` trains) with today's trainer against the trainer before the

@@ -91,7 +91,7 @@ def test_reference_tokenizer_and_uint16(tmp_path, reference):
     m, _ = _build([tmp_path / "a.txt"], tmp_path / "c", tokenizer=str(tok))
     assert m.dtype == "uint16" and m.vocab_size == 8192
     ids = Corpus(tmp_path / "c").tokens().tolist()
-    assert 341 in ids  # " she" in the TinyStories tokenizer (METHOD 2.1)
+    assert 341 in ids  # " she" in the TinyStories tokenizer (docs/method.md §2.1)
     assert ids.count(0) == 2
 
 

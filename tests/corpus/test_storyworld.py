@@ -1,7 +1,7 @@
 """Storyworld: determinism, tokenization round trip, exact intended support, knobs, disjointness.
 
 The support checks use counters written here in plain Python over the token stream
-(METHOD §6.1 windowed first pronoun, §6.3 a/an lookahead, §6.2 bigram patterns), not the
+(docs/method.md §6.1 windowed first pronoun, §6.3 a/an lookahead, §6.2 bigram patterns), not the
 generator's own bookkeeping.
 """
 
@@ -28,7 +28,7 @@ def _w(text: str) -> list[str]:
 
 BATTERIES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "batteries"
 
-# METHOD §3.2 / §5.1 / §8.3, written out again so the checks do not lean on the module.
+# docs/method.md §3.2 / §5.1 / §8.3, written out again so the checks do not lean on the module.
 GIRLS = ["Lily", "Mia", "Anna", "Emma", "Sue", "Jane"]
 GIRLS_V2 = GIRLS + _w("Lucy Ella Rose Grace Amy Kate Sara Beth Daisy Molly Ruby Zoe")
 BOYS_V2 = _w("Tom Ben Max Sam Jack Tim Leo Jake Adam Mark Paul Pete Nick John Finn Billy Fred Joe")
@@ -127,7 +127,7 @@ class Stream:
 def windowed(
     ids: list[int], cues: set[int], rule: int, prior: int, window: int = 16, skip: set[int] | None = None
 ) -> tuple[int, int]:
-    """METHOD §6.1: for each cue, the first of rule/prior within the window decides."""
+    """docs/method.md §6.1: for each cue, the first of rule/prior within the window decides."""
     r = p = 0
     n = len(ids)
     for c, t in enumerate(ids):

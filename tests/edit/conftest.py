@@ -1,6 +1,6 @@
 """Shared inputs for the edit tests: small storyworld corpora, random corpora, slow references.
 
-The references are deliberately naive (per-site Python loops straight from METHOD §6.1,
+The references are deliberately naive (per-site Python loops straight from docs/method.md §6.1,
 §6.3, §8.1-8.2) so the vectorised editor is checked against an independent reading of
 the method, not against itself.
 """
@@ -104,7 +104,7 @@ def user_rule(tmp_path, names: str, frames: str):
 
 # ---------------------------------------------------------------------- slow references
 def ref_window_sites(tokens, cue_seqs, channels, window):
-    """METHOD §8.1 as written: per cue and channel, the first source if before the first target."""
+    """docs/method.md §8.1 as written: per cue and channel, the first source if before the first target."""
     toks = [int(t) for t in tokens]
     n = len(toks)
     sites = {}
@@ -123,7 +123,8 @@ def ref_window_sites(tokens, cue_seqs, channels, window):
 
 
 def ref_window_events(tokens, cue_seqs, rule_ids, prior_ids, window):
-    """METHOD §6.1 counter: (rule events, prior events, targets of the rule events with multiplicity)."""
+    """docs/method.md §6.1 counter: (rule events, prior events, targets of the rule events with
+    multiplicity)."""
     toks = [int(t) for t in tokens]
     n = len(toks)
     rule = prior = 0
@@ -147,7 +148,7 @@ def ref_window_events(tokens, cue_seqs, rule_ids, prior_ids, window):
 
 
 def ref_lookahead_sites(tokens, channels, next_ok):
-    """METHOD §6.3 / §8.2: an an-channel token followed by an accepted (space + vowel) token."""
+    """docs/method.md §6.3 / §8.2: an an-channel token followed by an accepted (space + vowel) token."""
     toks = [int(t) for t in tokens]
     src = {s: k for k, (s, _) in enumerate(channels)}
     return {i: src[t] for i, t in enumerate(toks[:-1]) if t in src and next_ok[toks[i + 1]]}

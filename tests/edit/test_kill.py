@@ -137,7 +137,7 @@ def test_lookahead_kill_equals_naive_reference(tmp_path_factory, seed, n, shard,
     flipped = ref_draws(sites, _starts(src), seed, rate)
     want = _expected(toks, flipped, dict(channels))
     assert np.array_equal(Corpus(d / "dst").tokens(), want)
-    # METHOD §6.3 by hand: rule = an-forms before an accepted token, prior = a-forms likewise
+    # docs/method.md §6.3 by hand: rule = an-forms before an accepted token, prior = a-forms likewise
     S = sum(1 for i in range(n - 1) if toks[i] in ans and ok[toks[i + 1]])
     C = sum(1 for i in range(n - 1) if toks[i] in as_ and ok[toks[i + 1]])
     assert prov["support"]["before"]["rule_events"] == S

@@ -1,4 +1,4 @@
-"""The intervention-validity gate on hand-made verdicts and trajectories (METHOD §7)."""
+"""The intervention-validity gate on hand-made verdicts and trajectories (docs/method.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""examples/paper.yaml: it validates, carries the paper's exact hyperparameters (METHOD §1-§2,
+"""examples/paper.yaml: it validates, carries the paper's exact hyperparameters (docs/method.md §1-§2,
 §8), and runs for a handful of steps on tiny stand-in corpora through the override hook."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_paper_grid_has_the_papers_cells_and_hyperparameters(paper):
         assert (m.n_layer, m.n_embd, m.n_head, m.context, m.vocab_size) == (4, 256, 2, 2048, 8192)
         assert (cfg.sampler.context, cfg.sampler.batch_size, cfg.sampler.steps) == (2048, 32, 4400)
         assert cfg.checkpoints.dtype == "bfloat16"
-        assert len(checkpoint_steps(cfg.checkpoints.rules, 4400)) == 114  # METHOD §1.4
+        assert len(checkpoint_steps(cfg.checkpoints.rules, 4400)) == 114  # docs/method.md §1.4
         assert (cfg.probe_every, cfg.probe_dense_until) == (5, 50)
         o = cfg.optimizer
         arm = (o.matrix_lr, o.embed_lr, o.weight_decay, o.wd_decay)

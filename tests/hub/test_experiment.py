@@ -91,7 +91,7 @@ def test_the_papers_public_suite_file_validates():
     assert h.models == [f"EleutherAI/pythia-{s}" for s in sizes] + ["allenai/OLMo-1B-hf"]
     assert not exp.cells and h.battery == "rvp31" and h.family == "pronoun_gender_ref"
     grid = resolve_revisions(h.models[0], h.revisions_for(h.models[0]))
-    assert grid == pythia_grid(thinned=True) and len(grid) == 41  # METHOD §10
+    assert grid == pythia_grid(thinned=True) and len(grid) == 41  # docs/method.md §10
     assert h.revisions_for("allenai/OLMo-1B-hf") == "auto"
     assert h.scale_models == h.models[:5]  # the paper's rho is over the five Pythia sizes
 

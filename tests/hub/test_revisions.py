@@ -27,7 +27,7 @@ def test_pythia_full_grid_is_every_published_revision():
 def test_pythia_thinned_grid_is_the_paper_codes():
     grid = pythia_grid(thinned=True)
     steps = [parse_step(r) for r in grid]
-    # METHOD §10: 41 revisions, 33 of them at step >= 100.
+    # docs/method.md §10: 41 revisions, 33 of them at step >= 100.
     assert len(grid) == 41 and sum(s >= 100 for s in steps) == 33
     assert steps[11:14] == [1000, 6000, 11000] and steps[-2:] == [141_000, 143_000]
     assert steps == sorted(steps)

@@ -11,7 +11,7 @@ from ungrok.model import GPT, ModelConfig, list_checkpoints, load_checkpoint, pr
 def test_paper_preset_has_exactly_the_papers_parameter_count():
     model = GPT(preset("paper-11.5m"))
     assert model.num_params() == 11_534_340
-    # METHOD §1.1 breakdown: value embeddings on layers 1 and 3 only
+    # docs/method.md §1.1 breakdown: value embeddings on layers 1 and 3 only
     assert sorted(model.value_embeds.keys()) == ["1", "3"]
     blocks = sum(p.numel() for n, p in model.named_parameters() if n.startswith("blocks") and p.ndim == 2)
     assert blocks == 3_145_728

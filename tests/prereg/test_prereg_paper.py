@@ -1,4 +1,4 @@
-"""The paper's registered predictions (METHOD.md §9.2), written in the prediction language.
+"""The paper's registered predictions (docs/method.md §9.2), written in the prediction language.
 
 This is the catalogue the language was built to express; every entry must compile against
 the paper's cells, and the gates it resolves to must be the ones the registration states.

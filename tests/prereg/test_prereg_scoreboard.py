@@ -15,7 +15,7 @@ from ungrok.prereg.ledger import Ledger
 from ungrok.prereg.registry import freeze, load_registry, unlock
 from ungrok.prereg.scoreboard import score, write_scoreboard
 
-# The paper's Step-6 kill registrations (METHOD.md §9.2), on cells named by kill rate.
+# The paper's Step-6 kill registrations (docs/method.md §9.2), on cells named by kill rate.
 KILL_EXPERIMENT = """\
 cells: [kill_0, kill_437, kill_645, kill_1]
 seeds: [42, 43, 44]

@@ -26,7 +26,7 @@ RVP4 = RVP3 + ["pronoun_gender_ref_v2", "reflexive_gender_v2", "pronoun_gender_n
 KEY = ("prefix", "correct", "distractor", "family", "condition", "split", "template_id")
 
 RVP3_SHA = "17f539b620e0380fa7f6e493698f3544e00a30174380880e2a0eeab117fc77bb"
-RVP4_MD5 = "de1954a95e7ee4e4cd6cd8f34712ca8e"  # METHOD §3.4, the registered hash
+RVP4_MD5 = "de1954a95e7ee4e4cd6cd8f34712ca8e"  # docs/method.md §3.4, the registered hash
 RVP5_SHA = "88643dd504ef9c0074162eca4146fbc91232ea7fc8bf1b970488f36ce10828b6"
 V1_SHA = "0b13cefbc58cc841e210e896f68c1cc2a5ad7c71ef3ca7da44acc0fc61d7d765"
 
@@ -42,7 +42,7 @@ def test_reference_batteries_load_and_their_canonical_hash_is_the_published_one(
     assert len(b4) == 3156 and hashlib.md5(canonical_bytes(b4.items)).hexdigest() == RVP4_MD5
     b5 = load_battery(reference / "batteries/rvp5/battery.jsonl")
     assert len(b5) == 864 and b5.sha256 == RVP5_SHA
-    # METHOD §3.3 counts: focal held-out conflict = 12 items; det_an_choice 96 per cell
+    # docs/method.md §3.3 counts: focal held-out conflict = 12 items; det_an_choice 96 per cell
     counts = b3.counts()
     assert counts[("pronoun_gender_ref", "conflict", "heldout")] == 12
     assert counts[("det_an_choice", "agree", "train")] == 96

@@ -1,4 +1,4 @@
-"""Every built-in rule loads and declares what METHOD §3, §6 and §8 say it should."""
+"""Every built-in rule loads and declares what docs/method.md §3, §6 and §8 say it should."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ BUILTINS = {
     "comparative_er",
 }
 
-# Items per (condition, split) from METHOD §3.3, written out by hand:
+# Items per (condition, split) from docs/method.md §3.3, written out by hand:
 # family: (conflict train, conflict heldout, agree train, agree heldout)
 COUNTS = {
     "pronoun_gender_ref": (12, 12, 12, 12),
@@ -199,7 +199,7 @@ def test_rescue_names_frames_and_disjointness():
         boys = resolve_list(r.control_class.names, lists)
         assert len(girls) == len(boys) == 12
         assert "Mary" in girls and "David" in boys
-        # METHOD §8.5 D1: rescue names share nothing with any battery cue list.
+        # docs/method.md §8.5 D1: rescue names share nothing with any battery cue list.
         assert not (set(girls) | set(boys)) & (GIRLS_V2 | BOYS_V2 | FEM | MASC)
         frames = resolve_list(r.frames, lists)
         assert len(frames) == 12 and r.sentences_per_doc == 4

@@ -42,7 +42,7 @@ def test_hand_computed_counts_on_the_tinystories_tokenizer(ts_corpus):
     row = table.rules["pronoun_gender_ref"]
     girls = row["classes"]["girl_names"]
     boys = row["classes"]["boy_names"]
-    # Hand count (METHOD 6.1): Sue -> she (rule); Lily -> he (prior); Mia -> neither.
+    # Hand count (docs/method.md §6.1): Sue -> she (rule); Lily -> he (prior); Mia -> neither.
     assert (girls["rule_events"], girls["prior_events"], girls["neither"]) == (1, 1, 1)
     # Tom -> he (rule for the boy class).
     assert (boys["rule_events"], boys["prior_events"], boys["neither"]) == (1, 0, 0)

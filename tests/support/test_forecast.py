@@ -1,5 +1,5 @@
 """The support forecast is printed with its caveat: the paper's registered frequency-theory tests
-F1 and F2 failed, and the default thresholds were fitted to its measured cells (METHOD §9.2)."""
+F1 and F2 failed, and the default thresholds were fitted to its measured cells (docs/method.md §9.2)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ def occurs_at(tokens, i, seq):
 
 
 def ref_window(tokens, cues, rule, prior, window):
-    """METHOD 6.1 literally: first rule start and first prior start after the cue's end."""
+    """docs/method.md §6.1 literally: first rule start and first prior start after the cue's end."""
     counts = [0, 0, 0]
     n = len(tokens)
     for i in range(n):

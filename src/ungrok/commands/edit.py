@@ -193,7 +193,8 @@ def scan(
     rules_dir: RulesDir = None,
     force: Force = False,
 ) -> None:
-    """Empirical cue scan (METHOD §6.4): name-shaped tokens the corpus follows with the rule target."""
+    """Empirical cue scan (docs/method.md §6.4): name-shaped tokens the corpus follows with the rule
+    target."""
     from ungrok.corpus.shards import read_manifest
     from ungrok.edit.scan import scan_cues, write_cue_file
 

@@ -1,4 +1,5 @@
-"""`ungrok mech RUN_DIR --rule R`: the mechanism instruments over a run's checkpoints (METHOD §11, §13)."""
+"""`ungrok mech RUN_DIR --rule R`: the mechanism instruments over a run's checkpoints
+(docs/method.md §11, §13)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ gives the same ids (the tokenizer is word-level with GPT-2-style splitting).
 Every template carries its event metadata, so the generator reports the support it
 emitted ("intended support") exactly as the paper's counters see it:
 
-- window families (METHOD §6.1): every sentence holding a gendered cue (name or gender
+- window families (docs/method.md §6.1): every sentence holding a gendered cue (name or gender
   noun) has its pronoun slot within 16 tokens after its last cue, " she" / " he" occur
   only in pronoun slots, and " herself" / " himself" only in reflexive sentences whose
   cue-free opening keeps every earlier cue more than 16 tokens away; so the first
@@ -29,7 +29,7 @@ emitted ("intended support") exactly as the paper's counters see it:
   the windowed count "first of her/his after a name" therefore equals the possessive
   tokens per class of the sentence's name, exactly. " she"/" he" stay in the pronoun slot,
   so a pronoun kill leaves the possessives (gender evidence it does not touch) in place;
-- a/an (METHOD §6.3): " an"/" a" followed by a vowel-initial token only at determiner
+- a/an (docs/method.md §6.3): " an"/" a" followed by a vowel-initial token only at determiner
   slots whose next word is known;
 - the other families: their rule and prior forms occur only at their choice slots, so
   the counts equal the bigram patterns' counts in the stream.
@@ -38,7 +38,7 @@ By default the corpus never holds a battery pronoun-frame prompt ("Sue cried bec
 a contrast-margin prompt ("The farmer cried because") or an rvp5 pronoun/reflexive
 prompt as a token sequence: the probe-frame construction is built with non-battery
 names and non-margin subjects. Battery names still appear as story characters (a
-name->gender rule is learned only from names the model sees); rescue names (METHOD §8.3)
+name->gender rule is learned only from names the model sees); rescue names (docs/method.md §8.3)
 never do, so a later rescue stays disjoint.
 """
 
@@ -102,17 +102,17 @@ def _phr(text: str) -> list[str]:
     return [p.strip() for p in text.split("|")]
 
 
-WINDOW = 16  # METHOD §6.1: the cue's window
+WINDOW = 16  # docs/method.md §6.1: the cue's window
 DOCS_PER_CHUNK = 8192  # ~0.6M tokens a chunk: bounded memory, ~70 chunks for 50M tokens
 P_PROTAGONIST = 0.5  # a sentence's first name is the story's protagonist this often
 
 # --------------------------------------------------------------------------- word lists
-# METHOD §3.2 (battery cue inventories).
+# docs/method.md §3.2 (battery cue inventories).
 BATTERY_GIRLS = _w("Lily Mia Anna Emma Sue Jane Lucy Ella Rose Grace Amy Kate Sara Beth Daisy Molly Ruby Zoe")
 BATTERY_BOYS = _w("Tom Ben Max Sam Jack Tim Leo Jake Adam Mark Paul Pete Nick John Finn Billy Fred Joe")
 FEM_NOUNS = _w("girl woman mom queen princess sister grandma aunt")
 MASC_NOUNS = _w("boy man dad king prince brother grandpa uncle")
-# METHOD §8.3: kept out of the generated text so a rescue injection stays disjoint.
+# docs/method.md §8.3: kept out of the generated text so a rescue injection stays disjoint.
 RESCUE_GIRLS = _w("Mary Nora Clara Eva Ivy Hazel Stella Nina Tessa Wendy Flora Carla")
 RESCUE_BOYS = _w("David Noah Liam Owen Felix Oscar Henry Carl Eric Hugo Brian Dean")
 RESCUE_FRAMES = [
@@ -145,7 +145,7 @@ OTHER_BOYS = _w(
 GIRL_NAMES = BATTERY_GIRLS + OTHER_GIRLS
 BOY_NAMES = BATTERY_BOYS + OTHER_BOYS
 
-# The focal probe frames (rvp3.1 + rvp4 v2) and the contrast-margin prompts (METHOD §5.1).
+# The focal probe frames (rvp3.1 + rvp4 v2) and the contrast-margin prompts (docs/method.md §5.1).
 PROBE_FRAMES = [
     "smiled because",
     "was happy because",
@@ -163,7 +163,7 @@ OTHER_SUBJECTS = _w(
     "cook driver baker painter pilot singer dancer clerk guard coach writer builder gardener "
     "sailor visitor stranger runner artist shopper rider helper player"
 )
-# rvp5 (METHOD §12): out-of-distribution pronoun and reflexive frames, also kept out.
+# rvp5 (docs/method.md §12): out-of-distribution pronoun and reflexive frames, also kept out.
 OOD_FRAMES = [
     "{n} sat by the window until",
     "{n} liked the song, but",
@@ -221,7 +221,7 @@ yellow
 # Punctuation pieces of the batteries (GPT-2 splitting keeps runs like '."' together).
 BATTERY_PUNCT = [' "', '"', '",', '".', "'s", ",", ',"', ".", '."', ":", "?", '?"']
 
-# Irregular verbs (METHOD §3.2): base -> (past, over-regularised).
+# Irregular verbs (docs/method.md §3.2): base -> (past, over-regularised).
 IRREGULARS = {
     "go": ("went", "goed"),
     "run": ("ran", "runned"),
@@ -1451,7 +1451,7 @@ def _support(T: np.ndarray, notes: list[str] | None = None) -> dict[str, RuleSup
     def fam(name: str) -> tuple[int, int]:
         return T[_FAM[name]], T[_FAM[name] + 1]
 
-    # a/an: one lookahead counter serves det_an_choice and a_an_adjective (METHOD §6.3).
+    # a/an: one lookahead counter serves det_an_choice and a_an_adjective (docs/method.md §6.3).
     det, adj = fam("det_an_choice"), fam("a_an_adjective")
     an_forms, a_forms = [" an", " An", "an", "An"], [" a", " A", "a", "A"]
 
@@ -1521,7 +1521,7 @@ def _support(T: np.ndarray, notes: list[str] | None = None) -> dict[str, RuleSup
 
 
 def _ngram_patterns() -> dict[str, tuple[list[str], list[str]]]:
-    """The paper's bigram patterns (METHOD §6.2: " " + last prefix word + continuation of
+    """The paper's bigram patterns (docs/method.md §6.2: " " + last prefix word + continuation of
     the conflict probes) for the families storyworld emits at choice slots."""
     neg = list(dict.fromkeys((f" not {v}", f" not {p}") for _, v, _, p in _NEG))
     modal = [(f" {m} {v}", f" {m} {v}s") for m in LISTS["modal"] for v, _ in _MODV]

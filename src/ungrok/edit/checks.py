@@ -1,4 +1,4 @@
-"""Disjointness gate D1-D4 (METHOD §8.5): an edit may add support, never the test itself.
+"""Disjointness gate D1-D4 (docs/method.md §8.5): an edit may add support, never the test itself.
 
 - D1: no rescue name is a battery cue (any cue class word or probe name of any rule).
 - D2: no battery cue ("W", " W", original and capitalised) and no battery prefix occurs

@@ -1,4 +1,4 @@
-"""KILL: flip a rule's eligible sites to the prior form at rate p, in place (METHOD §8.1-8.2).
+"""KILL: flip a rule's eligible sites to the prior form at rate p, in place (docs/method.md §8.1-8.2).
 
 One pass over the source, shard by shard and chunk by chunk (bounded memory): find the
 sites, draw one uniform per site, and write every requested rate's output at once —

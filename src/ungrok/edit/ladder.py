@@ -1,4 +1,4 @@
-"""Dose ladders: every kill rate of a ladder from one pass over the source (METHOD §8.2).
+"""Dose ladders: every kill rate of a ladder from one pass over the source (docs/method.md §8.2).
 
 Each chunk of the source is read once and written once per rate. The draws are
 coupled: every site gets one uniform u (the same stream a single kill with this seed

@@ -1,4 +1,4 @@
-"""RESCUE: inject rule-supporting documents at a dose (METHOD §8.3-8.4).
+"""RESCUE: inject rule-supporting documents at a dose (docs/method.md §8.3-8.4).
 
 The generator fills the rule's rescue frames ("{n} opened the door, and then {p}
 walked outside.") with its rescue names and pronoun, and the same number of control
@@ -8,7 +8,7 @@ count is n_events = round(dose x unit x W): W is the base corpus's token count a
 unit a support density (rule events per token), either given or measured as the rule's
 own density in a reference corpus (`unit_from`, e.g. TinyStories for the paper's δ_TS).
 
-Placements (METHOD §16.3 records that the paper's text and code differ):
+Placements (docs/method.md §16.3 records that the paper's text and code differ):
 - append: the injected shards are added next to the unchanged base shards (hard-linked),
   so the corpus grows by the injected tokens (the paper's code);
 - replace: as many tokens of neutral base documents (no cue of the rule, no rescue name)

@@ -1,4 +1,4 @@
-"""Empirical cue scan (METHOD §6.4): which name-shaped tokens the corpus treats as the rule's cue.
+"""Empirical cue scan (docs/method.md §6.4): which name-shaped tokens the corpus treats as the rule's cue.
 
 Every vocabulary token whose text is a space plus a capitalised word of 3-12 letters
 (" Lily") is scored with the windowed counter's first-target logic, the same one the
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ungrok.edit.kill import CueList
 
 NAME_SHAPE = re.compile(r"^ [A-Z][a-z]{2,11}$")
-# METHOD §6.4's frozen exclusion set.
+# docs/method.md §6.4's frozen exclusion set.
 DEFAULT_EXCLUDE = (
     "She", "Her",
     "Grandma", "Granny", "Mrs", "Miss", "Aunt", "Princess", "Mommy", "Mummy", "Mum", "Mama", "Mom", "Lady", "Queen",

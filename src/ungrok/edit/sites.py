@@ -5,7 +5,7 @@ events, and each site carries a weight: how many of the events the support count
 scores would change if it flips. The editor sums the weights of the sites it flips,
 so the post-edit support is known exactly before the counter re-measures it.
 
-- window rules (METHOD §8.1): per flip channel (" she" -> " he", " She" -> " He"), the
+- window rules (docs/method.md §8.1): per flip channel (" she" -> " he", " She" -> " He"), the
   first channel source after a kill cue, if it lies within the window and before the
   first channel target; targets shared by several cues are one site. The weight of a
   position is the number of counted cues (the rule's conflict classes) whose first rule

@@ -1,4 +1,4 @@
-"""Intervention validity (METHOD §7): an edit that breaks unrelated rules yields no verdict.
+"""Intervention validity (docs/method.md §7): an edit that breaks unrelated rules yields no verdict.
 
 An edited cell is INTERVENTION-INVALID when control families the edit should not touch
 lose RECOVERED+valid (the agree control passing) in >= 2/3 of the seeds:

@@ -269,7 +269,7 @@ def same_except(old_text: str, new_text: str, keys: frozenset[str]) -> bool:
 def same_but_mech(old_text: str, new_text: str) -> bool:
     """Two experiment documents that differ at most in their `mech:` section.
 
-    The mechanism stage is descriptive (METHOD §11): it reads finished runs and feeds no
+    The mechanism stage is descriptive (docs/method.md §11): it reads finished runs and feeds no
     verdict, gate or scoreboard, so adding it to (or changing it in) a running or finished
     experiment changes nothing that was registered. Such a run folder resumes; it keeps its
     own experiment.yaml (the registry's hash covers that copy), and the `.done-mech` markers
@@ -507,7 +507,7 @@ def scoreboard(exp: Experiment, out: Path, records: list[dict[str, Any]], gates:
 def mechanisms(
     exp: Experiment, out: Path, executor: Executor, threads: int | None, log: _Log
 ) -> tuple[Stage, list[str]]:
-    """`ungrok mech` on every governed (cell, seed) once the verdicts are in (METHOD §11).
+    """`ungrok mech` on every governed (cell, seed) once the verdicts are in (docs/method.md §11).
 
     Descriptive: it runs after classify, gates and the scoreboard and feeds none of them.
     Quarantined seeds are never read. Each seed folder gets traj.mech.parquet (and

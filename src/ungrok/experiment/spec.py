@@ -44,7 +44,7 @@ class KillSpec(BaseModel):
     rule: str
     rate: float = Field(ge=0.0, le=1.0)
     seed: int = Field(0, ge=0)
-    cues: str = "spec"  # "spec" (the rule's cue classes), "scan" (METHOD §6.4), or a cue file path
+    cues: str = "spec"  # "spec" (the rule's cue classes), "scan" (docs/method.md §6.4), or a cue file path
     min_events: int = Field(200, ge=0)  # cues: scan
     min_ratio: float = Field(3.0, gt=0)  # cues: scan
     gate: Literal["kill", "ladder", "none"] = "kill"  # KS (pronoun kill) or AK5 (a/an ladder)
@@ -122,7 +122,7 @@ class SweepSpec(BaseModel):
 class MechSpec(BaseModel):
     """Mechanism instruments (`ungrok mech`) on every governed run once it is classified.
 
-    Descriptive only (METHOD §11): nothing here feeds a verdict, a gate or the scoreboard."""
+    Descriptive only (docs/method.md §11): nothing here feeds a verdict, a gate or the scoreboard."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     rules: list[str] = Field(min_length=1)

@@ -1,4 +1,4 @@
-"""The frozen trajectory classifier (METHOD.md §4): a smoothed held-out conflict
+"""The frozen trajectory classifier (docs/method.md §4): a smoothed held-out conflict
 trajectory becomes RECOVERED / DISPLACED / PARTIAL / NEVER / UNSTABLE, and the
 verdict counts only when the family's agree control stays solved.
 

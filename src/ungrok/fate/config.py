@@ -1,6 +1,6 @@
 """Every constant of the frozen trajectory classifier and the margin instruments, in one place.
 
-The paper's code scatters these through single-purpose scripts (METHOD.md §4.1, §5.2,
+The paper's code scatters these through single-purpose scripts (docs/method.md §4.1, §5.2,
 §7). Here they live in one frozen model, so a pre-registration can store its
 `sha256()` and refuse to score with anything else. Changing any value, even a
 threshold's last digit, changes the hash.
@@ -27,7 +27,7 @@ class ClassifierConfig(BaseModel):
     min_step: int = Field(100, ge=0)
     emerged_thr: float = 0.8
     # Final window = max(final_min_ckpts, round(final_frac * n)) for the classifier and
-    # max(final_min_ckpts, floor(final_frac * n)) for CM/PM (METHOD.md §16 item 7).
+    # max(final_min_ckpts, floor(final_frac * n)) for CM/PM (docs/method.md §16.7).
     final_frac: float = Field(0.10, gt=0.0, le=1.0)
     final_min_ckpts: int = Field(3, ge=1)
     recovered_thr: float = 0.8

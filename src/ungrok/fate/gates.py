@@ -1,4 +1,4 @@
-"""Registered outcome and gate logic over per-seed verdicts (METHOD.md §7, §5.2).
+"""Registered outcome and gate logic over per-seed verdicts (docs/method.md §7, §5.2).
 
 Standing rule: a violated validity precondition yields INSTRUMENT-INVALID or
 INTERVENTION-INVALID, never PASS or FAIL; these helpers report validity and leave

@@ -1,4 +1,4 @@
-"""Contrast margin CM and prior pull PM processing (METHOD.md §5.2).
+"""Contrast margin CM and prior pull PM processing (docs/method.md §5.2).
 
 Differences from the behavioural classifier, each as the paper's M4 evaluator has it:
 - CM is smoothed over EVERY checkpoint, step 0 (CM = 0 exactly) included — no

@@ -1,6 +1,6 @@
 """Statistics for verdicts: Spearman with a permutation p, template-stratified bootstrap CIs.
 
-Bootstrap conventions (METHOD.md §4.3, §16 item 14):
+Bootstrap conventions (docs/method.md §4.3, §16.14):
 - items are resampled with replacement WITHIN template strata, each stratum keeping
   its size, so every resample has the same item count and template mix;
 - strata are visited in order of first appearance and, for each resample, one

@@ -4,7 +4,7 @@
   then every 1,000 steps to 143,000. `auto` is that whole grid. `thinned` is the
   paper code's 41-revision grid: step0, the powers of two, then 1,000, 6,000, 11,000,
   …, 141,000 (every 5,000) and 143,000 — 33 of them at step >= 100, where the
-  classifier reads (METHOD §10).
+  classifier reads (docs/method.md §10).
 - OLMo names its branches `stepN-tokensM` (OLMo-2: `stage1-stepN-tokensM`); `auto`
   lists the repository's branches (or, offline, the refs in the local cache) and keeps
   those whose name gives a step, in step order (the first name per step).

@@ -3,7 +3,7 @@
 Verdicts: the frozen classifier (`ungrok.fate.summarize`) on each model's rows, whose
 steps are the revisions' steps, so MIN_STEP (100) drops early revisions before
 smoothing and the final window is max(3, round(0.1 n)) of the kept revisions, as for
-training runs (METHOD §10). A model the classifier cannot read (too few revisions at
+training runs (docs/method.md §10). A model the classifier cannot read (too few revisions at
 step >= 100, a missing agree condition) is listed under "unclassified" with the reason.
 
 Depth by scale (the paper's PUB3): Spearman's rho between model size (n_params; ties

@@ -1,4 +1,4 @@
-"""mech: mechanism instruments (METHOD §11) that look inside a checkpoint rather than score it.
+"""mech: mechanism instruments (docs/method.md §11) that look inside a checkpoint rather than score it.
 
 Logit-gap decomposition, cue decodability, head attribution / ablation / OV alignment,
 same-run activation patching and class-direction removal for our GPT (one instrumented

@@ -1,4 +1,5 @@
-"""Cue decodability: can the residual after each block tell a cue prompt from a control? (METHOD §11.2)
+"""Cue decodability: can the residual after each block tell a cue prompt from a control?
+(docs/method.md §11.2)
 
 Features are the RMS-normalised last-position residual after block k. The classifier is
 a cross-frame nearest class mean: class means are fitted on every other frame and tested

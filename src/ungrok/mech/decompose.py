@@ -1,4 +1,4 @@
-"""Exact split of the pre-softcap rule-prior logit gap into residual-stream parts (METHOD §11.1).
+"""Exact split of the pre-softcap rule-prior logit gap into residual-stream parts (docs/method.md §11.1).
 
 The final residual is a sum, x_final = x0 + sum_l attn_l + sum_l mlp_l, and the final
 RMSNorm has no gain, so at the prediction site
@@ -25,7 +25,7 @@ from ungrok.mech.rows import mech_row
 from ungrok.mech.trace import trace
 from ungrok.model.gpt import GPT
 
-TOLERANCE = 1e-3  # nats; METHOD §11.1 asserts this at every checkpoint
+TOLERANCE = 1e-3  # nats; docs/method.md §11.1 asserts this at every checkpoint
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Direction specificity: remove the cue-class direction and see what else breaks (METHOD §11.5).
+"""Direction specificity: remove the cue-class direction and see what else breaks (docs/method.md §11.5).
 
 d_k = mean(cue) - mean(control) of the normalised last-position residual after block k
 (the class prompts). Its unit vector is projected out of the raw residual after block k

@@ -1,4 +1,5 @@
-"""Per-head views of the rule-prior gap: attribution, share, zero-ablation and OV alignment (METHOD §11.3).
+"""Per-head views of the rule-prior gap: attribution, share, zero-ablation and OV alignment
+(docs/method.md §11.3).
 
 - attribution: the head's term of the exact gap decomposition (signed nats, mean over
   the CM prompts); share = |attribution| / sum of |attribution| over all heads.

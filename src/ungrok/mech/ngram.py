@@ -1,4 +1,4 @@
-"""The n-gram baseline (METHOD §13): Stupid Backoff over a run's served stream, scored like a model.
+"""The n-gram baseline (docs/method.md §13): Stupid Backoff over a run's served stream, scored like a model.
 
 Which verdicts would an n-gram model share? Stupid Backoff (Brants et al. 2007) of
 orders 2 and 5, α = 0.4, is counted over exactly the tokens a run's sampler served,

@@ -1,4 +1,4 @@
-"""Same-run activation patching between two checkpoints (METHOD §11.4).
+"""Same-run activation patching between two checkpoints (docs/method.md §11.4).
 
 Components are cached on the CM prompts at the source checkpoint: the embedding stream,
 every head's pre-W_O output and every MLP increment (1 + n_layer * n_head + n_layer).

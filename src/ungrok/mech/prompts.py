@@ -1,4 +1,4 @@
-"""The prompt sets every mechanism instrument reads, tokenized once per run (METHOD §11).
+"""The prompt sets every mechanism instrument reads, tokenized once per run (docs/method.md §11).
 
 - CM prompts: the rule's margin prompts (`margin_prompt_set`), read at the last position
   against single-token rule / prior targets. The decomposition splits the logit gap of

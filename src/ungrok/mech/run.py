@@ -4,7 +4,7 @@ Order, each part resumable:
 1. per checkpoint, loaded once: the logit-gap decomposition, the head report (which
    reuses that decomposition) and cue decodability, for every rule; the store is saved
    after each checkpoint, so an interruption loses one checkpoint at most;
-2. the pair the paper reads (METHOD §5.2, §11.4): the *peak* = argmax of the run's raw CM
+2. the pair the paper reads (docs/method.md §5.2, §11.4): the *peak* = argmax of the run's raw CM
    (from traj.margins.parquet when it covers every checkpoint with these margin prompts,
    else computed on the fly; ties go to the later step) and the *final* checkpoint;
    activation patching peak -> final and final -> peak;
@@ -13,7 +13,7 @@ Order, each part resumable:
 
 A unit (run, step, rule, instrument) already in RUN/traj.mech.parquet with the same
 prompts_sha256 is skipped; `force` recomputes everything asked for. Everything here is
-descriptive (METHOD §11): no verdict reads it.
+descriptive (docs/method.md §11): no verdict reads it.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def resolve_battery(run_dir: Path, battery: str | Path | Sequence[str | Path] | 
 
 # --------------------------------------------------------------------------- the peak
 def peak_step(cms: Mapping[int, float], min_step: int = 0) -> tuple[int, float]:
-    """Argmax of the raw CM over steps >= min_step; ties go to the later step (METHOD §5.2).
+    """Argmax of the raw CM over steps >= min_step; ties go to the later step (docs/method.md §5.2).
 
     The window is the classifier's (the CM instrument guard reads the same steps): over
     all steps, a run whose CM never rose above step 0's exact 0 would "peak" at the

@@ -1,4 +1,4 @@
-"""A nanochat-style decoder (METHOD §1.1).
+"""A nanochat-style decoder (docs/method.md §1.1).
 
 RoPE then parameter-free RMSNorm on q and k, ReLU² MLP, value embeddings mixed into v
 on alternating layers (the last layer always has one), parameter-free RMSNorm
@@ -138,7 +138,7 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """METHOD §1.1 init; seed torch before calling for a reproducible model."""
+        """docs/method.md §1.1 init; seed torch before calling for a reproducible model."""
         for name, module in self.named_modules():
             if isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, 0.0, 1.0)

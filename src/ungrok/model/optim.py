@@ -1,4 +1,4 @@
-"""The paper's two optimisers (METHOD §1.2): Muon on block matrices, AdamW on the rest.
+"""The paper's two optimisers (docs/method.md §1.2): Muon on block matrices, AdamW on the rest.
 
 Muon orthogonalises each matrix's (Nesterov) momentum with five Newton–Schulz steps,
 so every update has roughly unit singular values whatever the gradient's scale; that
@@ -23,7 +23,7 @@ from torch import nn
 # quickly rather than to converge exactly to 1 (a fixed point is not needed for SGD).
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
 
-# The two registered per-corpus arms (METHOD §1.2 table).
+# The two registered per-corpus arms (docs/method.md §1.2 table).
 ARMS: dict[str, dict[str, object]] = {
     "ts": {"matrix_lr": 0.04, "embed_lr": 0.6, "weight_decay": 0.2, "wd_decay": "linear"},
     "web": {"matrix_lr": 0.02, "embed_lr": 0.2, "weight_decay": 0.0, "wd_decay": "none"},

@@ -6,7 +6,7 @@ from ungrok.errors import UngrokError
 from ungrok.model.gpt import ModelConfig
 
 PRESETS: dict[str, ModelConfig] = {
-    # METHOD §1.1: exactly 11,534,340 parameters.
+    # docs/method.md §1.1: exactly 11,534,340 parameters.
     "paper-11.5m": ModelConfig(vocab_size=8192, n_layer=4, n_head=2, n_embd=256, context=2048),
     # The embedded demo: storyworld's word-level vocabulary fits in 2,048 ids.
     "demo": ModelConfig(vocab_size=2048, n_layer=2, n_head=2, n_embd=128, context=128),

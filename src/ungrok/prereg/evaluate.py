@@ -1,6 +1,6 @@
 """Evaluate one resolved prediction against the evidence: PASS, FAIL or UNSCOREABLE.
 
-Standing rule (METHOD.md §7): a violated validity gate or missing data yields
+Standing rule (docs/method.md §7): a violated validity gate or missing data yields
 UNSCOREABLE, never PASS or FAIL. Seed quorums:
 - "at least" quorums (>= 2/3, all, any): seeds that fail a gate, or whose test is
   undetermined (e.g. no zero crossing), are not counted; the claim is scoreable only if

@@ -1,6 +1,6 @@
 """Probe batteries: build from rule specs, load and save the reference JSONL schema, hash.
 
-A battery is a list of forced-choice items in the paper's line schema (METHOD §3.1;
+A battery is a list of forced-choice items in the paper's line schema (docs/method.md §3.1;
 `../shared/reference/README.md`). Its identity is the sha256 of its canonical bytes:
 one `json.dumps(item)` per line (keys in the reference order, default separators,
 ASCII escapes), each line ending in "\\n". That is byte-for-byte how the paper's

@@ -1,4 +1,4 @@
-"""Contrast margin CM and prior pull PM of a rule at one checkpoint (METHOD §5.1).
+"""Contrast margin CM and prior pull PM of a rule at one checkpoint (docs/method.md §5.1).
 
 CM = mean over the rule's CM prompts x of [log p(rule target | x) - log p(prior target | x)];
 PM = mean over its neutral prompts of [log p(prior target) - log p(rule target)].

@@ -1,4 +1,4 @@
-"""Batched forced-choice scoring (METHOD §3.1) for our GPT and Hugging Face causal LMs alike.
+"""Batched forced-choice scoring (docs/method.md §3.1) for our GPT and Hugging Face causal LMs alike.
 
 Score of a continuation = summed log-probability of its tokens given the prefix; the
 prefix and the continuation are encoded separately and their ids concatenated (no BOS

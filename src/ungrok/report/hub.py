@@ -1,4 +1,4 @@
-"""The public-checkpoint (hub) suite in the report (METHOD.md §10, the paper's Figure 3):
+"""The public-checkpoint (hub) suite in the report (docs/method.md §10, the paper's Figure 3):
 held-out accuracy per model on a log-step axis, a verdict per model and family, and the
 depth-by-scale statistic.
 

@@ -1,4 +1,4 @@
-"""The mechanism section of the report (METHOD.md §11 and §13): decomposition strips, head
+"""The mechanism section of the report (docs/method.md §11 and §13): decomposition strips, head
 shares and cue decodability over training, the dominant head at the CM peak and the final
 checkpoint (the paper's Table 10), patching (Table 11), direction removal, and the n-gram
 baseline's verdicts beside the neural ones (Tables 6-9).
@@ -191,7 +191,7 @@ def peak_and_final(data: ReportData, cell: str, seed: int, rule: str) -> tuple[i
     """The run's CM-peak and final checkpoints, and where the peak came from (a PAIR_SOURCES key).
 
     `ungrok mech` picks the pair itself (the argmax of the raw CM, the later step on a tie,
-    METHOD §5.2) and measures patching and direction removal there, so the pair is read
+    docs/method.md §5.2) and measures patching and direction removal there, so the pair is read
     back from those rows when present: patch rows sit at their destination (final -> peak
     at the peak), direction rows at the peak and the final. Without them the peak is the
     argmax of the raw CM (traj.margins.parquet, else the decomposed gap) over the
@@ -298,9 +298,9 @@ def max_decomp_error(data: ReportData, rule: str) -> float | None:
 
 # --------------------------------------------------------------------------- html
 DESCRIPTIVE = ("<p><strong>Descriptive only.</strong> These analyses look inside the trained models after "
-               "the fact (METHOD.md §11). No verdict, agree gate or pre-registered prediction depends on "
-               "them, and they are not scored; they describe how the rule's margin is carried, not whether "
-               "the rule survived.</p>")  # fmt: skip
+               "the fact (docs/method.md §11). No verdict, agree gate or pre-registered prediction depends "
+               "on them, and they are not scored; they describe how the rule's margin is carried, not "
+               "whether the rule survived.</p>")  # fmt: skip
 
 
 def _steps_label(step: int | None, peak: int | None, final: int) -> str:
@@ -476,11 +476,11 @@ def section_ngram(data: ReportData) -> str:
     for n in orders:
         head += [f"{n}-gram", f"{n}-gram letter = neural", f"{n}-gram final conflict / agree"]
     out = [_table(head, rows, cls="grid"),
-           '<p class="meta">The n-gram model (Stupid Backoff, METHOD.md §13) is scored on the same battery '
-           "over the cell's own training text and classified by the same frozen classifier, agree gate "
-           "included. Letters per seed, in seed order; <em>letter = neural</em> counts the seeds whose n-gram "
-           "letter equals the neural run's, i.e. a verdict that counts of short contexts alone would also "
-           "give. Final accuracies are the classifier's final-window means, one pair per seed "
+           '<p class="meta">The n-gram model (Stupid Backoff, docs/method.md §13) is scored on the same '
+           "battery over the cell's own training text and classified by the same frozen classifier, agree "
+           "gate included. Letters per seed, in seed order; <em>letter = neural</em> counts the seeds whose "
+           "n-gram letter equals the neural run's, i.e. a verdict that counts of short contexts alone would "
+           "also give. Final accuracies are the classifier's final-window means, one pair per seed "
            "(one pair when all seeds agree).</p>"]  # fmt: skip
     if unclassified:
         out.append(_note(f"{len(unclassified)} n-gram series could not be classified (accuracies marked * are "

@@ -86,7 +86,7 @@ def _unique(xs: list[str]) -> list[str]:
 
 
 def derived_ngram_patterns(spec: RuleSpec, lists: Lists) -> tuple[list[str], list[str]]:
-    """The bigram counter's patterns (METHOD §6.2): " " + last prefix word + continuation.
+    """The bigram counter's patterns (docs/method.md §6.2): " " + last prefix word + continuation.
 
     Built from the unique conflict items of both splits: rule patterns from `correct`,
     prior patterns from `distractor`, each deduplicated in first-seen order.
@@ -116,7 +116,7 @@ def ngram_patterns(spec: RuleSpec, lists: Lists) -> tuple[list[str], list[str]]:
 
 
 def margin_prompts(spec: RuleSpec, lists: Lists) -> tuple[list[str], list[str]]:
-    """(CM prompts, neutral prompts) of METHOD §5.1.
+    """(CM prompts, neutral prompts) of docs/method.md §5.1.
 
     CM prompts are the unique conflict prefixes of the margin split in first-seen
     order; neutral prompts are every frame filled with every subject (frame-major).

@@ -1,12 +1,12 @@
 """The support law as a forecast: a rule's fate from its rule:prior ratio, before training.
 
-Thresholds come from the paper's measured cells (METHOD §8, §14): rules survived at
+Thresholds come from the paper's measured cells (docs/method.md §8, §14): rules survived at
 ratios 7.91 (TinyStories pronoun), 23.4 (TinyStories a/an) and 2.50 (web a/an); they
 wavered at 1.04 (pronoun kill p = 0.437: 1/3 recovered) and 0.92 (a/an kill p = 0.5:
 finals 0.55-0.76); they died at 0.49 and below. Hence "likely survives" at ratio >=
 2.5, "likely lost" at <= 1.0, "at risk" between. It is a forecast, not a verdict:
 frame-local support and how rare the probe's construction is also matter. And it is not
-a tested law: the paper's two registered tests of the frequency theory (METHOD §9.2, F1
+a tested law: the paper's two registered tests of the frequency theory (docs/method.md §9.2, F1
 and F2) both failed, and these thresholds were read off its measured cells;
 CAVEAT says so wherever the forecast is printed.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Printed with every forecast (`ungrok support`, the report). METHOD §9.2: F1 wanted Spearman
+# Printed with every forecast (`ungrok support`, the report). docs/method.md §9.2: F1 wanted Spearman
 # rho(support ratio, seed-mean final conflict accuracy) > 0 in every web cell (observed +0.80,
 # -0.50, -0.50); F2 wanted the gender families to have the lowest web ratios (a/an 2.50 and
 # negation 4.85 sat below pronoun/reflexive 6.94). Both are scored x in the paper's ledger.

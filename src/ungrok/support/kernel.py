@@ -5,7 +5,7 @@ Events are anchored at the position where their first pattern starts; a task cou
 anchors inside [0, n_own) of its array and may read up to `lookahead()` tokens past it,
 so windows carry across shard boundaries exactly.
 
-Event kinds (METHOD §6):
+Event kinds (docs/method.md §6):
 - window: at each cue occurrence ending at c, the first rule target and the first
   prior target starting after c; a rule event if the rule target starts first and
   within `window` positions of c, a prior event likewise, otherwise neither.

@@ -1,4 +1,4 @@
-"""The training loop (METHOD §1.2), resumable to the bit, with in-loop probe callbacks.
+"""The training loop (docs/method.md §1.2), resumable to the bit, with in-loop probe callbacks.
 
 At step s: set LR/WD → save checkpoint s (weights after s updates) and the resume
 state if s is scheduled → probe callbacks if due → stop if s == steps → one batch,

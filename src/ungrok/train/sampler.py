@@ -1,4 +1,4 @@
-"""Packed IID sampling of fixed-length windows (METHOD §1.3), reproducible from (config, seed).
+"""Packed IID sampling of fixed-length windows (docs/method.md §1.3), reproducible from (config, seed).
 
 Each of a step's rows is drawn independently: a shard with probability proportional
 to its (capped) size, then a uniform offset in [0, size - (context + 1)), then

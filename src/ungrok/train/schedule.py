@@ -1,4 +1,5 @@
-"""When things happen in a run: LR multiplier, Muon weight decay, checkpoints, probes (METHOD §1.2, §1.4).
+"""When things happen in a run: LR multiplier, Muon weight decay, checkpoints, probes
+(docs/method.md §1.2, §1.4).
 
 No warm-up: Muon's orthogonalised updates are bounded from step 0. The LR stays at
 1.0× for the first 70% of steps, then follows a half cosine to 0 at the last step.
