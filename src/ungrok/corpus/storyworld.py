@@ -1420,6 +1420,7 @@ def _support(T: np.ndarray, notes: list[str] | None = None) -> dict[str, RuleSup
             "masc_nouns": masc(pron(both, (5,)), rule=he, prior=she),
         },
     )
+
     def name_classes(base: int, rule: list[str], prior: list[str], note: str = "") -> RuleSupport:
         """A her/his-like family over the name classes (event columns `base` + cls*2 + 0|1)."""
         first = refl((0,), base)

@@ -92,6 +92,8 @@ class ReportData:
     margins: dict[RunKey, MarginCurve] = field(default_factory=dict)
     support: dict[str, dict[str, Any]] = field(default_factory=dict)
     monitor: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
+    # per-rule monitor states of the same lines, parsed once here (report/monitor.py reads them)
+    monitor_states: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     scoreboard: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     source: str | None = None  # the run directory, shown in the header
@@ -306,7 +308,9 @@ def _load_margins(data: ReportData, path: Path, cell: str, seed: int, where: str
 
 
 def _load_monitor(data: ReportData, path: Path, cell: str, seed: int, where: str) -> None:
-    lines = []
+    from ungrok.report.monitor import state_row  # monitor.py builds on this module
+
+    lines, states = [], []
     for n, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not text.strip():
             continue
@@ -318,7 +322,11 @@ def _load_monitor(data: ReportData, path: Path, cell: str, seed: int, where: str
         if isinstance(rec, dict) and rec.get("warnings"):
             warnings = rec["warnings"] if isinstance(rec["warnings"], list) else [rec["warnings"]]
             lines.append({"step": rec.get("step"), "warnings": [str(w) for w in warnings]})
+        row = state_row(rec)
+        if row is not None:
+            states.append(row)
     data.monitor[(cell, seed)] = lines
+    data.monitor_states[(cell, seed)] = states
 
 
 def _load_support(data: ReportData, path: Path, cell: str) -> None:
@@ -408,4 +416,4 @@ def _load_optional_sections(data: ReportData, run_dir: Path) -> None:
     data.mech = load_mech(data, run_dir)
     data.phase = load_phase(data, run_dir)
     data.pilot = load_pilot(run_dir)
-    data.watch = load_watch(data, run_dir)
+    data.watch = load_watch(data)

@@ -41,33 +41,34 @@ class WatchData:
 
 
 # --------------------------------------------------------------------------- loading
+def state_row(rec: Any) -> dict[str, Any] | None:
+    """A monitor line's step and per-rule states, or None for a line without them."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("rules"), dict):
+        return None
+    states = {str(r): {"state": e["state"]} for r, e in rec["rules"].items()
+              if isinstance(e, dict) and isinstance(e.get("state"), str)}  # fmt: skip
+    return {"step": rec.get("step"), "rules": states}
+
+
 def read_monitor_rows(path: Path) -> list[dict[str, Any]]:
-    """Step and per-rule state of each JSON line (data.py notes unreadable lines already)."""
+    """`state_row` of every JSON line of a monitor.jsonl outside a report (bench/monitor.py)."""
     rows = []
     for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            rec = json.loads(text) if text.strip() else None
+            row = state_row(json.loads(text)) if text.strip() else None
         except json.JSONDecodeError:
             continue
-        if not isinstance(rec, dict) or not isinstance(rec.get("rules"), dict):
-            continue
-        states = {str(r): {"state": e["state"]} for r, e in rec["rules"].items()
-                  if isinstance(e, dict) and isinstance(e.get("state"), str)}  # fmt: skip
-        rows.append({"step": rec.get("step"), "rules": states})
+        if row is not None:
+            rows.append(row)
     return rows
 
 
-def load_watch(data: ReportData, run_dir: Path) -> WatchData | None:
-    """The monitor states of the listed seeds, or None when no seed has a monitor.jsonl."""
-    rows = {}
-    for cell in data.cells:
-        for seed in data.seeds:
-            path = run_dir / "cells" / cell / f"seed{seed}" / "monitor.jsonl"
-            if path.is_file():
-                rows[(cell, seed)] = read_monitor_rows(path)
-    if not rows:
+def load_watch(data: ReportData) -> WatchData | None:
+    """The monitor states of the listed seeds (parsed by data.py with the warning lines), or None
+    when no seed has a monitor.jsonl."""
+    if not data.monitor_states:
         return None
-    watch = WatchData(rows)
+    watch = WatchData(dict(data.monitor_states))
     rule, why = focal_rule(data)
     watch.focal, watch.focal_why = (rule, why) if rule else (data.classifier.anchor_family, "the anchor rule")
     return watch

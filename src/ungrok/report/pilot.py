@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ungrok.errors import UngrokError
-from ungrok.report.data import check_record
+from ungrok.report.data import check_record, read_fates
 from ungrok.report.facts import fmt
 from ungrok.report.html import _note, _table, esc, fate_badge
 
@@ -41,17 +41,11 @@ class PilotData:
 
 
 def _from_fates(path: Path, notes: list[str]) -> list[PilotRow]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        notes.append(f"{path.name} is not valid JSON ({e}); its pilot verdicts are omitted")
-        return []
-    recs = doc.get("records") if isinstance(doc, dict) else None
-    if not isinstance(recs, list):
-        notes.append(f"{path.name} has no 'records' list; its pilot verdicts are omitted")
+    got = read_fates(path, notes, f"{path.name} is missing")
+    if got is None:
         return []
     rows = []
-    for i, r in enumerate(recs):
+    for i, r in enumerate(got[0]["records"]):
         why = check_record(r)
         if why is not None:
             notes.append(f"{path.name} record {i} skipped: {why}")
