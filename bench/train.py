@@ -11,10 +11,12 @@ Reports, in one run, at torch's default thread count (or --threads):
   attention score and value products over a T-token window, forward + backward, counted in
   full as docs/method.md §15 does. A causal kernel needs only half of that; the fraction with
   6·L·d·T is printed too;
+- dense bf16 matmul FLOP/s the same way (the CPU's bf16 units, where it has them);
 - the demo's own run shape (d 64, context 64 x 32 rows, storyworld's 1,456-word vocabulary,
-  1 thread, as `ungrok demo` trains) with today's trainer against the trainer before the
+  1 thread, as `ungrok demo` trains) with today's trainer in fp32, in bf16 autocast, and in
+  bf16 compiled (`precision`/`compile` in the train config), against the trainer before the
   two CPU changes of issue 14 (autograd's softcap + cross-entropy chain, glibc's default
-  heap), each in a fresh process, alternating, --compare-reps times: tokens/s and the ratio;
+  heap), each in a fresh process, alternating, --compare-reps times: tokens/s and the ratios;
 - monitor overhead: a probe callback that scores 64 prompts of 16 tokens (one forward, the
   log-prob gap between two tokens at the last position, as the contrast margin does) every
   --probe-every steps. Printed two ways: the callback's own time per call over the training
@@ -48,8 +50,8 @@ from ungrok.train.loop import train
 from ungrok.train.rundir import read_jsonl
 
 
-def matmul_flops(n: int, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_flops(n: int, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
@@ -129,7 +131,8 @@ def demo_worker(mode: str, corpus: str, steps: int) -> None:
     if mode == "reference":
         GPT.forward = reference_forward
         loop.keep_freed_memory = lambda: False
-    doc = {**DEMO_SHAPE, "seed": 1, "sampler": {"context": 64, "batch_size": 32, "steps": steps}}
+    doc = {**DEMO_SHAPE, "seed": 1, "sampler": {"context": 64, "batch_size": 32, "steps": steps},
+           **TRAINER_MODES[mode]}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         step_s, _, _ = timed_run(Path(corpus), Path(tmp) / "run", doc, 5)
         final = read_jsonl(Path(tmp) / "run" / "train_log.jsonl")[-1]["loss"]
@@ -138,9 +141,18 @@ def demo_worker(mode: str, corpus: str, steps: int) -> None:
                       "final_loss": final}))  # fmt: skip
 
 
+TRAINER_MODES: dict[str, dict] = {
+    "reference": {},
+    "ours": {},
+    "bf16": {"precision": "bf16"},
+    "bf16-compiled": {"precision": "bf16", "compile": True},
+}
+
+
 def compare_demo_trainers(corpus: Path, steps: int, reps: int) -> None:
-    """Today's trainer vs the reference on the demo's run shape, fresh processes, alternating."""
-    got: dict[str, list[dict]] = {"reference": [], "ours": []}
+    """Today's trainer (fp32, bf16, bf16 compiled) vs the reference on the demo's run shape, fresh
+    processes, alternating."""
+    got: dict[str, list[dict]] = {mode: [] for mode in TRAINER_MODES}
     for _ in range(reps):
         for mode in got:
             out = subprocess.run([sys.executable, __file__, "--worker", mode, "--corpus", str(corpus),
@@ -155,12 +167,15 @@ def compare_demo_trainers(corpus: Path, steps: int, reps: int) -> None:
     losses = {m: rs[0]["final_loss"] for m, rs in got.items()}
     print(f"  ours / reference: {med['ours'] / med['reference']:.2f}x; final loss {losses['ours']:.5f} vs "
           f"{losses['reference']:.5f} (same seed; they differ only by float rounding)")  # fmt: skip
+    for mode in ("bf16", "bf16-compiled"):
+        print(f"  {mode} / ours (fp32): {med[mode] / med['ours']:.2f}x, / reference: "
+              f"{med[mode] / med['reference']:.2f}x; final loss {losses[mode]:.5f} (a different arithmetic)")  # fmt: skip
     assert all(math.isfinite(v) for v in losses.values())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--worker", choices=["reference", "ours"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=list(TRAINER_MODES), help=argparse.SUPPRESS)
     ap.add_argument("--corpus", help=argparse.SUPPRESS)
     ap.add_argument("--compare-steps", type=int, default=60, help="steps per demo-shape comparison run")
     ap.add_argument("--compare-reps", type=int, default=2)
@@ -181,9 +196,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     mms = [matmul_flops(args.mm_size)]
-    print(
-        f"threads {torch.get_num_threads()}; dense fp32 matmul ({args.mm_size}²): {mms[0] / 1e9:,.1f} GFLOP/s"
-    )
+    bf16_mm = matmul_flops(args.mm_size, dtype=torch.bfloat16)
+    print(f"threads {torch.get_num_threads()}; dense matmul ({args.mm_size}²): fp32 {mms[0] / 1e9:,.1f} GFLOP/s, "
+          f"bf16 {bf16_mm / 1e9:,.1f} GFLOP/s ({bf16_mm / mms[0]:.1f}x)")  # fmt: skip
     runs = {
         "demo": (128, args.demo_batch, args.demo_steps),
         "paper-11.5m": (args.paper_context, args.paper_batch, args.paper_steps),

@@ -7,6 +7,7 @@ import pytest
 from ungrok.edit.validity import intervention_gate, related_families, verdicts_by_family
 from ungrok.errors import UngrokError
 from ungrok.fate.classify import Verdict
+from ungrok.fate.gates import allowed_failures
 
 OK = Verdict(cls="RECOVERED", valid=True, conflict_final=0.95, conflict_max=1.0, agree_final=1.0, agree_max=1.0,
              n_checkpoints=20)  # fmt: skip
@@ -108,3 +109,15 @@ def test_trajectory_table_input():
 def test_unknown_kind_is_refused():
     with pytest.raises(UngrokError, match="unknown intervention kind"):
         intervention_gate(cell(), "pronoun_gender_ref", "filter")  # type: ignore[arg-type]
+
+
+
+@pytest.mark.parametrize(
+    ("rule", "kind", "n"),
+    [("pronoun_gender_ref", "kill", 4), ("det_an_choice", "kill", 2), ("pronoun_gender_ref", "rescue", 2)],
+)
+def test_the_gate_allows_the_failures_the_shared_rule_allows(rule, kind, n):
+    # one rule (fate.gates.allowed_failures) for this gate and the prereg evaluator's
+    allowed = allowed_failures(n)
+    _, reasons = intervention_gate(cell(), rule, kind)
+    assert f"of {n} control families failed ({allowed} allowed)" in reasons[-1 if kind == "kill" else -2]

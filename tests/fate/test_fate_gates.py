@@ -12,6 +12,7 @@ from ungrok.fate import (
     KS_FAMILIES,
     ClassifierConfig,
     Verdict,
+    allowed_failures,
     blanket_artifact,
     cell_claim,
     cm_cell_valid,
@@ -152,3 +153,14 @@ def test_config_hash():
     assert h == "da5baf11200e69423ab905570c51f5269acade6d9e2912ebc8d41bc1cd4e5e7d"
     # the canonical JSON round-trips to an equal config
     assert ClassifierConfig.model_validate_json(DEFAULT_CONFIG.canonical_json()) == DEFAULT_CONFIG
+
+
+@pytest.mark.parametrize(("n", "allowed"), [(4, 1), (3, 1), (2, 1), (1, 0)])
+def test_one_failure_rule_for_every_gate(n, allowed):
+    # KS: >= 2 of 4 fail; G3: both of 2; a gate over one family fires when that family fails
+    assert allowed_failures(n) == allowed
+    fams = KS_FAMILIES[:n]
+    lost = {f: [U, U, U] for f in fams[: allowed + 1]}
+    assert not intervention_valid({**{f: [R, R, R] for f in fams}, **lost}, fams).valid
+    if allowed:
+        assert intervention_valid({**{f: [R, R, R] for f in fams}, fams[0]: [U, U, U]}, fams).valid

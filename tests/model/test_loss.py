@@ -62,3 +62,24 @@ def test_upstream_gradient_scales_the_result():
     (gh1,) = torch.autograd.grad(softcap_cross_entropy(h, w, y, 15.0)[0], h)
     (gh3,) = torch.autograd.grad(3 * softcap_cross_entropy(h, w, y, 15.0)[0], h)
     assert torch.allclose(gh3, 3 * gh1, atol=1e-6)
+
+
+def test_under_bf16_autocast_the_head_matmuls_are_bf16_and_the_rest_fp32():
+    """Value and gradients equal the composition computed on bf16-rounded operands, in fp32."""
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(64, 16, generator=g, requires_grad=True)
+    w = torch.randn(40, 16, generator=g, requires_grad=True)
+    y = torch.randint(0, 40, (64,), generator=g)
+    with torch.autocast("cpu", torch.bfloat16):
+        loss, z = softcap_cross_entropy(h, w, y, 15.0)
+    gh, gw = torch.autograd.grad(loss, (h, w))
+    assert loss.dtype == z.dtype == gh.dtype == gw.dtype == torch.float32
+    # independent expectation: the fp32 composition on bf16-rounded inputs; bf16 gradient
+    # matmuls round their operands too, so gradients agree to bf16's ~3 significant digits
+    hb, wb = h.detach().bfloat16().float().requires_grad_(), w.detach().bfloat16().float().requires_grad_()
+    ref = reference(hb, wb, y, 15.0)
+    rh, rw = torch.autograd.grad(ref, (hb, wb))
+    assert torch.allclose(loss, ref, atol=1e-4)
+    assert torch.allclose(gh, rh, atol=2e-3, rtol=2e-2) and torch.allclose(gw, rw, atol=2e-3, rtol=2e-2)
+    fp32_loss, _ = softcap_cross_entropy(h, w, y, 15.0)
+    assert not torch.equal(loss, fp32_loss)  # the matmul really ran in bf16

@@ -127,3 +127,15 @@ def test_tampering_and_refusals_are_one_line_exit_2(exp, tmp_path, capsys):
     assert code == 2 and "the frozen registry changed" in one_line_error(err)
     code, _, err = run(["prereg", "score", reg, "--evidence", tmp_path / "ev.json"], capsys)
     assert code == 2 and "the frozen registry changed" in one_line_error(err)
+
+
+def test_freeze_warns_when_a_registered_mean_can_only_be_unscoreable(tmp_path, capsys):
+    p = tmp_path / "exp.yaml"
+    p.write_text(
+        "cells: [web]\nseeds: [0]\npredictions:\n"
+        "  - {name: G4, expr: mean cm_final of pronoun_gender_ref in cell web > 0.16, gates: {cm_guard: true}}\n"
+    )
+    code, out, err = run(["prereg", "freeze", p, "--out", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert "warning: G4: a cell mean over CM-instrument-valid seeds needs 2" in out
+    assert "it can only be UNSCOREABLE" in out

@@ -24,16 +24,25 @@ def fates(cell, spec, family="pronoun_gender_ref"):
     [
         ("R R D", "PASS", "2/3"),
         ("R D D", "FAIL", "1/3"),
-        ("R R r", "PASS", "2/3"),  # the invalid seed is not counted; 2 counted seeds suffice
-        ("R D r", "FAIL", "1/3"),  # 2 counted, 1 satisfies: decided on valid data
-        ("R r r", "UNSCOREABLE", "1/3"),  # only 1 classifiable seed; the quorum needs 2
+        # RECOVERED+valid is a property a seed has or lacks: a failed agree control makes it
+        # lack it (docs/method.md §7), so "r" is a "no", never "not scoreable"
+        ("R R r", "PASS", "2/3"),
+        ("R D r", "FAIL", "1/3"),
+        ("R r r", "FAIL", "1/3"),  # the paper's R1 on rescue_d100 (u u r) is × 0/3, not ◦
     ],
 )
-def test_fate_quorum_with_the_agree_gate(spec, status, value):
+def test_fate_plus_valid_quorum_counts_a_failed_control_as_no(spec, status, value):
     res = run_one(P1, fates("ts", spec))
     assert (res.status, res.value) == (status, value), res.reason
-    if status == "UNSCOREABLE":
-        assert "only 1 of 3 seeds are scoreable; the quorum needs 2" in res.reason
+
+
+def test_bare_fate_quorum_counts_classifiable_seeds_only():
+    # a bare fate of a seed whose control failed is unclassifiable (the agree gate is on)
+    expr = "pronoun_gender_ref is RECOVERED in >= 2/3 seeds of cell ts"
+    assert run_one(expr, fates("ts", "R R r")).status == "PASS"
+    assert run_one(expr, fates("ts", "R D r")).status == "FAIL"
+    res = run_one(expr, fates("ts", "R r r"))
+    assert res.status == "UNSCOREABLE" and "only 1 of 3 seeds are scoreable; the quorum needs 2" in res.reason
 
 
 def test_missing_seed_family_or_cell_is_unscoreable_with_the_reason():
@@ -176,14 +185,16 @@ def test_no_zero_crossing_is_an_undetermined_seed():
 
 # --------------------------------------------------------------------------- (d) cell means
 def test_mean_over_valid_seeds_and_over_all_seeds():
+    # by default a cell mean takes every seed (the paper's R3/K2 and Table 5, docs/method.md §16 item 6)
     recs = web_cm([-0.3, -0.1, 0.5], valid=(True, True, False))
-    assert run_one("mean cm_final of pronoun_gender_ref in cell web < 0", recs).value == pytest.approx(-0.2)
-    assert run_one("mean cm_final of pronoun_gender_ref in cell web < 0", recs).status == "PASS"
-    all_seeds = run_one({"kind": "mean", "family": "pronoun_gender_ref", "measure": "cm_final", "cells": "web",
-                         "test": "< 0", "gates": {"cm_guard": False}}, recs)  # fmt: skip
+    all_seeds = run_one("mean cm_final of pronoun_gender_ref in cell web < 0", recs)
     assert (all_seeds.status, all_seeds.value) == ("FAIL", pytest.approx(0.1 / 3))
+    # the guard, when registered (Step-6T's G4 means), averages the instrument-valid seeds only
+    guarded = {"expr": "mean cm_final of pronoun_gender_ref in cell web < 0", "gates": {"cm_guard": True}}
+    assert (run_one(guarded, recs).status, run_one(guarded, recs).value) == ("PASS", pytest.approx(-0.2))
     one_valid = web_cm([-0.3, -0.1, 0.5], valid=(True, False, False))
-    assert run_one("mean cm_final of pronoun_gender_ref in cell web < 0", one_valid).status == "UNSCOREABLE"
+    assert run_one(guarded, one_valid).status == "UNSCOREABLE"
+    assert run_one(guarded["expr"], one_valid).status == "FAIL"
 
 
 def test_mean_of_an_arithmetic_measure_m4c_style():
@@ -253,11 +264,13 @@ def test_spearman_with_ties_matches_hand_ranks():
 
 def test_spearman_gates_and_missing_numbers():
     valid = [[True] * 3, [True, False, False], [True] * 3, [True] * 3]
-    res = run_one(K2, kill_records([0.5, 0.3, -0.38, -0.6], valid), cells=KILL)
+    # R3/K2: "cell-mean CM_final over all seeds" is the default, so a CM-invalid seed still counts
+    assert run_one(K2, kill_records([0.5, 0.3, -0.38, -0.6], valid), cells=KILL).status == "PASS"
+    explicit = {"expr": K2, "gates": {"cm_guard": False}}  # the demo's spelling stays valid
+    assert run_one(explicit, kill_records([0.5, 0.3, -0.38, -0.6], valid), cells=KILL).status == "PASS"
+    guarded = {"expr": K2, "gates": {"cm_guard": True}}
+    res = run_one(guarded, kill_records([0.5, 0.3, -0.38, -0.6], valid), cells=KILL)
     assert res.status == "UNSCOREABLE" and "cell kill_1: 1 CM-instrument-valid seed(s)" in res.reason
-    # R3-style: "cell-mean CM_final over all seeds" registers the guard off, and scores
-    ungated = {"expr": K2, "gates": {"cm_guard": False}}
-    assert run_one(ungated, kill_records([0.5, 0.3, -0.38, -0.6], valid), cells=KILL).status == "PASS"
     no_rate = {k: v for k, v in KILL.items() if k != "kill_2"}
     res = run_one(K2, kill_records([0.5, 0.3, -0.38, -0.6]), cells=no_rate)
     assert res.status == "UNSCOREABLE" and "no 'rate' for cell kill_2" in res.reason
@@ -345,6 +358,17 @@ def test_ks_gate_makes_a_kill_prediction_unscoreable():
 def test_cells_flagged_invalid_by_the_run_are_unscoreable():
     res = run_one(P1, fates("ts", "R R R"), invalid={"ts": "KS gate: 2 of 4 control families lost"})
     assert res.status == "UNSCOREABLE" and "INTERVENTION-INVALID (KS gate" in res.reason
+
+
+def test_a_custom_gate_over_one_family_fires_when_it_fails():
+    # the rule shared with edit/validity.py (fate.gates.allowed_failures): one family, no failure allowed
+    item = {"expr": "pronoun_gender_ref has died in >= 2/3 seeds of cell kill_1",
+            "gates": {"intervention": ["det_an_choice"]}}  # fmt: skip
+    died = [rec("kill_1", s, cf=0.2, fate="DISPLACED") for s in SEEDS]
+    lost = fates("kill_1", "R D D", family="det_an_choice")
+    res = run_one(item, died + lost)
+    assert res.status == "UNSCOREABLE" and "INTERVENTION-INVALID: det_an_choice" in res.reason
+    assert run_one(item, died + fates("kill_1", "R R D", family="det_an_choice")).status == "PASS"
 
 
 # --------------------------------------------------------------------------- composites, quarantine

@@ -171,7 +171,8 @@ def test_missing_measure_is_missing_data_not_false():
 
 def test_reads_and_negated_atoms():
     node = parse_test("RECOVERED+valid and not cm_valid and cm_final > 0", "t")
-    assert reads(node) == {"fate", "valid", "cm_valid", "cm_final"}
+    assert reads(node) == {"fate+valid", "cm_valid", "cm_final"}  # X+valid states the gate itself
+    assert reads(parse_test("RECOVERED", "t")) == {"fate"}
     assert negated(node) == {"cm_valid"}
     assert negated(parse_test("not (valid or artifact)", "t")) == {"valid", "artifact"}
     assert negated(parse_test("not not valid", "t")) == set()

@@ -102,7 +102,8 @@ PAPER = r"""
 - name: M4p-falsifier
   group: Mechanism
   falsifier: true
-  expr: pronoun_gender_ref has cm_final > 0 in any seed of cells web_dn5_v2, web_dn15_v2 pooled
+  expr: pronoun_gender_ref has cm_valid and cm_final > 0 in any seed of cells web_dn5_v2, web_dn15_v2 pooled
+  gates: {cm_guard: false}
 # --- Step 6 rescue
 - {name: R1-behavioural, group: Step 6 rescue, expr: pronoun_gender_ref is RECOVERED+valid in >= 2/3 seeds of cell rescue_d100}
 - {name: R1-CM, group: Step 6 rescue, expr: pronoun_gender_ref has cm_final > 0 in >= 2 seeds of cell rescue_d100}
@@ -113,7 +114,6 @@ PAPER = r"""
 - name: R3
   group: Step 6 rescue
   expr: spearman(dose, mean cm_final of pronoun_gender_ref) over cells web_packed_v2, rescue_d001, rescue_d010, rescue_d100, rescue_d300 >= 0.8
-  gates: {cm_guard: false}
 - name: RS
   group: Step 6 rescue
   expr: det_an_choice, a_an_adjective are RECOVERED+valid in >= 2/3 seeds of cells rescue_d001, rescue_d010, rescue_d100, rescue_d300
@@ -132,28 +132,28 @@ PAPER = r"""
 - name: K2
   group: Step 6 kill
   expr: spearman(rate, mean cm_final of pronoun_gender_ref) over cells v1_repro, kill_* <= -0.8
-  gates: {cm_guard: false}
 - name: K-falsifier
   group: Step 6 kill
   falsifier: true
   expr: pronoun_gender_ref is RECOVERED+valid in >= 2/3 seeds of cells kill_p645, kill_p1000
 # --- Step 6T
 - {name: T1-behavioural, group: Step 6T, expr: pronoun_gender_ref is RECOVERED+valid in >= 2/3 seeds of cell rescue_d100_early, gates: {intervention: g3}}
-- {name: T1-CM, group: Step 6T, expr: mean cm_final of pronoun_gender_ref in cell rescue_d100_early > 0.16, gates: {intervention: g3}}
+- {name: T1-CM, group: Step 6T, expr: mean cm_final of pronoun_gender_ref in cell rescue_d100_early > 0.16, gates: {cm_guard: true, intervention: g3}}
 - {name: T2, group: Step 6T, expr: pronoun_gender_ref has conflict_final <= 0.6 in >= 2/3 seeds of cell rescue_d100_late}
 - name: T3
   group: Step 6T
   kind: all
   of:
-    - mean cm_final of pronoun_gender_ref in cell rescue_d100_early > in cell rescue_d100_late
-    - mean cm_final of pronoun_gender_ref in cell rescue_d100_early > 0.16
+    - {expr: mean cm_final of pronoun_gender_ref in cell rescue_d100_early > in cell rescue_d100_late, gates: {cm_guard: true}}
+    - {expr: mean cm_final of pronoun_gender_ref in cell rescue_d100_early > 0.16, gates: {cm_guard: true}}
 - name: T-falsifier
   group: Step 6T
   falsifier: true
   kind: all
   of:
     - {expr: pronoun_gender_ref is RECOVERED+valid in <= 1/3 seeds of cell rescue_d100_early, gates: {intervention: g3}}
-    - {expr: mean cm_final of pronoun_gender_ref in cell rescue_d100_early <= 0.66, gates: {intervention: g3}}
+    - {expr: pronoun_gender_ref has cm_valid in >= 2/3 seeds of cell rescue_d100_early, gates: {cm_guard: false}}
+    - {expr: mean cm_final of pronoun_gender_ref in cell rescue_d100_early <= 0.66, gates: {cm_guard: true, intervention: g3}}
 # --- a/an ladder
 - name: AK1
   group: a/an ladder
@@ -206,13 +206,14 @@ def test_the_paper_catalogue_compiles_with_the_gates_it_registers():
     gates = {name: (p.gates.agree, p.gates.cm_guard) for name, p in preds.items() if not hasattr(p, "of")}
     assert gates["P2"] == (False, False)  # conflict finals only: agree validity not required
     assert gates["M4b"] == (False, True)  # CM guard: scored on instrument-valid seeds
-    assert gates["R3"] == gates["K2"] == (False, False)  # cell means over all seeds, as registered
-    assert gates["R1-behavioural"] == (True, False)  # a fate quorum counts valid verdicts
+    assert gates["R3"] == gates["K2"] == (False, False)  # cell means over all seeds: the default
+    assert gates["T1-CM"] == (False, True)  # Step-6T's G4 mean over valid seeds: registered explicitly
+    assert gates["R1-behavioural"] == (False, False)  # X+valid states the agree control itself
     assert gates["AK4"] == (False, False)  # a test about the agree control itself
     assert preds["K1-CM"].gates.intervention == [
         "det_an_choice", "a_an_adjective", "irregular_past", "negation_bare_verb"]  # fmt: skip
     assert preds["K2"].cells == ["v1_repro", "kill_p437", "kill_p645", "kill_p1000"]
     assert preds["AK5"].a == ["ankill_p500", "ankill_p667", "ankill_p750", "ankill_p900", "ankill_p1000"]
     assert preds["F1"].cells == ["web_packed_v2", "web_dn5_v2", "web_dn15_v2"]
-    (t_behav, t_cm) = leaves(preds["T-falsifier"])
-    assert t_behav.quorum == "<= 1/3" and t_cm.gates.cm_guard is True
+    (t_behav, t_g4, t_cm) = leaves(preds["T-falsifier"])
+    assert t_behav.quorum == "<= 1/3" and t_g4.gates.cm_guard is False and t_cm.gates.cm_guard is True

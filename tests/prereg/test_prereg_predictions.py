@@ -46,7 +46,8 @@ def test_globs_expand_in_experiment_order_and_the_frozen_form_round_trips():
 @pytest.mark.parametrize(
     ("test", "agree", "cm_guard"),
     [
-        ("RECOVERED+valid", True, False),  # a fate quorum counts valid verdicts only
+        ("RECOVERED+valid", False, False),  # a seed with a failed control lacks the property: a "no"
+        ("RECOVERED", True, False),  # a bare fate counts classifiable (agree-valid) verdicts only
         ("died", True, False),
         ("transient", True, False),
         ("conflict_final >= 0.8", False, False),  # a raw measure: no gate unless asked
@@ -64,6 +65,22 @@ def test_globs_expand_in_experiment_order_and_the_frozen_form_round_trips():
 def test_auto_gates_resolve_to_explicit_booleans(test, agree, cm_guard):
     p = one({"name": "G", "kind": "seeds", "family": "pronoun_gender_ref", "cells": "web", "test": test})
     assert (p.gates.agree, p.gates.cm_guard) == (agree, cm_guard)
+
+
+@pytest.mark.parametrize(
+    ("item", "cm_guard"),
+    [
+        ("mean cm_final of pronoun_gender_ref in cell web < 0", False),  # the paper averages every seed
+        ("spearman(rate, mean cm_final of pronoun_gender_ref) over cells kill_* <= -0.8", False),
+        ("mean cm_final of pronoun_gender_ref decreases strictly over cells kill_0, kill_1, kill_2", False),
+        ("mean cm_final of pronoun_gender_ref in cell kill_1 < in cell kill_0", False),
+        ("cm_final of pronoun_gender_ref in cell kill_1 < in cell kill_0 in >= 2/3 seeds", True),  # per seed
+        ({"expr": "mean cm_final of pronoun_gender_ref in cell web < 0", "gates": {"cm_guard": True}}, True),
+    ],
+)
+def test_cm_guard_is_off_for_cell_means_unless_registered(item, cm_guard):
+    p = one({"name": "G", **({"expr": item} if isinstance(item, str) else item)})
+    assert p.gates.cm_guard is cm_guard
 
 
 def test_explicit_gates_win_and_intervention_names_its_families():

@@ -12,7 +12,7 @@ from prereg_helpers import FakeClock
 from ungrok.errors import UngrokError
 from ungrok.fate.config import DEFAULT_CONFIG
 from ungrok.prereg.ledger import check_readable, read_ledger, record_read
-from ungrok.prereg.registry import amend, freeze, load_registry, unlock, verify
+from ungrok.prereg.registry import amend, freeze, freeze_warnings, load_registry, unlock, verify
 
 EXPERIMENT = """\
 cells: [ts, web, kill_0, kill_1, kill_2, kill_3]
@@ -292,3 +292,23 @@ def test_quarantined_seeds_cannot_be_read_until_unlocked(frozen, clock):
     with pytest.raises(UngrokError, match="no quarantined seeds are locked"):
         unlock(frozen, "again", clock=clock)
     verify(frozen)
+
+
+def test_freeze_warns_of_predictions_that_can_only_be_unscoreable(tmp_path, clock):
+    # one governed seed: a CM-guarded cell mean needs 2 valid seeds, and a 2/3 quorum needs 2 seeds
+    (tmp_path / "battery.jsonl").write_text('{"family": "pronoun_gender_ref"}\n')
+    p = tmp_path / "exp.yaml"
+    p.write_text(
+        "cells: [ts, web]\nseeds: [0]\nbatteries: {mini: battery.jsonl}\npredictions:\n"
+        "  - {name: G, expr: mean cm_final of pronoun_gender_ref in cell web < 0, gates: {cm_guard: true}}\n"
+        "  - {name: M, expr: mean cm_final of pronoun_gender_ref in cell web < 0}\n"
+        "  - {name: Q, expr: pronoun_gender_ref has cm_final < 0 in all seeds of cell web}\n"
+        "  - {name: R, expr: pronoun_gender_ref has conflict_final > 0.5 in all seeds of cell ts, seeds: quarantined}\n"
+    )
+    reg = freeze(p, tmp_path / "run", clock=clock)
+    warnings = freeze_warnings(reg)
+    assert len(warnings) == 3, warnings
+    assert warnings[0].startswith("G: a cell mean over CM-instrument-valid seeds needs 2")
+    assert warnings[1].startswith("Q: the CM guard needs 2 instrument-valid seeds per cell")
+    assert warnings[2] == "R reads the quarantined seeds, and the experiment lists none"
+    # the default (every seed, as the paper averages) is scoreable with one seed: no warning for M

@@ -87,6 +87,11 @@ def test_finished_run_is_reported_and_a_nan_stops_with_exit_2(
     assert code == 0 and "already trained with this config" in out
     code, _, err = run_cli(args[:-1] + [4], capsys)
     assert code == 2 and "different config (seed: 3 here vs 4 requested)" in one_line_error(err)
+    code, out, _ = run_cli(args + ["--precision", "bf16", "--out", tmp_path / "bf16"], capsys)
+    assert code == 0 and "trained:" in out
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["config"]["precision"] == "bf16"
+    code, _, err = run_cli(args + ["--precision", "fp8", "--out", tmp_path / "fp8"], capsys)
+    assert code == 2 and "field precision" in one_line_error(err)
 
     from ungrok.model.gpt import GPT
 

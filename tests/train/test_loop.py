@@ -197,3 +197,36 @@ def test_gradient_accumulation_gives_the_full_batch_gradient():
     logits = model(rows[:, :-1])
     expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 50), rows[:, 1:].reshape(-1))
     assert full.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_bf16_training_is_reproducible_resumable_and_close_to_fp32(corpus, tiny_config, tmp_path):
+    cfg = tiny_config(precision="bf16")
+    a = train(cfg, corpus, tmp_path / "a", progress=False)
+    train(cfg, corpus, tmp_path / "b", callbacks=[Recorder()], progress=False)
+    for s in a.checkpoints:
+        assert same_weights(weights(tmp_path / "a", s), weights(tmp_path / "b", s))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, corpus, tmp_path / "run", callbacks=[Recorder(fail_at=12)], progress=False)
+    train(cfg, corpus, tmp_path / "run", callbacks=[Recorder()], progress=False)
+    assert_same_run(tmp_path / "b", tmp_path / "run", a.checkpoints)
+    # fp32 master weights: checkpoints stay fp32; the run differs from fp32 training, not by much
+    assert all(v.dtype == torch.float32 for v in weights(tmp_path / "a", 20).values())
+    fp32 = train(tiny_config(), corpus, tmp_path / "fp32", progress=False)
+    assert not same_weights(weights(tmp_path / "a", 20), weights(tmp_path / "fp32", 20))
+    assert a.final_loss == pytest.approx(fp32.final_loss, abs=0.05)
+
+
+def test_compiled_training_is_reproducible_and_follows_the_eager_run(corpus, tiny_config, tmp_path):
+    cfg = tiny_config(compile=True, precision="bf16", sampler={"steps": 10})
+    a = train(cfg, corpus, tmp_path / "a", progress=False)
+    train(cfg, corpus, tmp_path / "b", progress=False)
+    for s in a.checkpoints:
+        assert same_weights(weights(tmp_path / "a", s), weights(tmp_path / "b", s))
+    eager = train(tiny_config(precision="bf16", sampler={"steps": 10}), corpus, tmp_path / "e", progress=False)
+    assert a.final_loss == pytest.approx(eager.final_loss, abs=0.02)
+
+
+def test_compile_without_a_cxx_compiler_is_one_line(corpus, tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(UngrokError, match="train.compile needs a C\\+\\+ compiler"):
+        train(tiny_config(compile=True), corpus, tmp_path / "x", progress=False)

@@ -25,7 +25,7 @@ def freeze_cmd(
     ] = None,
 ) -> None:
     """Freeze the experiment's predictions, thresholds, classifier constants, battery hashes and seeds."""
-    from ungrok.prereg.registry import freeze
+    from ungrok.prereg.registry import freeze, freeze_warnings
 
     reg = freeze(experiment, out, rules_dir=rules_dir)
     n = len(reg.predictions)
@@ -39,6 +39,8 @@ def freeze_cmd(
         reads = f"{len(reg.pilot.reads)} pilot read(s) bound" if reg.pilot.reads else "no pilot reads at freeze"
         rec = f"; pilot record {reg.pilot.record.path} bound" if reg.pilot.record else ""
         output_console().print(f"pilot seeds {reg.pilot.seeds}: {reads}{rec}", highlight=False)
+    for line in freeze_warnings(reg):
+        output_console().print(f"warning: {line}: it can only be UNSCOREABLE", highlight=False, markup=False)
 
 
 def amend_cmd(

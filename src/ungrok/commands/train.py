@@ -22,6 +22,13 @@ def train(
     ] = None,
     steps: Annotated[Optional[int], typer.Option(help="Training steps (overrides sampler.steps).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when present).")] = None,
+    precision: Annotated[
+        Optional[str],
+        typer.Option(help="fp32 or bf16 matmuls (overrides the config's; default fp32 on CPU, bf16 on CUDA)."),
+    ] = None,
+    compile_model: Annotated[
+        Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training step.")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace a run folder that holds a different run.")] = False,
     monitor_battery: Annotated[
         Optional[Path],
@@ -36,7 +43,7 @@ def train(
     from ungrok.train.dist import world_from_env
     from ungrok.train.loop import train as run_training
 
-    cfg = load_train_config(config, seed=seed, steps=steps)
+    cfg = load_train_config(config, seed=seed, steps=steps, precision=precision, compile=compile_model)
     callbacks = []
     if monitor_battery is not None:
         from ungrok.train.monitor import monitor_for_corpus

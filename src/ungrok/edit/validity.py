@@ -34,6 +34,7 @@ from ungrok.fate.gates import (
     KS_FAMILIES,
     RS_FAMILIES,
     SEED_QUORUM,
+    allowed_failures,
     cell_claim,
     intervention_valid,
     recovered_valid,
@@ -163,14 +164,14 @@ def intervention_gate(
         reasons.append(f"AK5: {len(bad)} of {len(fams)} families moved more than ±{tolerance:g}")
         return GateDecision(valid, tuple(reasons))
     if kind == "kill":
-        fams, max_fail, gate = [f for f in KS_FAMILIES if f not in related], 1, "KS"
+        fams, gate = [f for f in KS_FAMILIES if f not in related], "KS"
     elif kind in ("rescue", "timing"):
-        fams = [f for f in G3_FAMILIES if f not in related]
-        max_fail, gate = len(fams) - 1, "G3"
+        fams, gate = [f for f in G3_FAMILIES if f not in related], "G3"
     else:
         raise UngrokError(f"unknown intervention kind {kind!r}; use kill, rescue, timing or ladder")
     if not fams:
         raise UngrokError(f"no unrelated control family is left to gate an edit of {edited_rule!r}")
+    max_fail = allowed_failures(len(fams))  # the rule the prereg evaluator applies too
     result = intervention_valid(by_fam, fams, max_failures=max_fail, need=need)
     reasons += [_claim_line(gate, f, by_fam[f], need) for f in fams]
     dropped = [f for f in (KS_FAMILIES if kind == "kill" else G3_FAMILIES) if f in related]

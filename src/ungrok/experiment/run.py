@@ -284,7 +284,7 @@ def _training_started(exp: Experiment, out: Path) -> bool:
 
 def preregister(exp: Experiment, out: Path, log: _Log) -> None:
     """Freeze the registry before any training, or verify the frozen one (a change stops the run)."""
-    from ungrok.prereg import REGISTRY_NAME, freeze, verify
+    from ungrok.prereg import REGISTRY_NAME, freeze, freeze_warnings, verify
 
     reg = out / REGISTRY_NAME
     if reg.exists():
@@ -304,6 +304,8 @@ def preregister(exp: Experiment, out: Path, log: _Log) -> None:
     if r.pilot is not None:
         bound = f"{len(r.pilot.reads)} pilot read(s)" if r.pilot.reads else "no pilot reads at freeze"
         log(f"registry: bound {bound}" + (f" and pilot record {r.pilot.record.path}" if r.pilot.record else ""))
+    for line in freeze_warnings(r):
+        log(f"registry: warning: {line}: it can only be UNSCOREABLE")
 
 
 # --------------------------------------------------------------------------- stages

@@ -71,17 +71,32 @@ class InterventionGate(BaseModel):
     failed: tuple[str, ...]  # control families not RECOVERED+valid in >= 2/3 seeds
 
 
+def allowed_failures(n_families: int) -> int:
+    """How many of `n_families` control families may fail before the cell is INTERVENTION-INVALID.
+
+    One rule for every intervention gate (docs/method.md §7): KS fires when >= 2 of its 4
+    families fail, G3 when both of its 2 fail, so a gate fires at 2 failures, or at all of
+    them when it has fewer than 2 families (a gate over one family fires when that family
+    fails; otherwise it could never fire)."""
+    if n_families < 1:
+        raise UngrokError("intervention gate: no control families given")
+    return min(1, n_families - 1)
+
+
 def intervention_valid(
     control_verdicts_by_family: Mapping[str, Sequence[Verdict]],
     families: Sequence[str] = KS_FAMILIES,
-    max_failures: int = 1,
+    max_failures: int | None = None,
     need: float = SEED_QUORUM,
 ) -> InterventionGate:
     """The KS rule (and G3 with families=G3_FAMILIES): each control family must be
-    RECOVERED+valid in >= 2/3 seeds; more than `max_failures` failing families make
-    the cell INTERVENTION-INVALID."""
+    RECOVERED+valid in >= 2/3 seeds; more than `max_failures` failing families (default:
+    `allowed_failures(len(families))`, the rule every caller shares) make the cell
+    INTERVENTION-INVALID."""
     if not families:
         raise UngrokError("intervention gate: no control families given")
+    if max_failures is None:
+        max_failures = allowed_failures(len(families))
     failed = []
     for fam in families:
         if fam not in control_verdicts_by_family:

@@ -7,6 +7,10 @@ two (N, V) tensors (the tanh and the capped logits) and makes three passes back
 (softmax, minus the one-hot, times the tanh derivative) instead of autograd's
 eight. The values are those of `cross_entropy(cap · tanh(h Wᵀ / cap), y)`; the
 test compares value and gradients with that composition.
+
+Under autocast (bf16 training) the three head matmuls run in the autocast dtype, the
+backward two included (autograd does not replay the forward's autocast there), while
+the soft-cap, softmax and loss stay fp32.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ class SoftcapCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, cap: float) -> Any:
+        kind = h.device.type
+        ctx.low = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
         t = (h @ weight.t()).float().div_(cap).tanh_()
         z = t * cap
         lse = torch.logsumexp(z, dim=-1)
@@ -37,6 +43,9 @@ class SoftcapCrossEntropy(torch.autograd.Function):
         g = (z - lse[:, None]).exp_()  # softmax(z), out of place: z was returned to the caller
         g[torch.arange(g.shape[0], device=g.device), targets] -= 1
         g.mul_(1 - t * t).mul_(grad_loss / g.shape[0])  # d z / d logits = 1 − tanh²
+        if ctx.low is not None:
+            g, w_low, h_low = g.to(ctx.low), weight.to(ctx.low), h.to(ctx.low)
+            return (g @ w_low).to(h.dtype), (g.t() @ h_low).to(weight.dtype), None, None
         g = g.to(h.dtype)
         return g @ weight.to(h.dtype), (g.t() @ h).to(weight.dtype), None, None
 

@@ -8,6 +8,9 @@ UNSCOREABLE, never PASS or FAIL. Seed quorums:
 - "at most" quorums (<= 1/3, no): the uncounted seeds could each go either way, so the
   claim is PASS or FAIL only when every way they could go gives the same answer.
 Composites use Kleene logic: `all` fails as soon as one clause fails on valid data.
+`RECOVERED+valid` is not a gate but a property: a seed whose agree control failed lacks it
+and counts as "no" (docs/method.md §7); only the registered gates (agree for bare verdicts,
+the CM guard, intervention validity) and missing data leave a seed uncounted.
 """
 
 from __future__ import annotations

@@ -448,13 +448,17 @@ def _children(node: object) -> tuple:
 
 
 def reads(node: object) -> set[str]:
-    """What a test reads: measure names, atom names, and 'fate' / 'letter' / 'within'."""
+    """What a test reads: measure names, atom names, and 'fate' / 'fate+valid' / 'letter' / 'within'.
+
+    `X+valid` reads 'fate+valid', not 'fate': it states the agree control itself (a seed whose
+    control failed lacks the property), so it must not switch the agree gate on (docs/method.md §7).
+    """
     out: set[str] = set()
     for n in walk(node):
         if isinstance(n, (Var, Atom)):
             out.add(n.name)
         elif isinstance(n, FateIs):
-            out.update({"fate", "valid"} if n.valid else {"fate"})
+            out.add("fate+valid" if n.valid else "fate")
         elif isinstance(n, LetterIs):
             out.add("letter")
         elif isinstance(n, Within):

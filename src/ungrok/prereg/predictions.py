@@ -51,14 +51,19 @@ class Gates(BaseModel):
     """Validity gates. A violated gate makes the prediction UNSCOREABLE, never PASS or FAIL.
 
     agree: only seeds whose agree control passed are counted (default: on when the test
-      reads a verdict — a fate, died, emerged, transient — unless it is about the gate
-      failing: `not valid`, `artifact`).
+      reads a bare verdict — a fate, died, emerged, transient — unless it is about the gate
+      failing: `not valid`, `artifact`). `RECOVERED+valid` does not switch it on: it is a
+      property a seed has or lacks, and a failed agree control makes the seed lack it
+      (docs/method.md §7), so such a seed counts as "no", never as "not scoreable".
     cm_guard: only CM-instrument-valid seeds are counted, and a cell needs
-      `min_valid_seeds` of them (default: on when anything CM/PM/timing is read, unless
-      the test reads `not cm_valid`).
+      `min_valid_seeds` of them (default: on when a per-seed test reads anything
+      CM/PM/timing, unless it reads `not cm_valid`; off for cell means, mean comparisons,
+      trends and Spearman terms, which the paper takes over all seeds — docs/method.md §9.2
+      R3/K2, §16 item 6 — unless the registration sets it).
     intervention: control families (`ks`, `g3` or a list) that must each be
       RECOVERED+valid in >= 2/3 seeds of every cell the prediction reads; two or more
-      failing make the cell INTERVENTION-INVALID.
+      failing (the only one, for a gate over one family: `fate.gates.allowed_failures`)
+      make the cell INTERVENTION-INVALID.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -331,14 +336,19 @@ def _number_name(name: str, vocab: Vocabulary, label: str) -> None:
         )
 
 
-def resolve_gates(gates: Gates, read: set[str], negs: set[str], vocab: Vocabulary, label: str) -> Gates:
-    """Turn `auto` into the gate that applies (see Gates) and name the intervention families."""
+def resolve_gates(
+    gates: Gates, read: set[str], negs: set[str], vocab: Vocabulary, label: str, means: bool = False
+) -> Gates:
+    """Turn `auto` into the gate that applies (see Gates) and name the intervention families.
+
+    `means`: the prediction reads cell means (mean, compare by mean, trend, Spearman), for
+    which the CM guard is off unless asked for (the paper averages every seed there)."""
     agree = gates.agree
     if agree == "auto":
         agree = bool(read & VERDICT_READS) and "artifact" not in read and "valid" not in negs
     cm = gates.cm_guard
     if cm == "auto":
-        cm = bool(read & CM_READS) and "cm_valid" not in negs
+        cm = not means and bool(read & CM_READS) and "cm_valid" not in negs
     inter = gates.intervention
     named = {"none": [], "ks": list(KS_FAMILIES), "g3": list(G3_FAMILIES)}
     fams = named[inter] if isinstance(inter, str) else list(inter)
@@ -369,7 +379,7 @@ def _resolve_mean(pred: MeanPrediction, vocab: Vocabulary, label: str) -> MeanPr
             "family": _families(pred.family, vocab, label),
             "cells": resolve_cells(pred.cells, vocab, label),
             "test": f"{op} {value!r}",
-            "gates": resolve_gates(pred.gates, variables(node), set(), vocab, label),
+            "gates": resolve_gates(pred.gates, variables(node), set(), vocab, label, means=True),
         }
     )
 
@@ -390,7 +400,7 @@ def _resolve_compare(pred: ComparePrediction, vocab: Vocabulary, label: str) -> 
             "a": a,
             "b": b,
             "quorum": q.text,
-            "gates": resolve_gates(pred.gates, variables(node), set(), vocab, label),
+            "gates": resolve_gates(pred.gates, variables(node), set(), vocab, label, means=pred.by == "mean"),
         }
     )
 
@@ -428,7 +438,7 @@ def _resolve_spearman(pred: SpearmanPrediction, vocab: Vocabulary, label: str) -
             "cells": cells,
             "families": families,
             "test": f"{op} {value!r}",
-            "gates": resolve_gates(pred.gates, read, set(), vocab, label),
+            "gates": resolve_gates(pred.gates, read, set(), vocab, label, means=True),
         }
     )
 
@@ -446,7 +456,7 @@ def _resolve_trend(pred: TrendPrediction, vocab: Vocabulary, label: str) -> Tren
         update={
             "family": _families([pred.family], vocab, label)[0],
             "cells": cells,
-            "gates": resolve_gates(pred.gates, variables(node), set(), vocab, label),
+            "gates": resolve_gates(pred.gates, variables(node), set(), vocab, label, means=True),
         }
     )
 
@@ -485,3 +495,59 @@ def load(data: Sequence[Any], what: str = "registry") -> list[Any]:
     except ValidationError as e:
         first = e.errors()[0]
         raise UngrokError(f"{what}: a stored prediction is malformed ({first['msg']})") from None
+
+
+def _reads_means(leaf: Any) -> bool:
+    """Does this leaf score cell means (rather than a per-seed quorum)?"""
+    if isinstance(leaf, (MeanPrediction, TrendPrediction)):
+        return True
+    if isinstance(leaf, ComparePrediction):
+        return leaf.by == "mean"
+    if isinstance(leaf, SpearmanPrediction):
+        return any(parse_term(t, "term").measure is not None for t in (leaf.x, leaf.y))
+    return False
+
+
+def _needed(quorum: str, n: int) -> int | None:
+    """Seeds an "at least" quorum needs out of n (None: it can never be met; 0: not an at-least quorum)."""
+    q = parse_quorum(quorum, "quorum")
+    if not q.at_least:
+        return 0
+    return next((k for k in range(n + 1) if q.satisfied(k, n)), None)
+
+
+def unscoreable_by_design(pred: Any, seed_counts: Mapping[str, int]) -> list[str]:
+    """Why a resolved prediction (or one of its parts) can only ever be UNSCOREABLE, whatever
+    the data: checked at freeze time so the registrant hears it before the runs, not at
+    scoring. `seed_counts`: how many governed / quarantined seeds the experiment lists."""
+    out: list[str] = []
+    parts = leaves(pred)
+    for i, leaf in enumerate(parts):
+        who = pred.name if len(parts) == 1 else f"{pred.name} (part {i + 1})"
+        n = seed_counts.get(leaf.seeds, 0)
+        if n == 0:
+            out.append(f"{who} reads the {leaf.seeds} seeds, and the experiment lists none")
+            continue
+        g = leaf.gates
+        if _reads_means(leaf):
+            by_family = isinstance(leaf, SpearmanPrediction) and leaf.over == "families"
+            gated = g.cm_guard or (g.agree and not by_family)  # over families, agree drops whole families
+            if gated and g.min_valid_seeds > n:
+                which = "CM-instrument-valid" if g.cm_guard else "agree-valid"
+                out.append(
+                    f"{who}: a cell mean over {which} seeds needs {g.min_valid_seeds} of them, but there are "
+                    f"only {n} {leaf.seeds} seed(s) (set gates: {{cm_guard: false}} to average every seed)"
+                )
+            continue
+        if isinstance(leaf, (SeedsPrediction, ComparePrediction)):
+            pooled = isinstance(leaf, SeedsPrediction) and leaf.combine == "pooled"
+            units = n * (len(leaf.cells) if pooled else 1)
+            need = _needed(leaf.quorum, units)
+            if need is None:
+                out.append(f"{who}: the quorum {leaf.quorum} can never be met with {units} seed(s)")
+            elif g.cm_guard and g.min_valid_seeds > n:
+                out.append(
+                    f"{who}: the CM guard needs {g.min_valid_seeds} instrument-valid seeds per cell, "
+                    f"but there are only {n} {leaf.seeds} seed(s)"
+                )
+    return out

@@ -389,6 +389,14 @@ def freeze(
     return load_registry(dest)
 
 
+def freeze_warnings(reg: Registry) -> list[str]:
+    """Registered predictions (or parts) that can only ever be UNSCOREABLE with this registry's
+    seeds, one line each; `prereg freeze` and the run's freeze step print them. A warning, not
+    an error: the registration stands as written (docs/method.md §7)."""
+    counts = {"governed": len(reg.seeds.governed), "quarantined": len(reg.seeds.quarantined)}
+    return [w for p, _, _ in reg.registered() for w in preds.unscoreable_by_design(p, counts)]
+
+
 def _pilot_record_ref(exp: ExperimentPrereg, exp_path: Path, dest: Path, now: str) -> PilotRecordRef | None:
     """The experiment's pilot record (None without one), hashed and checked for the freeze."""
     if exp.pilot_record is None:

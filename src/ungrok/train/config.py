@@ -57,6 +57,11 @@ class TrainConfig(BaseModel):
     probe_dense_until: int = Field(50, ge=0)  # probes at every step <= this
     seed: int = Field(42, ge=0)  # torch init seed and sampler seed (phase B: seed + 1)
     device_batch_size: int | None = Field(None, ge=1)  # rows per forward pass (gradient accumulation)
+    # Matmul precision of the forward/backward (docs/training.md): fp32 everywhere, or bf16 autocast
+    # with fp32 master weights, optimiser state, loss and attention core. None: the device's default
+    # (bf16 on CUDA, as the paper trained; fp32 on CPU).
+    precision: Literal["fp32", "bf16"] | None = None
+    compile: bool = False  # torch.compile the model's training forward/backward (needs a C++ compiler)
 
 
 def validation_line(e: ValidationError, where: str) -> str:
@@ -79,13 +84,14 @@ def parse_config(doc: Any, where: str = "train config") -> TrainConfig:
 
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a YAML config; `seed=` and `steps=` (sampler.steps) from the command line win."""
+    """Read a YAML config; `seed=`, `precision=`, `compile=` and `steps=` (sampler.steps) from the command line win."""
     from ungrok.yamlfile import load_yaml
 
     doc = load_yaml(path, "train config")
     if isinstance(doc, dict):
-        if overrides.get("seed") is not None:
-            doc["seed"] = overrides["seed"]
+        for key in ("seed", "precision", "compile"):
+            if overrides.get(key) is not None:
+                doc[key] = overrides[key]
         if overrides.get("steps") is not None:
             doc["sampler"] = {**(doc.get("sampler") or {}), "steps": overrides["steps"]}
     return parse_config(doc, str(path))

@@ -70,21 +70,38 @@ def read_rows(sampler: PackedSampler, shards: np.ndarray, offsets: np.ndarray) -
     return torch.from_numpy(rows.astype(np.int64))
 
 
-def forward_backward(net: nn.Module, rows: torch.Tensor, micro: int, device: torch.device) -> torch.Tensor:
-    """Mean loss over the rows, gradients accumulated over micro-batches of `micro` rows."""
+def matmul_precision(precision: str | None, device: torch.device) -> str:
+    """The precision a run trains in: the config's, else bf16 on CUDA (the paper's) and fp32 elsewhere."""
+    return precision or ("bf16" if device.type == "cuda" else "fp32")
+
+
+def forward_backward(net: nn.Module, rows: torch.Tensor, micro: int, device: torch.device,
+                     precision: str = "fp32") -> torch.Tensor:  # fmt: skip
+    """Mean loss over the rows, gradients accumulated over micro-batches of `micro` rows.
+
+    bf16 autocasts the matmuls only; weights, gradients and optimiser state stay fp32."""
     chunks = rows.shape[0] // micro
     total = torch.zeros((), device=device)
     for i in range(chunks):
         part = rows[i * micro : (i + 1) * micro].to(device, non_blocking=True)
         last = i == chunks - 1
         sync = contextlib.nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync()
-        amp = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+        amp = torch.autocast(device.type, torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
         with sync:
             with amp:
                 _, loss = net(part[:, :-1], part[:, 1:])
             (loss / chunks).backward()
         total += loss.detach()
     return total / chunks
+
+
+def compiled(net: nn.Module) -> nn.Module:
+    """torch.compile'd training forward; refused in one line where Inductor has no C++ compiler."""
+    import shutil
+
+    if not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
+        raise UngrokError("train.compile needs a C++ compiler (g++, c++ or clang++) on PATH; set compile: false")
+    return torch.compile(net)
 
 
 def run_probes(callbacks: Sequence[ProbeCallback], model: GPT, step: int) -> list[dict]:
@@ -155,6 +172,9 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
         # the RoPE tables are the only buffers and are equal everywhere: no per-forward sync
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
                                       forward_sync_buffers=False)  # fmt: skip
+    if cfg.compile:
+        net = compiled(net)
+    precision = matmul_precision(cfg.precision, dev)
     saves = checkpoint_steps(cfg.checkpoints.rules, steps)
     start, elapsed0, last_loss = 0, 0.0, None
     state = load_resume_state(run.resume) if status == "resume" else None
@@ -191,7 +211,7 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
                 break
             _, sampler, shards, offsets = next(batches)
             rows = read_rows(sampler, shards[rows_here], offsets[rows_here])
-            loss_t = distributed.mean_over_ranks(forward_backward(net, rows, micro, dev), world)
+            loss_t = distributed.mean_over_ranks(forward_backward(net, rows, micro, dev, precision), world)
             loss = float(loss_t)
             if not math.isfinite(loss):
                 _stop(run, step, f"loss is {loss}", saves, world.is_main)
