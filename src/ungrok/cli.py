@@ -168,9 +168,15 @@ def corpus_build(
 
     if txt_mode not in ("blocks", "file"):
         raise UngrokError(f"--txt-mode must be 'blocks' or 'file', not {txt_mode!r}")
+    from ungrok.limits import check_at_least
+    from ungrok.outputs import guard_output
+
     paths = list(inputs or [])
     if not paths and not hf_dataset:
         raise UngrokError("give at least one input file or folder, or --hf-dataset NAME")
+    check_at_least(shard_tokens, 1, "--shard-tokens")
+    check_at_least(train_docs, 1, "--train-docs")
+    guard_output(out_dir, inputs=[*paths, tokenizer], force=force, exists_ok=True, folder=True, corpus=True)
     files = expand_inputs(paths) if paths else []
     opts = BuildOptions(
         vocab_size=vocab_size,
@@ -223,8 +229,11 @@ def corpus_stats(
     from ungrok.atomic import write_json
     from ungrok.corpus.build import describe
     from ungrok.corpus.shards import Corpus
+    from ungrok.outputs import guard_output
 
-    c = Corpus(corpus)
+    if json_out is not None:
+        guard_output(json_out, inputs=[corpus], exists_ok=True, flag="--json")
+    c = Corpus(corpus, verify=False)
     if not no_verify:
         c.verify()
     info = describe(c.manifest)
@@ -276,6 +285,11 @@ def corpus_storyworld(
     force: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
 ) -> None:
     """Generate the synthetic story corpus with controllable support for each built-in rule."""
+    from ungrok.limits import check_seed
+    from ungrok.outputs import guard_output
+
+    check_seed(seed)
+    guard_output(out_dir, inputs=[config], force=force, folder=True, corpus=True)
     knobs = _load_knobs(config, set_)
     for k, v in (
         ("global_ratio", global_ratio),
@@ -359,13 +373,23 @@ def support(
     """Count every selected rule's support in one pass, with a forecast from the support law."""
     from ungrok.atomic import write_json
     from ungrok.corpus.shards import read_manifest
+    from ungrok.limits import check_at_least, check_seed
+    from ungrok.outputs import guard_output
     from ungrok.progress import bar
     from ungrok.support.count import count, count_served, load_served_config
     from ungrok.support.forecast import ForecastThresholds
 
     thresholds = ForecastThresholds(survive_ratio=survive_ratio, lost_ratio=lost_ratio)
-    if json_out is not None and json_out.exists() and not force:
-        raise UngrokError(f"{json_out}: exists; use --force to overwrite it")
+    check_seed(seed)
+    check_at_least(workers, 1, "--workers")
+    check_at_least(task_tokens, 1, "--task-tokens")
+    if executor not in ("local", "ray"):
+        raise UngrokError(f"--executor {executor!r}: use local or ray")
+    if json_out is not None:
+        guard_output(json_out, inputs=[*corpora, battery, served, rules_dir], force=force,
+                     suffixes=(".json",), flag="--json")  # fmt: skip
+    if work_dir is not None:
+        guard_output(work_dir, inputs=corpora, exists_ok=True, folder=True, flag="--work-dir")
     specs = _select_rules(rules, battery, rules_dir)
     manifests = [read_manifest(c) for c in corpora]
     if len({m.tokenizer_sha256 for m in manifests}) > 1:
@@ -505,7 +529,7 @@ def demo(
         typer.Option("--set", help="Override a key of the embedded experiment, KEY.PATH=YAML (repeatable)."),
     ] = None,
 ) -> None:
-    """The main job: natural ungrokking on storyworld, predicted before it runs (about 20 minutes on 2 cores).
+    """The main job: natural ungrokking on storyworld, predicted before it runs (about 13 minutes on 2 cores).
 
     A supported and a web-like cell one knob apart, a kill ladder and a rescue, three
     confirmatory seeds each; predictions written after the shipped pilot and frozen before
@@ -516,8 +540,12 @@ def demo(
 
     from ungrok.atomic import write_bytes
     from ungrok.experiment.run import parse_sets, run_experiment, same_but_mech
+    from ungrok.limits import check_at_least
+    from ungrok.outputs import guard_output
     from ungrok.probes.battery import build_battery, canonical_bytes
 
+    check_at_least(workers, 1, "--workers")
+    guard_output(out_dir, exists_ok=True, folder=True)
     t0 = time.perf_counter()
     spec_dir = out_dir / "spec"
     wanted = {
@@ -566,6 +594,12 @@ def main(argv: list[str] | None = None) -> None:
             highlight=False,
             soft_wrap=True,
         )
+        sys.exit(2)
+    except OSError as e:
+        # A path the user named cannot be read or written (read-only folder, a file where a
+        # folder is needed, a full disk): one line naming it, never a traceback.
+        where = f"{e.filename}: " if e.filename else ""
+        err.print(f"[red]error:[/red] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted; rerun the same command to resume")

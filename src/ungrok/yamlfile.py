@@ -17,5 +17,7 @@ def load_yaml(path: str | Path, what: str = "file") -> Any:
         raise UngrokError(f"{p}: {what} not found")
     try:
         return yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise UngrokError(f"{p}: not UTF-8 text (byte {e.start}); a {what} is YAML text") from None
     except yaml.YAMLError as e:
         raise UngrokError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None

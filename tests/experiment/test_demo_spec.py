@@ -15,21 +15,25 @@ def test_embedded_demo_experiment_validates(tmp_path):
     (tmp_path / "battery.jsonl").write_bytes(canonical_bytes(build_battery().items))
     exp = load_experiment(tmp_path / "demo.yaml")
     kills = ["kill_0.25", "kill_0.5", "kill_0.75", "kill_1"]
-    assert list(exp.spec.cells) == ["frame_ratio_8", "frame_ratio_0.1", *kills, "rescue_1", "rescue_3"]
+    assert list(exp.spec.cells) == ["frame_ratio_8", "frame_ratio_0.03", *kills, "rescue_1", "rescue_3"]
     # the supported and the web-like cell differ in one knob only
-    hi, web = exp.spec.cells["frame_ratio_8"].storyworld, exp.spec.cells["frame_ratio_0.1"].storyworld
+    hi, web = exp.spec.cells["frame_ratio_8"].storyworld, exp.spec.cells["frame_ratio_0.03"].storyworld
     assert hi.model_dump(exclude={"frame_ratio"}) == web.model_dump(exclude={"frame_ratio"})
-    assert (hi.frame_ratio, web.frame_ratio, hi.bridge_rate) == (8.0, 0.1, 0.04)
+    assert (hi.frame_ratio, web.frame_ratio, hi.bridge_rate) == (8.0, 0.03, 0.04)
     # edits come after their parents (and the rescue after the cell that gives its unit)
     order = list(exp.order)
     assert all(order.index("frame_ratio_8") < order.index(k) for k in kills)
-    assert order.index("frame_ratio_0.1") < order.index("rescue_1") and order.index("frame_ratio_8") < order.index("rescue_3")
+    assert order.index("frame_ratio_0.03") < order.index("rescue_1") and order.index("frame_ratio_8") < order.index("rescue_3")
     # three confirmatory seeds in every cell that carries a prediction, none of them a pilot seed
-    assert exp.spec.seeds == [201, 202, 203] and not set(exp.spec.seeds) & set(exp.spec.pilot_seeds)
-    assert len(exp.spec.predictions) == 10 and exp.train_docs["kill_0.5"]["sampler"]["steps"] == 1200
+    assert exp.spec.seeds == [301, 302, 303] and not set(exp.spec.seeds) & set(exp.spec.pilot_seeds)
+    assert len(exp.spec.predictions) == 9 and exp.train_docs["kill_0.5"]["sampler"]["steps"] == 1600
+    # registration 2 trains in bf16 with a compiled step, the LR constant to the end (docs/transient.md)
+    train = exp.train_docs["frame_ratio_0.03"]
+    assert (train["precision"], train["compile"], train["optimizer"]["warmdown_start"]) == ("bf16", True, 1.0)
     assert exp.focal == "pronoun_gender_ref_v2"
     # the mechanism stage reads the focal rule with every instrument; no prediction refers to it
     assert exp.spec.mech is not None and exp.spec.mech.rules == ["pronoun_gender_ref_v2"]
+    assert exp.spec.mech.cells == ["frame_ratio_0.03"]
     assert exp.spec.mech.instruments == ["decomp", "decode", "heads", "patch", "direction", "ngram"]
 
 
@@ -39,5 +43,5 @@ def test_shipped_pilot_record_uses_only_pilot_seeds_and_validates():
 
     path = files("ungrok.experiment").joinpath("demo-pilot.json")
     rec = load_pilot_record(Path(str(path)))
-    assert rec.seeds == [101, 102, 103, 104] and len(rec.entries) == 420
-    assert {e.cell.split("/")[0] for e in rec.entries} == {f"wave{i}" for i in (1, 3, "3b", 4, 5, 6, 7)}
+    assert rec.seeds == [101, 102, 103, 104, 105, 106, 107, 108] and len(rec.entries) == 900
+    assert {e.cell.split("/")[0] for e in rec.entries} == {f"wave{i}" for i in (1, 3, "3b", 4, 5, 6, 7, 9, 10, 11)}

@@ -53,6 +53,15 @@ def test_mech_added_to_a_finished_run_changes_no_verdict_and_resumes(finished, t
     assert "mech: 6 run(s) done earlier, skipped" in buf.getvalue()
 
 
+def test_mech_cells_limits_the_stage_to_those_cells(finished, tmp_path, one_thread):
+    run = tmp_path / "run"
+    shutil.copytree(finished.run, run, symlinks=True)
+    console, buf = capture()
+    run_experiment(finished.experiment, run, overrides={"mech": {**MECH, "cells": ["low"]}}, console=console)
+    assert "mech: 2 run(s)" in buf.getvalue()
+    assert sorted(p.parent.parent.name for p in run.glob("cells/*/seed*/.done-mech")) == ["low", "low"]
+
+
 def test_a_failing_mech_task_leaves_the_verdicts_and_says_so(finished, tmp_path, one_thread, monkeypatch):
     import ungrok.mech.run as mech_run_module
 
@@ -79,6 +88,7 @@ def test_a_failing_mech_task_leaves_the_verdicts_and_says_so(finished, tmp_path,
         ({"rules": ["she_elsewhere"]}, "no battery probes rule 'she_elsewhere'"),
         ({"rules": []}, "mech.rules"),
         ({"rules": ["pronoun_gender_ref"], "colour": 1}, "unknown key mech.colour"),
+        ({"rules": ["pronoun_gender_ref"], "cells": ["nowhere"]}, "mech.cells: unknown cell 'nowhere'"),
     ],
 )
 def test_bad_mech_sections_are_one_line(tmp_path, battery, mech, message):

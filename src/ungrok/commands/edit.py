@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ungrok.errors import UngrokError
+from ungrok.limits import check_at_least, check_seed
 from ungrok.progress import output_console
 
 edit_app = typer.Typer(
@@ -90,7 +90,9 @@ def kill(
     from ungrok.edit.scan import resolve_cues
 
     check_rates([rate])
-    refuse_existing(out_dir, force)
+    check_seed(seed)
+    check_at_least(workers, 1, "--workers")
+    refuse_existing(out_dir, force, inputs=[src, cues, rules_dir])
     cue_list = resolve_cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
     t0 = time.perf_counter()
     with _progress("kill", read_manifest(src).total_tokens) as p:
@@ -122,7 +124,9 @@ def ladder(
     from ungrok.edit.scan import resolve_cues
 
     rate_list = check_rates(parse_rates(rates))
-    refuse_existing(out_dir, force)
+    check_seed(seed)
+    check_at_least(workers, 1, "--workers")
+    refuse_existing(out_dir, force, inputs=[src, cues, rules_dir], corpus=False)
     cue_list = resolve_cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
     t0 = time.perf_counter()
     with _progress("ladder", read_manifest(src).total_tokens) as p:
@@ -197,9 +201,9 @@ def scan(
     target."""
     from ungrok.corpus.shards import read_manifest
     from ungrok.edit.scan import scan_cues, write_cue_file
+    from ungrok.outputs import guard_output
 
-    if out_file.exists() and not force:
-        raise UngrokError(f"{out_file} already exists; use --force to replace it")
+    guard_output(out_file, inputs=[src, rules_dir], force=force, suffixes=(".json",))
     with _progress("scan", read_manifest(src).total_tokens) as p:
         doc = scan_cues(src, rule, min_events=min_events, min_ratio=min_ratio, rules_dir=rules_dir,
                         progress=lambda n: p.advance(p.task_ids[0], n))  # fmt: skip

@@ -38,8 +38,15 @@ def run_cmd(
     """Build corpora, count support, train and score every (cell, seed), classify, gate, score the
     pre-registered predictions and write report.html. Rerun the same command to resume.
     With pilot_seeds: `--phase pilot` first, look, write the predictions, then `ungrok run`."""
+    from ungrok.errors import UngrokError
     from ungrok.experiment.run import parse_sets, run_experiment
+    from ungrok.limits import check_at_least
+    from ungrok.outputs import guard_output
 
+    check_at_least(workers, 1, "--workers")
+    if executor not in ("local", "ray"):
+        raise UngrokError(f"--executor {executor!r}: use local or ray")
+    guard_output(out, inputs=[experiment], exists_ok=True, folder=True)
     run_experiment(
         experiment, out, workers=workers, executor=executor, address=address,
         overrides=parse_sets(set_ or []) or None, phase=phase,

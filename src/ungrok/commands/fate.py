@@ -48,12 +48,17 @@ def classify(
     from ungrok.atomic import write_json
     from ungrok.fate.config import ClassifierConfig
     from ungrok.fate.summary import summarize
+    from ungrok.outputs import guard_output
     from ungrok.probes.trajectories import margins_path_for
     from ungrok.yamlfile import load_yaml
 
-    cfg = ClassifierConfig(**load_yaml(config, "classifier config")) if config else ClassifierConfig()
-    if json_out and json_out.exists() and not force:
-        raise FileExistsError(json_out)
+    if json_out is not None:
+        guard_output(json_out, inputs=[trajectories, margins, margins_path_for(trajectories), config],
+                     force=force, suffixes=(".json",), flag="--json")  # fmt: skip
+    doc = load_yaml(config, "classifier config") if config else {}
+    if not isinstance(doc, dict):
+        raise UngrokError(f"{config}: expected a mapping of classifier constants")
+    cfg = ClassifierConfig(**doc)
     table = _read_parquet(trajectories, "trajectory table")
     mpath = margins if margins is not None else margins_path_for(trajectories)
     mtable = _read_parquet(mpath, "margin table") if (margins is not None or mpath.exists()) else None

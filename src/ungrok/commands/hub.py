@@ -60,7 +60,11 @@ def hub_score(
     """Score the battery on every (model, revision) into OUT; skips are named at the end, never fatal;
     a failed load or score is named too, and makes the exit status 1 once everything is written."""
     from ungrok.hub.suite import score_suite
+    from ungrok.limits import check_at_least
+    from ungrok.outputs import guard_output
 
+    check_at_least(batch_tokens, 1, "--batch-tokens")  # --workers is checked by score_suite
+    guard_output(out, inputs=[battery, rules_dir], exists_ok=True, folder=True)
     summary = score_suite(
         models, revisions, battery, out, margins=margins, executor=executor, workers=workers,
         ray_address=ray_address, device=device, dtype=dtype, batch_tokens=batch_tokens,
@@ -105,8 +109,11 @@ def hub_classify(
     """Frozen-classifier verdicts per model and family, and Spearman(size, final conflict) with a CI."""
     from ungrok.fate.config import ClassifierConfig
     from ungrok.hub.scale import HUB_FATES, classify_suite
+    from ungrok.limits import check_at_least, check_seed
     from ungrok.yamlfile import load_yaml
 
+    check_seed(seed)
+    check_at_least(n_boot, 1, "--n-boot")
     cfg = ClassifierConfig(**load_yaml(config, "classifier config")) if config else ClassifierConfig()
     ranked = None if scale_models is None else [m.strip() for m in scale_models.split(",") if m.strip()]
     result = classify_suite(out, cfg=cfg, family=family, n_boot=n_boot, seed=seed, scale_models=ranked)

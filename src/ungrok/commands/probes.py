@@ -25,8 +25,10 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
 ) -> None:
     """Expand rules into a battery in the reference JSONL schema (deterministic; prints its sha256)."""
+    from ungrok.outputs import guard_output
     from ungrok.probes.battery import build_battery, save_battery
 
+    guard_output(out, inputs=[rules_dir], force=force, suffixes=(".jsonl",))
     names = [r.strip() for r in rules.split(",") if r.strip()] if rules else None
     battery = build_battery(names, rules_dir)
     save_battery(battery, out, force=force)

@@ -22,11 +22,13 @@ def report(
 ) -> None:
     """Write a self-contained report.html: verdicts, trajectories, margins, ladders, support, scoreboard
     (and the public-checkpoint suite and mechanism analyses when the run has them)."""
+    from ungrok.outputs import guard_output
     from ungrok.report import build_report, load_report
 
     target = out if out is not None else run_dir / "report.html"
-    if target.exists() and not target.is_dir() and not force:
-        raise UngrokError(f"{target}: exists; use --force to overwrite it")  # before any work
+    if target.is_dir():
+        raise UngrokError(f"{target}: is a directory; give a file name for the report")
+    guard_output(target, force=force, suffixes=(".html", ".htm"))  # before any work
     data = load_report(run_dir)
     path = build_report(data, target, force=force)
     console = Console(stderr=False)

@@ -76,6 +76,11 @@ def score(
         raise UngrokError("--revisions is for --hf; --run scores every checkpoint of the run")
     if margins is not None and no_margins:
         raise UngrokError("give --margins or --no-margins, not both")
+    from ungrok.limits import check_at_least
+    from ungrok.outputs import guard_output
+
+    check_at_least(batch_tokens, 1, "--batch-tokens")
+    guard_output(out, inputs=[battery, run, tokenizer, rules_dir], exists_ok=True, suffixes=(".parquet",))
     bat = load_battery(battery)
     store = TrajectoryStore(out, items=items)
     prompt_sets = [] if no_margins else margin_rules(bat.families, _split_list(margins), rules_dir)

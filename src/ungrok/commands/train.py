@@ -39,11 +39,19 @@ def train(
     ] = None,
 ) -> None:
     """Train a model on a corpus: checkpoints on the paper's schedule, loss log, exact resume."""
+    from ungrok.corpus.shards import Corpus
+    from ungrok.limits import check_at_least, check_seed
+    from ungrok.outputs import guard_output
     from ungrok.train.config import load_train_config
     from ungrok.train.dist import world_from_env
     from ungrok.train.loop import train as run_training
 
+    check_seed(seed)
+    check_at_least(steps, 1, "--steps")
+    guard_output(out, inputs=[config, data, monitor_battery], force=force, exists_ok=True, folder=True)
     cfg = load_train_config(config, seed=seed, steps=steps, precision=precision, compile=compile_model)
+    check_seed(cfg.seed, f"{config}: seed")
+    Corpus(data)  # hashes, and every token id inside the vocabulary, before any training
     callbacks = []
     if monitor_battery is not None:
         from ungrok.train.monitor import monitor_for_corpus

@@ -98,10 +98,14 @@ def _parquet_documents(path: Path, field: str) -> Iterator[str]:
         raise UngrokError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]})") from None
     if field not in pf.schema_arrow.names:
         raise UngrokError(f"{path}: no {field!r} column (set it with --text-field)")
+    kind = pf.schema_arrow.field(field).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        # Stringifying numbers or lists would train on text no one wrote.
+        raise UngrokError(f"{path}: column {field!r} holds {kind}, not text (set --text-field)")
     for batch in pf.iter_batches(columns=[field], batch_size=4096):
         for text in batch.column(0).to_pylist():
             if text is not None:
-                yield str(text)
+                yield text
 
 
 def _hf_column(ds: object, field: str, where: str) -> Iterator[str]:
@@ -110,8 +114,11 @@ def _hf_column(ds: object, field: str, where: str) -> Iterator[str]:
         raise UngrokError(f"{where}: no {field!r} column (set it with --text-field)")
     for batch in ds.iter(batch_size=1024):  # type: ignore[attr-defined]
         for text in batch[field]:
-            if text is not None:
-                yield str(text)
+            if text is None:
+                continue
+            if not isinstance(text, str):
+                raise UngrokError(f"{where}: column {field!r} holds {type(text).__name__}, not text")
+            yield text
 
 
 def _hf_saved_documents(path: Path, field: str, split: str) -> Iterator[str]:

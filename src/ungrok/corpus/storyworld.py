@@ -67,6 +67,7 @@ from ungrok.corpus.shards import (
 )
 from ungrok.corpus.tokenizer import EOT, build_word_tokenizer
 from ungrok.errors import UngrokError
+from ungrok.limits import check_disk_room
 
 __all__ = [
     "BATTERY_BOYS",
@@ -1307,6 +1308,7 @@ def build_storyworld(
         raise UngrokError(f"{out_dir} already exists; use --force to replace it")
     eng = _Engine(cfg)
     dtype = dtype_for_vocab(eng.vocab_size)
+    check_disk_room(out_dir, cfg.tokens * np.dtype(dtype).itemsize, f"--tokens {cfg.tokens:,}")
     totals = np.zeros(_K, dtype=np.int64)
     sentences = 0
     try:

@@ -151,7 +151,7 @@ def forbidden_sequences(battery: Battery, tok: Any) -> tuple[list[Seq], list[str
 
 def check_injected(corpus_dir: str | Path, battery: Battery) -> dict[str, Any]:
     """D2/D3: scan an injected-text corpus for any battery string as a token sequence."""
-    c = Corpus(corpus_dir)
+    c = Corpus(corpus_dir, verify=False)  # diagnostic: name the offending string, not the hash
     tok = load_tokenizer(c.tokenizer_path)
     seqs, labels = forbidden_sequences(battery, tok)
     matcher = SeqMatcher(seqs)
@@ -177,7 +177,7 @@ def check_injected(corpus_dir: str | Path, battery: Battery) -> dict[str, Any]:
 # ---------------------------------------------------------------------- D4
 def check_token_count(dst: str | Path) -> dict[str, Any]:
     """D4: the edited corpus has exactly its source's token count (source read when present)."""
-    c = Corpus(dst)
+    c = Corpus(dst, verify=False)  # diagnostic: D4 names the count it finds
     src = c.manifest.source.get("source", {})
     want = src.get("total_tokens")
     if want is None:
@@ -187,7 +187,7 @@ def check_token_count(dst: str | Path) -> dict[str, Any]:
     path = src.get("path")
     live = None
     if path and (Path(path) / MANIFEST).is_file():
-        live = Corpus(path).manifest.total_tokens
+        live = Corpus(path, verify=False).manifest.total_tokens
         if live != c.manifest.total_tokens:
             raise UngrokError(f"D4: {dst} holds {c.manifest.total_tokens:,} tokens but {path} holds {live:,}")
     return {"tokens": c.manifest.total_tokens, "source_tokens": want, "source_checked": live is not None}
@@ -197,12 +197,12 @@ def check_kill_bytes(dst: str | Path, rules_dir: str | Path | None = None) -> di
     """Re-verify a kill against its source: same shard sizes, and every changed token is a kill flip."""
     from ungrok.rules.tokens import resolve_tokens
 
-    c = Corpus(dst)
+    c = Corpus(dst, verify=False)  # diagnostic: name the changed token, not the hash
     prov = c.manifest.source
     path = prov.get("source", {}).get("path")
     if not path or not (Path(path) / MANIFEST).is_file():
         return {"checked": False, "why": "source corpus not found"}
-    s = Corpus(path)
+    s = Corpus(path, verify=False)
     spec = get_rule(prov["rule"], rules_dir)
     rt = resolve_tokens(spec, lists_for(spec, rules_dir), load_tokenizer(c.tokenizer_path))
     flips = {a[0]: b[0] for a, b in rt.flips if len(a) == 1 and len(b) == 1}
@@ -251,7 +251,7 @@ def check_edited(
     battery: Battery | None = None
     report: dict[str, Any] = {}
     for d in _edited_dirs(dst):
-        prov = Corpus(d).manifest.source
+        prov = Corpus(d, verify=False).manifest.source
         kind = prov.get("edit")
         label = str(d)
         if kind == "kill":

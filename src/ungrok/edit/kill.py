@@ -45,6 +45,7 @@ from ungrok.edit.outputs import (
 from ungrok.edit.seqmatch import Seq
 from ungrok.edit.sites import KillPlan, build_kill_plan
 from ungrok.errors import UngrokError
+from ungrok.limits import check_at_least, check_seed
 from ungrok.rules.registry import get_rule, lists_for
 from ungrok.rules.spec import RuleSpec
 
@@ -113,7 +114,7 @@ def _sha_update(h: Any, arr: np.ndarray, f: Any) -> None:
 
 def edit_shard(job: ShardJob, progress: Callable[[int], None] | None = None) -> ShardResult:
     """Find, draw, flip and write one shard for every rate; then verify what was written."""
-    c = Corpus(job.corpus)
+    c = Corpus(job.corpus, verify=False)  # the parent checked it when the pass began
     plan, starts = job.plan, job.starts
     a0, b0 = int(starts[job.index]), int(starts[job.index + 1])
     name = c.manifest.shards[job.index].file
@@ -421,7 +422,9 @@ def kill_corpus(
 ) -> dict[str, Any]:
     """Kill `rule` in `src` at `rate`, writing `dst` atomically; returns the provenance recorded."""
     (rate,) = check_rates([rate])
-    refuse_existing(dst, force)
+    check_seed(seed)
+    check_at_least(workers, 1, "--workers")
+    refuse_existing(dst, force, inputs=[src])
     setup = prepare_kill(src, rule, cues, workers, rules_dir)
     try:
         with atomic_dir(dst, force) as tmp:

@@ -18,6 +18,7 @@ from ungrok.atomic import atomic_dir, write_json
 from ungrok.edit.kill import CHUNK_TOKENS, CueList, check_rates, finish_output, prepare_kill, run_pass
 from ungrok.edit.outputs import refuse_existing
 from ungrok.errors import UngrokError
+from ungrok.limits import check_at_least, check_seed
 from ungrok.rules.spec import RuleSpec
 
 LADDER_FILE = "ladder.json"
@@ -56,7 +57,9 @@ def build_ladder(
     rates = sorted(check_rates(list(rates)))
     if len({rung_name(p) for p in rates}) != len(rates):
         raise UngrokError("two rates print the same; give rates that differ in their first 6 digits")
-    refuse_existing(out_dir, force)
+    check_seed(seed)
+    check_at_least(workers, 1, "--workers")
+    refuse_existing(out_dir, force, inputs=[src], corpus=False)
     setup = prepare_kill(src, rule, cues, workers, rules_dir)
     try:
         with atomic_dir(out_dir, force) as tmp:

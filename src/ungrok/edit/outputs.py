@@ -10,19 +10,23 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ungrok.corpus.shards import MANIFEST, TOKENIZER, Corpus, Manifest, ShardInfo, write_manifest
-from ungrok.errors import UngrokError
+from ungrok.outputs import guard_output
 
 
-def refuse_existing(dst: str | Path, force: bool) -> None:
-    """An existing destination is never overwritten without --force (checked before any work)."""
-    if Path(dst).exists() and not force:
-        raise UngrokError(f"{dst} already exists; use --force to replace it")
+def refuse_existing(
+    dst: str | Path, force: bool, inputs: Iterable[str | Path | None] = (), corpus: bool = True
+) -> None:
+    """An existing destination is never overwritten without --force, and never, even with it,
+    when it is the source, holds the source or a registry, or lies inside the source (checked
+    before any work)."""
+    guard_output(dst, inputs=inputs, force=force, folder=True, corpus=corpus)
 
 
 def manifest_sha256(corpus_dir: str | Path) -> str:

@@ -52,6 +52,7 @@ from ungrok.edit.outputs import (
 )
 from ungrok.edit.sites import encode_words
 from ungrok.errors import UngrokError
+from ungrok.limits import check_seed
 from ungrok.rules.registry import get_rule, lists_for
 from ungrok.rules.spec import RuleSpec, resolve_list
 from ungrok.rules.tokens import resolve_tokens
@@ -566,7 +567,8 @@ def build_rescue(
     if placement not in PLACEMENTS:
         raise UngrokError(f"--placement {placement!r}: use append or replace")
     phase = parse_window(window, steps)
-    refuse_existing(dst, force)
+    check_seed(seed)
+    refuse_existing(dst, force, inputs=[src, unit_from, *battery_files])
     spec = rule if isinstance(rule, RuleSpec) else get_rule(rule, rules_dir)
     lists = lists_for(spec, rules_dir)
     text = rescue_text(spec, lists)

@@ -526,6 +526,8 @@ def mechanisms(
     batteries = tuple(str(used) for _, used in _battery_files(exp, out).values())
     jobs = []
     for cell in exp.cells:
+        if m.cells is not None and cell not in m.cells:
+            continue
         for seed in exp.seeds:
             folder = T.seed_dir(out, cell, seed)
             done = T.read_marker(folder, "mech")

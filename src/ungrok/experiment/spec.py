@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ungrok.corpus.storyworld import StoryworldConfig
 from ungrok.errors import UngrokError
 from ungrok.fate.config import ClassifierConfig
+from ungrok.limits import MAX_SEED
 from ungrok.mech.store import ALL_INSTRUMENTS
 
 CellKind = Literal["storyworld", "built", "kill", "rescue"]
@@ -127,6 +128,7 @@ class MechSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     rules: list[str] = Field(min_length=1)
     instruments: list[str] = list(ALL_INSTRUMENTS)
+    cells: list[str] | None = None  # the cells whose governed runs are read; None: every cell
 
     @model_validator(mode="after")
     def _known_instruments(self) -> MechSpec:
@@ -475,6 +477,9 @@ def _check_seeds(spec: ExperimentSpec, where: str) -> None:
             raise UngrokError(f"{where}: seed(s) {both} are both pilot and {name}; pilot seeds must be apart")
     if any(s < 0 for s in p):
         raise UngrokError(f"{where}: pilot_seeds must be >= 0")
+    big = [s for s in [*g, *q, *spec.pilot_seeds] if not 0 <= s <= MAX_SEED]
+    if big:
+        raise UngrokError(f"{where}: seed {big[0]} is outside 0 .. 2**62, the range every generator takes")
 
 
 def _check_pilot_record(spec: ExperimentSpec, exp_dir: Path, where: str, check_files: bool) -> None:
@@ -594,6 +599,9 @@ def _check_mech(spec: ExperimentSpec, known: Mapping[str, Any], families: set[st
     be probed by a battery (decodability and the class direction read its held-out items)."""
     if spec.mech is None:
         return
+    unknown = [c for c in spec.mech.cells or () if c not in spec.cells]
+    if unknown:
+        raise UngrokError(f"{where}: mech.cells: unknown cell {unknown[0]!r}")
     for r in spec.mech.rules:
         if r not in known:
             raise UngrokError(f"{where}: mech.rules: unknown rule {r!r} (see `ungrok rules list`)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
@@ -45,6 +46,17 @@ class ClassifierConfig(BaseModel):
     timing_hi: float = 2.0
     exploratory_families: frozenset[str] = frozenset({"comparative_er"})
     anchor_family: str = "pronoun_gender_ref"
+
+    @field_validator(
+        "emerged_thr", "recovered_thr", "displaced_thr", "agree_valid_thr", "agree_drop_thr",
+        "unstable_range", "onset_thr",
+    )  # fmt: skip
+    @classmethod
+    def _share(cls, v: float) -> float:
+        # These compare with accuracies, which are shares: 2.5 would make a verdict unreachable.
+        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            raise ValueError(f"{v} is not a share in [0, 1] (thresholds compare with accuracies)")
+        return v
 
     @field_validator("smooth_k")
     @classmethod

@@ -108,6 +108,9 @@ def _check_item(obj: Any, where: str) -> Item:
             raise UngrokError(f"{where}: field 'probe' must be 'family.condition', not {obj['probe']!r}")
     if not obj["item_id"]:
         raise UngrokError(f"{where}: field 'item_id' is empty")
+    if obj["correct"] == obj["distractor"]:
+        # Both continuations score the same, so the item would count as a coin flip, not a measure.
+        raise UngrokError(f"{where}: fields 'correct' and 'distractor' are equal ({obj['correct']!r})")
     return {k: (float(obj[k]) if k == "chance" else obj[k]) for k in ITEM_FIELDS if k in obj}
 
 

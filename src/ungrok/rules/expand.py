@@ -7,10 +7,12 @@ counter and the margin read exactly the same strings and are reproducible.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from typing import Any
 
 from ungrok.errors import UngrokError
+from ungrok.limits import MAX_EXPANDED_ITEMS
 from ungrok.rules.spec import NgramEvent, ProbeTemplate, RuleSpec, fill, resolve_list
 
 CATEGORY = "rule_vs_prior"
@@ -39,6 +41,13 @@ def expand_template(t: ProbeTemplate, lists: Lists) -> Iterator[tuple[str, str, 
     """
     names = list(t.slots)
     pools = [resolve_list(t.slots[n], lists) for n in names]
+    count = math.prod(len(p) for p in pools)
+    if count > MAX_EXPANDED_ITEMS:
+        sizes = " x ".join(f"{n} {len(p):,}" for n, p in zip(names, pools, strict=True))
+        raise ValueError(
+            f"its slots multiply to {count:,} items ({sizes}), more than the {MAX_EXPANDED_ITEMS:,} "
+            "a battery may hold; use shorter lists"
+        )
     for combo in itertools.product(*pools):
         values = dict(zip(names, combo, strict=True))
         yield (

@@ -153,6 +153,8 @@ def load_rule_file(path: str | Path, shared_lists: Lists) -> RuleSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise UngrokError(f"{path}: cannot read rule file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise UngrokError(f"{path}: not UTF-8 text (byte {e.start}); a rule file is YAML text") from None
     return _parse_rule(text, str(path), shared_lists)
 
 
@@ -192,6 +194,8 @@ def load_shared_lists(rules_dir: str | Path | None = None) -> Lists:
                 text = extra.read_text(encoding="utf-8")
             except OSError as e:
                 raise UngrokError(f"{extra}: cannot read ({e.strerror})") from None
+            except UnicodeDecodeError as e:
+                raise UngrokError(f"{extra}: not UTF-8 text (byte {e.start})") from None
             lists.update(_check_lists(_parse_yaml(text, str(extra)), str(extra)))
     return lists
 
