@@ -14,6 +14,7 @@ from ungrok.fate.warning import (
     first_warning,
     monitored_rules,
     rule_states,
+    rule_warning,
     score,
 )
 from ungrok.train.watch import RuleWatch
@@ -114,7 +115,11 @@ def test_score_of_nothing_is_undefined_not_zero():
 
 
 def test_real_monitor_states_against_the_real_classifier():
-    """RuleWatch and classify_family on one made-up series; every number worked out by hand."""
+    """RuleWatch and classify_family on one made-up series; every number worked out by hand.
+
+    Updated for the hashed warning rule (watch.json): the old rule warned at 500 on a 0.2 drop
+    of a trailing mean; the early warning now needs raw conflict <= 0.6 at 3 consecutive
+    probes after emergence, and ``displaced`` is the classifier's own verdict so far."""
     steps = list(range(0, 1300, 100))
     conflict = [0.0, 1.0, 1.0, 1.0, 0.9, 0.7, 0.5, 0.3] + [0.0] * 5
     w = RuleWatch("r")
@@ -122,15 +127,67 @@ def test_real_monitor_states_against_the_real_classifier():
     for s, c in zip(steps, conflict, strict=True):
         w.observe(s, c, 1.0)
         rows.append({"step": s, "rules": {"r": w.summary()}, "warnings": []})
-    # monitor (trailing mean of 2): 0, .5, 1, 1, .95, .8, .6, .4, .15, 0, ...
-    #  -> not yet, not yet, emerged, emerged, emerged, displacing (1 - .8 >= .2), displaced, ...
-    assert [s for _, s in rule_states(rows, "r")][:7] == ["not yet"] * 2 + ["emerged"] * 3 + ["displacing", "displaced"]
+    # step 0 is below min_step; emerged at 100. Raw <= 0.6 at 600, 700, 800 -> warning at 800.
+    # Classifier on the kept prefix: at 800 smoothed tail .5, .267, .15 (range .35) -> UNSTABLE, at
+    # 900 .267, .1, 0 -> UNSTABLE, at 1000 .1, 0, 0 (range .1, mean .033) -> DISPLACED.
+    want = ["not yet"] + ["emerged"] * 7 + ["displacing"] * 2 + ["displaced"] * 3
+    assert [s for _, s in rule_states(rows, "r")] == want
+    assert rule_warning(rows, "r") == 800
     # classifier (steps >= 100, centred k = 3): 1, 1, .967, .867, .7, .5, .267, .1, 0, 0, 0, 0
     #  -> onset 600 (last >= 0.5); final window 3 (of 12): 0, 0, 0, flat, <= 0.6 after max 1 -> DISPLACED
     v = classify_family(steps, conflict, [1.0] * 13)
-    rec = {"fate": v.cls, "agree_gate": "pass" if v.valid else "fail", "onset": v.onset, "steps": steps, "family": "r"}
+    rec = {
+        "fate": v.cls,
+        "agree_gate": "pass" if v.valid else "fail",
+        "onset": v.onset,
+        "steps": steps,
+        "family": "r",
+    }
     assert (v.cls, v.onset) == ("DISPLACED", 600)
     r = assess_run(rows, [rec])["r"]
-    assert (r.warning, r.collapse, r.total_steps, r.lead) == (500, 600, 1200, 100)
-    assert r.lead_share == pytest.approx(100 / 1200)
+    assert (r.warning, r.collapse, r.total_steps, r.lead) == (800, 600, 1200, -200)
+    assert r.lead_share == pytest.approx(-200 / 1200)
     assert r.outcome == "TP"
+
+
+def _flag_row(step, **flags):
+    return {"step": step, "rules": {r: {"state": "emerged", "warning": f} for r, f in flags.items()}}
+
+
+def test_rule_warning_reads_the_flag_and_falls_back_to_states_for_old_logs():
+    rows = [_flag_row(0, a=False), _flag_row(100, a=False), _flag_row(200, a=True), _flag_row(300, a=False)]
+    assert rule_warning(rows, "a") == 200  # the first probe with the flag up, even if it later drops
+    assert rule_warning(rows[:2], "a") is None
+    # a re-probed step: the later line wins
+    assert rule_warning([*rows[:2], _flag_row(100, a=True)], "a") == 100
+    # no line carries the flag: the legacy rule on the states (displacing after emerged)
+    old = [_row(0, a="emerged"), _row(100, a="displacing")]
+    assert rule_warning(old, "a") == 100
+    assert rule_warning([], "a") is None
+
+
+def test_precision_recall_and_lead_from_rows_and_records_by_hand():
+    """Six labelled runs of one rule; the expected figures are counted by hand below."""
+    steps = list(range(0, 1001, 100))  # every run is 1000 steps long
+
+    def rows(warn_at):
+        return [_flag_row(s, r=warn_at is not None and s >= warn_at) for s in steps]
+
+    def rec(fate, onset, gate="pass"):
+        return {"family": "r", "fate": fate, "agree_gate": gate, "onset": onset, "steps": steps}
+
+    runs = [
+        assess_run(rows(300), [rec("DISPLACED", 600)])["r"],  # TP, lead 300 -> 0.30
+        assess_run(rows(500), [rec("DISPLACED", 600)])["r"],  # TP, lead 100 -> 0.10
+        assess_run(rows(800), [rec("DISPLACED", 700)])["r"],  # TP, lead -100 -> -0.10 (late)
+        assess_run(rows(400), [rec("DISPLACED", 1000)])["r"],  # TP, still >= 0.5 at the end: no lead
+        assess_run(rows(None), [rec("DISPLACED", 500)])["r"],  # FN
+        assess_run(rows(200), [rec("RECOVERED", 1000)])["r"],  # FP
+        assess_run(rows(None), [rec("RECOVERED", 1000)])["r"],  # TN
+        assess_run(rows(200), [rec("DISPLACED", 500, gate="fail")])["r"],  # not scored
+    ]
+    s = score(runs)
+    # TP 4, FP 1, FN 1, TN 1: precision 4/5 = 0.8, recall 4/5 = 0.8; leads 0.3, 0.1, -0.1 -> median 0.1
+    assert (s.tp, s.fp, s.fn, s.tn, s.gate_failed) == (4, 1, 1, 1, 1)
+    assert s.precision == pytest.approx(0.8) and s.recall == pytest.approx(0.8)
+    assert s.leads == 3 and s.median_lead_share == pytest.approx(0.1)

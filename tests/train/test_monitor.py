@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ungrok.corpus.tokenizer import build_word_tokenizer
+from ungrok.fate.watch_config import DEFAULT_WATCH
 from ungrok.probes.battery import build_battery
 from ungrok.probes.margins import margin_prompt_set
 from ungrok.probes.models import TokenizerFile
@@ -56,20 +57,29 @@ def test_monitor_readings_and_displacement_warning(setup):
     mon = RuleMonitor(battery, tokfile, rules=[RULE], margins=[margins])
     stub = PronounStub(tok, girls)
     records = []
-    for step, bias in enumerate([2.0, 2.0, 2.0, 2.0, -1.0, -1.0, -1.0]):
+    for step, bias in enumerate([2.0, 2.0, 2.0, 2.0, -1.0, -1.0, -1.0, -1.0, -1.0], start=1):
         stub.bias = bias
-        records.append(mon.observe(step * 10, stub))
+        records.append(mon.observe(step * 100, stub))  # steps 100..900: all at or above min_step
     first = records[0]["rules"][RULE]
     # girl prompts: she wins (conflict right); boy prompts: he wins (agree right)
     assert first["conflict"] == 1.0 and first["agree"] == 1.0
+    assert first["raw"]["conflict"] == 1.0 and first["raw"]["agree"] == 1.0
     # CM = mean over girl prompts of log p(she) - log p(he) = bias exactly
     assert first["cm"] == pytest.approx(2.0, abs=1e-5)
-    # trailing smoothing: step 40 -> (1 + 0) / 2 = 0.5 <= 0.6 -> displaced right away
+    assert records[-1]["rules"][RULE]["raw"]["cm"] == pytest.approx(-1.0, abs=1e-5)
+    # Updated for the hashed warning rule (the old one said displaced at once at step 500, on a
+    # trailing mean of 0.5). Conflict 1, 1, 1, 1, then 0 from step 500: raw <= 0.6 at 500, 600,
+    # 700 -> early warning at 700, while the classifier on the readings so far still says
+    # UNSTABLE (smoothed tail .333, 0, 0); at 800 the tail is 0, 0, 0 -> DISPLACED.
     states = [r["rules"][RULE]["state"] for r in records]
-    assert states[:4] == ["emerged"] * 4 and states[4:] == ["displaced"] * 3
-    assert len(records[4]["warnings"]) == 1 and "displaced" in records[4]["warnings"][0]
-    assert all(not r["warnings"] for i, r in enumerate(records) if i != 4)
-    assert records[4]["display"] == f"{RULE}: displaced"
+    assert states == ["emerged"] * 6 + ["displacing"] + ["displaced"] * 2
+    assert len(records[6]["warnings"]) == 1 and "displacement warning" in records[6]["warnings"][0]
+    assert len(records[7]["warnings"]) == 1 and "displaced" in records[7]["warnings"][0]
+    assert all(not r["warnings"] for i, r in enumerate(records) if i not in (6, 7))
+    assert records[-1]["rules"][RULE]["warned_at"] == 700
+    assert records[-1]["display"] == f"{RULE}: displaced"
+    # every line names the warning rule that judged it
+    assert {r["watch_sha256"] for r in records} == {DEFAULT_WATCH.sha256()}
 
 
 def test_monitor_refuses_unknown_rule(setup):

@@ -1,20 +1,21 @@
 """The live monitor's displacement warning measured against the final verdicts (pure, torch-free).
 
 The monitor (`ungrok.train.watch`) writes one line per probe step to monitor.jsonl,
-``{"step": S, "rules": {RULE: {"state": ..., ...}, ...}, "warnings": [...]}``, where a rule's
-state is one of ``not yet``, ``emerged``, ``displacing``, ``displaced`` and ``control-failing``
-(see watch.py for what each means). The frozen classifier writes one record per
-(run, family) with its final fate and ``onset``. This module puts the two side by side.
+``{"step": S, "rules": {RULE: {"state": ..., "warning": bool, "raw": {...}, ...}, ...},
+"warnings": [...], "watch_sha256": ...}``, where a rule's state is one of ``not yet``,
+``emerged``, ``displacing``, ``displaced`` and ``control-failing`` and ``warning`` says whether
+the early warning (the hashed `WatchConfig` rule) was up at that probe (see watch.py). The
+frozen classifier writes one record per (run, family) with its final fate and ``onset``.
+This module puts the two side by side.
 
 Definitions (one run = one (cell, seed, rule); steps are training steps):
 
-- **First warning step**: the first probe step whose state is ``displacing`` or ``displaced``
-  and that comes after at least one probe step whose state was ``emerged``. ``control-failing``
-  is not a warning here: the monitor itself says a conflict drop under a failing agree
-  control is general damage, not displacement. A ``displacing`` reading at the very probe
-  where the rule first emerges (possible when the CM had already fallen from an earlier
-  peak) does not count, since the rule was never seen ``emerged`` before it. None when the
-  rule never warned in this sense.
+- **First warning step**: the first probe step at which the early warning was up (the rule's
+  ``warning`` flag). ``displaced`` is not the early warning: it is the classifier's own verdict
+  on the readings so far, so a run that only ever reached ``displaced`` was not warned early.
+  Older logs without the flag are read with the rule of their day: the first ``displacing``
+  or ``displaced`` probe after at least one ``emerged`` probe (``control-failing`` is no
+  warning). None when the rule never warned.
 - **Collapse step**: the record's ``onset``, the last kept step (>= ``min_step``) whose
   smoothed held-out conflict accuracy is >= ``onset_thr`` (0.5), *when that is a collapse*:
   the onset lies before the run's final step, so the smoothed accuracy fell below 0.5 after
@@ -85,7 +86,8 @@ def monitored_rules(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def first_warning(states: Sequence[State]) -> int | None:
-    """The first warning step (module docstring): displacing/displaced after an ``emerged`` probe."""
+    """The legacy first warning (logs without the ``warning`` flag): displacing/displaced after an
+    ``emerged`` probe."""
     seen_emerged = False
     for step, state in sorted(states):
         if state == EMERGED:
@@ -93,6 +95,25 @@ def first_warning(states: Sequence[State]) -> int | None:
         elif seen_emerged and state in WARNING_STATES:
             return step
     return None
+
+
+def rule_warning(rows: Iterable[Mapping[str, Any]], rule: str) -> int | None:
+    """The rule's first warning step from monitor.jsonl rows (module docstring): the first probe
+    with its ``warning`` flag up, or the legacy state rule when no line carries the flag."""
+    rows = list(rows)
+    flags: dict[int, bool] = {}
+    for row in rows:
+        if not isinstance(row, Mapping):
+            continue
+        step = _step(row.get("step"))
+        rules = row.get("rules")
+        entry = rules.get(rule) if isinstance(rules, Mapping) else None
+        flag = entry.get("warning") if isinstance(entry, Mapping) else None
+        if step is not None and isinstance(flag, bool):
+            flags[step] = flag  # a later line for the same step wins
+    if not flags:
+        return first_warning(rule_states(rows, rule))
+    return next((s for s, up in sorted(flags.items()) if up), None)
 
 
 def final_step(record: Mapping[str, Any], states: Sequence[State] = ()) -> int | None:
@@ -159,17 +180,24 @@ class WarningRun:
         return "FN" if self.positive else "TN"
 
 
+_FROM_STATES: Any = object()
+
+
 def assess(
-    states: Sequence[State], record: Mapping[str, Any], total_steps: int | None = None
+    states: Sequence[State],
+    record: Mapping[str, Any],
+    total_steps: int | None = None,
+    warning: int | None = _FROM_STATES,
 ) -> WarningRun:
     """One run: its rule's monitor states (`rule_states`) and its fate record (fate, agree_gate,
-    onset, steps). `total_steps` overrides the final step read from the record."""
+    onset, steps). `total_steps` overrides the final step read from the record; `warning` is the
+    first warning step (`rule_warning`), else the legacy rule is applied to `states`."""
     last = final_step(record, states)
     total = total_steps if total_steps is not None else last
     return WarningRun(
         fate=str(record.get("fate")),
         gate_passed=record.get("agree_gate") == "pass",
-        warning=first_warning(states),
+        warning=first_warning(states) if warning is _FROM_STATES else warning,
         collapse=collapse_step(record, last),
         total_steps=total,
         monitored=bool(states),
@@ -239,7 +267,9 @@ def assess_run(
 ) -> dict[str, WarningRun]:
     """Every family of one run folder: its monitor.jsonl rows and its fate records -> family -> run."""
     return {
-        str(rec["family"]): assess(rule_states(rows, str(rec["family"])), rec, total_steps)
+        str(rec["family"]): assess(
+            rule_states(rows, str(rec["family"])), rec, total_steps, rule_warning(rows, str(rec["family"]))
+        )
         for rec in records
         if isinstance(rec, Mapping) and "family" in rec
     }

@@ -5,8 +5,8 @@ CM alone cannot tell whether the model acts on it; the phenomenon is the two tog
 each cell gets a pair of panels sharing one step axis: held-out conflict accuracy (left,
 figures.draw_accuracy) and CM (right, figures.draw_cm), drawn by the same code as the
 per-rule figures, only larger. When the monitor logged per-rule states, its first
-displacement warning for the run (fate/warning.first_warning: ``displacing`` or
-``displaced`` after ``emerged``) is a dotted line with a triangle in the seed's colour on
+displacement warning for the run (fate/warning.rule_warning: the first probe with the early
+warning up; older logs: ``displacing`` or ``displaced`` after ``emerged``) is a dotted line with a triangle in the seed's colour on
 both panels, gid "warning/<cell>/<seed>" (accuracy) and "warning-cm/<cell>/<seed>" (CM).
 """
 
@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ungrok.fate.warning import first_warning, rule_states
+from ungrok.fate.warning import rule_warning
 from ungrok.report.data import ReportData
 from ungrok.report.figures import (
     AGREE_COLOR,
@@ -44,7 +44,7 @@ def warning_steps(data: ReportData, rule: str) -> dict[tuple[str, int], int]:
         return {}
     out = {}
     for key, rows in data.watch.rows.items():
-        step = first_warning(rule_states(rows, rule))
+        step = rule_warning(rows, rule)
         if step is not None:
             out[key] = step
     return out

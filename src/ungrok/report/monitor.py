@@ -1,11 +1,12 @@
 """The live-monitor section: the displacement warning measured against the final verdicts.
 
 The monitor's lines (RUN_DIR/cells/<CELL>/seed<S>/monitor.jsonl) carry each watched rule's
-state at every probe step; fates.json carries each run's final fate and onset. For every
-(cell, seed, rule) `ungrok.fate.warning` derives the first warning step (``displacing`` or
-``displaced`` after the rule was seen ``emerged``), the classifier's collapse step (the
-onset, when the smoothed conflict accuracy fell below 0.5 after it for good) and the lead
-between them. The section shows, for the focal rule, one row per run, then the warning as
+state and early-warning flag at every probe step, and the sha256 of the warning rule
+(`ungrok.fate.watch_config.WatchConfig`) that raised them; fates.json carries each run's final
+fate and onset. For every (cell, seed, rule) `ungrok.fate.warning` derives the first warning
+step (the first probe with the early warning up; older logs: ``displacing`` or ``displaced``
+after the rule was seen ``emerged``), the classifier's collapse step (the onset, when the
+smoothed conflict accuracy fell below 0.5 after it for good) and the lead between them. The section shows, for the focal rule, one row per run, then the warning as
 a classifier of DISPLACED (agree gate passed) over every run of the experiment and per
 rule, and last the warning lines themselves.
 
@@ -19,7 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ungrok.fate.warning import WarningRun, WarningScore, assess, monitored_rules, rule_states, score
+from ungrok.fate.warning import (
+    WarningRun,
+    WarningScore,
+    assess,
+    monitored_rules,
+    rule_states,
+    rule_warning,
+    score,
+)
+from ungrok.fate.watch_config import DEFAULT_WATCH
 from ungrok.report.data import ReportData
 from ungrok.report.facts import families, record_index
 from ungrok.report.focal import focal_rule
@@ -42,12 +52,18 @@ class WatchData:
 
 # --------------------------------------------------------------------------- loading
 def state_row(rec: Any) -> dict[str, Any] | None:
-    """A monitor line's step and per-rule states, or None for a line without them."""
+    """A monitor line's step, per-rule states and early-warning flags, and the warning rule's
+    sha256 (None on older lines), or None for a line without per-rule states."""
     if not isinstance(rec, dict) or not isinstance(rec.get("rules"), dict):
         return None
-    states = {str(r): {"state": e["state"]} for r, e in rec["rules"].items()
-              if isinstance(e, dict) and isinstance(e.get("state"), str)}  # fmt: skip
-    return {"step": rec.get("step"), "rules": states}
+    states: dict[str, dict[str, Any]] = {}
+    for r, e in rec["rules"].items():
+        if isinstance(e, dict) and isinstance(e.get("state"), str):
+            states[str(r)] = {"state": e["state"]}
+            if isinstance(e.get("warning"), bool):
+                states[str(r)]["warning"] = e["warning"]
+    sha = rec.get("watch_sha256")
+    return {"step": rec.get("step"), "rules": states, "watch_sha256": sha if isinstance(sha, str) else None}
 
 
 def read_monitor_rows(path: Path) -> list[dict[str, Any]]:
@@ -81,8 +97,39 @@ def warning_runs(data: ReportData) -> dict[tuple[str, int, str], WarningRun]:
     out = {}
     for r in data.records or []:
         rows = watch.rows.get((r["cell"], r["seed"]), []) if watch is not None else []
-        out[(r["cell"], r["seed"], r["family"])] = assess(rule_states(rows, r["family"]), r)
+        fam = r["family"]
+        out[(r["cell"], r["seed"], fam)] = assess(rule_states(rows, fam), r, warning=rule_warning(rows, fam))
     return out
+
+
+def warning_rules(data: ReportData) -> list[str]:
+    """The sha256 of every warning rule the listed seeds' monitor logs name, in order; "legacy"
+    for logs written before the rule was hashed."""
+    watch = data.watch
+    out: dict[str, None] = {}
+    for rows in watch.rows.values() if watch is not None else ():
+        for row in rows:
+            out.setdefault(row.get("watch_sha256") or "legacy", None)
+    return list(out)
+
+
+def rule_sentence(data: ReportData) -> str:
+    """Which warning rule (by sha256) raised the warnings measured here, and the package's own."""
+    shas = warning_rules(data)
+    own = DEFAULT_WATCH.sha256()
+    named = [s for s in shas if s != "legacy"]
+    parts = []
+    if named:
+        parts.append(
+            "Warning rule (WatchConfig sha256) recorded in the monitor logs: " + ", ".join(named) + "."
+        )
+    if "legacy" in shas:
+        who = "Some logs predate" if named else "These monitor logs predate"
+        parts.append(f"{who} the hashed warning rule; their warnings are read with the rule "
+                     "of their day (displacing or displaced after emerged).")  # fmt: skip
+    if named != [own]:
+        parts.append(f"This package's warning rule is {own}; bench/monitor.py replays logs under it.")
+    return " ".join(parts)
 
 
 def by_family(runs: dict[tuple[str, int, str], WarningRun]) -> dict[str, WarningScore]:
@@ -133,8 +180,10 @@ def section_watch(data: ReportData) -> str:
     if not data.monitor:
         return log
     watch = data.watch
-    intro = ('<p class="meta">The warning is the first probe step at which the monitor calls the rule '
-             "<em>displacing</em> or <em>displaced</em> after it had called it <em>emerged</em>. The "
+    intro = ('<p class="meta">The warning is the first probe step at which the monitor\'s early warning '
+             "was up: after the rule emerged (as the classifier counts it), its held-out conflict accuracy "
+             "stayed at or below the rule's level for the rule's number of consecutive probes. "
+             "<em>Displaced</em> is the classifier's own verdict on the readings so far, not the warning. The "
              "collapse step is the classifier's onset (last step with smoothed held-out conflict accuracy "
              "≥ 0.5) when the accuracy fell below 0.5 after it and stayed there. Lead = collapse − warning "
              "(negative: the warning came late), as steps and as a share of the run's steps. Scored runs "
@@ -149,7 +198,7 @@ def section_watch(data: ReportData) -> str:
     runs = warning_runs(data)
     idx = record_index(data)
     focal = watch.focal
-    out = [intro, f"<h3>Focal rule: <code>{esc(focal)}</code></h3>",
+    out = [intro, f'<p class="meta">{esc(rule_sentence(data))}</p>', f"<h3>Focal rule: <code>{esc(focal)}</code></h3>",
            f'<p class="meta">The focal rule is {esc(watch.focal_why)}.</p>']  # fmt: skip
     rows = []
     for cell in data.cells:
@@ -171,7 +220,9 @@ def section_watch(data: ReportData) -> str:
     scores = by_family(runs)
     if focal in scores:
         out.append(f"<p>{esc(score_sentence(scores[focal], f'the focal rule {focal}'))}</p>")
-    out.append(f"<p>{esc(score_sentence(score(runs.values()), 'the experiment (every rule, cell and seed)'))}</p>")
+    out.append(
+        f"<p>{esc(score_sentence(score(runs.values()), 'the experiment (every rule, cell and seed)'))}</p>"
+    )
     out.append("<h3>Every rule</h3>")
     fam_rows = []
     for fam in families(data):

@@ -2,8 +2,10 @@
 
 `RuleMonitor` plugs into our loop as a probe callback (`on_probe(step, model)`), and
 `MonitorCallback` wraps the same monitor as a `transformers.TrainerCallback` for runs
-trained with Hugging Face's `Trainer`. Judgement (verdict-so-far, displacement
-warnings) lives in `ungrok.train.watch`; this module only gathers the readings.
+trained with Hugging Face's `Trainer`. Judgement (verdict-so-far, the early displacement
+warning under the hashed `WatchConfig`) lives in `ungrok.train.watch`; this module only
+gathers the readings. Every record names the warning rule by its sha256 (``watch_sha256``)
+and carries each rule's raw readings, so `ungrok.train.watch.replay` can re-judge it.
 Only held-out items of the watched families are scored, so a probe costs a small,
 fixed number of forward rows.
 """
@@ -18,6 +20,7 @@ from typing import Any
 
 from ungrok.errors import UngrokError
 from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
+from ungrok.fate.watch_config import DEFAULT_WATCH, WatchConfig
 from ungrok.probes.battery import Battery
 from ungrok.probes.margins import MarginPlan, MarginPrompts
 from ungrok.probes.models import GPTLogits, HFLogits
@@ -38,6 +41,7 @@ class RuleMonitor:
         margins: Sequence[MarginPrompts] = (),
         cfg: ClassifierConfig = DEFAULT_CONFIG,
         split: str = "heldout",
+        watch: WatchConfig = DEFAULT_WATCH,
     ):
         fams = list(rules) if rules is not None else battery.families
         unknown = [f for f in fams if f not in battery.families]
@@ -52,7 +56,9 @@ class RuleMonitor:
         self.split = split
         self.plan = BatteryPlan(Battery(tuple(keep), source=battery.source), tokenizer)
         self.margins = MarginPlan([m for m in margins if m.rule in fams], tokenizer) if margins else None
-        self.watches = {f: RuleWatch(f, cfg) for f in fams}
+        self.watch_cfg = watch
+        self.watch_sha256 = watch.sha256()
+        self.watches = {f: RuleWatch(f, watch, cfg) for f in fams}
 
     def observe(self, step: int, model: LogitsModel) -> dict[str, Any]:
         """Score once, update every rule's watch; the dict goes to monitor.jsonl."""
@@ -70,7 +76,12 @@ class RuleMonitor:
             for f, s in rules.items()
             if s["state"] != "emerged" and s["state"] != "not yet"
         ]
-        return {"rules": rules, "warnings": warnings, "display": "; ".join(alert)}
+        return {
+            "rules": rules,
+            "warnings": warnings,
+            "display": "; ".join(alert),
+            "watch_sha256": self.watch_sha256,
+        }
 
     def on_probe(self, step: int, model: Any) -> dict[str, Any]:
         """The training loop's probe-callback protocol (model: `ungrok.model.GPT`)."""
@@ -81,16 +92,22 @@ class RuleMonitor:
         return {f: {k: getattr(w, k) for k in _WATCH_STATE} for f, w in self.watches.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`; a field an older save lacks keeps its fresh value."""
         for f, saved in state.items():
             if f in self.watches:
                 for k in _WATCH_STATE:
+                    if k not in saved:
+                        continue
                     value = saved[k]
                     setattr(self.watches[f], k, list(value) if isinstance(value, (list, tuple)) else value)
+                w = self.watches[f]
+                if "cm_steps" not in saved and w.cm:  # older saves: CM was read at the last len(cm) probes
+                    w.cm_steps = w.steps[-len(w.cm) :]
 
 
 _WATCH_STATE = (
-    "steps", "conflict", "agree", "cm", "smoothed_conflict", "smoothed_agree", "smoothed_cm", "state",
-    "gate_passed",
+    "steps", "conflict", "agree", "cm", "cm_steps", "smoothed_conflict", "smoothed_agree", "smoothed_cm", "state",
+    "gate_passed", "trigger_run", "warned_at", "best",
 )  # fmt: skip
 
 
