@@ -222,12 +222,16 @@ def main() -> None:
             step_s, base_s, timed = timed_run(corpus, Path(tmp) / f"{name}-plain", doc, args.warmup)
             probe = MarginProbe(mcfg.vocab_size)
             _, mon_s, _ = timed_run(corpus, Path(tmp) / f"{name}-probe", doc, args.warmup, [probe])
+            low = {}  # the same run in bf16 and bf16 compiled (docs/training.md), against the bf16 peak
+            for mode in ("bf16", "bf16-compiled"):
+                low[mode], _, _ = timed_run(corpus, Path(tmp) / f"{name}-{mode}", {**doc, **TRAINER_MODES[mode]},
+                                            args.warmup + (1 if mode.endswith("compiled") else 0))  # fmt: skip
             mms.append(matmul_flops(args.mm_size))
-            results.append((name, context, batch, steps, mcfg, model, step_s, base_s, mon_s, timed, probe))
+            results.append((name, context, batch, steps, mcfg, model, step_s, base_s, mon_s, timed, probe, low))
     mm = max(mms)  # the machine's best in this run: the conservative denominator on a shared CPU
     print("matmul GFLOP/s measured before/after each model: " + ", ".join(f"{m / 1e9:.0f}" for m in mms)
           + f"; the fractions below use the best, {mm / 1e9:.0f}")  # fmt: skip
-    for name, context, batch, steps, mcfg, model, step_s, base_s, mon_s, timed, probe in results:
+    for name, context, batch, steps, mcfg, model, step_s, base_s, mon_s, timed, probe, low in results:
         n_matmul, fpt = flops_per_token(mcfg, model, context)
         _, fpt_causal = flops_per_token(mcfg, model, context, causal=True)
         tok_s = context * batch / step_s
@@ -238,6 +242,10 @@ def main() -> None:
         print(f"  model FLOP/token           {fpt / 1e6:,.1f} M (6·N_matmul + 12·L·d·T)")
         print(f"  achieved model FLOP/s      {tok_s * fpt / 1e9:,.1f} G = {tok_s * fpt / mm:.0%} of matmul "
               f"({tok_s * fpt_causal / mm:.0%} counting causal attention only)")  # fmt: skip
+        for mode, low_s in low.items():
+            low_tok = context * batch / low_s
+            print(f"  {mode:<26} {low_tok:,.0f} tokens/s = {low_tok / tok_s:.2f}x fp32; model FLOP/s "
+                  f"{low_tok * fpt / 1e9:,.1f} G = {low_tok * fpt / bf16_mm:.0%} of the bf16 matmul")  # fmt: skip
         print(f"  monitor probe              {per_probe * 1e3:,.1f} ms per call (median); one call every "
               f"{args.probe_every} steps = {per_probe / (args.probe_every * step_s):.2%} of training time")  # fmt: skip
         print(f"  with vs without monitor    {mon_s / base_s - 1:+.1%} wall time over the same {timed} steps "

@@ -105,10 +105,11 @@ def _seed_folder(run, tmp_path, min_step: int):
 
     root = tmp_path / "exp"
     seed = root / "cells" / "c" / "seed1"
-    shutil.copytree(run / "run", seed, ignore=shutil.ignore_patterns("traj.mech.parquet", "traj.ngram.parquet"))
+    root.mkdir(parents=True)
     (root / "experiment.yaml").write_text(yaml.safe_dump({"cells": ["c"], "seeds": [1],
                                                           "classifier": {"min_step": min_step}}))  # fmt: skip
-    freeze(root / "experiment.yaml", root)
+    freeze(root / "experiment.yaml", root)  # before the training output: a later freeze is refused
+    shutil.copytree(run / "run", seed, ignore=shutil.ignore_patterns("traj.mech.parquet", "traj.ngram.parquet"))
     return root, seed
 
 

@@ -274,3 +274,40 @@ def test_failed_runs_are_one_line_each_and_finished_work_is_kept(finished, tmp_p
         run_experiment(exp, tmp_path / "run", console=console)
     assert "runs: 1 (cell, seed) run(s) done earlier, skipped" in buf.getvalue()
     assert (cells / "good" / "seed1" / ".done-score").stat().st_mtime_ns == mtime
+
+
+def test_an_edited_trajectory_rerun_is_unscoreable_never_pass(copied_run):
+    """Accuracies set to 1.0 in one run's traj.parquet, its done markers deleted, the run rerun:
+    `verify` names the file, the rerun says so, and every prediction reading it is UNSCOREABLE."""
+    import pyarrow as pa
+
+    from ungrok.experiment import tasks as T
+    from ungrok.prereg import verify
+
+    exp, run = copied_run
+    traj = run / "cells" / "high" / "seed1" / "traj.parquet"
+    before = traj.read_bytes()
+    table = pq.read_table(traj)
+    i = table.schema.get_field_index("accuracy")
+    pq.write_table(table.set_column(i, "accuracy", pa.array([1.0] * table.num_rows)), traj)
+    assert traj.read_bytes() != before
+    for step in ("classify", "gates", "scoreboard"):
+        T.marker(run, step).unlink()
+    with pytest.raises(UngrokError, match=r"cells/high/seed1/traj.parquet \(high/1/trajectories\) changed since"):
+        verify(run / "registry.json")
+    console, buf = capture()
+    run_experiment(exp, run, console=console)
+    assert "result file(s) changed since their first read" in buf.getvalue()
+    board = json.loads((run / "scoreboard.json").read_text())
+    by = {o["name"]: o for o in board["outcomes"]}
+    assert by["P1"]["status"] == "UNSCOREABLE"
+    assert "high/1/trajectories" in by["P1"]["reason"] and by["P1"]["reason"].startswith("a result it reads changed")
+    assert by["K1"]["status"] == "UNSCOREABLE"  # fates.json, which every verdict reads, changed with it
+
+
+def test_a_deleted_ledger_stops_the_rerun_with_one_line(copied_run):
+    exp, run = copied_run
+    (run / "ledger.json").unlink()
+    with pytest.raises(UngrokError, match="ledger.json beside it is missing") as e:
+        run_experiment(exp, run, console=capture()[0])
+    assert "\n" not in str(e.value)

@@ -400,3 +400,62 @@ def test_quarantined_seed_predictions_wait_for_the_unlock():
     res = run_one(item, recs, quarantined=(45, 46), locked=True)
     assert res.status == "UNSCOREABLE" and "locked" in res.reason
     assert run_one(item, recs, quarantined=(45, 46), locked=False).status == "PASS"
+
+
+# --------------------------------------------------------------------------- non-finite and impossible numbers
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("pred", "bad", "needle"),
+    [
+        # a NaN compares false: without the check this would be a FAIL (0/3 >= 0.5)
+        ("pronoun_gender_ref has conflict_final >= 0.5 in all seeds of cell ts", {"cf": NAN},
+         "gives conflict_final = nan, not a finite number"),
+        ("pronoun_gender_ref has conflict_final <= 0.5 in no seeds of cell ts", {"cf": INF},
+         "gives conflict_final = inf, not a finite number"),
+        ("pronoun_gender_ref has conflict_final >= 0.5 in all seeds of cell ts", {"cf": 57},
+         "gives conflict_final = 57, outside [0, 1]"),
+        ("pronoun_gender_ref has agree_max >= 0.5 in all seeds of cell ts", {"agree_max": -0.1},
+         "gives agree_max = -0.1, outside [0, 1]"),
+        ("mean cm_final of pronoun_gender_ref in cell ts < 0", {**cm(-INF)}, "gives cm_final = -inf"),
+        (P1, {"cmax": NAN}, "gives conflict_max = nan"),  # a bare verdict reads the record too
+    ],
+)  # fmt: skip
+def test_nan_infinity_or_an_impossible_accuracy_is_unscoreable_never_fail(pred, bad, needle):
+    good = [rec("ts", s, **cm(-0.5)) for s in SEEDS[:2]]
+    r = run_one(pred, [*good, rec("ts", SEEDS[2], **{**cm(-0.5), **bad})])
+    assert r.status == "UNSCOREABLE", r
+    assert needle in r.reason and "cell ts seed 44" in r.reason
+
+
+def test_a_non_finite_cell_number_is_unscoreable():
+    records = [rec(c, s, **cm(-0.1 * i)) for i, c in enumerate(("kill_0", "kill_1", "kill_2")) for s in SEEDS]
+    pred = "spearman(rate, mean cm_final of pronoun_gender_ref) over cells kill_0, kill_1, kill_2 <= -0.8"
+    ok = run_one(pred, records, cells={"kill_0": {"rate": 0.0}, "kill_1": {"rate": 0.5}, "kill_2": {"rate": 1.0}})
+    assert ok.status == "PASS", ok
+    r = run_one(pred, records, cells={"kill_0": {"rate": 0.0}, "kill_1": {"rate": NAN}, "kill_2": {"rate": 1.0}})
+    assert r.status == "UNSCOREABLE" and "rate = nan for cell kill_1, not a finite number" in r.reason
+
+
+def test_nan_in_an_evidence_file_is_unscoreable_on_the_scoreboard(tmp_path):
+    """JSON allows NaN as a literal; the scoreboard gives the prediction no verdict."""
+    import json
+
+    from prereg_helpers import VOCAB
+
+    from ungrok.fate.config import DEFAULT_CONFIG
+    from ungrok.prereg.evaluate import Context, evaluate
+    from ungrok.prereg.evidence import load_evidence
+    from ungrok.prereg.predictions import compile_predictions
+
+    recs = [rec("ts", s) for s in SEEDS]
+    recs[1]["conflict_final"] = NAN
+    p = tmp_path / "ev.json"
+    p.write_text(json.dumps({"classifier_sha256": DEFAULT_CONFIG.sha256(), "records": recs}))
+    assert "NaN" in p.read_text()
+    (pred,) = compile_predictions([{"name": "P", "expr": P1}], VOCAB)
+    ctx = Context(evidence=load_evidence(p), cfg=DEFAULT_CONFIG, governed=list(SEEDS), quarantined=[],
+                  quarantine_locked=False)  # fmt: skip
+    r = evaluate(pred, ctx)
+    assert r.status == "UNSCOREABLE" and "conflict_final = nan" in r.reason

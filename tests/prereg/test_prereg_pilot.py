@@ -276,12 +276,12 @@ def test_an_edited_experiment_is_refused_after_a_confirmatory_read_but_not_after
 # --------------------------------------------------------------------------- broken order
 def test_verify_fails_when_confirmatory_artifacts_predate_the_freeze(exp, tmp_path, capsys):
     run = tmp_path / "run"
+    reg = freeze(exp, run, clock=at("2026-06-10T10:00:00"))  # a freeze after training is refused outright
     cfg = run / "cells" / "web" / "seed43" / "config.json"
     cfg.parent.mkdir(parents=True)
     cfg.write_text("{}")
     t = datetime.fromisoformat("2026-06-10T09:00:00+00:00").timestamp()
-    os.utime(cfg, (t, t))  # trained at 09:00
-    reg = freeze(exp, run, clock=at("2026-06-10T10:00:00"))
+    os.utime(cfg, (t, t))  # dated 09:00, before the freeze
     with pytest.raises(UngrokError) as e:
         verify(reg.path)
     assert str(e.value).endswith(
@@ -297,17 +297,25 @@ def test_verify_fails_when_confirmatory_artifacts_predate_the_freeze(exp, tmp_pa
     )
 
 
-def test_verify_fails_on_a_recorded_start_or_a_confirmatory_read_before_the_freeze(exp, tmp_path):
+def test_freeze_is_refused_after_a_recorded_start_or_a_confirmatory_read(exp, tmp_path):
     run = tmp_path / "run"
     record_start(run, "ts", 44, clock=at("2026-06-10T09:00:00"))
-    reg = freeze(exp, run, clock=at("2026-06-10T10:00:00"))
-    with pytest.raises(UngrokError, match="confirmatory training of ts/44 dates from 2026-06-10T09:00"):
-        verify(reg.path)
+    with pytest.raises(UngrokError, match="records training output of ts/44 .*cannot be pre-registered"):
+        freeze(exp, run, clock=at("2026-06-10T10:00:00"))
     run2 = tmp_path / "run2"
     record_read(run2, "web/42/trajectories", clock=at("2026-06-10T09:00:00"))  # web: no prediction reads it
-    reg2 = freeze(exp, run2, clock=at("2026-06-10T10:00:00"))
+    with pytest.raises(UngrokError, match="records training output of web/42/trajectories"):
+        freeze(exp, run2, clock=at("2026-06-10T10:00:00"))
+    assert not (run / "registry.json").exists() and not (run2 / "registry.json").exists()
+
+
+def test_verify_fails_on_a_confirmatory_read_dated_before_the_freeze(exp, tmp_path):
+    """A read recorded after the freeze, but by a clock set back: the dates break the order."""
+    run = tmp_path / "run"
+    reg = freeze(exp, run, clock=at("2026-06-10T10:00:00"))
+    record_read(run, "web/42/trajectories", clock=at("2026-06-10T09:00:00"))
     with pytest.raises(UngrokError, match="confirmatory artifact web/42/trajectories was first read at 2026-06-10T09:00"):
-        verify(reg2.path)
+        verify(reg.path)
 
 
 def test_verify_fails_when_the_ledger_no_longer_holds_a_bound_pilot_read(exp, tmp_path):
@@ -317,7 +325,7 @@ def test_verify_fails_when_the_ledger_no_longer_holds_a_bound_pilot_read(exp, tm
     led = json.loads((run / "ledger.json").read_text())
     led["digests"]["ts/7/trajectories"] = SHA_B
     (run / "ledger.json").write_text(json.dumps(led))
-    with pytest.raises(UngrokError, match="binds pilot read ts/7/trajectories .* no longer records as it was"):
+    with pytest.raises(UngrokError, match="digests table disagrees with its hash chain at ts/7/trajectories"):
         verify(reg.path)
 
 

@@ -13,7 +13,8 @@ from PIL import Image
 from report.synthetic import CELLS, FOCAL, OTHER
 from ungrok.errors import UngrokError
 from ungrok.report import CellInfo, ReportData, build_report, load_run, render_html
-from ungrok.report.html import FATE_COLORS, section_grid
+from ungrok.report.common import FATE_COLORS
+from ungrok.report.sections.grid import section_grid
 
 # Hand-worked from synthetic.py: letter, fate class, gate failed?
 EXPECTED_GRID = {

@@ -30,8 +30,9 @@ from ungrok.errors import UngrokError
 from ungrok.report import HubData, load_hub, load_report, load_run, report_run
 from ungrok.report.browser import render_check
 from ungrok.report.html import optional_sections
-from ungrok.report.hub import HubScale, scale_sentence, section_hub
+from ungrok.report.hub import HubScale, scale_sentence
 from ungrok.report.hub_figures import hub_figure, size_colors
+from ungrok.report.sections.hub import section_hub
 
 S, M, L = HUB_MODELS  # model ids, smallest first
 
@@ -153,7 +154,7 @@ def test_skipped_list_and_notes_verbatim(hub_html):
     rows = [(r["model"].text, r["revision"].text, r["status"].text, r["why"].text) for r in table_with(html, "why")]
     assert rows == [(L, "step4", "skipped", "revision not found on the hub"),
                     (HUB_GATED["model"], "(whole model)", "skipped", HUB_GATED["why"])]  # fmt: skip
-    assert "target &#x27; she&#x27; splits into 2 tokens: scored as multi-token" in html  # escaped, verbatim
+    assert "target &#39; she&#39; splits into 2 tokens: scored as multi-token" in html  # escaped, verbatim
     assert HUB_NOTE.startswith("target ' she'")
 
 

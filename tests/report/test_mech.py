@@ -36,11 +36,10 @@ from ungrok.report.mech import (
     direction_effects,
     peak_and_final,
     raw_cm,
-    section_mech,
-    section_ngram,
     top_head,
 )
 from ungrok.report.mech_figures import decodability_figure, decomposition_figure, head_share_figure
+from ungrok.report.sections.mech import section_mech, section_ngram
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +220,7 @@ def test_hub_and_mech_sections_are_the_only_change_to_an_experiment_report(share
     ids = [s.split('"')[0] for s in full_html.split('<section id="')[1:]]
     base = [sid for sid, _, _ in SECTIONS]
     assert ids == base[: base.index("notes")] + ["hub", "mechanism"] + base[base.index("notes"):]
-    assert section(full_html, "mechanism") == "<h2>Mechanism (descriptive)</h2>" + mech_html
+    assert section(full_html, "mechanism") == "<h2>Mechanism (descriptive)</h2>" + str(mech_html)
     # removing both sections and their links gives the report without them back, byte for byte
     html = full_html
     for sid, title in (("hub", "Public checkpoints"), ("mechanism", "Mechanism (descriptive)")):

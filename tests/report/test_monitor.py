@@ -10,7 +10,8 @@ from report.synthetic import FOCAL, OTHER, add_monitor
 from report.tables import tables
 from ungrok.fate.warning import score
 from ungrok.report import load_run, render_html
-from ungrok.report.monitor import by_family, section_watch, warning_runs
+from ungrok.report.monitor import by_family, warning_runs
+from ungrok.report.sections.monitor import section_watch
 
 
 def _section(page: str, sid: str) -> str:

@@ -98,7 +98,7 @@ def test_section_follows_the_focal_rule_with_a_table(swept, tmp_path):
     assert ids[:5] == ["focal", "focal_trajectories", "monitor", "phase", "scoreboard"]
     section = html.split('<section id="phase">')[1].split("</section>")[0]
     assert section.count("<img ") == 2 and section.count("<table") == 2
-    assert "Rule shown: <code>pronoun_gender_ref</code> (the experiment&#x27;s focal rule)" in section
+    assert "Rule shown: <code>pronoun_gender_ref</code> (the experiment&#39;s focal rule)" in section
     assert "One panel per combination of storyworld.seed." in section
     row = section.split("<td>high_k100</td>")[1].split("</tr>")[0]  # kill sweep row: rate, letters, CM, ratio
     assert '<td class="num">1</td>' in row and row.count('class="fate fate-never') == 2

@@ -8,7 +8,8 @@ import re
 
 from report.synthetic import FOCAL, SEEDS
 from ungrok.report import load_run, render_html
-from ungrok.report.pilot import LABEL, load_pilot, section_pilot
+from ungrok.report.pilot import LABEL, load_pilot
+from ungrok.report.sections.pilot import section_pilot
 
 PILOT_SEED, RECORD_SEED = 9, 101
 

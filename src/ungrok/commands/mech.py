@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from ungrok.mech.store import ALL_INSTRUMENTS
 from ungrok.progress import output_console
 
 
@@ -103,7 +104,7 @@ def mech(
     ] = None,
     only: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option(help="Comma-separated instruments: decomp, decode, heads, patch, direction, ngram."),
+        typer.Option(help=f"Comma-separated instruments: {', '.join(ALL_INSTRUMENTS)}."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Recompute results already in the store.")] = False,
     rules_dir: Annotated[

@@ -62,8 +62,8 @@ def amend_cmd(
 def verify_cmd(
     registry: Annotated[Path, typer.Argument(help="registry.json to check")],
 ) -> None:
-    """Recompute every hash and print the order pilot -> freeze -> confirmatory training -> confirmatory
-    reads; exit 2 on any change or a broken order."""
+    """Recompute every hash (registry, run ledger, every result read) and print the order pilot -> freeze ->
+    confirmatory training -> confirmatory reads; exit 2 on any change, a missing ledger or a broken order."""
     from ungrok.prereg.registry import verify
 
     c = output_console()
@@ -125,14 +125,14 @@ def score_cmd(
 ) -> None:
     """Score every registered prediction: PASS / FAIL / UNSCOREABLE, and which falsifiers triggered."""
     from ungrok.prereg.evidence import load_evidence
-    from ungrok.prereg.ledger import read_ledger
-    from ungrok.prereg.registry import load_registry
+    from ungrok.prereg.integrity import check_run
     from ungrok.prereg.scoreboard import SYMBOL, score, write_scoreboard
 
     if json_out is not None and json_out.exists() and not force:
         raise UngrokError(f"{json_out}: already exists; use --force to replace it")
-    reg = load_registry(registry, check_files=True)
-    board = score(reg, load_evidence(evidence), invalid_cell or (), ledger=read_ledger(registry.parent))
+    integ = check_run(registry)  # the check `verify` makes: what it refuses is never scored
+    reg = integ.registry
+    board = score(reg, load_evidence(evidence), invalid_cell or (), ledger=integ.ledger, changed=integ.changed)
     t = Table(title=f"scoreboard (registry sha256 {reg.head_sha256[:12]})")
     for col in ("prediction", "group", "kind", "verdict", "value", "reason"):
         t.add_column(col, overflow="fold")
@@ -144,6 +144,9 @@ def score_cmd(
             ]
         t.add_row(o.name, o.group or "", o.kind, verdict, _fmt(o.value), o.reason)
     c = output_console()
+    for ch in integ.changed:
+        c.print(f"warning: result {ch.line()}: the predictions reading it are UNSCOREABLE",
+                highlight=False, markup=False)
     c.print(t)
     c.print(board.summary.line())
     if json_out is not None:

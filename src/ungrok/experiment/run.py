@@ -284,12 +284,19 @@ def _training_started(exp: Experiment, out: Path) -> bool:
 
 def preregister(exp: Experiment, out: Path, log: _Log) -> None:
     """Freeze the registry before any training, or verify the frozen one (a change stops the run)."""
-    from ungrok.prereg import REGISTRY_NAME, freeze, freeze_warnings, verify
+    from ungrok.prereg import REGISTRY_NAME, freeze, freeze_warnings
+    from ungrok.prereg.integrity import check_run
 
     reg = out / REGISTRY_NAME
     if reg.exists():
-        verify(reg)
-        log(f"registry: {reg} verified (nothing changed since it was frozen)")
+        integ = check_run(reg)  # the check `prereg verify` makes: a broken registry or ledger stops the run
+        if not integ.changed:
+            log(f"registry: {reg} verified (nothing changed since it was frozen)")
+            return
+        log(f"registry: {reg} and its ledger verified, but {len(integ.changed)} result file(s) changed since "
+            "their first read; the predictions reading them will be UNSCOREABLE", style="red")  # fmt: skip
+        for c in integ.changed:
+            log(f"registry: changed: {c.line()}", style="red")
         return
     if not exp.needs_registry:
         return
@@ -456,12 +463,26 @@ def classify(exp: Experiment, out: Path, log: _Log, pilot: bool = False) -> tupl
                 records += T.classify_run(out, cell, seed, exp.classifier, reg)
                 advance()
     cfg = exp.classifier
-    write_json(path, {"classifier_sha256": cfg.sha256(), "classifier": cfg.model_dump(mode="json"),
-                      "records": records})  # fmt: skip
+    doc = {"classifier_sha256": cfg.sha256(), "classifier": cfg.model_dump(mode="json"), "records": records}
+    _write_result(out, path, doc, bound=reg is not None and not pilot)
     T.write_marker(out, step, {"records": len(records), "classifier_sha256": cfg.sha256()})
     log(f"{step}: {len(records)} verdicts ({len(exp.cells)} cells x {len(seeds)} {what} seeds) -> {path}"
         + (" (exploratory, never scored)" if pilot else ""))  # fmt: skip
     return Stage(done=1), records
+
+
+def _write_result(out: Path, path: Path, doc: Any, bound: bool) -> None:
+    """Write a run-level result a verdict reads (fates.json, gates.json). In a registered run its
+    sha256 goes into the ledger first, so a later edit of the file, or a ledger that lost
+    the record, is caught by `prereg verify` and scored UNSCOREABLE (prereg/integrity.py)."""
+    import hashlib
+
+    from ungrok.prereg.ledger import record_result
+
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"  # what write_json writes
+    if bound:
+        record_result(out, path.name, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    write_text(path, text)
 
 
 def gate_cells(exp: Experiment, out: Path, records: list[dict[str, Any]], log: _Log) -> tuple[Stage, dict]:
@@ -475,14 +496,17 @@ def gate_cells(exp: Experiment, out: Path, records: list[dict[str, Any]], log: _
         if g is not None:
             gates[cell] = g
             log(f"gate {cell} ({g['kind']}): {g['label']}" + ("" if g["valid"] else f" ({g['summary']})"))
-    write_json(path, gates)
+    from ungrok.prereg import REGISTRY_NAME
+
+    _write_result(out, path, gates, bound=(out / REGISTRY_NAME).exists())
     T.write_marker(out, "gates", {"cells": len(gates)})
     return Stage(done=1), gates
 
 
 def scoreboard(exp: Experiment, out: Path, records: list[dict[str, Any]], gates: Mapping[str, Any],
                log: _Log) -> tuple[Stage, str | None]:  # fmt: skip
-    from ungrok.prereg import REGISTRY_NAME, Evidence, load_registry, read_ledger, score, write_scoreboard
+    from ungrok.prereg import REGISTRY_NAME, Evidence, score, write_scoreboard
+    from ungrok.prereg.integrity import check_run
 
     board_path = out / "scoreboard.json"
     if not exp.has_predictions:
@@ -491,14 +515,15 @@ def scoreboard(exp: Experiment, out: Path, records: list[dict[str, Any]], gates:
         line = T.read_marker(out, "scoreboard").get("summary")  # type: ignore[union-attr]
         log(f"scoreboard: done earlier, skipped ({line})")
         return Stage(skipped=1), line
-    reg = load_registry(out / REGISTRY_NAME, check_files=True)
+    integ = check_run(out / REGISTRY_NAME)  # the check `prereg verify` and `prereg score` make
+    reg = integ.registry
     evidence = Evidence.model_validate({
         "classifier_sha256": exp.classifier.sha256(), "records": records,
         "cells": T.cell_numbers(exp), "families": T.family_numbers(out, exp),
     })  # fmt: skip
     write_json(out / "evidence.json", evidence.model_dump(mode="json", exclude_unset=True))
     invalid = {c: g["summary"] for c, g in gates.items() if not g["valid"]}
-    board = score(reg, evidence, invalid, ledger=read_ledger(out))
+    board = score(reg, evidence, invalid, ledger=integ.ledger, changed=integ.changed)
     write_scoreboard(board_path, board, force=True)
     line = board.summary.line()
     T.write_marker(out, "scoreboard", {"summary": line, "registry_head_sha256": reg.head_sha256})

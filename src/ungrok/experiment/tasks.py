@@ -260,12 +260,14 @@ def classify_run(run_dir: Path, cell: str, seed: int, cfg: Any, registry: Any = 
 
     check_readable(run_dir, cell, seed, registry)
     path = seed_dir(run_dir, cell, seed) / TRAJ
-    record_read(run_dir, artifact_key(cell, seed, "trajectories"), registry=registry, sha256=sha256_file(path))
+    record_read(run_dir, artifact_key(cell, seed, "trajectories"), registry=registry, sha256=sha256_file(path),
+                path=path)  # fmt: skip
     traj = pq.read_table(path)
     mpath = margins_path_for(path)
     margins = None
     if mpath.is_file():
-        record_read(run_dir, artifact_key(cell, seed, "margins"), registry=registry, sha256=sha256_file(mpath))
+        record_read(run_dir, artifact_key(cell, seed, "margins"), registry=registry, sha256=sha256_file(mpath),
+                    path=mpath)  # fmt: skip
         margins = pq.read_table(mpath)
     steps = sorted(set(traj.column("step").to_pylist()))
     return records_for_run(cell, seed, summarize(traj, margins, cfg), steps=steps)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from ungrok.errors import UngrokError
 from ungrok.mech.prompts import CONTROL, CUE, MechPrompts
 from ungrok.mech.rows import mech_row
-from ungrok.mech.trace import Intervention, TracedLogits, contrast_margin, trace
+from ungrok.mech.trace import Intervention, TracedLogits, contrast_margin, forward_logits, trace
 from ungrok.model.gpt import GPT, _norm
 
 MIN_NORM = 1e-8  # below it the classes do not differ and no direction is defined
@@ -88,11 +89,43 @@ def bits_per_byte(
     per_chunk = max(1, _LOGIT_BUDGET // (inputs.shape[1] * model.config.vocab_size))
     nats = 0.0
     for s in range(0, inputs.shape[0], per_chunk):
-        logits = trace(model, inputs[s : s + per_chunk], intervention).logits
+        logits = forward_logits(model, inputs[s : s + per_chunk], intervention)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[s : s + per_chunk].reshape(-1),
                              reduction="none")  # fmt: skip
         nats += float(ce.double().sum())
     return nats / math.log(2) / (bytes_per_token * targets.numel())
+
+
+def training_windows(run_dir: Path, model: GPT, tokenizer: Any) -> tuple[torch.Tensor, float]:
+    """The first WINDOWS context windows of the run's own training shard stream, and their bytes per token."""
+    from ungrok.corpus.shards import Corpus
+    from ungrok.probes.models import _config_data_path
+
+    data = _config_data_path(Path(run_dir))
+    if data is None:
+        raise UngrokError(f"{run_dir}: direction needs the run's training corpus, and config.json names none")
+    context = _bpb_context(run_dir, model)
+    need = WINDOWS * (context + 1)
+    parts, have = [], 0
+    for shard in Corpus(data).shards():
+        parts.append(np.asarray(shard[: need - have]))
+        have += parts[-1].size
+        if have >= need:
+            break
+    windows = first_windows(np.concatenate(parts) if parts else np.zeros(0, np.int64), context + 1)
+    return windows, bytes_per_token(windows, lambda ids: tokenizer.tokenizer.decode(ids))
+
+
+def _bpb_context(run_dir: Path, model: GPT) -> int:
+    """The run's training context (its sampler's), never more than the model's."""
+    import json
+
+    try:
+        doc = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        ctx = int(doc["config"]["sampler"]["context"])
+    except (OSError, ValueError, KeyError, TypeError):
+        ctx = int(model.config.context)
+    return min(ctx, int(model.config.context))
 
 
 # --------------------------------------------------------------------------- the direction

@@ -85,14 +85,17 @@ def ov_cosines(model: GPT, cue_ids: Sequence[int], rule_id: int, prior_id: int) 
     return out
 
 
-def head_report(model: GPT, prompts: MechPrompts, decomposition: Decomposition | None = None) -> HeadReport:
-    """Attribution, share, ablation ΔCM and OV cosine of every head at one checkpoint."""
+def head_report(
+    model: GPT, prompts: MechPrompts, decomposition: Decomposition | None = None, cm: float | None = None
+) -> HeadReport:
+    """Attribution, share, ablation ΔCM and OV cosine of every head at one checkpoint (the
+    decomposition and unablated CM are computed unless the caller already has them)."""
     cfg = model.config
     dec = decomposition if decomposition is not None else decompose_gap(model, prompts)
     attr = np.array(dec.heads, dtype=np.float64)
     total = float(np.abs(attr).sum())
     share = np.abs(attr) / total if total > 0 else np.full_like(attr, np.nan)
-    cm = contrast_margin(model, prompts)
+    cm = contrast_margin(model, prompts) if cm is None else cm
     dcm = np.zeros((cfg.n_layer, cfg.n_head))
     for layer in range(cfg.n_layer):
         for h in range(cfg.n_head):

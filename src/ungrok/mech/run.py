@@ -11,7 +11,8 @@ Order, each part resumable:
 3. direction removal at the peak and at the final checkpoint;
 4. the n-gram baseline over the run's served stream (RUN/traj.ngram.parquet).
 
-A unit (run, step, rule, instrument) already in RUN/traj.mech.parquet with the same
+Which instruments exist, and where each runs, is `mech.instruments.REGISTRY`; the stages here
+dispatch on it. A unit (run, step, rule, instrument) already in RUN/traj.mech.parquet with the same
 prompts_sha256 is skipped; `force` recomputes everything asked for. Everything here is
 descriptive (docs/method.md §11): no verdict reads it.
 """
@@ -30,10 +31,8 @@ from typing import Any
 
 from ungrok.errors import UngrokError
 from ungrok.fate.config import DEFAULT_CONFIG
+from ungrok.mech.instruments import EVERY, PAIR, REGISTRY, RUN, Ctx, Instrument, RunCtx
 from ungrok.mech.store import ALL_INSTRUMENTS, MECH_FILE, MechStore
-
-PER_CHECKPOINT = ("decomp", "decode", "heads")
-PATCH_METRICS = {"final": "recovery_peak_to_final", "peak": "recovery_final_to_peak"}
 
 
 # --------------------------------------------------------------------------- results
@@ -212,30 +211,6 @@ def margins_from_table(run_dir: Path, run: str, rule: str, steps: Sequence[int],
     return cms if all(s in cms for s in steps) else None
 
 
-# --------------------------------------------------------------------------- bits-per-byte windows
-def training_windows(run_dir: Path, context: int, tokenizer: Any) -> tuple[Any, float]:
-    """The first 16 context windows of the run's own training shard stream, and their bytes per token."""
-    import numpy as np
-
-    from ungrok.corpus.shards import Corpus
-    from ungrok.mech.direction import WINDOWS, bytes_per_token, first_windows
-    from ungrok.probes.models import _config_data_path
-
-    data = _config_data_path(Path(run_dir))
-    if data is None:
-        raise UngrokError(f"{run_dir}: direction needs the run's training corpus, and config.json names none")
-    corpus = Corpus(data)
-    need = WINDOWS * (context + 1)
-    parts, have = [], 0
-    for shard in corpus.shards():
-        parts.append(np.asarray(shard[: need - have]))
-        have += parts[-1].size
-        if have >= need:
-            break
-    windows = first_windows(np.concatenate(parts) if parts else np.zeros(0, np.int64), context + 1)
-    return windows, bytes_per_token(windows, lambda ids: tokenizer.tokenizer.decode(ids))
-
-
 # --------------------------------------------------------------------------- the run
 class _Progress:
     """A progress bar when asked for (and on a terminal), else nothing."""
@@ -258,6 +233,59 @@ class _Progress:
         return cm()
 
 
+@dataclass
+class _Job:
+    """What the stages of one `mech_run` share: inputs, the store, the model cache and the counts."""
+
+    run_dir: Path
+    name: str
+    insts: tuple[str, ...]
+    force: bool
+    tok: Any
+    battery: Any
+    prompts: dict[str, Any]  # rule -> MechPrompts
+    store: MechStore
+    by_step: dict[int, Any]  # step -> checkpoint
+    out: dict[str, RuleRun]
+    computed: dict[str, int]
+    skipped: dict[str, int]
+    loads: int = 0
+    recent: dict[int, Any] = field(default_factory=dict)  # the last two models loaded (the pair's)
+    run_memo: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> list[int]:
+        return list(self.by_step)
+
+    def where(self, where: str) -> list[Instrument]:
+        return [REGISTRY[i] for i in self.insts if REGISTRY[i].where == where]
+
+    def load(self, step: int) -> Any:
+        from ungrok.model import load_checkpoint
+
+        if step not in self.recent:
+            self.loads += 1
+            if len(self.recent) == 2:
+                del self.recent[next(iter(self.recent))]
+            self.recent[step] = load_checkpoint(self.by_step[step]).model  # instruments never write weights
+        return self.recent[step]
+
+    def todo(self, step: int, rule: str, inst: str) -> bool:
+        if self.force or not self.store.has(self.name, step, rule, inst, self.out[rule].prompts_sha256):
+            return True
+        self.skipped[inst] += 1
+        return False
+
+    def ctx(self, step: int, rule: str, pair: tuple[int, int] | None = None) -> Ctx:
+        return Ctx(self.load(step), self.prompts[rule], step, self.run_dir, self.tok,
+                   run_memo=self.run_memo, pair=pair, load=self.load)  # fmt: skip
+
+    def rows(self, inst: Instrument, c: Ctx, rule: str) -> list[dict[str, Any]]:
+        """One unit: the instrument's rows at c.step, counted."""
+        self.computed[inst.name] += 1
+        return inst.fn(c).rows(self.name, c.step, rule, self.out[rule].prompts_sha256)
+
+
 def mech_run(
     run_dir: Path,
     rules: list[str],
@@ -277,14 +305,36 @@ def mech_run(
     Raises UngrokError (one line) for an unknown rule, a rule without margin prompts or with
     a multi-token target, a run without checkpoints, a damaged checkpoint, or a missing battery.
     """
-    import torch
+    t0 = time.perf_counter()
+    job = _setup(run_dir, rules, battery, tokenizer, instruments, force, rules_dir, run_name)
+    pair_needed = bool(job.where(PAIR))
+    table_cms = {r: margins_from_table(job.run_dir, job.name, r, job.steps, rules_dir) for r in job.out}
+    need_cm = [r for r in job.out if pair_needed and table_cms[r] is None]
+    cms = _every_checkpoint(job, need_cm, progress)
+    _find_pairs(job, table_cms, cms, pair_needed, min_step)
+    for inst in job.where(PAIR):
+        for r in job.out:
+            (_partnered if inst.partnered else _at_pair)(job, inst, r)
+    ngram_path = None
+    for inst in job.where(RUN):
+        ngram_path = inst.fn(RunCtx(job.run_dir, job.battery, job.name, force, progress))
+    if not job.store.path.exists() and any(REGISTRY[i].where != RUN for i in job.insts):
+        job.store.save()  # nothing to add (e.g. every unit skipped in a fresh copy): leave the empty table
+    say = log or (lambda _m: None)
+    for rr in job.out.values():
+        for n in rr.notes:
+            say(n)
+    return MechSummary(job.run_dir, job.name, job.insts, job.steps, job.out, job.computed, job.skipped,
+                       job.store.path, ngram_path, time.perf_counter() - t0, job.loads)  # fmt: skip
 
+
+def _setup(run_dir: Path, rules: list[str], battery: Any, tokenizer: Path | None, instruments: Any, force: bool,
+           rules_dir: str | Path | None, run_name: str | None) -> _Job:  # fmt: skip
+    """Check the inputs, build every rule's prompts, open the store."""
     from ungrok.mech.ngram import default_run_name
     from ungrok.mech.prompts import build_prompts
     from ungrok.probes.models import TokenizerFile, run_checkpoints, run_tokenizer_path
 
-    t0 = time.perf_counter()
-    say = log or (lambda _m: None)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UngrokError(f"{run_dir}: run folder not found")
@@ -295,168 +345,95 @@ def mech_run(
     cks = run_checkpoints(run_dir)
     tok = TokenizerFile.load(run_tokenizer_path(run_dir, tokenizer))
     bat = resolve_battery(run_dir, battery)
-    name = run_name or default_run_name(run_dir)
     prompts = {r: build_prompts(r, bat, tok, rules_dir) for r in rules}
-    shas = {r: p.sha256 for r, p in prompts.items()}
-    store = MechStore(run_dir / MECH_FILE)
-    steps = [ck.step for ck in cks]
-    by_step = {ck.step: ck for ck in cks}
-    out = {r: RuleRun(r, shas[r], final=steps[-1]) for r in rules}
-    computed = {i: 0 for i in insts if i != "ngram"}
-    skipped = {i: 0 for i in insts if i != "ngram"}
-    loads = 0
+    stored = [i for i in insts if REGISTRY[i].where != RUN]
+    return _Job(run_dir, run_name or default_run_name(run_dir), insts, force, tok, bat, prompts,
+                MechStore(run_dir / MECH_FILE), {ck.step: ck for ck in cks},
+                {r: RuleRun(r, p.sha256, final=cks[-1].step) for r, p in prompts.items()},
+                dict.fromkeys(stored, 0), dict.fromkeys(stored, 0))  # fmt: skip
 
-    recent: dict[int, Any] = {}  # the last two models loaded: patching and direction read the same pair
 
-    def load(step: int) -> Any:
-        from ungrok.model import load_checkpoint
+def _every_checkpoint(job: _Job, need_cm: list[str], progress: bool) -> dict[str, dict[int, float]]:
+    """The EVERY instruments at each checkpoint, the store saved after each; returns the CMs they
+    computed (and, for `need_cm`'s rules, the CM the pair is picked by where no table gives it)."""
+    import torch
 
-        nonlocal loads
-        if step not in recent:
-            loads += 1
-            if len(recent) == 2:
-                del recent[next(iter(recent))]
-            recent[step] = load_checkpoint(by_step[step]).model  # instruments never write weights
-        return recent[step]
-
-    def todo(step: int, rule: str, inst: str) -> bool:
-        if force or not store.has(name, step, rule, inst, shas[rule]):
-            return True
-        skipped[inst] += 1
-        return False
-
-    pair_needed = any(i in insts for i in ("patch", "direction"))
-    table_cms = {r: margins_from_table(run_dir, name, r, steps, rules_dir) for r in rules}
-    cms: dict[str, dict[int, float]] = {r: {} for r in rules}
-
-    # 1. per-checkpoint instruments (and the CM, where the margin table does not give it)
-    per_ck = [i for i in PER_CHECKPOINT if i in insts]
-    with torch.no_grad(), _Progress(progress)("mech checkpoints", len(cks)) as advance:
-        for step in steps:
-            need = {r: [i for i in per_ck if todo(step, r, i)] for r in rules}
-            need_cm = [r for r in rules if pair_needed and table_cms.get(r) is None]
+    cms: dict[str, dict[int, float]] = {r: {} for r in job.out}
+    every = job.where(EVERY)
+    with torch.no_grad(), _Progress(progress)("mech checkpoints", len(job.steps)) as advance:
+        for step in job.steps:
+            need = {r: [i for i in every if job.todo(step, r, i.name)] for r in job.out}
             if any(need.values()) or need_cm:
-                model = load(step)
                 rows: list[dict[str, Any]] = []
-                for r in rules:
-                    p, wanted = prompts[r], need[r]
-                    dec = None
-                    if "decomp" in wanted or "heads" in wanted:
-                        from ungrok.mech.decompose import decompose_gap
-
-                        dec = decompose_gap(model, p)
-                        if "decomp" in wanted:
-                            rows += dec.rows(name, step, r, shas[r])
-                    if "heads" in wanted:
-                        from ungrok.mech.heads import head_report
-
-                        hr = head_report(model, p, dec)
-                        rows += hr.rows(name, step, r, shas[r])
-                        cms[r][step] = hr.cm
-                    if "decode" in wanted:
-                        from ungrok.mech.decode import cue_decodability
-
-                        rows += cue_decodability(model, p).rows(name, step, r, shas[r])
-                    if r in need_cm and step not in cms[r]:
-                        from ungrok.mech.trace import contrast_margin
-
-                        cms[r][step] = contrast_margin(model, p)
-                    for i in wanted:
-                        computed[i] += 1
+                for r in job.out:
+                    c = job.ctx(step, r)
+                    for inst in need[r]:
+                        rows += job.rows(inst, c, r)
+                    if "cm" in c.memo or r in need_cm:
+                        cms[r][step] = c.cm()
                 if rows:
-                    store.put(rows, save=False)
-                    store.save()
-                del model
+                    job.store.put(rows, save=False)
+                    job.store.save()
             advance(1)
+    return cms
 
-    # 2. the pair: peak (argmax raw CM, ties later) and final
-    for r in rules:  # the pair is read whenever the margin table gives it (free), computed only if needed
-        source = table_cms.get(r)
+
+def _find_pairs(job: _Job, table_cms: Mapping[str, dict[int, float] | None], cms: Mapping[str, dict[int, float]],
+                pair_needed: bool, min_step: int) -> None:  # fmt: skip
+    """Each rule's peak (argmax raw CM, ties later): read whenever the margin table gives it (free),
+    computed only when a PAIR instrument needs it."""
+    for r, rr in job.out.items():
+        source = table_cms[r]
         if source is not None or pair_needed:
-            out[r].cm_from = "traj.margins.parquet" if source is not None else "computed"
-            out[r].cms = dict(source if source is not None else cms[r])
-            out[r].peak, out[r].peak_cm = peak_step(out[r].cms, min_step)
-
-    # 3. patching, peak <-> final
-    if "patch" in insts:
-        for r in rules:
-            rr = out[r]
-            assert rr.peak is not None
-            if rr.peak == rr.final:
-                rr.notes.append(f"patch: the CM peaks at the final checkpoint (step {rr.final}); no pair to patch")
-                stale = [(name, s, r, "patch") for s in store.steps(name, r, "patch")]
-                if stale:
-                    store.drop(stale)
-                continue
-            if not force and _patch_current(store, name, r, rr, shas[r]):
-                skipped["patch"] += 2
-                continue
-            from ungrok.mech.patching import patch_components
-
-            peak_m, final_m = load(rr.peak), load(rr.final)
-            old = [s for s in store.steps(name, r, "patch") if s not in (rr.peak, rr.final)]
-            if old:
-                rr.notes.append(f"patch: replaced the rows of an earlier peak/final pair (steps {old})")
-                store.drop([(name, s, r, "patch") for s in old], save=False)
-            rows = patch_components(peak_m, final_m, prompts[r], "peak_to_final").rows(name, rr.final, r, shas[r])
-            rows += patch_components(final_m, peak_m, prompts[r], "final_to_peak").rows(name, rr.peak, r, shas[r])
-            store.put(rows)
-            computed["patch"] += 2
-
-    # 4. direction removal at the peak and at the final checkpoint
-    if "direction" in insts:
-        windows: tuple[Any, float] | None = None
-        for r in rules:
-            rr = out[r]
-            for step in sorted({rr.peak, rr.final} - {None}):  # type: ignore[arg-type]
-                if not todo(step, r, "direction"):
-                    continue
-                from ungrok.mech.direction import direction_specificity
-
-                model = load(step)
-                if windows is None:
-                    windows = training_windows(run_dir, _bpb_context(run_dir, model), tok)
-                res = direction_specificity(model, prompts[r], windows[0], windows[1])
-                store.put(res.rows(name, step, r, shas[r]))
-                computed["direction"] += 1
-
-    # 5. the n-gram baseline over the served stream
-    ngram_path = None
-    if "ngram" in insts:
-        ngram_path = _ngram(run_dir, bat, name, force, progress)
-    if not store.path.exists() and any(i in insts for i in PER_CHECKPOINT + ("patch", "direction")):
-        store.save()  # nothing to add (e.g. every unit skipped in a fresh copy): leave the empty table
-    for r in rules:
-        for n in out[r].notes:
-            say(n)
-    return MechSummary(run_dir, name, insts, steps, out, computed, skipped, store.path, ngram_path,
-                       time.perf_counter() - t0, loads)  # fmt: skip
+            rr.cm_from = "traj.margins.parquet" if source is not None else "computed"
+            rr.cms = dict(source if source is not None else cms[r])
+            rr.peak, rr.peak_cm = peak_step(rr.cms, min_step)
 
 
-def _patch_current(store: MechStore, run: str, rule: str, rr: RuleRun, sha: str) -> bool:
-    """Patch rows exist for exactly this peak/final pair (each at its destination, with its metric)."""
+def _at_pair(job: _Job, inst: Instrument, rule: str) -> None:
+    """A PAIR instrument whose units stand alone: each of the peak and final checkpoints, if missing."""
+    rr = job.out[rule]
     assert rr.peak is not None
-    if set(store.steps(run, rule, "patch")) != {rr.peak, rr.final}:
+    pair = (rr.peak, rr.final)
+    for step in sorted(set(pair)):
+        if job.todo(step, rule, inst.name):
+            job.store.put(job.rows(inst, job.ctx(step, rule, pair), rule))
+
+
+def _partnered(job: _Job, inst: Instrument, rule: str) -> None:
+    """A partnered PAIR instrument (patch): both units together, rows of an earlier pair dropped."""
+    rr, name, store = job.out[rule], inst.name, job.store
+    assert rr.peak is not None
+    if rr.peak == rr.final:
+        rr.notes.append(f"{name}: the CM peaks at the final checkpoint (step {rr.final}); no pair to {name}")
+        stale = [(job.name, s, rule, name) for s in store.steps(job.name, rule, name)]
+        if stale:
+            store.drop(stale)
+        return
+    pair = (rr.peak, rr.final)
+    if not job.force and _pair_current(job, inst, rule, pair):
+        job.skipped[name] += 2
+        return
+    old = [s for s in store.steps(job.name, rule, name) if s not in pair]
+    if old:
+        rr.notes.append(f"{name}: replaced the rows of an earlier peak/final pair (steps {old})")
+        store.drop([(job.name, s, rule, name) for s in old], save=False)
+    rows = [row for step in (rr.final, rr.peak) for row in job.rows(inst, job.ctx(step, rule, pair), rule)]
+    store.put(rows)
+
+
+def _pair_current(job: _Job, inst: Instrument, rule: str, pair: tuple[int, int]) -> bool:
+    """Rows exist for exactly this peak/final pair, with these prompts (and, if the instrument can
+    tell, computed as this pair)."""
+    store, sha = job.store, job.out[rule].prompts_sha256
+    if set(store.steps(job.name, rule, inst.name)) != set(pair):
         return False
-    if not (store.has(run, rr.final, rule, "patch", sha) and store.has(run, rr.peak, rule, "patch", sha)):
+    if not all(store.has(job.name, s, rule, inst.name, sha) for s in pair):
         return False
-    metrics = {(r["step"], r["metric"]) for r in store.select(run, rule, "patch")}
-    return metrics == {(rr.final, PATCH_METRICS["final"]), (rr.peak, PATCH_METRICS["peak"])}
+    return inst.same_pair is None or inst.same_pair(store.select(job.name, rule, inst.name), *pair)
 
 
-def _bpb_context(run_dir: Path, model: Any) -> int:
-    """The run's training context (its sampler's), never more than the model's."""
-    import json
-
-    try:
-        doc = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
-        ctx = int(doc["config"]["sampler"]["context"])
-    except (OSError, ValueError, KeyError, TypeError):
-        ctx = int(model.config.context)
-    return min(ctx, int(model.config.context))
-
-
-def _ngram(run_dir: Path, battery: Any, name: str, force: bool, progress: bool) -> Path:
+def ngram_table(run_dir: Path, battery: Any, name: str, force: bool, progress: bool) -> Path:
     """RUN/traj.ngram.parquet (resumed by write_ngram); with force, rebuilt beside it and swapped in whole."""
     from ungrok.mech.ngram import NGRAM_FILE, read_served_run, write_ngram
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ungrok.errors import UngrokError
+from ungrok.mech.instruments import REGISTRY, RUN
 
 MECH_FILE = "traj.mech.parquet"
 MECH_COLUMNS = (
@@ -29,8 +30,8 @@ MECH_COLUMNS = (
     ("value", "float64"),
     ("prompts_sha256", "string"),
 )
-INSTRUMENTS = ("decomp", "decode", "heads", "patch", "direction")  # what this table holds
-ALL_INSTRUMENTS = (*INSTRUMENTS, "ngram")  # what `ungrok mech` runs (ngram: RUN/traj.ngram.parquet)
+ALL_INSTRUMENTS = tuple(REGISTRY)  # what `ungrok mech` runs, in run order
+INSTRUMENTS = tuple(n for n, i in REGISTRY.items() if i.where != RUN)  # what this table holds (not ngram's)
 
 Unit = tuple[str, int, str, str]  # (run, step, rule, instrument)
 

@@ -1,32 +1,87 @@
-"""One instrumented forward of our GPT that every mechanism instrument runs through.
+"""Reading and editing our GPT's activations at its hook sites: `GPT.forward` itself, no second forward.
 
-It re-states `GPT.forward` op for op (same modules, same `_norm` / `_rotate`, same SDPA
-call), so its logits equal the model's (bit for bit on CPU; tested to 1e-6), while it
-keeps what the instruments read and lets them intervene:
+The model names the activations the instruments need (`HookPoint`s in model/gpt.py); a
+forward hook on a site records its tensor or returns a replacement. `hooked` attaches
+them for one `with` block and always removes them, so the model is left as it was.
 
-- records the embedding stream x0 = norm(wte), each layer's per-head pre-W_O outputs
-  (value embeddings mixed in, as in the model), attention outputs, MLP increments, the
-  residual after every block, and pre- and post-softcap logits;
-- zero-ablates heads (pre-W_O, all positions), replaces components with cached ones
-  (patching: "embed", "L{l}H{h}", "mlp:L{l}") and projects a unit direction out of
-  the residual after block k at all positions.
-
-A re-statement rather than hooks because per-head pre-W_O outputs exist only inside
-`Attention.forward`; a hook on `wo`'s input would reach them but not the residual
-between the attention and MLP halves of a block, which projection and patching need.
+- `trace` records the embedding stream, each layer's per-head pre-W_O outputs, attention
+  outputs, MLP increments and residual after every block, and the pre- and post-softcap
+  logits, under an optional `Intervention`;
+- an `Intervention` zero-ablates heads (pre-W_O, all positions), replaces components with
+  cached ones (patching: "embed", "L{l}H{h}", "mlp:L{l}") and projects a unit direction
+  out of the residual after block k at all positions; recorded values are the edited ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from ungrok.model.gpt import GPT, _norm, _rotate
+from ungrok.model.gpt import GPT
+
+Edit = Callable[[torch.Tensor], torch.Tensor]  # activation -> its replacement
+
+EMBED = "hook_embed"  # x0 = norm(wte(idx)) [B, T, d]
+FINAL = "hook_final"  # norm(x_final) [B, T, d]: what lm_head consumes
+LOGITS_RAW = "lm_head"  # the head's output before the soft-cap [B, T, V] (the inference path)
 
 
+def heads_site(layer: int) -> str:
+    """Per-head pre-W_O outputs [B, T, H, hd] of a layer (value embeddings mixed in)."""
+    return f"blocks.{layer}.attn.hook_heads"
+
+
+def attn_site(layer: int) -> str:
+    return f"blocks.{layer}.hook_attn_out"
+
+
+def mlp_site(layer: int) -> str:
+    return f"blocks.{layer}.hook_mlp_out"
+
+
+def resid_site(layer: int) -> str:
+    """The residual after block `layer` (0-based), i.e. before block `layer + 1`."""
+    return f"blocks.{layer}.hook_resid_post"
+
+
+@contextmanager
+def hooked(
+    model: torch.nn.Module, edits: Mapping[str, Sequence[Edit]] | None = None, keep: Iterable[str] = ()
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, every forward applies `edits` at their sites (in order), then records each
+    `keep` site's (edited) tensor into the yielded dict; the hooks are removed on exit."""
+    edits, keep = edits or {}, list(keep)
+    modules = {}
+    for name in (*edits, *keep):  # every site found before any hook is attached
+        try:
+            modules[name] = model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"no hook site {name!r} in {type(model).__name__}") from None
+    cache: dict[str, torch.Tensor] = {}
+
+    def replace(fn: Edit) -> Callable[..., torch.Tensor]:
+        return lambda _m, _args, out: fn(out)
+
+    def record(name: str) -> Callable[..., None]:
+        return lambda _m, _args, out: cache.__setitem__(name, out)
+
+    hooks = [(name, replace(fn)) for name, fns in edits.items() for fn in fns]
+    hooks += [(name, record(name)) for name in keep]
+    handles = []
+    try:
+        for name, hook in hooks:
+            handles.append(modules[name].register_forward_hook(hook))
+        yield cache
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# --------------------------------------------------------------------------- interventions
 @dataclass(frozen=True)
 class Intervention:
     """What to change in the forward; the default changes nothing.
@@ -45,9 +100,53 @@ class Intervention:
 NONE = Intervention()
 
 
+def head_key(layer: int, head: int) -> str:
+    return f"L{layer}H{head}"
+
+
+def mlp_key(layer: int) -> str:
+    return f"mlp:L{layer}"
+
+
+def _project(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    return x - (x @ u).unsqueeze(-1) * u
+
+
+def _set_heads(changes: dict[int, torch.Tensor | None]) -> Edit:
+    """Head h of a [B, T, H, hd] site replaced by changes[h], or zeroed where it is None."""
+
+    def edit(y: torch.Tensor) -> torch.Tensor:
+        y = y.clone()
+        for h, value in changes.items():
+            y[:, :, h] = 0.0 if value is None else value
+        return y
+
+    return edit
+
+
+def intervention_edits(model: GPT, iv: Intervention) -> dict[str, list[Edit]]:
+    """The hook edits that carry out an intervention (patch before projection at the embedding)."""
+    cfg = model.config
+    edits: dict[str, list[Edit]] = {}
+    if "embed" in iv.patch:
+        edits[EMBED] = [lambda _x, t=iv.patch["embed"]: t]
+    for layer in range(cfg.n_layer):
+        changes = {h: None if (layer, h) in iv.ablate else iv.patch[head_key(layer, h)] for h in range(cfg.n_head)
+                   if (layer, h) in iv.ablate or head_key(layer, h) in iv.patch}  # fmt: skip
+        if changes:
+            edits[heads_site(layer)] = [_set_heads(changes)]
+        if mlp_key(layer) in iv.patch:
+            edits[mlp_site(layer)] = [lambda _x, t=iv.patch[mlp_key(layer)]: t]
+    if iv.project is not None:
+        k, u = iv.project
+        edits.setdefault(EMBED if k == 0 else resid_site(k - 1), []).append(lambda x, u=u: _project(x, u))
+    return edits
+
+
+# --------------------------------------------------------------------------- reading
 @dataclass
 class Trace:
-    """Everything one forward produced; lists are per layer, `resid[k - 1]` is after block k."""
+    """What one forward produced; lists are per layer, `resid[k - 1]` is after block k."""
 
     embed: torch.Tensor  # [B, T, d]
     heads: list[torch.Tensor]  # [B, T, H, hd] pre-W_O
@@ -62,81 +161,46 @@ class Trace:
         return self.resid[-1]
 
 
-def head_key(layer: int, head: int) -> str:
-    return f"L{layer}H{head}"
-
-
-def mlp_key(layer: int) -> str:
-    return f"mlp:L{layer}"
-
-
-def _project(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    return x - (x @ u).unsqueeze(-1) * u
-
-
-def _gather(x: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
-    """x [B, T, d] at positions read [B] -> [B, d], or [B, K] -> [B, K, d]."""
+def _gather(x: torch.Tensor, read: torch.Tensor | None) -> torch.Tensor:
+    """x [B, T, d] at positions read [B] -> [B, d], or [B, K] -> [B, K, d]; None: all of x."""
+    if read is None:
+        return x
     if read.dim() == 1:
         return x[torch.arange(x.shape[0]), read]
     return torch.gather(x, 1, read.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def _edits(model: GPT, iv: Intervention | None, read: torch.Tensor | None) -> dict[str, list[Edit]]:
+    """The intervention's edits, plus, with `read`, the final state narrowed to the read positions:
+    the head and soft-cap are position-wise, so only the logits that are read get computed."""
+    edits = intervention_edits(model, iv or NONE)
+    if read is not None:
+        edits.setdefault(FINAL, []).append(lambda h: _gather(h, read))
+    return edits
+
+
+@torch.no_grad()
+def forward_logits(
+    model: GPT, idx: torch.Tensor, intervention: Intervention | None = None, read: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The model's soft-capped logits on idx [B, T] under an intervention, at `read` or everywhere."""
+    with hooked(model, _edits(model, intervention, read)):
+        return model(idx)
 
 
 @torch.no_grad()
 def trace(
     model: GPT, idx: torch.Tensor, intervention: Intervention | None = None, read: torch.Tensor | None = None
 ) -> Trace:
-    """Run the model on idx [B, T] with an intervention; logits at `read` ([B] or [B, K]) or everywhere."""
-    iv = intervention or NONE
-    cfg = model.config
-    B, T = idx.shape
-    if model.cos.shape[1] < T:
-        raise ValueError(f"sequence of {T} tokens exceeds the model context {model.cos.shape[1]}")
-    cos, sin = model.cos[:, :T], model.sin[:, :T]
-    k_proj, u = iv.project if iv.project is not None else (-1, None)
-
-    x = _norm(model.wte(idx))
-    if "embed" in iv.patch:
-        x = iv.patch["embed"]
-    if k_proj == 0:
-        x = _project(x, u)
-    embed = x
-    heads, attns, mlps, resid = [], [], [], []
-    shape = (B, T, cfg.n_head, cfg.head_dim)
-    for i, block in enumerate(model.blocks):
-        at = block.attn
-        h_in = _norm(x)
-        q = at.wq(h_in).view(shape)
-        k = at.wk(h_in).view(shape)
-        v = at.wv(h_in).view(shape)
-        if at.ve_lambda is not None:
-            ve = model.value_embeds[str(i)](idx)
-            v = at.ve_lambda[0] * v + at.ve_lambda[1] * ve.view(shape)
-        q, k = _norm(_rotate(q, cos, sin)), _norm(_rotate(k, cos, sin))
-        y = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
-        )
-        y = y.transpose(1, 2)  # [B, T, H, hd]
-        changed = [h for h in range(cfg.n_head) if (i, h) in iv.ablate or head_key(i, h) in iv.patch]
-        if changed:
-            y = y.clone()
-            for h in changed:
-                y[:, :, h] = 0.0 if (i, h) in iv.ablate else iv.patch[head_key(i, h)]
-        a = at.wo(y.reshape(B, T, -1))
-        x = x + a
-        m = block.mlp(_norm(x))
-        if mlp_key(i) in iv.patch:
-            m = iv.patch[mlp_key(i)]
-        x = x + m
-        if k_proj == i + 1:
-            x = _project(x, u)
-        heads.append(y)
-        attns.append(a)
-        mlps.append(m)
-        resid.append(x)
-    xr = x if read is None else _gather(x, read)
-    raw = model.lm_head(_norm(xr)).float()
-    cap = cfg.softcap
-    return Trace(embed, heads, attns, mlps, resid, raw, cap * torch.tanh(raw / cap))
+    """Run the model on idx [B, T] with an intervention, recording every site; logits at `read` ([B] or [B, K])."""
+    n = model.config.n_layer
+    layers = {kind: [f(i) for i in range(n)] for kind, f in
+              (("heads", heads_site), ("attn", attn_site), ("mlp", mlp_site), ("resid", resid_site))}  # fmt: skip
+    keep = [EMBED, LOGITS_RAW, *(s for sites in layers.values() for s in sites)]
+    with hooked(model, _edits(model, intervention, read), keep) as got:
+        out = model(idx)
+    per = {kind: [got[s] for s in sites] for kind, sites in layers.items()}
+    return Trace(got[EMBED], per["heads"], per["attn"], per["mlp"], per["resid"], got[LOGITS_RAW].float(), out)
 
 
 def cached_components(tr: Trace) -> dict[str, torch.Tensor]:
@@ -155,15 +219,15 @@ def last_margins(logits: torch.Tensor, rule_id: int, prior_id: int) -> torch.Ten
     return (lp[:, rule_id] - lp[:, prior_id]).double()
 
 
-def contrast_margin(model: GPT, prompts, intervention: Intervention | None = None) -> float:  # noqa: ANN001
+def contrast_margin(model: GPT, prompts: Any, intervention: Intervention | None = None) -> float:
     """Post-softcap CM over the CM prompts (the `probes.margins` definition) under an intervention."""
     idx, last = prompts.cm_batch()
-    tr = trace(model, idx, intervention, read=last)
-    return float(last_margins(tr.logits, prompts.rule_id, prompts.prior_id).mean())
+    out = forward_logits(model, idx, intervention, last)
+    return float(last_margins(out, prompts.rule_id, prompts.prior_id).mean())
 
 
 class TracedLogits:
-    """A probes `LogitsModel` running the traced forward under an intervention (for BatteryPlan)."""
+    """A probes `LogitsModel` running the model under an intervention (for BatteryPlan)."""
 
     def __init__(self, model: GPT, intervention: Intervention | None = None):
         self.model = model
@@ -175,4 +239,4 @@ class TracedLogits:
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return trace(self.model, input_ids, self.intervention, read=positions).logits
+        return forward_logits(self.model, input_ids, self.intervention, positions)

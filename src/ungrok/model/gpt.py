@@ -5,6 +5,13 @@ on alternating layers (the last layer always has one), parameter-free RMSNorm
 everywhere, an untied head whose fp32 logits are soft-capped at 15. Output
 projections and the head start at zero, so every logit is 0 at step 0: forced-choice
 ties are then scored wrong and the contrast margin is exactly 0.
+
+Named hook sites (`HookPoint`, identity modules) mark the activations the mechanism
+instruments read or replace, so they hook this forward instead of re-stating it:
+`hook_embed` (x0 = norm(wte)), per block `attn.hook_heads` (pre-W_O outputs [B, T, H, hd]),
+`hook_attn_out`, `hook_mlp_out`, `hook_resid_post` (the residual after the block), and
+`hook_final` (norm(x_final), what the head consumes). Without hooks they return their
+input object unchanged: no op, no autograd node, no parameter, no state_dict key.
 """
 
 from __future__ import annotations
@@ -50,6 +57,13 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
+class HookPoint(nn.Module):
+    """An identity with a name: a forward hook on it reads, or by returning a tensor replaces, one activation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Half-split rotation: [x1 cos - x2 sin, x1 sin + x2 cos] on (B, T, H, D)."""
     d = x.shape[-1] // 2
@@ -68,6 +82,7 @@ class Attention(nn.Module):
         self.wo = nn.Linear(d, d, bias=False)
         # v <- lambda0 * v + lambda1 * ve on value-embedding layers
         self.ve_lambda = nn.Parameter(torch.full((2,), 0.5)) if cfg.has_value_embedding(layer) else None
+        self.hook_heads = HookPoint()  # [B, T, H, hd], value embeddings mixed in
 
     def forward(
         self, x: torch.Tensor, ve: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor
@@ -88,7 +103,7 @@ class Attention(nn.Module):
                 y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+        return self.wo(self.hook_heads(y.transpose(1, 2)).reshape(B, T, -1))
 
 
 class MLP(nn.Module):
@@ -106,12 +121,15 @@ class Block(nn.Module):
         super().__init__()
         self.attn = Attention(cfg, layer)
         self.mlp = MLP(cfg)
+        self.hook_attn_out = HookPoint()
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
 
     def forward(
         self, x: torch.Tensor, ve: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor
     ) -> torch.Tensor:
-        x = x + self.attn(_norm(x), ve, cos, sin)
-        return x + self.mlp(_norm(x))
+        x = x + self.hook_attn_out(self.attn(_norm(x), ve, cos, sin))
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(_norm(x))))
 
 
 class GPT(nn.Module):
@@ -130,6 +148,8 @@ class GPT(nn.Module):
         )
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.hook_embed = HookPoint()
+        self.hook_final = HookPoint()
         cos, sin = self._rope_tables(cfg.context)
         self.register_buffer("cos", cos, persistent=False)  # derived, never checkpointed
         self.register_buffer("sin", sin, persistent=False)
@@ -168,11 +188,11 @@ class GPT(nn.Module):
         if length > self.cos.shape[1]:
             raise ValueError(f"sequence of {length} tokens exceeds the model context {self.cos.shape[1]}")
         cos, sin = self.cos[:, :length], self.sin[:, :length]
-        x = _norm(self.wte(idx))
+        x = self.hook_embed(_norm(self.wte(idx)))
         for i, block in enumerate(self.blocks):
             ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
             x = block(x, ve, cos, sin)
-        h, cap = _norm(x), self.config.softcap
+        h, cap = self.hook_final(_norm(x)), self.config.softcap
         if targets is None:
             logits = self.lm_head(h).float()
             return cap * torch.tanh(logits / cap)

@@ -1,12 +1,14 @@
 """prereg: predictions registered before the data exist, enforced by the tool.
 
-freeze -> registry (hashed, dated; amendments hash-chained) ; ledger (first read of each
-run artifact; quarantine) ; score -> scoreboard (PASS / FAIL / UNSCOREABLE, falsifiers).
+freeze -> registry (hashed, dated; amendments hash-chained) ; ledger (a hash chain of first
+reads with file hashes, training starts and registrations; quarantine) ; integrity (the
+check verify, score and the runner share) ; score -> scoreboard (PASS / FAIL / UNSCOREABLE).
 """
 
 from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
 from ungrok.prereg.evaluate import Result, evaluate
 from ungrok.prereg.evidence import Evidence, SeedRecord, load_evidence, records_for_run
+from ungrok.prereg.integrity import Changed, Integrity, check_run
 from ungrok.prereg.ledger import (
     LEDGER_NAME,
     REGISTRY_NAME,
@@ -34,9 +36,11 @@ __all__ = [
     "LEDGER_NAME",
     "REGISTRY_NAME",
     "Amendment",
+    "Changed",
     "Clock",
     "Evidence",
     "Gates",
+    "Integrity",
     "Ledger",
     "Outcome",
     "Prediction",
@@ -49,6 +53,7 @@ __all__ = [
     "amend",
     "artifact_key",
     "check_readable",
+    "check_run",
     "compile_predictions",
     "evaluate",
     "freeze",

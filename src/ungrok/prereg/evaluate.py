@@ -174,6 +174,9 @@ class Context:
         rec = self.index.get((cell, seed, family))
         if rec is None:
             raise Unscoreable(f"no evidence for {family} in cell {cell} seed {seed}")
+        why = rec.problem()
+        if why is not None:
+            raise Unscoreable(why)
         return rec
 
     def check_cell(self, cell: str, gates: Gates, seeds: Sequence[int]) -> None:
@@ -201,6 +204,8 @@ class Context:
             where = f"family {family} in cell {cell}"
         if v is None:
             raise Unscoreable(f"the evidence gives no {name!r} for {where}")
+        if not math.isfinite(v):
+            raise Unscoreable(f"the evidence gives {name} = {v} for {where}, not a finite number")
         return float(v)
 
 

@@ -26,6 +26,8 @@ from ungrok.jsonfile import load_json_model
 BEHAVIOUR_MEASURES = ("conflict_final", "conflict_max", "agree_final", "agree_max", "onset", "n_checkpoints")
 CM_MEASURES = ("cm_final", "cm_peak", "cm_peak_step", "cm_zero_crossing", "pm_final", "pm_at_peak")
 BUILTIN_MEASURES = BEHAVIOUR_MEASURES + CM_MEASURES
+ACCURACIES = ("conflict_final", "conflict_max", "agree_final", "agree_max")  # fractions of items: [0, 1]
+NUMBERS = ACCURACIES + ("cm_final", "cm_peak", "pm_final", "pm_at_peak")
 
 
 class SeedRecord(BaseModel):
@@ -65,6 +67,19 @@ class SeedRecord(BaseModel):
             if not ok:
                 raise ValueError(f"extra measure {k!r} must be a finite number or null, not {v!r}")
         return self
+
+    def problem(self) -> str | None:
+        """Why this record cannot be scored (None: it can). NaN or infinity compare false and
+        would turn into a FAIL, and an accuracy outside [0, 1] is no accuracy: both make the
+        predictions reading the record UNSCOREABLE, with this reason."""
+        where = f"the evidence for {self.family} in cell {self.cell} seed {self.seed}"
+        for name in NUMBERS:
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                return f"{where} gives {name} = {v}, not a finite number"
+            if name in ACCURACIES and not 0.0 <= v <= 1.0:
+                return f"{where} gives {name} = {v:g}, outside [0, 1]"
+        return None
 
     def has(self, name: str) -> bool:
         """Was this key given? (absent = missing data; given as null = unknown for this seed)"""

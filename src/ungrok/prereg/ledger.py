@@ -1,27 +1,39 @@
-"""The read ledger: when each run artifact was first read, and when predictions were registered.
+"""The read ledger: a hash chain of everything that happened to a run folder's data.
 
-`ledger.json` sits in the run folder, beside `registry.json`. Reads are keyed
-`CELL/SEED/NAME` (e.g. `kill_1/42/trajectories`): the output of one training run, which
-is what predictions govern; the file's sha256 at the first read is kept beside it (a freeze
-binds those of the pilot reads), and so is when the runner first started training each
-(cell, seed). A first-read time is never changed once written; updates
-are made under a file lock and written atomically, so parallel workers cannot lose one
-another's entries. Quarantined seeds (a replication set) cannot be read at all until an
-unlock amendment is registered.
+`ledger.json` sits in the run folder, beside `registry.json`. Every event is one entry of
+`entries`, in the order it happened, each holding the previous entry's hash (`prev`) and
+its own (`hash`, the sha256 of its canonical JSON without `hash`):
 
-Limits: the ledger is as trustworthy as the file system it lives on; the registry's
-hash chain and the registrations recorded here cross-check each other, but someone who
-rewrites both by hand is not stopped — publish or commit the registry's sha256.
+- `read`: the first read of a run artifact, keyed `CELL/SEED/NAME` (e.g.
+  `kill_1/42/trajectories`), with the file's sha256 and path at that read;
+- `result`: a run-level result file a verdict reads (`fates.json`, `gates.json`), with the
+  sha256 of its content, recorded before the file is written;
+- `start`: when the runner first started training a (cell, seed);
+- `register`: a freeze or amendment of the registry, with its sha256. The registry in turn
+  records the ledger's head hash at each registration (`ledger_head`), so the two bind
+  each other, and removing, editing or reordering an entry breaks the chain.
+
+`registrations`, `reads`, `digests`, `results` and `started` are views of the chain, kept
+for people and older readers; a view that disagrees with the chain makes the ledger
+unreadable. A first read is never changed once written; updates are made under a file lock
+and written atomically, so parallel workers cannot lose one another's entries. Quarantined
+seeds (a replication set) cannot be read at all until an unlock amendment is registered.
+
+Limits: the ledger is as trustworthy as the file system it lives on. Someone who rewrites
+the registry, the ledger and every result consistently is not stopped by any file in the
+folder: publish or commit the registry's sha256 (and the scoreboard's).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -34,6 +46,9 @@ if TYPE_CHECKING:
 
 LEDGER_NAME = "ledger.json"
 REGISTRY_NAME = "registry.json"
+LEDGER_FORMAT = "ungrok-ledger/2"
+GENESIS = "0" * 64  # the `prev` of the first entry
+EntryKind = Literal["read", "result", "start", "register"]
 
 
 class Registration(BaseModel):
@@ -45,14 +60,92 @@ class Registration(BaseModel):
     sha256: str
 
 
+class Entry(BaseModel):
+    """One event of the chain; `hash` covers every other field, `prev` included."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int
+    kind: EntryKind
+    key: str  # artifact key, CELL/SEED, result file name, or registry file name
+    at: str
+    sha256: str | None = None  # the file's (or registration's) sha256
+    path: str | None = None  # the file read, relative to the run folder
+    what: str | None = None  # registrations: "freeze", "amendment 1", ...
+    prev: str
+    hash: str
+
+
+def entry_hash(fields: dict[str, Any]) -> str:
+    """sha256 of an entry's canonical JSON without its own hash (independently recomputable)."""
+    body = {k: v for k, v in fields.items() if k != "hash"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 class Ledger(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["ungrok-ledger/1"] = "ungrok-ledger/1"
+    format: Literal["ungrok-ledger/2"] = LEDGER_FORMAT
     registrations: list[Registration] = []
     reads: dict[str, str] = {}  # artifact key -> first read (UTC)
     digests: dict[str, str] = {}  # artifact key -> sha256 of the file at its first read
+    paths: dict[str, str] = {}  # artifact key -> the file read, relative to the run folder
+    results: dict[str, str] = {}  # run-level result file -> sha256 when first recorded
     started: dict[str, str] = {}  # CELL/SEED -> when the runner first started training it (UTC)
+    entries: list[Entry] = []
+
+    @property
+    def head(self) -> str:
+        """The hash of the last entry (GENESIS for an empty ledger): what a registration binds."""
+        return self.entries[-1].hash if self.entries else GENESIS
+
+    def append(self, kind: EntryKind, key: str, at: str, **fields: str | None) -> Entry:
+        """Add one event at the end of the chain and to the views."""
+        body: dict[str, Any] = {"n": len(self.entries), "kind": kind, "key": key, "at": at,
+                                "sha256": None, "path": None, "what": None, **fields, "prev": self.head}  # fmt: skip
+        e = Entry(**body, hash=entry_hash(body))
+        self.entries.append(e)
+        _apply(self, e)
+        return e
+
+
+def _apply(led: Ledger, e: Entry) -> None:
+    if e.kind == "read":
+        led.reads[e.key] = e.at
+        if e.sha256 is not None:
+            led.digests[e.key] = e.sha256
+        if e.path is not None:
+            led.paths[e.key] = e.path
+    elif e.kind == "result":
+        led.results[e.key] = str(e.sha256)
+    elif e.kind == "start":
+        led.started[e.key] = e.at
+    else:
+        led.registrations.append(Registration(registry=e.key, what=str(e.what), at=e.at, sha256=str(e.sha256)))
+
+
+def check_chain(led: Ledger, where: Path) -> None:
+    """Recompute the chain and the views from it; the first entry or view that differs is a
+    one-line UngrokError (a ledger edited, truncated in the middle or reordered)."""
+    prev = GENESIS
+    fresh = Ledger()
+    for i, e in enumerate(led.entries):
+        label = f"entry {i} ({e.kind} {e.key}{' ' + e.what if e.what else ''} at {e.at})"
+        if e.n != i or e.prev != prev:
+            raise UngrokError(f"{where}: {label} does not follow the entry before it (hash chain broken: an "
+                              "entry was removed, reordered or inserted)")  # fmt: skip
+        if entry_hash(e.model_dump()) != e.hash:
+            raise UngrokError(f"{where}: {label} changed after it was recorded")
+        prev = e.hash
+        fresh.entries.append(e)
+        _apply(fresh, e)
+    for view in ("registrations", "reads", "digests", "paths", "results", "started"):
+        have, want = getattr(led, view), getattr(fresh, view)
+        if have != want:
+            keys = [k for k in (set(have) | set(want)) if have.get(k) != want.get(k)] if isinstance(have, dict) else []
+            at = f" at {sorted(keys)[0]}" if keys else ""
+            raise UngrokError(f"{where}: its {view} table disagrees with its hash chain{at}; the ledger was edited")
 
 
 def ledger_path(run_dir: str | Path) -> Path:
@@ -60,14 +153,20 @@ def ledger_path(run_dir: str | Path) -> Path:
 
 
 def read_ledger(run_dir: str | Path) -> Ledger:
-    """The run folder's ledger (empty if none was written yet)."""
+    """The run folder's ledger (empty if none was written yet), its chain checked."""
     p = ledger_path(run_dir)
     if not p.exists():
         return Ledger()
     try:
-        return Ledger.model_validate(json.loads(p.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError):
-        raise UngrokError(f"{p}: not a readable read ledger") from None
+        led = Ledger.model_validate(json.loads(p.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UngrokError(f"{p}: not valid JSON any more (truncated or edited)") from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "top level"
+        raise UngrokError(f"{p}: not a readable read ledger ({LEDGER_FORMAT}) at {where}: {first['msg']}") from None
+    check_chain(led, p)
+    return led
 
 
 @contextlib.contextmanager
@@ -105,6 +204,10 @@ def parse_artifact_key(key: str) -> tuple[str, int, str]:
     return parts[0], int(parts[1]), parts[2]
 
 
+def _relative(run_dir: str | Path, path: str | Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())).as_posix()
+
+
 # --------------------------------------------------------------------------- quarantine and reads
 def _registry_for(run_dir: str | Path, registry: Registry | None) -> Registry | None:
     if registry is not None:
@@ -137,13 +240,15 @@ def record_read(
     clock: Clock = utc_now,
     registry: Registry | None = None,
     sha256: str | None = None,
+    path: str | Path | None = None,
 ) -> str:
     """Record that an artifact is about to be read; return its first-read time.
 
     Call this before reading a run's trajectories, verdicts or margins. Quarantined
-    seeds are refused. The first time is kept: later reads never move it. `sha256`
-    (the file's hash) is kept with the first read, so a freeze can bind exactly what a
-    pilot read saw.
+    seeds are refused. The first time is kept: later reads never move it. `sha256` and
+    `path` (the file and its hash) are kept with the first read, so a freeze can bind
+    exactly what a pilot read saw and `verify` and `score` can tell a result that changed
+    since (a later read never replaces them).
     """
     cell, seed, _ = parse_artifact_key(artifact)
     check_readable(run_dir, cell, seed, registry)
@@ -151,16 +256,29 @@ def record_read(
     if known is not None:
         return known
     now = stamp(clock)
+    rel = None if path is None else _relative(run_dir, path)
 
     def add(led: Ledger) -> bool:
         if artifact in led.reads:
             return False
-        led.reads[artifact] = now
-        if sha256 is not None:
-            led.digests[artifact] = sha256
+        led.append("read", artifact, now, sha256=sha256, path=rel)
         return True
 
     return _update(run_dir, add).reads[artifact]
+
+
+def record_result(run_dir: str | Path, name: str, sha256: str, *, clock: Clock = utc_now) -> str:
+    """Record the sha256 of a run-level result file (fates.json, gates.json) a verdict reads,
+    before it is written; the first one is kept. Returns the recorded sha256."""
+    now = stamp(clock)
+
+    def add(led: Ledger) -> bool:
+        if name in led.results:
+            return False
+        led.append("result", name, now, sha256=sha256, path=name)
+        return True
+
+    return _update(run_dir, add).results[name]
 
 
 def run_key(cell: str, seed: int) -> str:
@@ -176,7 +294,7 @@ def record_start(run_dir: str | Path, cell: str, seed: int, *, clock: Clock = ut
     def add(led: Ledger) -> bool:
         if key in led.started:
             return False
-        led.started[key] = now
+        led.append("start", key, now)
         return True
 
     return _update(run_dir, add).started[key]
@@ -188,7 +306,7 @@ def record_registration(
     """Note a freeze or amendment (lock=False: the caller already holds the ledger lock)."""
 
     def add(led: Ledger) -> bool:
-        led.registrations.append(Registration(registry=registry_name, what=what, at=at, sha256=sha256))
+        led.append("register", registry_name, at, sha256=sha256, what=what)
         return True
 
     _update(run_dir, add, lock)

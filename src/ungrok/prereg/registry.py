@@ -7,12 +7,15 @@ Layout of `registry.json`:
     families, measures, cell_numbers, predictions [...],
     pilot       = {seeds, reads [{artifact, first_read, sha256}], record {path, sha256, ...}}
                   (only when the experiment declares pilot_seeds or a pilot_record; see pilot.py)
+    ledger_head = the run ledger's head hash just before the freeze (ledger.py)
     sha256      = sha256 of the canonical JSON of everything above
     amendments  = [{index, created_utc, kind, reason, predictions, changes,
-                    unlocked_seeds, prev_sha256, sha256}, ...]
+                    unlocked_seeds, prev_sha256, ledger_head, sha256}, ...]
 Each amendment's sha256 covers its own content and `prev_sha256` (the registry's
 sha256 for the first, the previous amendment's after that): a hash chain, so editing,
-removing or reordering any earlier entry is detected by `verify`. Hashes are taken
+removing or reordering any earlier entry is detected by `verify`. The run ledger records
+each registration's sha256 and each registration records the ledger's head before it, so
+the registry and the ledger bind each other (integrity.py checks both). Hashes are taken
 over the parsed JSON in canonical form (sorted keys, no whitespace), so they do not
 depend on how the file is indented. Paths are stored relative to the registry's folder.
 """
@@ -43,7 +46,6 @@ from ungrok.prereg.ledger import (
     registrations_for,
 )
 from ungrok.prereg.pilot import PilotBlock, PilotRecordRef, pilot_reads, record_ref
-from ungrok.prereg.timeline import order_lines
 from ungrok.yamlfile import load_yaml
 
 FORMAT = "ungrok-prereg/1"
@@ -101,6 +103,7 @@ class Amendment(BaseModel):
     changes: str | None = None
     unlocked_seeds: list[int] = []
     prev_sha256: str
+    ledger_head: str  # the run ledger's head hash just before this amendment was recorded
     sha256: str
 
 
@@ -120,6 +123,7 @@ class Registry(BaseModel):
     cell_numbers: list[str] | None
     predictions: list[dict[str, Any]]
     pilot: PilotBlock | None = None
+    ledger_head: str  # the run ledger's head hash just before the freeze
     sha256: str
     amendments: list[Amendment] = []
     _path: Path | None = PrivateAttr(default=None)
@@ -364,6 +368,7 @@ def freeze(
                 "a run folder's registry is frozen once"
             )
         _refuse_post_hoc(led, compiled, exp.seeds, now)
+        _refuse_after_training(dest.parent, led, exp)
         raw: dict[str, Any] = {
             "format": FORMAT,
             "created_utc": now,
@@ -382,6 +387,7 @@ def freeze(
             block = PilotBlock(seeds=list(exp.pilot_seeds), reads=pilot_reads(led, exp.pilot_seeds, now),
                                record=record)
             raw["pilot"] = block.model_dump(mode="json")
+        raw["ledger_head"] = led.head
         raw["sha256"] = sha256_json(base_content(raw))
         raw["amendments"] = []
         _write_new(dest, _to_text(raw))
@@ -408,6 +414,28 @@ def _pilot_record_ref(exp: ExperimentPrereg, exp_path: Path, dest: Path, now: st
         raise UngrokError(f"{where}: {path} not found")
     confirmatory = [*exp.seeds.governed, *exp.seeds.quarantined]
     return record_ref(path, _rel(path, dest.parent), sha256_file(path), confirmatory, now, where)
+
+
+def _refuse_after_training(run: Path, led: Any, exp: ExperimentPrereg) -> None:
+    """A registry frozen after training output exists proves nothing: refuse the freeze when
+    the ledger or the run folder shows a non-pilot run was started, trained or read."""
+    pilot = set(exp.pilot_seeds)
+    for key, at in [*led.started.items(), *led.reads.items()]:
+        if int(key.split("/")[1]) not in pilot:
+            raise UngrokError(
+                f"{run}: the run ledger records training output of {key} (at {at}); a registry must be frozen "
+                "before any training, so this run folder cannot be pre-registered any more"
+            )
+    for folder in sorted((run / "cells").glob("*/seed*")):
+        seed = folder.name.removeprefix("seed")
+        if seed.lstrip("-").isdigit() and int(seed) in pilot:
+            continue
+        first = next((f for f in sorted(folder.rglob("*")) if f.is_file()), None)
+        if first is not None:
+            raise UngrokError(
+                f"{run}: training output {first.relative_to(run).as_posix()} already exists; a registry must be "
+                "frozen before any training, so this run folder cannot be pre-registered any more"
+            )
 
 
 def _refuse_post_hoc(led: Any, compiled: list[Any], seeds: SeedSets, moment: str) -> None:
@@ -502,43 +530,14 @@ def _check_file(reg_path: Path, fh: FileHash, what: str) -> None:
 
 
 def verify(path: str | Path) -> list[str]:
-    """Recompute every hash (registry, amendment chain, experiment file, batteries, pilot
-    record), cross-check the run ledger, and check the order pilot -> freeze -> confirmatory
-    training -> confirmatory reads (timeline.py); the first problem is a one-line UngrokError.
-    Returns one line per check that passed, the order as a short timeline."""
-    p = Path(path)
-    reg = load_registry(p, check_files=True)
-    lines = [
-        f"registry sha256 {reg.sha256} (frozen {reg.created_utc})",
-        f"amendment chain: {len(reg.amendments)} amendment(s), head {reg.head_sha256}",
-        f"classifier constants sha256 {reg.classifier_sha256}",
-        f"experiment file {reg.experiment.path}: unchanged",
-    ]
-    lines += [f"battery {n} ({fh.path}): unchanged" for n, fh in reg.batteries.items()]
-    if reg.pilot is not None and reg.pilot.record is not None:
-        lines.append(f"pilot record {reg.pilot.record.path}: unchanged")
-    ledger_line = _check_ledger(p, reg)
-    return [*lines, *order_lines(p, reg), ledger_line]
+    """Recompute every hash (registry, amendment chain, run ledger, experiment file,
+    batteries, pilot record, every result file read), check that the registry and ledger
+    bind each other and the order pilot -> freeze -> confirmatory training -> confirmatory
+    reads; the first problem (a changed result included) is a one-line UngrokError.
+    Returns one line per check that passed (integrity.py holds the shared check)."""
+    from ungrok.prereg.integrity import verify as verify_run
 
-
-def _check_ledger(path: Path, reg: Registry) -> str:
-    recorded = registrations_for(read_ledger(path.parent), path.name)
-    if not recorded:
-        return "ledger: no registrations recorded beside this registry; chain head not cross-checked"
-    chain = [("freeze", reg.sha256)] + [(f"amendment {a.index}", a.sha256) for a in reg.amendments]
-    for i, r in enumerate(recorded):
-        if i >= len(chain):
-            raise UngrokError(
-                f"{path}: the run ledger records {r.what} (sha256 {r.sha256[:12]}…, at {r.at}) that the "
-                "registry no longer holds: an amendment was removed"
-            )
-        if r.sha256 != chain[i][1]:
-            raise UngrokError(f"{path}: {chain[i][0]} does not match the run ledger's record of it ({r.at})")
-    if len(chain) > len(recorded):
-        raise UngrokError(
-            f"{path}: {chain[len(recorded)][0]} is not in the run ledger; it was not written by ungrok"
-        )
-    return f"ledger: {len(recorded)} registration(s) match the chain"
+    return verify_run(path)
 
 
 # --------------------------------------------------------------------------- amend and unlock
@@ -551,16 +550,18 @@ class AmendFile(BaseModel):
 
 def _append(path: str | Path, build: Callable[[Registry, str], dict[str, Any]], clock: Clock) -> Amendment:
     p = Path(path)
+    from ungrok.prereg.integrity import check_run
+
     with locked(p.parent):
-        reg = load_registry(p, check_files=True)
-        _check_ledger(p, reg)
+        reg = check_run(p).registry  # a registry or ledger that `verify` refuses is never amended
         now = stamp(clock)
         last = reg.amendments[-1].created_utc if reg.amendments else reg.created_utc
         if parse_stamp(now) <= parse_stamp(last):
             raise UngrokError(f"{p}: the clock reads {now}, not after the registry's last entry ({last})")
         body = build(reg, now)
         raw = _read_raw(p)
-        entry = {"index": len(reg.amendments) + 1, "created_utc": now, "prev_sha256": reg.head_sha256, **body}
+        entry = {"index": len(reg.amendments) + 1, "created_utc": now, "prev_sha256": reg.head_sha256,
+                 "ledger_head": read_ledger(p.parent).head, **body}  # fmt: skip
         entry["sha256"] = sha256_json(entry)
         raw["amendments"] = [*raw["amendments"], entry]
         write_text(p, _to_text(raw))

@@ -5,14 +5,15 @@ it has *triggered* when it evaluates PASS, is *silent* on FAIL, and is not appli
 when UNSCOREABLE. The summary counts predictions and falsifiers separately, as the
 paper's scoreboard does ("22 ✓ / 12 × / 8 ◦; 2 of 7 applicable falsifiers triggered").
 A prediction registered after the data it governs were first read (per the run's read
-ledger) is post hoc and gets no verdict: UNSCOREABLE.
+ledger) is post hoc and gets no verdict: UNSCOREABLE. So is one that reads a result file
+whose bytes changed since the ledger recorded them (integrity.py): never a silent PASS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -23,6 +24,9 @@ from ungrok.prereg.evaluate import Context, Result, evaluate
 from ungrok.prereg.evidence import Evidence
 from ungrok.prereg.ledger import Ledger, reads_not_after
 from ungrok.prereg.registry import Registry
+
+if TYPE_CHECKING:
+    from ungrok.prereg.integrity import Changed
 
 Status = Literal["PASS", "FAIL", "UNSCOREABLE"]
 SYMBOL = {"PASS": "✓", "FAIL": "×", "UNSCOREABLE": "◦"}
@@ -81,6 +85,7 @@ class Scoreboard(BaseModel):
     format: Literal["ungrok-scoreboard/1"] = "ungrok-scoreboard/1"
     registry_sha256: str
     registry_head_sha256: str
+    ledger_head_sha256: str | None = None  # the run ledger's head when scored (None: scored without one)
     classifier_sha256: str
     invalid_cells: dict[str, str]
     outcomes: list[Outcome]
@@ -156,15 +161,25 @@ def _check_evidence(reg: Registry, ev: Evidence) -> None:
 def _post_hoc(reg: Registry, led: Ledger | None, pred: object, when: str) -> str | None:
     if led is None:
         return None
-    sets = preds.seed_sets(pred)
-    seeds = (reg.seeds.governed if "governed" in sets else []) + (
-        reg.seeds.quarantined if "quarantined" in sets else []
-    )
-    hits = reads_not_after(led, preds.governed_cells(pred), seeds, when)
+    hits = reads_not_after(led, preds.governed_cells(pred), _seeds_of(reg, pred), when)
     if not hits:
         return None
     key, first = hits[0]
     return f"post hoc: {key} was first read at {first}, before this prediction was registered at {when}"
+
+
+def _seeds_of(reg: Registry, pred: object) -> list[int]:
+    sets = preds.seed_sets(pred)
+    return (reg.seeds.governed if "governed" in sets else []) + (
+        reg.seeds.quarantined if "quarantined" in sets else []
+    )
+
+
+def _changed(reg: Registry, changed: Iterable[Changed], pred: object) -> str | None:
+    for c in changed:
+        if c.governs(preds.governed_cells(pred), _seeds_of(reg, pred)):
+            return f"a result it reads changed: {c.line()}"
+    return None
 
 
 def score(
@@ -173,13 +188,16 @@ def score(
     invalid_cells: Mapping[str, str] | Iterable[str] = (),
     *,
     ledger: Ledger | None = None,
+    changed: Iterable[Changed] = (),
 ) -> Scoreboard:
     """Score every registered prediction (frozen ones, then each amendment's) against the evidence.
 
     `invalid_cells` are cells the run found INTERVENTION-INVALID (a mapping gives the
     reason); predictions reading them are UNSCOREABLE. With `ledger`, a prediction
-    registered after its data were first read is UNSCOREABLE (post hoc).
+    registered after its data were first read is UNSCOREABLE (post hoc); so is one reading a
+    result in `changed` (integrity.check_run: the file differs from its first read).
     """
+    changed = list(changed)
     _check_evidence(registry, evidence)
     invalid = (
         dict(invalid_cells)
@@ -199,7 +217,7 @@ def score(
     )
     outcomes = []
     for pred, when, where in registry.registered():
-        why = _post_hoc(registry, ledger, pred, when)
+        why = _changed(registry, changed, pred) or _post_hoc(registry, ledger, pred, when)
         res = Result("UNSCOREABLE", why) if why else evaluate(pred, ctx)
         outcomes.append(
             Outcome(
@@ -219,6 +237,7 @@ def score(
     return Scoreboard(
         registry_sha256=registry.sha256,
         registry_head_sha256=registry.head_sha256,
+        ledger_head_sha256=None if ledger is None else ledger.head,
         classifier_sha256=registry.classifier_sha256,
         invalid_cells=invalid,
         outcomes=outcomes,

@@ -7,11 +7,13 @@ traj.ngram.parquet); a bare hub suite folder of `ungrok hub score` gives a hub-o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from ungrok.report.data import CellInfo, Curve, MarginCurve, ReportData, load_run
+from ungrok.report.data import CellInfo, Curve, MarginCurve, ReportData
 from ungrok.report.html import build_report, render_html
 from ungrok.report.hub import HubData, is_hub_folder, load_hub
+from ungrok.report.load import load_run
 from ungrok.report.mech import MechData
 
 
@@ -28,8 +30,6 @@ def load_report(folder: str | Path) -> ReportData | HubData:
 
 
 def _hub_only_run(folder: Path) -> bool:
-    import json
-
     try:
         exp = json.loads((folder / "experiment.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -307,9 +307,22 @@ def _load_margins(data: ReportData, path: Path, cell: str, seed: int, where: str
         data.margins[(cell, seed, rule)] = curve
 
 
-def _load_monitor(data: ReportData, path: Path, cell: str, seed: int, where: str) -> None:
-    from ungrok.report.monitor import state_row  # monitor.py builds on this module
+def state_row(rec: Any) -> dict[str, Any] | None:
+    """A monitor line's step, per-rule states and early-warning flags, and the warning rule's
+    sha256 (None on older lines), or None for a line without per-rule states."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("rules"), dict):
+        return None
+    states: dict[str, dict[str, Any]] = {}
+    for r, e in rec["rules"].items():
+        if isinstance(e, dict) and isinstance(e.get("state"), str):
+            states[str(r)] = {"state": e["state"]}
+            if isinstance(e.get("warning"), bool):
+                states[str(r)]["warning"] = e["warning"]
+    sha = rec.get("watch_sha256")
+    return {"step": rec.get("step"), "rules": states, "watch_sha256": sha if isinstance(sha, str) else None}
 
+
+def _load_monitor(data: ReportData, path: Path, cell: str, seed: int, where: str) -> None:
     lines, states = [], []
     for n, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not text.strip():
@@ -362,8 +375,10 @@ def _load_scoreboard(data: ReportData, run_dir: Path) -> None:
     data.scoreboard = doc
 
 
-def load_run(run_dir: str | Path) -> ReportData:
-    """Read a run directory into ReportData; missing optional parts become notes."""
+def read_run(run_dir: str | Path) -> ReportData:
+    """The core of a run directory (experiment, verdicts, trajectories, margins, monitor lines,
+    support, scoreboard); load.load_run adds the optional parts, whose modules build on this one.
+    Missing parts become notes."""
     run_dir = Path(run_dir)
     name, cells, seeds = read_experiment(run_dir)
     data = ReportData(name=name, cells=cells, seeds=seeds, source=str(run_dir))
@@ -394,26 +409,5 @@ def load_run(run_dir: str | Path) -> ReportData:
     if no_traj:
         data.notes.append(f"traj.parquet is missing for {len(no_traj)} run(s): {', '.join(no_traj)}")
     _load_scoreboard(data, run_dir)
-    _load_optional_sections(data, run_dir)
     return data
 
-
-def _load_optional_sections(data: ReportData, run_dir: Path) -> None:
-    """The hub suite (RUN_DIR/hub/), the mechanism store and the sweeps, each only when the run
-    has one, so a run without them gets exactly the report it got before these sections existed."""
-    # Imported here: hub.py, mech.py and phase.py build on this module.
-    from ungrok.report.focal import load_focal
-    from ungrok.report.hub import load_hub
-    from ungrok.report.mech import load_mech
-    from ungrok.report.monitor import load_watch
-    from ungrok.report.phase import load_phase
-    from ungrok.report.pilot import load_pilot
-
-    data.focal = load_focal(run_dir)
-    if (run_dir / "hub").is_dir():
-        data.hub = load_hub(run_dir / "hub", strict=False)
-        data.notes += [f"hub/{n}" for n in data.hub.notes]
-    data.mech = load_mech(data, run_dir)
-    data.phase = load_phase(data, run_dir)
-    data.pilot = load_pilot(run_dir)
-    data.watch = load_watch(data)

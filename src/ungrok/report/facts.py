@@ -57,6 +57,16 @@ def fmt_num(x: float) -> str:
     return f"{x:g}"
 
 
+def cell_label(data: ReportData, cell: str) -> str:
+    """What a cell is, in words: its kind, and for a ladder cell its rate or dose and parent."""
+    c = data.cells[cell]
+    if c.kind == "kill" and c.rate is not None:
+        return f"kill {fmt_num(c.rate)} of {c.parent}"
+    if c.kind == "rescue" and c.dose is not None:
+        return f"rescue {fmt_num(c.dose)} on {c.parent}"
+    return c.kind
+
+
 def record_letter(r: dict[str, Any]) -> str:
     """The record's Table-4 letter (lower-case when the agree gate failed), derived if absent."""
     if r.get("letter"):

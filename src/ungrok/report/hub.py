@@ -1,6 +1,6 @@
-"""The public-checkpoint (hub) suite in the report (docs/method.md §10, the paper's Figure 3):
-held-out accuracy per model on a log-step axis, a verdict per model and family, and the
-depth-by-scale statistic.
+"""The public-checkpoint (hub) suite read for the report (docs/method.md §10, the paper's
+Figure 3): held-out accuracy per model on a log-step axis, a verdict per model and family, and
+the depth-by-scale statistic. The section that shows it is sections/hub.py.
 
 A hub suite folder (written by `ungrok hub score`, classified by `ungrok hub classify`):
 
@@ -39,8 +39,6 @@ from ungrok.report.data import (
     read_parquet,
 )
 from ungrok.report.facts import fmt
-from ungrok.report.html import _img, _note, _table, constants_html, esc, fate_badge, notes_html, render_page
-from ungrok.report.html import _legend as fate_legend
 
 HubKey = tuple[str, str]  # (model, family or rule)
 HUB_RECORD_REQUIRED = ("family", "fate", "agree_gate", "conflict_final", "conflict_max")
@@ -365,123 +363,3 @@ def hub_sentences(hub: HubData) -> list[str]:
                    + "; ".join(parts) + ".")  # fmt: skip
     out.append(scale_sentence(hub))
     return out
-
-
-# --------------------------------------------------------------------------- html
-def _models_table(hub: HubData, fams: list[str]) -> str:
-    idx = hub_record_index(hub)
-    rows = []
-    for model, m in hub.models.items():
-        secs = [r.seconds for r in m.revisions if r.seconds is not None]
-        params = "–" if m.n_params is None else f"{m.n_params:,} ({fmt_params(m.n_params)})"
-        row = [f"<code>{esc(model)}</code>", params, "–" if m.size_rank is None else str(m.size_rank),
-               f"{m.count('scored')} / {m.count('skipped')} / {m.count('failed')}"]  # fmt: skip
-        for fam in fams:
-            rec = idx.get((model, fam))
-            if rec is None:
-                row.append(fate_badge(None, 0, who=f"{model} {fam}"))
-            else:
-                row.append(f"{fate_badge(rec, 0, who=f'{model} {fam}')} {fmt(rec['conflict_final'])}")
-        row.append(f"{sum(secs):,.1f}" if secs else "–")
-        rows.append(row)
-    head = (["model", "parameters", "size rank", "revisions scored / skipped / failed"]
-            + [f"<code>{esc(f)}</code>" for f in fams] + ["scoring time (s)"])  # fmt: skip
-    return _table(head, rows, cls="grid", num_cols=(1, 2, len(head) - 1))
-
-
-def _scale_table(hub: HubData) -> str:
-    sc = hub.scale
-    if sc is None or not sc.models:
-        return ""
-    rows = [[f"<code>{esc(m.model)}</code>", "–" if m.n_params is None else fmt_params(m.n_params),
-             "–" if m.size_rank is None else str(m.size_rank), fmt(m.final_accuracy)] for m in sc.models]  # fmt: skip
-    return _table(["model", "parameters", "size rank", f"final {esc(sc.split)} {esc(sc.condition)} accuracy"],
-                  rows, num_cols=(1, 2, 3))  # fmt: skip
-
-
-def _skipped_table(hub: HubData) -> str:
-    rows, seen = [], set()
-    for model, m in hub.models.items():
-        for r in m.revisions:
-            if r.status != "scored":
-                seen.add((model, r.revision))
-                rows.append([f"<code>{esc(model)}</code>", esc(r.revision), "–" if r.step is None else str(r.step),
-                             esc(r.status), esc(r.why or "")])  # fmt: skip
-    for s in hub.skipped:
-        if (s["model"], s.get("revision")) not in seen:
-            rows.append([f"<code>{esc(s['model'])}</code>", esc(s.get("revision") or "(whole model)"), "–",
-                         "skipped", esc(s["why"])])  # fmt: skip
-    if not rows:
-        return "<p>No revision was skipped or failed.</p>"
-    return _table(["model", "revision", "step", "status", "why"], rows, num_cols=(2,))
-
-
-def section_hub(hub: HubData) -> str:
-    """The hub section's HTML (the same in a hub-only report and inside an experiment's report)."""
-    from ungrok.report.hub_figures import hub_png  # hub_figures builds on this module
-
-    if hub.error is not None:
-        return _note(f"The hub suite folder could not be read: {hub.error}")
-    meta = f"{len(hub.models)} models"
-    if hub.battery:
-        meta += f" · battery <code>{esc(hub.battery)}</code>"
-    if hub.battery_sha256:
-        meta += f" sha256 <code>{esc(hub.battery_sha256[:16])}…</code>"
-    if hub.classifier_sha256:
-        meta += f" · classified with constants sha256 <code>{esc(hub.classifier_sha256[:16])}…</code>"
-    out = [f'<p class="meta">{meta}</p>',
-           '<ul class="summary">' + "".join(f"<li>{esc(s)}</li>" for s in hub_sentences(hub)) + "</ul>"]  # fmt: skip
-    if hub.scale is not None and hub.scale.note:
-        out.append(_note(f"Note from `ungrok hub classify` on the scale statistic: {hub.scale.note}"))
-    out.append(_scale_table(hub))
-    fams = hub_families(hub)
-    out.append("<h3>Models</h3>")
-    if hub.records is None:
-        out.append(_note("No verdicts (hub_fates.json is missing): the family columns show · only."))
-    else:
-        out.append(fate_legend())
-    if hub.unclassified:
-        out.append(_note("Not classified by `ungrok hub classify`: "
-                         + "; ".join(f"{u['model']}: {u['why']}" for u in hub.unclassified)))  # fmt: skip
-    out.append(_models_table(hub, fams))
-    cfg = hub.classifier
-    out.append(f'<p class="meta">One letter per model and family (the verdict of `ungrok hub classify`), then '
-               f"its final held-out conflict accuracy (smoothed, k = {cfg.smooth_k}, mean of the final window, "
-               f"steps ≥ {cfg.min_step}). Size rank 1 = smallest.</p>")  # fmt: skip
-    out.append("<h3>Trajectories by model size</h3>")
-    drawn = 0
-    for fam in fams:
-        png = hub_png(hub, fam)
-        if png is None:
-            continue
-        drawn += 1
-        cap = (f"<code>{esc(fam)}</code>: raw held-out accuracy at every scored revision (not smoothed), one "
-               "colour per model from dark (smallest) to light (largest); conflict solid, agree control dashed. "
-               "The x axis is symlog: linear from 0 to 1, logarithmic above, so step 0 sits at the left edge. "
-               f"Grey: steps below {cfg.min_step}, which the classifier does not see. Dotted lines at "
-               f"{cfg.recovered_thr:g} and {cfg.displaced_thr:g}."
-               + (" Right: the rule's raw CM per model." if any(k[1] == fam for k in hub.margins) else ""))  # fmt: skip
-        out.append(_img(png, f"public-checkpoint trajectories of {fam}", cap))
-    if not drawn:
-        out.append(_note("No held-out trajectories (traj.parquet) for any model."))
-    out.append("<h3>Skipped and failed revisions</h3>")
-    out.append(_skipped_table(hub))
-    noted = [(model, m.notes) for model, m in hub.models.items() if m.notes]
-    out.append("<h3>Notes per model</h3>")
-    if noted:
-        out.append("<ul>" + "".join(f"<li><code>{esc(model)}</code>: {esc(n)}</li>"
-                                    for model, notes in noted for n in notes) + "</ul>")  # fmt: skip
-    else:
-        out.append("<p>suite.json records no note for any model.</p>")
-    return "".join(out)
-
-
-def render_hub_html(hub: HubData) -> str:
-    """A hub-only report: the hub section, the notes on its inputs and the classifier constants."""
-    meta = f"{len(hub.models)} models · public-checkpoint suite · from {hub.folder}"
-    sections = (
-        ("hub", "Public checkpoints", section_hub(hub)),
-        ("notes", "Notes on the inputs", notes_html(hub.notes)),
-        ("constants", "Constants", constants_html(hub.classifier)),
-    )
-    return render_page(f"ungrok report: hub suite {hub.name}", meta, sections, what="suite folder")

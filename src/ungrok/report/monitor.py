@@ -1,4 +1,4 @@
-"""The live-monitor section: the displacement warning measured against the final verdicts.
+"""The live monitor's warnings measured against the final verdicts: the data and the counts.
 
 The monitor's lines (RUN_DIR/cells/<CELL>/seed<S>/monitor.jsonl) carry each watched rule's
 state and early-warning flag at every probe step, and the sha256 of the warning rule
@@ -6,9 +6,10 @@ state and early-warning flag at every probe step, and the sha256 of the warning 
 fate and onset. For every (cell, seed, rule) `ungrok.fate.warning` derives the first warning
 step (the first probe with the early warning up; older logs: ``displacing`` or ``displaced``
 after the rule was seen ``emerged``), the classifier's collapse step (the onset, when the
-smoothed conflict accuracy fell below 0.5 after it for good) and the lead between them. The section shows, for the focal rule, one row per run, then the warning as
-a classifier of DISPLACED (agree gate passed) over every run of the experiment and per
-rule, and last the warning lines themselves.
+smoothed conflict accuracy fell below 0.5 after it for good) and the lead between them.
+The section (sections/monitor.py) shows, for the focal rule, one row per run, then the
+warning as a classifier of DISPLACED (agree gate passed) over every run of the experiment
+and per rule, and last the warning lines themselves.
 
 The focal rule is the one every section leads with (``ungrok.report.focal.focal_rule``).
 """
@@ -30,8 +31,7 @@ from ungrok.fate.warning import (
     score,
 )
 from ungrok.fate.watch_config import DEFAULT_WATCH
-from ungrok.report.data import ReportData
-from ungrok.report.facts import families, record_index
+from ungrok.report.data import ReportData, state_row
 from ungrok.report.focal import focal_rule
 
 
@@ -51,21 +51,6 @@ class WatchData:
 
 
 # --------------------------------------------------------------------------- loading
-def state_row(rec: Any) -> dict[str, Any] | None:
-    """A monitor line's step, per-rule states and early-warning flags, and the warning rule's
-    sha256 (None on older lines), or None for a line without per-rule states."""
-    if not isinstance(rec, dict) or not isinstance(rec.get("rules"), dict):
-        return None
-    states: dict[str, dict[str, Any]] = {}
-    for r, e in rec["rules"].items():
-        if isinstance(e, dict) and isinstance(e.get("state"), str):
-            states[str(r)] = {"state": e["state"]}
-            if isinstance(e.get("warning"), bool):
-                states[str(r)]["warning"] = e["warning"]
-    sha = rec.get("watch_sha256")
-    return {"step": rec.get("step"), "rules": states, "watch_sha256": sha if isinstance(sha, str) else None}
-
-
 def read_monitor_rows(path: Path) -> list[dict[str, Any]]:
     """`state_row` of every JSON line of a monitor.jsonl outside a report (bench/monitor.py)."""
     rows = []
@@ -139,15 +124,15 @@ def by_family(runs: dict[tuple[str, int, str], WarningRun]) -> dict[str, Warning
     return {f: score(rs) for f, rs in fams.items()}
 
 
-def _ratio(x: float | None) -> str:
+def fmt_ratio(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f}"
 
 
-def _pct(x: float | None) -> str:
+def fmt_pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
-def _step(x: int | None) -> str:
+def fmt_step(x: int | None) -> str:
     return "–" if x is None else str(x)
 
 
@@ -156,86 +141,14 @@ def score_sentence(s: WarningScore, what: str) -> str:
     if not s.scored:
         return f"No run of {what} could be scored (agree gate passed and monitored)."
     text = (f"Over {s.scored} scored run{'s' if s.scored != 1 else ''} of {what}: precision "
-            f"{_ratio(s.precision)} ({s.tp} of {s.warned} warned runs ended DISPLACED), recall "
-            f"{_ratio(s.recall)} ({s.tp} of {s.positives} DISPLACED runs warned), {s.fp} false "
+            f"{fmt_ratio(s.precision)} ({s.tp} of {s.warned} warned runs ended DISPLACED), recall "
+            f"{fmt_ratio(s.recall)} ({s.tp} of {s.positives} DISPLACED runs warned), {s.fp} false "
             f"alarm{'s' if s.fp != 1 else ''}")  # fmt: skip
     if s.median_lead_share is not None:
-        text += f"; median lead {_pct(s.median_lead_share)} of the run over {s.leads} true positive{'s' if s.leads != 1 else ''}"
+        text += f"; median lead {fmt_pct(s.median_lead_share)} of the run over {s.leads} true positive{'s' if s.leads != 1 else ''}"
     text += "."
     left = [f"{n} {why}" for n, why in ((s.gate_failed, "with a failed agree gate"),
                                         (s.unmonitored, "the monitor did not watch")) if n]  # fmt: skip
     if left:
         text += " Left out: " + ", ".join(left) + "."
     return text
-
-
-# --------------------------------------------------------------------------- section
-def section_watch(data: ReportData) -> str:
-    """The section's HTML: the focal rule's runs, the precision/recall lines, the per-rule table,
-    and the warning lines (html.section_monitor)."""
-    # html.py imports this module lazily, so this import is lazy too
-    from ungrok.report.html import _note, _table, esc, fate_badge, section_monitor
-
-    log = section_monitor(data)
-    if not data.monitor:
-        return log
-    watch = data.watch
-    intro = ('<p class="meta">The warning is the first probe step at which the monitor\'s early warning '
-             "was up: after the rule emerged (as the classifier counts it), its held-out conflict accuracy "
-             "stayed at or below the rule's level for the rule's number of consecutive probes. "
-             "<em>Displaced</em> is the classifier's own verdict on the readings so far, not the warning. The "
-             "collapse step is the classifier's onset (last step with smoothed held-out conflict accuracy "
-             "≥ 0.5) when the accuracy fell below 0.5 after it and stayed there. Lead = collapse − warning "
-             "(negative: the warning came late), as steps and as a share of the run's steps. Scored runs "
-             "are those whose agree gate passed; a warned run that did not end DISPLACED is a false "
-             "alarm.</p>")  # fmt: skip
-    if data.records is None:
-        return intro + _note("No verdicts (fates.json is missing), so the warnings cannot be measured "
-                             "against them.") + "<h3>Warning lines</h3>" + log  # fmt: skip
-    if watch is None or not watch.rules():
-        return intro + _note("The monitor logs hold no per-rule states (an older monitor.jsonl?), so "
-                             "the warnings cannot be measured.") + "<h3>Warning lines</h3>" + log  # fmt: skip
-    runs = warning_runs(data)
-    idx = record_index(data)
-    focal = watch.focal
-    out = [intro, f'<p class="meta">{esc(rule_sentence(data))}</p>', f"<h3>Focal rule: <code>{esc(focal)}</code></h3>",
-           f'<p class="meta">The focal rule is {esc(watch.focal_why)}.</p>']  # fmt: skip
-    rows = []
-    for cell in data.cells:
-        for seed in data.seeds:
-            rec, monitored = idx.get((cell, seed, focal)), (cell, seed) in watch.rows
-            if rec is None and not monitored:
-                continue
-            r = runs.get((cell, seed, focal))
-            if r is None or not r.monitored:
-                why = "no monitor log" if not monitored else "the monitor did not watch this rule"
-                why = why if rec is not None else why + "; no verdict"
-                rows.append([esc(cell), str(seed), fate_badge(rec, seed), "–", "–", "–", "–", esc(why)])
-                continue
-            outcome = r.outcome or "agree gate failed: not scored"
-            rows.append([esc(cell), str(seed), fate_badge(rec, seed), _step(r.warning), _step(r.collapse),
-                         _step(r.lead), _pct(r.lead_share), esc(outcome)])  # fmt: skip
-    out.append(_table(["cell", "seed", "fate", "first warning", "collapse", "lead (steps)", "lead (% of run)",
-                       "outcome"], rows, num_cols=(1, 3, 4, 5, 6)))  # fmt: skip
-    scores = by_family(runs)
-    if focal in scores:
-        out.append(f"<p>{esc(score_sentence(scores[focal], f'the focal rule {focal}'))}</p>")
-    out.append(
-        f"<p>{esc(score_sentence(score(runs.values()), 'the experiment (every rule, cell and seed)'))}</p>"
-    )
-    out.append("<h3>Every rule</h3>")
-    fam_rows = []
-    for fam in families(data):
-        s = scores.get(fam)
-        if s is None:
-            continue
-        fam_rows.append([f"<code>{esc(fam)}</code>", str(s.scored), str(s.positives), str(s.warned), str(s.tp),
-                         str(s.fp), str(s.fn), _ratio(s.precision), _ratio(s.recall),
-                         _pct(s.median_lead_share), str(s.gate_failed + s.unmonitored)])  # fmt: skip
-    out.append(_table(["rule", "scored runs", "DISPLACED", "warned", "true positives", "false alarms", "missed",
-                       "precision", "recall", "median lead", "not scored"], fam_rows,
-                      num_cols=tuple(range(1, 11))))  # fmt: skip
-    out.append('<p class="meta">Not scored: runs whose agree gate failed or whose rule the monitor did not '
-               "watch. The median lead is over the true positives with a collapse step.</p>")  # fmt: skip
-    out.append("<h3>Warning lines</h3>" + log)
-    return "".join(out)

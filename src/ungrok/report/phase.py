@@ -1,4 +1,5 @@
-"""The phase-diagram section: where the focal rule ends up over each sweep's knobs.
+"""The phase diagram's data: each sweep's knobs and cells, and what each point shows
+(the section is sections/phase.py, the figure phase_figures.py).
 
 A sweep (experiment/sweep.py) is a question about a region of corpus or edit space, so its
 answer is a map, not a row of columns in the phase grid. The section reads two keys that
@@ -24,9 +25,7 @@ from typing import Any
 
 from ungrok.report import figures
 from ungrok.report.data import ReportData, read_json
-from ungrok.report.facts import fmt, fmt_num, support_row, tally
-from ungrok.report.focal import focal_rule
-from ungrok.report.html import _img, _legend, _letters, _note, _table, esc
+from ungrok.report.facts import fmt_num, support_row, tally
 
 
 @dataclass(frozen=True)
@@ -139,38 +138,3 @@ def phase_point(data: ReportData, cell: str, rule: str) -> PhasePoint:
     ratio = row.get("ratio") if row is not None else None
     ratio = float(ratio) if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) else None
     return PhasePoint(cell, figures._letters(data, cell, rule), t.mean_cm_final, ratio)
-
-
-# --------------------------------------------------------------------------- section
-def section_phase(data: ReportData) -> str:
-    """The phase-diagram section's HTML (only called when experiment.json records sweeps)."""
-    from ungrok.report.phase_figures import phase_png
-
-    assert data.phase is not None
-    rule, why = focal_rule(data)  # the lead's rule, so the map and the lead agree
-    if rule is None:
-        return _note("No verdicts (fates.json is missing or empty), so there is no phase diagram.")
-    ratio = data.phase.ratio
-    out = [f'<p class="meta">Rule shown: <code>{esc(rule)}</code> ({esc(why)}). One point per cell; its '
-           "letters are the seeds' verdicts in seed order "
-           f"{esc(', '.join(map(str, data.seeds)))}.</p>", _legend()]  # fmt: skip
-    for sweep in data.phase.sweeps:
-        out.append(f"<h3>sweep <code>{esc(sweep.name)}</code>: {esc(' × '.join(sweep.knobs))}</h3>")
-        png = phase_png(data, sweep, rule)
-        cap = (f"Each point is a cell of sweep <code>{esc(sweep.name)}</code>, placed by its knob values (evenly "
-               f"spaced, ascending); above it the seeds' verdict letters for <code>{esc(rule)}</code>, below "
-               f"it the counted support ratio {esc(ratio)} of the corpus (when support.json has it). Colour: mean "
-               "CM_final over seeds in nats, blue above 0 (the rule wins at its prompts), red below; hollow grey: "
-               "no CM.")  # fmt: skip
-        if len(sweep.knobs) > 2:
-            cap += f" One panel per combination of {esc(', '.join(sweep.knobs[2:]))}."
-        out.append(_img(png, f"phase diagram of sweep {sweep.name}", cap))
-        rows = []
-        for cell, point in sweep.points.items():
-            pt = phase_point(data, cell, rule)
-            rows.append([esc(cell), *(esc(value_label(point[k])) for k in sweep.knobs), _letters(data, cell, rule),
-                         fmt(pt.mean_cm, signed=True), fmt(pt.ratio, 3)])  # fmt: skip
-        n = len(sweep.knobs)
-        out.append(_table(["cell", *(esc(k) for k in sweep.knobs), "seeds", "mean CM_final", esc(ratio)], rows,
-                          num_cols=(*range(1, n + 1), n + 2, n + 3)))  # fmt: skip
-    return "".join(out)

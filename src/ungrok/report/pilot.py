@@ -1,4 +1,4 @@
-"""The pilot's verdicts, in a table of their own: exploratory, never scored.
+"""The pilot's verdicts, read for a table of their own (sections/pilot.py): exploratory, never scored.
 
 Two sources, each only when the run has it: RUN_DIR/pilot_fates.json (the folder's own
 `ungrok run --phase pilot`) and the pilot record the registry bound at its freeze (a pilot
@@ -11,12 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ungrok.errors import UngrokError
 from ungrok.report.data import check_record, read_fates
-from ungrok.report.facts import fmt
-from ungrok.report.html import _note, _table, esc, fate_badge
 
 LABEL = "pilot (exploratory, not scored)"
 
@@ -88,28 +85,3 @@ def load_pilot(run_dir: Path) -> PilotData | None:
     data.rows += _from_registry(run_dir, data.notes)
     return data if data.rows or data.notes else None
 
-
-def section_pilot(pilot: PilotData) -> str:
-    """One small table, one row per (source, cell, rule), the pilot seeds' letters side by side."""
-    groups: dict[tuple[str, str, str], list[PilotRow]] = {}
-    for r in pilot.rows:
-        groups.setdefault((r.source, r.cell, r.family), []).append(r)
-    rows = []
-    for (src, cell, fam), rs in groups.items():
-        rs = sorted(rs, key=lambda r: r.seed)
-        recs: list[dict[str, Any]] = [
-            {"fate": r.fate, "agree_gate": r.agree_gate, "conflict_final": r.final, "conflict_max": r.peak,
-             "cm_final": r.cm_final} for r in rs
-        ]  # fmt: skip
-        rows.append([esc(src), esc(cell), f"<code>{esc(fam)}</code>", esc(", ".join(str(r.seed) for r in rs)),
-                     "".join(fate_badge(rec, r.seed) for rec, r in zip(recs, rs, strict=True)),
-                     " ".join(fmt(r.final) for r in rs), " ".join(fmt(r.peak) for r in rs),
-                     " ".join(fmt(r.cm_final, signed=True) for r in rs)])  # fmt: skip
-    out = [f'<p class="meta"><strong>{esc(LABEL)}</strong>: verdicts of the pilot seeds, read before the '
-           "predictions were frozen. They are never scored and appear in no other section; the scoreboard "
-           "and the phase grid read the governed seeds only.</p>"]  # fmt: skip
-    out += [_note(n) for n in pilot.notes]
-    if rows:
-        out.append(_table(["source", "cell", "rule", "pilot seeds", "verdicts", "final conflict",
-                           "peak conflict", "CM_final"], rows, cls="grid pilot"))  # fmt: skip
-    return "".join(out)
