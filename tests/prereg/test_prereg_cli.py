@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import ungrok.cli as cli
+from cli_helpers import run
 from ungrok.fate.config import DEFAULT_CONFIG
 
 EXPERIMENT = """\
@@ -22,14 +22,6 @@ predictions:
 """
 
 
-def run(args, capsys):
-    code = 0
-    try:
-        cli.main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code or 0
-    c = capsys.readouterr()
-    return code, c.out, c.err
 
 
 def one_line_error(err):

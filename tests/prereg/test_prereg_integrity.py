@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prereg_helpers import FakeClock
 
-import ungrok.cli as cli
+from cli_helpers import run as ungrok
 from ungrok.errors import UngrokError
 from ungrok.fate.config import DEFAULT_CONFIG
 from ungrok.prereg import predictions as preds
@@ -76,14 +76,6 @@ def evidence_file(tmp_path: Path, cf: float = 0.9) -> Path:
     return p
 
 
-def ungrok(args: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        cli.main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code or 0
-    c = capsys.readouterr()
-    return code, c.out, c.err
 
 
 def refused(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:

@@ -16,6 +16,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 
+def share(v: float) -> float:
+    """A threshold that compares with accuracies must be a share: 2.5 would make it unreachable."""
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise ValueError(f"{v} is not a share in [0, 1] (thresholds compare with accuracies)")
+    return v
+
+
+def odd_window(k: int) -> int:
+    """A smoothing window is centred, so it has an odd length."""
+    if k % 2 != 1:
+        raise ValueError("smooth_k must be odd: the window is centred")
+    return k
+
+
 class ClassifierConfig(BaseModel):
     """The registered classifier constants (defaults = the paper's frozen values)."""
 
@@ -47,23 +61,11 @@ class ClassifierConfig(BaseModel):
     exploratory_families: frozenset[str] = frozenset({"comparative_er"})
     anchor_family: str = "pronoun_gender_ref"
 
-    @field_validator(
+    _share = field_validator(
         "emerged_thr", "recovered_thr", "displaced_thr", "agree_valid_thr", "agree_drop_thr",
         "unstable_range", "onset_thr",
-    )  # fmt: skip
-    @classmethod
-    def _share(cls, v: float) -> float:
-        # These compare with accuracies, which are shares: 2.5 would make a verdict unreachable.
-        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-            raise ValueError(f"{v} is not a share in [0, 1] (thresholds compare with accuracies)")
-        return v
-
-    @field_validator("smooth_k")
-    @classmethod
-    def _odd(cls, k: int) -> int:
-        if k % 2 != 1:
-            raise ValueError("smooth_k must be odd: the window is centred")
-        return k
+    )(lambda v: share(v))  # fmt: skip
+    _odd = field_validator("smooth_k")(lambda k: odd_window(k))
 
     @field_serializer("exploratory_families")
     def _sorted(self, fams: frozenset[str]) -> list[str]:

@@ -38,7 +38,7 @@ share over the true positives that have a lead. Runs with a failed gate are coun
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,16 +61,23 @@ def rule_states(rows: Iterable[Mapping[str, Any]], rule: str) -> list[State]:
     Rows without a step or without a state for the rule are left out (the monitor lists a
     rule only once it has observed it); a later row for the same step wins."""
     by_step: dict[int, str] = {}
+    for step, entry in _rule_entries(rows, rule):
+        state = entry.get("state")
+        if isinstance(state, str):
+            by_step[step] = state
+    return sorted(by_step.items())
+
+
+def _rule_entries(rows: Iterable[Mapping[str, Any]], rule: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """(step, the rule's entry) for every well-formed monitor.jsonl row that holds the rule."""
     for row in rows:
         if not isinstance(row, Mapping):
             continue
         step = _step(row.get("step"))
         rules = row.get("rules")
         entry = rules.get(rule) if isinstance(rules, Mapping) else None
-        state = entry.get("state") if isinstance(entry, Mapping) else None
-        if step is not None and isinstance(state, str):
-            by_step[step] = state
-    return sorted(by_step.items())
+        if step is not None and isinstance(entry, Mapping):
+            yield step, entry
 
 
 def monitored_rules(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -102,14 +109,9 @@ def rule_warning(rows: Iterable[Mapping[str, Any]], rule: str) -> int | None:
     with its ``warning`` flag up, or the legacy state rule when no line carries the flag."""
     rows = list(rows)
     flags: dict[int, bool] = {}
-    for row in rows:
-        if not isinstance(row, Mapping):
-            continue
-        step = _step(row.get("step"))
-        rules = row.get("rules")
-        entry = rules.get(rule) if isinstance(rules, Mapping) else None
-        flag = entry.get("warning") if isinstance(entry, Mapping) else None
-        if step is not None and isinstance(flag, bool):
+    for step, entry in _rule_entries(rows, rule):
+        flag = entry.get("warning")
+        if isinstance(flag, bool):
             flags[step] = flag  # a later line for the same step wins
     if not flags:
         return first_warning(rule_states(rows, rule))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ungrok.errors import UngrokError
+from ungrok.fate.config import odd_window, share
 
 WATCH_JSON = "watch.json"
 
@@ -62,20 +62,11 @@ class WatchConfig(BaseModel):
     # The trigger must hold at this many consecutive probes before the warning is raised.
     sustain: int = Field(3, ge=1)
 
-    @field_validator("emerged_thr", "level_thr", "drop_thr", "agree_min", "cm_lost_share")
-    @classmethod
-    def _share(cls, v: float) -> float:
-        # These compare with accuracies (or a share of the CM peak): 2.5 would make the rule vacuous.
-        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-            raise ValueError(f"{v} is not a share in [0, 1] (thresholds compare with accuracies)")
-        return v
-
-    @field_validator("smooth_k")
-    @classmethod
-    def _odd(cls, k: int) -> int:
-        if k % 2 != 1:
-            raise ValueError("smooth_k must be odd: the window is centred")
-        return k
+    # accuracies (or a share of the CM peak) and a centred window: the classifier's own checks
+    _share = field_validator("emerged_thr", "level_thr", "drop_thr", "agree_min", "cm_lost_share")(
+        lambda v: share(v)
+    )
+    _odd = field_validator("smooth_k")(lambda k: odd_window(k))
 
     @model_validator(mode="after")
     def _reachable(self) -> WatchConfig:
