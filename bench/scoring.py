@@ -8,9 +8,17 @@ does not depend on it). Reports in one run, per model:
   battery and tokenizer, and its build time is shown separately),
 - items/s of the naive reference: two forwards per item (prefix + each continuation,
   batch 1, pre-tokenized, no sharing), on the same items,
-- the ratio, after checking both give the same log-probabilities.
+- the ratio, after checking both give the same log-probabilities,
+- items/s of the same batched scoring with `precision="bf16"` (autocast matmuls, fp32
+  weights and log-softmax), its ratio to fp32 and the largest per-item margin difference
+  (random weights: a speed check; tests/probes/test_precision.py bounds the difference on
+  a trained model).
 
-    .venv/bin/python bench/scoring.py [--threads 2] [--reference-items 2516]
+Without ../shared/reference (the paper's files) it scores the built-in battery
+(`build_battery()`) with the storyworld word tokenizer instead; `--no-naive` skips the
+slow naive reference, leaving the fp32-vs-bf16 comparison.
+
+    .venv/bin/python bench/scoring.py [--threads 2] [--reference-items 2516] [--no-naive]
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import numpy as np
 import torch
 
 from ungrok.model import GPT, preset
-from ungrok.probes.battery import load_battery
+from ungrok.probes.battery import Battery, build_battery, load_battery
 from ungrok.probes.models import GPTLogits, TokenizerFile
 from ungrok.probes.score import DEFAULT_BATCH_TOKENS, BatteryPlan
 
@@ -61,7 +69,10 @@ def best_of(fn, repeats: int) -> float:  # noqa: ANN001
     return min(times)
 
 
-def bench_model(label: str, model: GPT, battery, tok: TokenizerFile, n_ref: int, repeats: int) -> None:  # noqa: ANN001
+def bench_model(
+    label: str, model: GPT, battery: Battery, tok: TokenizerFile, n_ref: int, repeats: int
+) -> tuple[float, float]:
+    """Print the batched (fp32 and bf16) and naive rates of one model; return (fp32, bf16) items/s."""
     t = time.perf_counter()
     plan = BatteryPlan(battery, tok)
     build = time.perf_counter() - t
@@ -69,6 +80,24 @@ def bench_model(label: str, model: GPT, battery, tok: TokenizerFile, n_ref: int,
     plan.score(adapter)  # warm-up
     fast = best_of(lambda: plan.score(adapter), repeats)
     scores = plan.score(adapter)
+    bf16 = GPTLogits(model, "bf16")
+    plan.score(bf16)  # warm-up
+    fast16 = best_of(lambda: plan.score(bf16), repeats)
+    margin16 = np.nanmax(np.abs(plan.score(bf16).margin - scores.margin))
+    fast_rate, bf16_rate = len(battery) / fast, len(battery) / fast16
+    p = plan.pairs
+    print(f"{label}: {model.num_params():,} parameters")
+    print(
+        f"  plan: {len(p.leaves)} forward rows, {p.n_tokens:,} tokens for {2 * len(battery):,} continuations "
+        f"(built once in {build * 1e3:.0f} ms)"
+    )
+    print(f"  batched : {fast_rate:10,.0f} items/s  ({fast * 1e3:.0f} ms per checkpoint, best of {repeats})")
+    print(
+        f"  bf16    : {bf16_rate:10,.0f} items/s  ({fast16 * 1e3:.0f} ms per checkpoint, best of {repeats})"
+    )
+    print(f"  bf16/fp32: {bf16_rate / fast_rate:9.2f}x   (max |margin difference| {margin16:.3f} nats)")
+    if n_ref == 0:
+        return fast_rate, bf16_rate
 
     items = battery.items[:n_ref]
     encoded = [
@@ -83,16 +112,20 @@ def bench_model(label: str, model: GPT, battery, tok: TokenizerFile, n_ref: int,
         np.abs(ref[:, 1] - scores.logp_distractor[:n_ref]).max(),
     )
     assert diff < 1e-4, f"batched and naive scores differ by {diff}"
-    fast_rate, slow_rate = len(battery) / fast, n_ref / slow
-    p = plan.pairs
-    print(f"{label}: {model.num_params():,} parameters")
-    print(
-        f"  plan: {len(p.leaves)} forward rows, {p.n_tokens:,} tokens for {2 * len(battery):,} continuations "
-        f"(built once in {build * 1e3:.0f} ms)"
-    )
-    print(f"  batched : {fast_rate:10,.0f} items/s  ({fast * 1e3:.0f} ms per checkpoint, best of {repeats})")
+    slow_rate = n_ref / slow
     print(f"  naive   : {slow_rate:10,.0f} items/s  ({n_ref} items, two forwards each)")
     print(f"  ratio   : {fast_rate / slow_rate:10.1f}x   (max |logp difference| {diff:.1e})")
+    return fast_rate, bf16_rate
+
+
+def battery_and_tokenizer(battery: Path, tokenizer: Path) -> tuple[Battery, TokenizerFile, str]:
+    """The paper's files when present, else the built-in battery with the storyworld tokenizer."""
+    if battery.is_file() and tokenizer.is_file():
+        return load_battery(battery), TokenizerFile.load(tokenizer), battery.parent.name
+    from ungrok.corpus.storyworld import storyworld_tokenizer
+
+    print(f"({battery} or {tokenizer} missing: built-in battery, storyworld tokenizer)")
+    return build_battery(), TokenizerFile(storyworld_tokenizer()), "built-in"
 
 
 def main() -> None:
@@ -100,19 +133,27 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reference-items", type=int, default=None, help="items for the naive run (default all)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-naive", action="store_true", help="skip the naive reference (fp32 vs bf16 only)")
     ap.add_argument("--battery", type=Path, default=REFERENCE / "batteries/rvp3/battery.jsonl")
     ap.add_argument("--tokenizer", type=Path, default=REFERENCE / "tokenizers/tinystories-bpe8192.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    battery = load_battery(args.battery)
-    tok = TokenizerFile.load(args.tokenizer)
-    n_ref = min(args.reference_items or len(battery), len(battery))
+    battery, tok, name = battery_and_tokenizer(args.battery, args.tokenizer)
+    n_ref = 0 if args.no_naive else min(args.reference_items or len(battery), len(battery))
     print(
-        f"battery {args.battery.parent.name}: {len(battery):,} items, sha256 {battery.sha256[:12]}…; "
+        f"battery {name}: {len(battery):,} items, sha256 {battery.sha256[:12]}…; "
         f"{args.threads} thread(s), batch tokens {DEFAULT_BATCH_TOKENS}"
     )
-    bench_model("tiny", random_model("tiny", vocab_size=tok.vocab_size), battery, tok, n_ref, args.repeats)
-    bench_model("paper-11.5m", random_model("paper-11.5m"), battery, tok, n_ref, args.repeats)
+    rates = {
+        "tiny": bench_model(
+            "tiny", random_model("tiny", vocab_size=tok.vocab_size), battery, tok, n_ref, args.repeats
+        ),
+        "paper-11.5m": bench_model(
+            "paper-11.5m", random_model("paper-11.5m"), battery, tok, n_ref, args.repeats
+        ),
+    }
+    for label, (fp32, bf16) in rates.items():
+        print(f"{label:12s} fp32 {fp32:8,.0f} items/s  bf16 {bf16:8,.0f} items/s  ratio {bf16 / fp32:.2f}x")
     model = GPTLogits(random_model("paper-11.5m"))
     rates = []
     for bt in (256, 512, 1024, 2048, 4096):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -473,18 +472,9 @@ def _select_rules(rules: str | None, battery: Path | None, rules_dir: Path | Non
     if rules and battery:
         raise UngrokError("give --rules or --battery, not both")
     if battery is not None:
-        if not battery.is_file():
-            raise UngrokError(f"{battery}: battery file not found")
-        fams: list[str] = []
-        for n, line in enumerate(battery.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                fam = json.loads(line)["family"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise UngrokError(f"{battery}:{n}: not a battery line with a 'family' field") from None
-            if fam not in fams:
-                fams.append(fam)
+        from ungrok.probes.battery import battery_families
+
+        fams = battery_families(battery)
         known = load_rules(rules_dir)
         return [known[f] for f in fams if f in known]
     if rules:

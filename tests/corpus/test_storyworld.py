@@ -17,9 +17,10 @@ from pydantic import ValidationError
 
 from cli_helpers import run
 from ungrok.corpus import storyworld as sw
-from ungrok.corpus.shards import Corpus, read_manifest, sha256_file
+from ungrok.corpus.shards import Corpus, read_manifest
 from ungrok.corpus.tokenizer import load_tokenizer
 from ungrok.errors import UngrokError
+from ungrok.hashing import sha256_file
 
 
 def _w(text: str) -> list[str]:

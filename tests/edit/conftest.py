@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ungrok.corpus.shards import TOKENIZER, Manifest, ShardWriter, sha256_file, write_manifest
+from ungrok.corpus.shards import TOKENIZER, Manifest, ShardWriter, write_manifest
 from ungrok.corpus.storyworld import StoryworldConfig, build_storyworld, storyworld_tokenizer
+from ungrok.hashing import sha256_file
 
 
 def run_cli(args, capsys):

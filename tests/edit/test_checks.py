@@ -11,11 +11,11 @@ import pytest
 from ungrok.corpus.shards import Corpus
 from ungrok.corpus.storyworld import storyworld_tokenizer
 from ungrok.edit.checks import (
-    Battery,
+    Forbidden,
     check_edited,
     check_names,
     check_universe,
-    load_battery,
+    load_forbidden,
     sentence_universe,
 )
 from ungrok.edit.kill import kill_corpus
@@ -27,7 +27,7 @@ from .conftest import one_line_error, run_cli, user_rule
 
 @pytest.fixture(scope="module")
 def battery():
-    return load_battery()
+    return load_forbidden()
 
 
 def test_builtin_battery_holds_cues_prefixes_and_margins(battery):
@@ -81,11 +81,31 @@ def test_injected_text_violations_are_caught(story, tmp_path, capsys, text, need
     assert needle in line and "synth/shard_00000.bin at token" in line
 
 
+def _item(prefix: str) -> dict:
+    """One valid battery line (the reference schema) with this prefix."""
+    return {"family": "f", "condition": "conflict", "probe": "f.conflict", "category": "rule_vs_prior",
+            "template_id": "t", "split": "heldout", "prefix": prefix, "correct": " a", "distractor": " b",
+            "chance": 0.5, "item_id": "f.conflict/heldout/0000"}  # fmt: skip
+
+
+def test_battery_files_go_through_the_one_loader(tmp_path):
+    """A battery file is parsed and validated by probes.battery, not by a second parser."""
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(_item("Zed frowned because")) + "\n")
+    assert load_forbidden(files=[good]).prefixes["Zed frowned because"] == str(good)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prefix": "Zed frowned because"}) + "\n")
+    with pytest.raises(UngrokError, match=r"bad.jsonl:1: missing field"):
+        load_forbidden(files=[bad])
+    with pytest.raises(UngrokError, match="battery file not found"):
+        load_forbidden(files=[tmp_path / "none.jsonl"])
+
+
 def test_battery_file_prefix_is_checked(story, tmp_path, capsys):
     build_rescue(story, tmp_path / "r", "pronoun_gender_ref", 0.3, unit=0.002)
     ids = Corpus(tmp_path / "r" / "synth").tokens()[:6].tolist()
     prefix = storyworld_tokenizer().decode(ids)
-    (tmp_path / "b.jsonl").write_text(json.dumps({"prefix": prefix}) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps(_item(prefix)) + "\n")
     code, _, _ = run_cli(["edit", "check", tmp_path / "r"], capsys)
     assert code == 0  # the built-in battery does not contain it ...
     code, _, err = run_cli(["edit", "check", tmp_path / "r", "--battery", tmp_path / "b.jsonl"], capsys)
@@ -133,5 +153,5 @@ def test_check_refuses_unedited_corpora(story, capsys):
 
 
 def test_empty_battery_passes_anything():
-    check_names(["Lily"], Battery())
-    check_universe(["Lily smiled because she won."], Battery())
+    check_names(["Lily"], Forbidden())
+    check_universe(["Lily smiled because she won."], Forbidden())

@@ -88,3 +88,20 @@ def test_scan_refuses_non_window_rules_and_bad_files(story, tmp_path, capsys):
     code, _, err = run_cli(["edit", "kill", story, "--rule", "pronoun_gender_ref", "--rate", "1", "--cues",
                             tmp_path / "bad.json", "--out", tmp_path / "k"], capsys)  # fmt: skip
     assert code == 2 and "cue_ids" in one_line_error(err)
+
+
+def test_scan_thresholds_are_one_constant_everywhere():
+    """The CLI, the experiment schema and the scan itself default to the same named thresholds."""
+    import inspect
+
+    from ungrok.commands import edit as cmd
+    from ungrok.edit.scan import scan_cues
+    from ungrok.edit.scan_defaults import MIN_EVENTS, MIN_RATIO
+    from ungrok.experiment.spec import KillSpec
+
+    want = {"min_events": MIN_EVENTS, "min_ratio": MIN_RATIO}
+    for fn in (scan_cues, cmd.kill, cmd.ladder, cmd.scan):
+        params = inspect.signature(fn).parameters
+        assert {k: params[k].default for k in want} == want, fn.__name__
+    spec = KillSpec(parent="base", rule="r", rate=0.5)
+    assert (spec.min_events, spec.min_ratio) == (MIN_EVENTS, MIN_RATIO)

@@ -37,8 +37,10 @@ def test_bad_input_is_one_line(cache_env, tmp_path, capsys):
     base = ["hub", "score", "--battery", battery, "--out", out, "--device", "cpu", "--offline"]
     cases = [
         (base + ["--models", "org/neox-s"], "no known revision grid for org/neox-s"),
+        (base + ["--models", "org/neox-s", "--revisions", "step1", "--address", "auto"],
+         "--address is for --executor ray"),
         (base + ["--models", "org/neox-s", "--revisions", "step1", "--ray-address", "auto"],
-         "--ray-address is for --executor ray"),
+         "--address is for --executor ray"),  # the deprecated name is the same flag
         (base + ["--models", "org/neox-s", "--revisions", "step1", "--dtype", "int8"], "--dtype must be one of"),
         (base + ["--models", "org/neox-s", "--revisions", "step1", "--workers", "0"], "need at least 1"),
         (["hub", "score", "--battery", tmp_path / "none.jsonl", "--out", out, "--models", "org/neox-s",

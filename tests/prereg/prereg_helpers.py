@@ -4,7 +4,9 @@ Imported by name (pytest puts this folder on sys.path); the `clock` fixture is i
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from ungrok.fate.config import DEFAULT_CONFIG
 from ungrok.prereg.evaluate import Context, evaluate
@@ -18,6 +20,16 @@ FAMILIES = frozenset(
 CELLS = ("ts", "web", "web_dn1.5", "kill_0", "kill_1", "kill_2", "kill_3")
 SEEDS = [42, 43, 44]
 VOCAB = Vocabulary(families=FAMILIES, cells=CELLS, measures=frozenset({"ood_conflict_final"}))
+
+
+def stub_battery(path: Path, families) -> Path:
+    """A battery file with one valid conflict item per family: freeze reads it with the real loader."""
+    lines = [json.dumps({"family": f, "condition": "conflict", "probe": f"{f}.conflict", "category": "rule_vs_prior",
+                         "template_id": "t", "split": "heldout", "prefix": f"{f} said", "correct": " a",
+                         "distractor": " b", "chance": 0.5, "item_id": f"{f}.conflict/heldout/0000"})
+             for f in families]  # fmt: skip
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
 
 
 def rec(cell, seed, family="pronoun_gender_ref", fate="RECOVERED", valid=True, cf=0.9, cmax=0.95, **extra):

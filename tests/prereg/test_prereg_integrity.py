@@ -17,11 +17,12 @@ from prereg_helpers import FakeClock
 from cli_helpers import run as ungrok
 from ungrok.errors import UngrokError
 from ungrok.fate.config import DEFAULT_CONFIG
+from ungrok.hashing import sha256_json
 from ungrok.prereg import predictions as preds
 from ungrok.prereg.evidence import load_evidence
 from ungrok.prereg.integrity import check_run, verify
 from ungrok.prereg.ledger import Ledger, read_ledger, record_read, record_result, record_start
-from ungrok.prereg.registry import amend, freeze, sha256_json
+from ungrok.prereg.registry import amend, freeze
 from ungrok.prereg.scoreboard import score
 
 EXPERIMENT = """\

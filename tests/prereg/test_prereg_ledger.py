@@ -11,8 +11,10 @@ from prereg_helpers import FakeClock
 from ungrok.errors import UngrokError
 from ungrok.prereg.clock import parse_stamp, stamp
 from ungrok.prereg.ledger import (
+    LOCK_NAME,
     artifact_key,
     check_readable,
+    locked,
     parse_artifact_key,
     read_ledger,
     reads_not_after,
@@ -78,3 +80,17 @@ def test_parallel_readers_lose_no_entries(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert len(read_ledger(tmp_path).reads) == 4 * 15
+
+
+def test_the_ledger_lock_is_exclusive_and_its_file_stays(tmp_path):
+    """filelock keeps fcntl's semantics: RUN/.ledger.lock persists; a second holder waits."""
+    from filelock import FileLock, Timeout
+
+    run = tmp_path / "run"
+    with locked(run):
+        assert (run / LOCK_NAME).is_file()
+        with pytest.raises(Timeout):
+            FileLock(run / LOCK_NAME, timeout=0.2).acquire()
+    assert (run / LOCK_NAME).is_file()  # kept after release, so waiters share one inode
+    with FileLock(run / LOCK_NAME, timeout=0.2):  # released: free to take
+        pass

@@ -11,7 +11,6 @@ UNDETERMINED with the reason (also docs/ledger.md).
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prereg_helpers import stub_battery
 
 from ungrok.prereg.evidence import Evidence
 from ungrok.prereg.registry import Registry, freeze, freeze_warnings
@@ -283,7 +283,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     shutil.copy(PAPER, root / "paper.yaml")
     battery = root / "batteries" / "rvp3" / "battery.jsonl"
     battery.parent.mkdir(parents=True)
-    battery.write_text("".join(json.dumps({"family": f}) + "\n" for f in FAMILY.values()), encoding="utf-8")
+    stub_battery(battery, dict.fromkeys(FAMILY.values()))
     return freeze(root / "paper.yaml", root / "run")
 
 

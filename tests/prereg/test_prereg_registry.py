@@ -7,7 +7,7 @@ import hashlib
 import json
 
 import pytest
-from prereg_helpers import FakeClock
+from prereg_helpers import FakeClock, stub_battery
 
 from ungrok.errors import UngrokError
 from ungrok.fate.config import DEFAULT_CONFIG
@@ -38,9 +38,7 @@ def canonical_sha(obj):
 
 @pytest.fixture
 def exp(tmp_path):
-    (tmp_path / "battery.jsonl").write_text(
-        '{"family": "my_battery_family", "condition": "conflict"}\n{"family": "pronoun_gender_ref"}\n'
-    )
+    stub_battery(tmp_path / "battery.jsonl", ["my_battery_family", "pronoun_gender_ref"])
     p = tmp_path / "exp.yaml"
     p.write_text(EXPERIMENT)
     return p
@@ -296,7 +294,7 @@ def test_quarantined_seeds_cannot_be_read_until_unlocked(frozen, clock):
 
 def test_freeze_warns_of_predictions_that_can_only_be_unscoreable(tmp_path, clock):
     # one governed seed: a CM-guarded cell mean needs 2 valid seeds, and a 2/3 quorum needs 2 seeds
-    (tmp_path / "battery.jsonl").write_text('{"family": "pronoun_gender_ref"}\n')
+    stub_battery(tmp_path / "battery.jsonl", ["pronoun_gender_ref"])
     p = tmp_path / "exp.yaml"
     p.write_text(
         "cells: [ts, web]\nseeds: [0]\nbatteries: {mini: battery.jsonl}\npredictions:\n"

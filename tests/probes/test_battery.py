@@ -10,6 +10,7 @@ import pytest
 
 from ungrok.errors import UngrokError
 from ungrok.probes.battery import (
+    battery_families,
     build_battery,
     canonical_bytes,
     load_battery,
@@ -56,6 +57,15 @@ def test_legacy_v1_loads_grouped_by_probe_and_reports_both_hashes(reference):
     assert v1.sha256 != v1.file_sha256  # its keys are in another order than the canonical one
     assert ("pronoun_gender", "legacy", "train") in v1.counts()
     assert len(v1.families) == 14
+
+
+def test_battery_families_in_order_and_legacy_refused(reference):
+    """`support --battery` and the registry pick rules from a battery through the one loader."""
+    path = reference / "batteries/rvp3/battery.jsonl"
+    assert battery_families(path) == load_battery(path).families
+    assert set(battery_families(path)) == set(RVP3)
+    with pytest.raises(UngrokError, match="legacy items without a 'family' field"):
+        battery_families(reference / "batteries/v1/battery.jsonl")
 
 
 @pytest.mark.parametrize(("version", "families"), [("rvp3", RVP3), ("rvp4", RVP4)])

@@ -139,3 +139,32 @@ def test_score_hub_revisions(offline_hub, tmp_path, capsys):
     code, _, err = run(args + ["--revisions", "step1000,step5"], capsys)
     assert "revision 'step5'" in one_line_error(code, err)
     assert {r["step"] for r in pq.read_table(out).to_pylist()} == {1000, 2000}
+
+
+def test_score_a_run_in_bf16(own_run, capsys):
+    t = own_run
+    base = [
+        "score",
+        "--battery",
+        t / "b.jsonl",
+        "--run",
+        t / "run",
+        "--tokenizer",
+        t / "tok.json",
+        "--device",
+        "cpu",
+    ]
+    code, text, err = run(base + ["--out", t / "bf16.parquet", "--precision", "bf16"], capsys)
+    assert code == 0, err
+    assert "scored 3 checkpoint(s)" in text and "bf16 matmuls" in text
+    code, _, err = run(base + ["--out", t / "fp32.parquet"], capsys)
+    assert code == 0, err
+    key = lambda r: (r["step"], r["family"], r["condition"], r["split"])  # noqa: E731
+    fp32 = {key(r): r for r in pq.read_table(t / "fp32.parquet").to_pylist()}
+    bf16 = {key(r): r for r in pq.read_table(t / "bf16.parquet").to_pylist()}
+    assert fp32.keys() == bf16.keys()
+    for k, r in fp32.items():
+        assert bf16[k]["n_items"] == r["n_items"] and abs(bf16[k]["mean_margin"] - r["mean_margin"]) < 0.1, k
+    code, _, err = run(base + ["--out", t / "x.parquet", "--precision", "fp16"], capsys)
+    assert "--precision must be one of fp32, bf16" in one_line_error(code, err)
+    assert not (t / "x.parquet").exists()

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ungrok.edit.scan_defaults import MIN_EVENTS, MIN_RATIO
 from ungrok.limits import check_at_least, check_seed
 from ungrok.progress import output_console
 
@@ -77,8 +78,8 @@ def kill(
     seed: Annotated[int, typer.Option(help="Flip seed.")] = 0,
     cues: Cues = None,
     scan: Scan = False,
-    min_events: MinEvents = 200,
-    min_ratio: MinRatio = 3.0,
+    min_events: MinEvents = MIN_EVENTS,
+    min_ratio: MinRatio = MIN_RATIO,
     workers: Workers = 1,
     rules_dir: RulesDir = None,
     force: Force = False,
@@ -110,8 +111,8 @@ def ladder(
     seed: Annotated[int, typer.Option(help="Flip seed (coupled: one uniform per site for every rate).")] = 0,
     cues: Cues = None,
     scan: Scan = False,
-    min_events: MinEvents = 200,
-    min_ratio: MinRatio = 3.0,
+    min_events: MinEvents = MIN_EVENTS,
+    min_ratio: MinRatio = MIN_RATIO,
     workers: Workers = 1,
     rules_dir: RulesDir = None,
     force: Force = False,
@@ -192,8 +193,8 @@ def scan(
     src: Annotated[Path, typer.Argument(help="Corpus folder to scan.")],
     rule: Rule,
     out_file: Annotated[Path, typer.Option("--out", help="Cue file (JSON) to write.")],
-    min_events: Annotated[int, typer.Option(help="Decided events (rule + prior) a cue needs.")] = 200,
-    min_ratio: Annotated[float, typer.Option(help="Smoothed rule:prior ratio a cue needs.")] = 3.0,
+    min_events: Annotated[int, typer.Option(help="Decided events (rule + prior) a cue needs.")] = MIN_EVENTS,
+    min_ratio: Annotated[float, typer.Option(help="Smoothed rule:prior ratio a cue needs.")] = MIN_RATIO,
     rules_dir: RulesDir = None,
     force: Force = False,
 ) -> None:

@@ -42,8 +42,12 @@ def hub_score(
     workers: Annotated[
         int, typer.Option(help="Tasks at once (local processes, or Ray tasks in flight).")
     ] = 1,
+    address: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Ray cluster address (with --executor ray; default: start or join a local one)."),
+    ] = None,
     ray_address: Annotated[
-        Optional[str], typer.Option(help="Ray cluster address (default: start or join a local one).")
+        Optional[str], typer.Option("--ray-address", hidden=True, help="Deprecated name of --address.")  # noqa: UP045
     ] = None,
     device: Annotated[
         str, typer.Option(help="auto, cpu or cuda (with ray: one GPU per task when the cluster has GPUs).")
@@ -64,10 +68,12 @@ def hub_score(
     from ungrok.outputs import guard_output
 
     check_at_least(batch_tokens, 1, "--batch-tokens")  # --workers is checked by score_suite
+    if address is None:  # one flag name per concept: every verb says --address; the old name still works
+        address = ray_address
     guard_output(out, inputs=[battery, rules_dir], exists_ok=True, folder=True)
     summary = score_suite(
         models, revisions, battery, out, margins=margins, executor=executor, workers=workers,
-        ray_address=ray_address, device=device, dtype=dtype, batch_tokens=batch_tokens,
+        address=address, device=device, dtype=dtype, batch_tokens=batch_tokens,
         offline=True if offline else None, progress=True, rules_dir=rules_dir,
     )  # fmt: skip
     con = output_console()

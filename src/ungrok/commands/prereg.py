@@ -91,8 +91,8 @@ def pilot_record_cmd(
 ) -> None:
     """Write the pilot's verdicts (per cell, seed, family) with each trajectory table's sha256; an
     experiment's `pilot_record:` then binds the file into its registry as a pilot read before the freeze."""
+    from ungrok.hashing import sha256_file
     from ungrok.prereg.pilot import write_pilot_record
-    from ungrok.prereg.registry import sha256_file
 
     rec = write_pilot_record(list(run_dirs), out, force=force)
     runs = len({(e.cell, e.seed) for e in rec.entries})

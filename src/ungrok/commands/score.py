@@ -50,7 +50,13 @@ def score(
         Optional[Path], typer.Option("--rules-dir", help="Folder of user rule YAML files.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="Hub models: float32, or bfloat16 on a GPU.")] = "float32",
+    dtype: Annotated[
+        str, typer.Option(help="Hub models' weights: float32, or bfloat16 on a GPU.")
+    ] = "float32",
+    precision: Annotated[
+        str,
+        typer.Option(help="Matmuls: fp32, or bf16 (autocast, fp32 weights; CPU or GPU, any model)."),
+    ] = "fp32",
     batch_tokens: Annotated[int, typer.Option(help="Tokens per forward batch.")] = 1024,
     items: Annotated[
         bool,
@@ -78,14 +84,16 @@ def score(
         raise UngrokError("give --margins or --no-margins, not both")
     from ungrok.limits import check_at_least
     from ungrok.outputs import guard_output
+    from ungrok.probes.models import resolve_precision
 
     check_at_least(batch_tokens, 1, "--batch-tokens")
+    resolve_precision(precision)
     guard_output(out, inputs=[battery, run, tokenizer, rules_dir], exists_ok=True, suffixes=(".parquet",))
     bat = load_battery(battery)
     store = TrajectoryStore(out, items=items)
     prompt_sets = [] if no_margins else margin_rules(bat.families, _split_list(margins), rules_dir)
-    sources = _run_sources(run, tokenizer, run_name, device) if run is not None else \
-        _hf_sources(hf, revisions, run_name, device, dtype)  # type: ignore[arg-type]  # fmt: skip
+    sources = _run_sources(run, tokenizer, run_name, device, precision) if run is not None else \
+        _hf_sources(hf, revisions, run_name, device, dtype, precision)  # type: ignore[arg-type]  # fmt: skip
 
     with bar("checkpoints", len(sources)) as p:
         summary = score_checkpoints(
@@ -96,6 +104,7 @@ def score(
     con.print(
         f"scored {summary.scored} checkpoint(s), {summary.already} already in {out}; battery sha256 "
         f"{bat.sha256[:12]}…"
+        + ("; bf16 matmuls" if precision == "bf16" else "")
         + (f"; margins: {', '.join(ps.rule for ps in prompt_sets)}" if prompt_sets else ""),
         soft_wrap=True,
     )
@@ -105,7 +114,9 @@ def score(
     _show_last(con, store, sources[-1].run, bat.sha256)
 
 
-def _run_sources(run: Path, tokenizer: Path | None, run_name: str | None, device: str) -> list:
+def _run_sources(
+    run: Path, tokenizer: Path | None, run_name: str | None, device: str, precision: str
+) -> list:
     from ungrok.probes.models import (
         TokenizerFile,
         load_own_checkpoint,
@@ -124,7 +135,7 @@ def _run_sources(run: Path, tokenizer: Path | None, run_name: str | None, device
         def load():  # noqa: ANN202
             if "tok" not in shared:
                 shared["tok"] = TokenizerFile.load(tok_path)
-            return load_own_checkpoint(ck, dev), shared["tok"]
+            return load_own_checkpoint(ck, dev, precision), shared["tok"]
 
         return load
 
@@ -132,7 +143,9 @@ def _run_sources(run: Path, tokenizer: Path | None, run_name: str | None, device
     return [CheckpointSource(name, ck.step, None, loader(ck)) for ck in cks]
 
 
-def _hf_sources(name: str, revisions: str | None, run_name: str | None, device: str, dtype: str) -> list:
+def _hf_sources(
+    name: str, revisions: str | None, run_name: str | None, device: str, dtype: str, precision: str
+) -> list:
     from ungrok.probes.models import load_hf, resolve_device, resolve_dtype
     from ungrok.probes.revisions import revision_steps
     from ungrok.probes.trajectories import CheckpointSource
@@ -143,7 +156,9 @@ def _hf_sources(name: str, revisions: str | None, run_name: str | None, device: 
     resolve_dtype(dtype, resolve_device(device))  # a bad --dtype fails before any loading
     steps = revision_steps(revs)
     return [
-        CheckpointSource(run_name or name, step, rev, lambda rev=rev: load_hf(name, rev, dtype, device))
+        CheckpointSource(
+            run_name or name, step, rev, lambda rev=rev: load_hf(name, rev, dtype, device, precision)
+        )
         for rev, step in zip(revs, steps, strict=True)
     ]
 

@@ -21,11 +21,11 @@ from ungrok.corpus.shards import (
     ShardWriter,
     dtype_for_vocab,
     read_manifest,
-    sha256_file,
     write_manifest,
 )
 from ungrok.corpus.tokenizer import encode_batches, eot_id, load_tokenizer, train_bpe
 from ungrok.errors import UngrokError
+from ungrok.hashing import sha256_file
 
 
 class BuildOptions(BaseModel):

@@ -21,9 +21,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ungrok.errors import UngrokError
+from ungrok.hashing import MANIFEST, sha256_file
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 DEFAULT_SHARD_TOKENS = 50_000_000  # the paper's shard size
 Dtype = Literal["uint16", "uint32"]
@@ -60,14 +60,6 @@ def dtype_for_vocab(vocab_size: int, requested: str | None = None) -> Dtype:
     if requested in ("uint16", "uint32"):
         return requested  # type: ignore[return-value]
     return "uint16" if vocab_size <= 2**16 else "uint32"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ShardWriter:

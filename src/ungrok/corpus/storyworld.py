@@ -62,11 +62,11 @@ from ungrok.corpus.shards import (
     Manifest,
     ShardWriter,
     dtype_for_vocab,
-    sha256_file,
     write_manifest,
 )
 from ungrok.corpus.tokenizer import EOT, build_word_tokenizer
 from ungrok.errors import UngrokError
+from ungrok.hashing import sha256_file
 from ungrok.limits import check_disk_room
 
 __all__ = [

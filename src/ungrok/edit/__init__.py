@@ -18,7 +18,7 @@ _EXPORTS = {
     "scan_cues": "ungrok.edit.scan",
     "load_cue_file": "ungrok.edit.scan",
     "check_edited": "ungrok.edit.checks",
-    "load_battery": "ungrok.edit.checks",
+    "load_forbidden": "ungrok.edit.checks",
     "intervention_gate": "ungrok.edit.validity",
     "GateDecision": "ungrok.edit.validity",
 }

@@ -16,7 +16,7 @@ raises one line naming the first offending string and where it occurs.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from ungrok.corpus.tokenizer import UNK, load_tokenizer
 from ungrok.edit.outputs import read_span, shard_starts
 from ungrok.edit.seqmatch import Seq, SeqMatcher
 from ungrok.errors import UngrokError
+from ungrok.probes.battery import load_battery
 from ungrok.rules.expand import expand_probes, margin_prompts
 from ungrok.rules.registry import get_rule, lists_for, load_rules
 from ungrok.rules.spec import resolve_list
@@ -36,8 +37,12 @@ MATCH_CHUNK = 8_000_000
 
 
 @dataclass
-class Battery:
-    """The strings an injected text must not contain, each with where it comes from."""
+class Forbidden:
+    """The strings an injected text must not contain, each with where it comes from.
+
+    A view over batteries, not a battery: D1-D3 need only prefixes, cue words and margin
+    prompts, so battery files are read by the one loader (`ungrok.probes.battery`).
+    """
 
     prefixes: dict[str, str] = field(default_factory=dict)
     cues: dict[str, str] = field(default_factory=dict)
@@ -47,9 +52,10 @@ class Battery:
         return {"prefixes": len(self.prefixes), "cues": len(self.cues), "margin_prompts": len(self.margins)}
 
 
-def load_battery(rules_dir: str | Path | None = None, files: list[str | Path] | tuple = ()) -> Battery:
-    """Every rule's battery prefixes, cue words and margin prompts, plus battery JSONL files."""
-    b = Battery()
+def load_forbidden(rules_dir: str | Path | None = None, files: Iterable[str | Path] = ()) -> Forbidden:
+    """Every rule's battery prefixes, cue words and margin prompts, plus battery JSONL files'
+    prefixes (each file validated by `load_battery`, so a malformed one fails here too)."""
+    b = Forbidden()
     for spec in load_rules(rules_dir).values():
         lists = lists_for(spec, rules_dir)
         where = f"rule {spec.name}"
@@ -68,32 +74,13 @@ def load_battery(rules_dir: str | Path | None = None, files: list[str | Path] | 
             for p in cm + neutral:
                 b.margins.setdefault(p, f"{where} margin prompts")
     for f in files:
-        for prefix in battery_prefixes(f):
-            b.prefixes.setdefault(prefix, str(f))
+        for item in load_battery(f).items:
+            b.prefixes.setdefault(item["prefix"], str(f))
     return b
 
 
-def battery_prefixes(path: str | Path) -> list[str]:
-    """The `prefix` of every line of a battery JSONL file (the reference schema)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UngrokError(f"{p}: battery file not found")
-    out = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            prefix = json.loads(line)["prefix"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise UngrokError(f"{p}:{n}: not a battery line with a 'prefix' field") from None
-        if not isinstance(prefix, str) or not prefix:
-            raise UngrokError(f"{p}:{n}: 'prefix' must be non-empty text")
-        out.append(prefix)
-    return out
-
-
 # ---------------------------------------------------------------------- D1, D2 (text level)
-def check_names(names: list[str], battery: Battery) -> None:
+def check_names(names: list[str], battery: Forbidden) -> None:
     """D1: the rescue names share no member with any battery cue list (case-insensitive)."""
     cues = {w.lower(): (w, where) for w, where in battery.cues.items()}
     for n in names:
@@ -107,7 +94,7 @@ def sentence_universe(frames: list[str], names: list[str], pronouns: list[str]) 
     return [f.replace("{n}", n).replace("{p}", p) for f in frames for n in names for p in pronouns]
 
 
-def check_universe(sentences: list[str], battery: Battery) -> None:
+def check_universe(sentences: list[str], battery: Forbidden) -> None:
     """D2: no battery prefix is a substring of any sentence the generator can emit."""
     text = "\n".join(sentences)
     for prefix, where in battery.prefixes.items():
@@ -129,7 +116,7 @@ def _cue_forms(word: str) -> list[str]:
     return list(dict.fromkeys([word, " " + word, cap, " " + cap]))
 
 
-def forbidden_sequences(battery: Battery, tok: Any) -> tuple[list[Seq], list[str]]:
+def forbidden_sequences(battery: Forbidden, tok: Any) -> tuple[list[Seq], list[str]]:
     """Token sequences of every battery string in the forms it could take inside running text."""
     unk = tok.token_to_id(UNK)
     seqs: list[Seq] = []
@@ -149,7 +136,7 @@ def forbidden_sequences(battery: Battery, tok: Any) -> tuple[list[Seq], list[str
     return seqs, labels
 
 
-def check_injected(corpus_dir: str | Path, battery: Battery) -> dict[str, Any]:
+def check_injected(corpus_dir: str | Path, battery: Forbidden) -> dict[str, Any]:
     """D2/D3: scan an injected-text corpus for any battery string as a token sequence."""
     c = Corpus(corpus_dir, verify=False)  # diagnostic: name the offending string, not the hash
     tok = load_tokenizer(c.tokenizer_path)
@@ -248,7 +235,7 @@ def check_edited(
 ) -> dict[str, Any]:
     """Run D1-D4 on an edited corpus (kill, ladder or rescue); raises on the first failure."""
     dst = Path(dst)
-    battery: Battery | None = None
+    battery: Forbidden | None = None
     report: dict[str, Any] = {}
     for d in _edited_dirs(dst):
         prov = Corpus(d, verify=False).manifest.source
@@ -261,7 +248,7 @@ def check_edited(
                 "bytes": check_kill_bytes(d, rules_dir),
             }
         elif kind == "rescue":
-            battery = battery or load_battery(rules_dir, battery_files)
+            battery = battery or load_forbidden(rules_dir, battery_files)
             r: dict[str, Any] = {"edit": "rescue", "battery": battery.summary()}
             check_names(prov.get("names", []), battery)
             r["D1"] = "passed"

@@ -21,10 +21,10 @@ with F replaced by its expectation p·S.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from ungrok.edit.outputs import (
 from ungrok.edit.seqmatch import Seq
 from ungrok.edit.sites import KillPlan, build_kill_plan
 from ungrok.errors import UngrokError
+from ungrok.executor import make_executor, or_raise
 from ungrok.limits import check_at_least, check_seed
 from ungrok.rules.registry import get_rule, lists_for
 from ungrok.rules.spec import RuleSpec
@@ -208,15 +209,14 @@ def run_pass(
         for i in range(len(c.manifest.shards))
     ]
     result = EditPass()
-    if workers <= 1 or len(jobs) <= 1:
-        for j in jobs:
-            result.shards.append(edit_shard(j, progress))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for r in pool.map(edit_shard, jobs):
-                result.shards.append(r)
-                if progress:
-                    progress(r.tokens)
+    ex = make_executor("local", max(1, min(workers, len(jobs))))
+    # in this process the callback can follow every chunk; a worker reports once per shard
+    fn = functools.partial(edit_shard, progress=progress) if ex.inline else edit_shard
+    for _, r in or_raise(ex.map(fn, jobs)):
+        result.shards.append(r)
+        if progress and not ex.inline:
+            progress(r.tokens)
+    result.shards.sort(key=lambda r: r.index)  # completion order varies; provenance lists shards in order
     return result
 
 

@@ -7,7 +7,6 @@ is recorded in the manifest's `source` field, next to the source corpus's identi
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Iterable
@@ -16,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ungrok.corpus.shards import MANIFEST, TOKENIZER, Corpus, Manifest, ShardInfo, write_manifest
+from ungrok.corpus.shards import TOKENIZER, Corpus, Manifest, ShardInfo, write_manifest
+from ungrok.hashing import manifest_sha256
 from ungrok.outputs import guard_output
 
 
@@ -27,10 +27,6 @@ def refuse_existing(
     when it is the source, holds the source or a registry, or lies inside the source (checked
     before any work)."""
     guard_output(dst, inputs=inputs, force=force, folder=True, corpus=corpus)
-
-
-def manifest_sha256(corpus_dir: str | Path) -> str:
-    return hashlib.sha256((Path(corpus_dir) / MANIFEST).read_bytes()).hexdigest()
 
 
 def source_identity(c: Corpus) -> dict[str, Any]:

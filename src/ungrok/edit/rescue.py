@@ -40,7 +40,7 @@ import yaml
 from ungrok.atomic import atomic_dir
 from ungrok.corpus.shards import DEFAULT_SHARD_TOKENS, Corpus, ShardInfo, ShardWriter, write_manifest
 from ungrok.corpus.tokenizer import UNK, load_tokenizer
-from ungrok.edit.checks import Battery, check_injected, check_names, check_universe, load_battery
+from ungrok.edit.checks import Forbidden, check_injected, check_names, check_universe, load_forbidden
 from ungrok.edit.outputs import (
     copy_tokenizer,
     link_or_copy,
@@ -469,7 +469,7 @@ class _Build:
     tok: Any
     lists: dict
     text: RescueText
-    battery: Battery
+    battery: Forbidden
     seed: int
     placement: str
     rules_dir: Any
@@ -572,7 +572,7 @@ def build_rescue(
     spec = rule if isinstance(rule, RuleSpec) else get_rule(rule, rules_dir)
     lists = lists_for(spec, rules_dir)
     text = rescue_text(spec, lists)
-    battery = load_battery(rules_dir, battery_files)
+    battery = load_forbidden(rules_dir, battery_files)
     check_names(text.names, battery)
     check_universe(sentence_universe_of(text), battery)
     c = Corpus(src)

@@ -23,9 +23,11 @@ import numpy as np
 from ungrok.atomic import write_json
 from ungrok.corpus.shards import Corpus
 from ungrok.corpus.tokenizer import UNK, load_tokenizer
-from ungrok.edit.outputs import manifest_sha256, read_span, shard_starts
+from ungrok.edit.outputs import read_span, shard_starts
+from ungrok.edit.scan_defaults import MIN_EVENTS, MIN_RATIO
 from ungrok.edit.seqmatch import Seq
 from ungrok.errors import UngrokError
+from ungrok.hashing import manifest_sha256
 from ungrok.rules.registry import get_rule, lists_for
 from ungrok.rules.spec import RuleSpec, WindowEvent, resolve_list
 from ungrok.rules.tokens import resolve_tokens
@@ -40,8 +42,6 @@ DEFAULT_EXCLUDE = (
     "Grandma", "Granny", "Mrs", "Miss", "Aunt", "Princess", "Mommy", "Mummy", "Mum", "Mama", "Mom", "Lady", "Queen",
     "Car", "Mad", "May", "June", "Joy", "Honey", "Angel",
 )  # fmt: skip
-MIN_EVENTS = 200
-MIN_RATIO = 3.0
 SCAN_CHUNK = 8_000_000
 
 

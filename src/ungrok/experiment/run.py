@@ -25,113 +25,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rich.console import Console
 
 from ungrok.atomic import write_bytes, write_json, write_text
 from ungrok.errors import UngrokError
+from ungrok.executor import Executor, make_executor
 from ungrok.experiment import tasks as T
 from ungrok.experiment.spec import Experiment, load_experiment
 from ungrok.progress import output_console
 
 EXPERIMENT_COPY = "experiment.yaml"
-EXECUTORS = ("local", "ray")
 PHASES = ("pilot", "confirm", "all")
-
-
-# --------------------------------------------------------------------------- executors
-class Executor(Protocol):
-    def map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> Iterator[tuple[Any, Any]]:
-        """Yield (job, result or the exception it raised), in completion order."""
-        ...
-
-
-class InlineExecutor:
-    """One task at a time in this process (--workers 1): no start-up cost."""
-
-    def map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> Iterator[tuple[Any, Any]]:
-        for job in jobs:
-            try:
-                result = fn(job)
-            except Exception as e:  # noqa: BLE001 - reported per task, the others go on
-                result = e
-            yield job, result
-
-
-class PoolExecutor:
-    """A spawn process pool: a fresh interpreter per worker (no forked torch state)."""
-
-    def __init__(self, workers: int):
-        self.workers = workers
-
-    def map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> Iterator[tuple[Any, Any]]:
-        ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)), mp_context=ctx)
-        futures = {pool.submit(fn, job): job for job in jobs}
-        try:
-            for f in as_completed(futures):
-                exc = f.exception()
-                yield futures[f], exc if exc is not None else f.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-class RayExecutor:
-    """The same task function as a Ray remote task; at most `workers` in flight.
-
-    A job asks Ray for `job.threads` CPUs (1 if unset) and, if it has a `gpus`
-    attribute above 0, for that many GPUs (the hub suite's one GPU per task).
-    """
-
-    def __init__(self, workers: int, address: str | None):
-        self.workers, self.address = workers, address
-
-    def map(self, fn: Callable[[Any], Any], jobs: list[Any]) -> Iterator[tuple[Any, Any]]:
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(fn)
-        queue, pending = list(jobs), {}
-        while queue or pending:
-            while queue and len(pending) < self.workers:
-                job = queue.pop(0)
-                opts = {"num_cpus": job.threads or 1}
-                if getattr(job, "gpus", 0):
-                    opts["num_gpus"] = job.gpus
-                pending[remote.options(**opts).remote(job)] = job
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(ready[0])
-            try:
-                result = ray.get(ready[0])
-            except Exception as e:  # noqa: BLE001 - RayTaskError wraps the task's own exception
-                result = getattr(e, "cause", None) or e
-            yield job, result
-
-
-def make_executor(kind: str, workers: int, address: str | None = None) -> Executor:
-    if kind not in EXECUTORS:
-        raise UngrokError(f"--executor {kind!r}: use local or ray")
-    if workers < 1:
-        raise UngrokError(f"--workers {workers}: need at least 1")
-    if address is not None and kind != "ray":
-        raise UngrokError("--address is for --executor ray")
-    if kind == "ray":
-        return RayExecutor(workers, address)
-    return InlineExecutor() if workers == 1 else PoolExecutor(workers)
-
-
-def threads_per_worker(workers: int) -> int:
-    """Split the cores between the workers, so two runs on two cores do not oversubscribe."""
-    return max(1, (os.cpu_count() or 1) // workers)
 
 
 # --------------------------------------------------------------------------- output
@@ -584,8 +494,7 @@ def mechanisms(
     return st, failures
 
 
-def hub_suite(exp: Experiment, out: Path, executor: str, workers: int, address: str | None,
-              log: _Log) -> Stage:  # fmt: skip
+def hub_suite(exp: Experiment, out: Path, ex: Executor, log: _Log) -> Stage:
     """Score the hub section's public checkpoints into RUN_DIR/hub/ and classify them (issue 8).
 
     Models sharing a revision grid go to one `score_suite` call; every call resumes (a
@@ -610,9 +519,8 @@ def hub_suite(exp: Experiment, out: Path, executor: str, workers: int, address: 
     st = Stage()
     t0 = time.perf_counter()
     for rev, models in groups.values():
-        summary = score_suite(models, rev, battery, folder, margins=h.margins, executor=executor, workers=workers,
-                              ray_address=address, device=h.device, dtype=h.dtype, offline=h.offline,
-                              rules_dir=exp.rules_dir)  # fmt: skip
+        summary = score_suite(models, rev, battery, folder, margins=h.margins, executor=ex, device=h.device,
+                              dtype=h.dtype, offline=h.offline, rules_dir=exp.rules_dir)  # fmt: skip
         for line in summary.lines():
             log(f"hub: {line}")
         st.done += summary.scored
@@ -687,7 +595,7 @@ def run_experiment(
     log = _Log(console or output_console())
     ex = _executor or make_executor(executor, workers, address)
     # worker processes split the cores; this process's own torch threads are left as they are
-    threads = threads_per_worker(workers) if isinstance(ex, (PoolExecutor, RayExecutor)) else None
+    threads = getattr(ex, "threads", None)
     exp = load_experiment(experiment, overrides)
     if phase != "confirm" and not exp.pilots:
         raise UngrokError(f"--phase {phase}: {exp.path} declares no pilot_seeds")
@@ -714,7 +622,9 @@ def run_experiment(
     summary.stages["classify"], records = classify(exp, out, log)
     summary.stages["gates"], gates = gate_cells(exp, out, records, log)
     summary.stages["scoreboard"], summary.scoreboard = scoreboard(exp, out, records, gates, log)
-    summary.stages["hub"] = hub_suite(exp, out, executor, workers, address, log)
+    # the hub stage runs on the executor the flags name (a test's `_executor` drives the runs only)
+    hub_ex = ex if _executor is None else make_executor(executor, workers, address)
+    summary.stages["hub"] = hub_suite(exp, out, hub_ex, log)
     summary.stages["mech"], mech_failures = mechanisms(exp, out, ex, threads, log)
     summary.report = write_report(out, log)
     if mech_failures:

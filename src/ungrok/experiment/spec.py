@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ungrok.corpus.storyworld import StoryworldConfig
+from ungrok.edit.scan_defaults import MIN_EVENTS, MIN_RATIO
 from ungrok.errors import UngrokError
 from ungrok.fate.config import ClassifierConfig
 from ungrok.limits import MAX_SEED
@@ -46,8 +47,8 @@ class KillSpec(BaseModel):
     rate: float = Field(ge=0.0, le=1.0)
     seed: int = Field(0, ge=0)
     cues: str = "spec"  # "spec" (the rule's cue classes), "scan" (docs/method.md §6.4), or a cue file path
-    min_events: int = Field(200, ge=0)  # cues: scan
-    min_ratio: float = Field(3.0, gt=0)  # cues: scan
+    min_events: int = Field(MIN_EVENTS, ge=0)  # cues: scan
+    min_ratio: float = Field(MIN_RATIO, gt=0)  # cues: scan
     gate: Literal["kill", "ladder", "none"] = "kill"  # KS (pronoun kill) or AK5 (a/an ladder)
 
 

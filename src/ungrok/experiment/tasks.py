@@ -20,6 +20,7 @@ from typing import Any
 from ungrok.atomic import write_json
 from ungrok.errors import UngrokError
 from ungrok.experiment.spec import Experiment, KillSpec, RescueSpec
+from ungrok.hashing import manifest_sha256, sha256_file
 
 MARKER = ".done-{}"
 TRAJ = "traj.parquet"
@@ -57,12 +58,6 @@ def read_marker(folder: Path, step: str) -> dict[str, Any] | None:
 def write_marker(folder: Path, step: str, info: Mapping[str, Any]) -> None:
     """Written last, atomically: its presence means the step's artifact is complete."""
     write_json(marker(folder, step), {"step": step, **info})
-
-
-def manifest_sha256(corpus: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256((Path(corpus) / "manifest.json").read_bytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------- corpora
@@ -255,7 +250,6 @@ def classify_run(run_dir: Path, cell: str, seed: int, cfg: Any, registry: Any = 
 
     from ungrok.fate.summary import summarize
     from ungrok.prereg import artifact_key, check_readable, record_read, records_for_run
-    from ungrok.prereg.registry import sha256_file
     from ungrok.probes.trajectories import margins_path_for
 
     check_readable(run_dir, cell, seed, registry)

@@ -8,12 +8,12 @@ threshold's last digit, changes the hash.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+from ungrok.hashing import canonical_json, sha256_text
 
 
 def share(v: float) -> float:
@@ -75,11 +75,11 @@ class ClassifierConfig(BaseModel):
     def canonical_json(self) -> str:
         """Key-sorted, whitespace-free JSON of every constant: the text that is hashed."""
         data: dict[str, Any] = self.model_dump(mode="json")
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return canonical_json(data, allow_nan=True)  # a non-finite constant still hashes, as it always has
 
     def sha256(self) -> str:
         """Hex SHA-256 of `canonical_json()`, for freezing the classifier in a registration."""
-        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+        return sha256_text(self.canonical_json())
 
     def is_confirmatory(self, family: str) -> bool:
         """False for exploratory families, which no confirmatory claim may use."""

@@ -13,7 +13,6 @@ verdict on the readings so far (`ClassifierConfig`), kept apart from the early w
 
 from __future__ import annotations
 
-import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ungrok.errors import UngrokError
 from ungrok.fate.config import odd_window, share
+from ungrok.hashing import canonical_json, sha256_text
 
 WATCH_JSON = "watch.json"
 
@@ -81,11 +81,11 @@ class WatchConfig(BaseModel):
     def canonical_json(self) -> str:
         """Key-sorted, whitespace-free JSON of every constant: the text that is hashed."""
         data: dict[str, Any] = self.model_dump(mode="json")
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return canonical_json(data, allow_nan=True)  # a non-finite constant still hashes, as it always has
 
     def sha256(self) -> str:
         """Hex SHA-256 of `canonical_json()`: names the warning rule wherever it is measured."""
-        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+        return sha256_text(self.canonical_json())
 
 
 def parse_watch_config(text: str, where: str) -> WatchConfig:

@@ -5,7 +5,7 @@ Plan first, in this process, before any weights move: each model's revision grid
 refs online, the local cache's offline), and which are already in the store. An
 unknown model id, a revision that is not there or one without a step is recorded as
 skipped with its reason; the rest become tasks (`ungrok.hub.task.score_task`) for the
-executor of `ungrok.experiment.run` (inline for one worker, a spawn pool for more, Ray
+shared executor (`ungrok.executor`: inline for one worker, a spawn pool for more, Ray
 with one GPU per task). Each task loads its model once, scores, frees it and
 reports seconds and peak memory; this process alone writes the store, atomically,
 after every finished task, then suite.json, so a kill loses only the tasks in flight
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ungrok.errors import UngrokError
+from ungrok.executor import Executor, RayExecutor, make_executor
 from ungrok.hub.cache import available_revisions, hub_env, hub_env_for, missing_revision_reason
 from ungrok.hub.record import SuiteRecord
 from ungrok.hub.revisions import check_grids, parse_revision_spec, plan_steps, resolve_revisions
@@ -73,17 +74,12 @@ def _model_list(models: Sequence[str] | str) -> list[str]:
     return names
 
 
-def _ray_placement(device: str, address: str | None) -> tuple[int, str]:
+def _ray_placement(device: str, ex: RayExecutor) -> tuple[int, str]:
     """(GPUs per task, the device a task uses) on the Ray cluster: one GPU each when it has any."""
-    try:
-        import ray
-    except ImportError:
-        raise UngrokError("--executor ray needs the ray package (pip install 'ray>=2.9')") from None
+    ex.ray()  # the ray package is needed even for cpu tasks
     if device == "cpu":
         return 0, "cpu"
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    if ray.cluster_resources().get("GPU", 0) < 1:
+    if ex.gpus() < 1:
         if device == "auto":
             return 0, "cpu"
         raise UngrokError(f"--device {device}: the Ray cluster has no GPU")
@@ -193,9 +189,9 @@ def score_suite(
     out: Path,
     *,
     margins: bool = True,
-    executor: str = "local",
+    executor: str | Executor = "local",
     workers: int = 1,
-    ray_address: str | None = None,
+    address: str | None = None,
     device: str = "auto",
     dtype: str = "float32",
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
@@ -208,9 +204,10 @@ def score_suite(
     revisions: "auto" (Pythia's 154-revision grid; OLMo's step branches), "thinned" (the
     paper code's 41-revision Pythia grid), or a list / comma-separated string applied to
     every model. offline: True sets HF_HUB_OFFLINE=1 for the suite, False clears it,
-    None leaves the environment as it is. Resumable; see the module docstring.
+    None leaves the environment as it is. `executor` is a kind ("local", "ray"; with `workers`
+    and `address`) or a ready executor (`ungrok run` passes its own). Resumable; see the
+    module docstring.
     """
-    from ungrok.experiment.run import make_executor, threads_per_worker
     from ungrok.hub.task import SuiteTask, score_task
     from ungrok.probes.battery import load_battery
     from ungrok.probes.margins import margin_rules
@@ -224,10 +221,8 @@ def score_suite(
         raise UngrokError(f"--batch-tokens {batch_tokens}: need at least 1")
     if dtype not in DTYPES:
         raise UngrokError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    if ray_address is not None and executor != "ray":
-        raise UngrokError("--ray-address is for --executor ray")
-    ex = make_executor(executor, workers, ray_address)
-    if executor == "local":  # a Ray cluster's devices are not this machine's
+    ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
+    if not isinstance(ex, RayExecutor):  # a Ray cluster's devices are not this machine's
         resolve_dtype(dtype, resolve_device(device))
     bat = load_battery(battery)
     prompt_sets = tuple(margin_rules(bat.families, None, rules_dir)) if margins else ()
@@ -241,7 +236,7 @@ def score_suite(
     summary = SuiteSummary(out)
     suite = _Suite(bat, prompt_sets, store, record, summary)
     env = hub_env_for(offline)
-    threads = threads_per_worker(workers) if executor == "local" and workers > 1 else None
+    threads = None if isinstance(ex, RayExecutor) else getattr(ex, "threads", None)  # Ray: 1 per task, below
     with hub_env(env):
         task = SuiteTask("", "", 0, bat, prompt_sets, device, dtype, batch_tokens, threads,
                          hub_env=tuple(sorted(env.items())))  # fmt: skip
@@ -249,8 +244,8 @@ def score_suite(
         out.mkdir(parents=True, exist_ok=True)
         record.save()
         if jobs:
-            if executor == "ray":
-                gpus, dev = _ray_placement(device, ray_address)
+            if isinstance(ex, RayExecutor):
+                gpus, dev = _ray_placement(device, ex)
                 jobs = [replace(j, gpus=gpus, device=dev, threads=1) for j in jobs]
             with _progress(progress, len(jobs)) as advance:
                 for job, res in ex.map(score_task, jobs):

@@ -336,7 +336,8 @@ class ServedRun:
 
 def read_served_run(run_dir: str | Path) -> ServedRun:
     """A training run folder's config.json, checked against the corpus it names."""
-    from ungrok.train.config import manifest_sha256, parse_config
+    from ungrok.hashing import manifest_sha256
+    from ungrok.train.config import parse_config
 
     root = Path(run_dir)
     path = root / "config.json"

@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ungrok.errors import UngrokError
+from ungrok.hashing import sha256_json_spaced
 from ungrok.probes.battery import Battery
 from ungrok.probes.score import BatteryPlan, TextTokenizer
 
@@ -68,7 +67,7 @@ class MechPrompts:
             "cue_words": list(self.cue_words),
             "other_battery": self.other_battery.sha256 if self.other_battery is not None else None,
         }
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+        return sha256_json_spaced(body)
 
     @cached_property
     def other_plan(self) -> BatteryPlan | None:

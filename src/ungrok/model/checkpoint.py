@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ungrok.atomic import atomic_path, write_json
-from ungrok.corpus.shards import sha256_file
 from ungrok.errors import UngrokError
+from ungrok.hashing import sha256_file
 from ungrok.model.gpt import GPT, ModelConfig
 
 FORMAT = "ungrok-gpt/1"

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ungrok.errors import UngrokError
+from ungrok.hashing import sha256_file
 from ungrok.prereg import predictions as preds
 from ungrok.prereg.ledger import LEDGER_NAME, Entry, Ledger, ledger_path, parse_artifact_key, read_ledger
-from ungrok.prereg.registry import Registry, load_registry, sha256_file
+from ungrok.prereg.registry import Registry, load_registry
 from ungrok.prereg.timeline import order_lines
 
 RESULT_FILES = ("fates.json", "gates.json")  # run-level results a verdict reads

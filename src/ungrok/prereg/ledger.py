@@ -27,18 +27,18 @@ folder: publish or commit the registry's sha256 (and the scoreboard's).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ungrok.atomic import write_json
 from ungrok.errors import UngrokError
+from ungrok.hashing import sha256_json
 from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
 
 if TYPE_CHECKING:
@@ -79,8 +79,7 @@ class Entry(BaseModel):
 def entry_hash(fields: dict[str, Any]) -> str:
     """sha256 of an entry's canonical JSON without its own hash (independently recomputable)."""
     body = {k: v for k, v in fields.items() if k != "hash"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_json(body)
 
 
 class Ledger(BaseModel):
@@ -169,17 +168,21 @@ def read_ledger(run_dir: str | Path) -> Ledger:
     return led
 
 
+LOCK_NAME = ".ledger.lock"
+
+
 @contextlib.contextmanager
 def locked(run_dir: str | Path) -> Iterator[None]:
-    """Exclusive lock on the run folder's ledger (and registry updates); not re-entrant."""
+    """Exclusive lock on the run folder's ledger (and registry updates); not re-entrant.
+
+    `filelock` rather than bare fcntl so it also works where fcntl does not (Windows); the
+    lock file RUN/.ledger.lock stays in place, and a second `locked` of the same folder
+    waits, even in the same process (a fresh lock object each time).
+    """
     d = Path(run_dir)
     d.mkdir(parents=True, exist_ok=True)
-    with open(d / ".ledger.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(d / LOCK_NAME):
+        yield
 
 
 def _update(run_dir: str | Path, change: Callable[[Ledger], bool], lock: bool = True) -> Ledger:

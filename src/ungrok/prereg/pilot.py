@@ -129,7 +129,7 @@ def pilot_record_from_run(run_dir: str | Path, *, clock: Clock = utc_now) -> Pil
     """Build a pilot record from a finished pilot run folder: its verdicts plus the sha256 of
     each run's traj.parquet (which must still be what the ledger saw at its first read)."""
     from ungrok.experiment.tasks import TRAJ, seed_dir
-    from ungrok.prereg.registry import sha256_file
+    from ungrok.hashing import sha256_file
 
     run = Path(run_dir)
     doc, name = _fates_doc(run)

@@ -22,7 +22,6 @@ depend on how the file is indented. Paths are stored relative to the registry's 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -35,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_
 from ungrok.atomic import write_text
 from ungrok.errors import UngrokError
 from ungrok.fate.config import ClassifierConfig
+from ungrok.hashing import sha256_file, sha256_json
 from ungrok.prereg import predictions as preds
 from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
 from ungrok.prereg.ledger import (
@@ -46,28 +46,13 @@ from ungrok.prereg.ledger import (
     registrations_for,
 )
 from ungrok.prereg.pilot import PilotBlock, PilotRecordRef, pilot_reads, record_ref
+from ungrok.probes.battery import battery_families
 from ungrok.yamlfile import load_yaml
 
 FORMAT = "ungrok-prereg/1"
 
 
 # --------------------------------------------------------------------------- hashing
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def sha256_json(obj: Any) -> str:
-    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def base_content(raw: Mapping[str, Any]) -> dict[str, Any]:
     """What the registry's own sha256 covers: everything but the hash and the amendments."""
     return {k: v for k, v in raw.items() if k not in ("sha256", "amendments")}
@@ -262,20 +247,6 @@ def read_experiment(path: str | Path) -> ExperimentPrereg:
         raise UngrokError(f"{path}: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
-def battery_families(path: Path) -> set[str]:
-    """The `family` of every line of a battery JSONL (the reference schema)."""
-    fams: set[str] = set()
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                fams.add(str(json.loads(line)["family"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise UngrokError(f"{path}:{n}: not a battery line with a 'family' field") from None
-    return fams
-
-
 def _rel(path: Path, base: Path) -> str:
     """Relative to the registry's folder when close by (the tree can move as a whole),
     else absolute (a shared reference folder elsewhere)."""
@@ -348,7 +319,7 @@ def freeze(
         bp = (exp_path.parent / rel) if not Path(rel).is_absolute() else Path(rel)
         if not bp.is_file():
             raise UngrokError(f"{exp_path}: battery {name}: {bp} not found")
-        families |= battery_families(bp)
+        families |= set(battery_families(bp))
         batteries[name] = FileHash(path=_rel(bp, dest.parent), sha256=sha256_file(bp))
 
     vocab = preds.Vocabulary(

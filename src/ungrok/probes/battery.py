@@ -14,7 +14,6 @@ load as they are, and group under family = `probe`, condition = "legacy".
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 
 from ungrok.atomic import write_bytes
 from ungrok.errors import UngrokError
+from ungrok.hashing import sha256_bytes
 from ungrok.rules.expand import ITEM_FIELDS
 
 CONDITIONS = ("conflict", "agree")
@@ -45,10 +45,6 @@ def canonical_bytes(items: Iterable[Item]) -> bytes:
     return "".join(canonical_line(it) + "\n" for it in items).encode("utf-8")
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @dataclass(frozen=True)
 class Battery:
     """Validated items in file order; `sha256` is the battery's identity."""
@@ -59,7 +55,7 @@ class Battery:
     sha256: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sha256", _sha256(canonical_bytes(self.items)))
+        object.__setattr__(self, "sha256", sha256_bytes(canonical_bytes(self.items)))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -137,7 +133,7 @@ def parse_battery(data: bytes, label: str) -> Battery:
         items.append(item)
     if not items:
         raise UngrokError(f"{label}: battery has no items")
-    return Battery(tuple(items), source=label, file_sha256=_sha256(data))
+    return Battery(tuple(items), source=label, file_sha256=sha256_bytes(data))
 
 
 def load_battery(path: str | Path) -> Battery:
@@ -150,6 +146,19 @@ def load_battery(path: str | Path) -> Battery:
     except OSError as e:
         raise UngrokError(f"{p}: cannot read battery ({e.strerror})") from None
     return parse_battery(data, str(p))
+
+
+def battery_families(path: str | Path) -> list[str]:
+    """Families of a rule battery file, in order of first appearance.
+
+    For callers that pick rules by battery (`support --battery`, the registry's vocabulary):
+    a legacy (v1) file names no family, so it is refused rather than grouped by probe.
+    """
+    bat = load_battery(path)
+    if any("family" not in it for it in bat.items):
+        raise UngrokError(f"{bat.source}: legacy items without a 'family' field (the v1 schema); "
+                          "give a rule battery (rvp schema)")  # fmt: skip
+    return bat.families
 
 
 def save_battery(battery: Battery, path: str | Path, force: bool = False) -> None:

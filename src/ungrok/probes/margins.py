@@ -11,8 +11,6 @@ an error: a margin averaged over a silently shrunken prompt set is not the margi
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ungrok.errors import UngrokError
+from ungrok.hashing import sha256_json_spaced
 from ungrok.probes.score import DEFAULT_BATCH_TOKENS, LogitsModel, PairPlan, TextTokenizer
 from ungrok.rules.spec import RuleSpec
 
@@ -42,7 +41,7 @@ class MarginPrompts:
             "cm_prompts": list(self.cm_prompts),
             "neutral_prompts": list(self.neutral_prompts),
         }
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+        return sha256_json_spaced(body)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,16 @@
 
 Both sides meet in two small adapters: a model gives fp32 logits for right-padded id
 batches (`LogitsModel`), a tokenizer gives ids for text without special tokens
-(`TextTokenizer`). A checkpoint's tokenizer is the one its training corpus was
+(`TextTokenizer`).
+
+Two knobs set the arithmetic. `precision` ("fp32" | "bf16") is how the forward's matmuls
+run: bf16 wraps the forward in `torch.autocast(device, bfloat16)` with the weights left
+fp32, on the CPU and on GPUs alike, for our checkpoints and hub models (CPUs with bf16
+dot-product instructions run those matmuls several times faster). `dtype` ("float32" |
+"bfloat16", hub models only) is how the weights are stored; bf16 weights stay GPU-only.
+Either way the adapters hand back fp32 logits and the log-softmax runs in fp32.
+
+A checkpoint's tokenizer is the one its training corpus was
 encoded with: `--tokenizer FILE` if given, else the corpus named by the run's
 `config.json` (key "data", or "sampler" -> "data"), whose folder holds tokenizer.json.
 """
@@ -20,6 +29,7 @@ import torch
 from ungrok.errors import UngrokError
 
 DTYPES = ("float32", "bfloat16")
+PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -40,8 +50,24 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype not in DTYPES:
         raise UngrokError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     if dtype == "bfloat16" and device.type != "cuda":
-        raise UngrokError("--dtype bfloat16 is for GPUs; the CPU scores in float32")
+        raise UngrokError(
+            "--dtype bfloat16 is for GPUs (bf16 weights); on the CPU use --precision bf16 (bf16 matmuls, fp32 weights)"
+        )
     return torch.float32 if dtype == "float32" else torch.bfloat16
+
+
+def resolve_precision(precision: str) -> str:
+    """fp32 or bf16 (autocast matmuls); valid on every device, so only the name is checked."""
+    if precision not in PRECISIONS:
+        raise UngrokError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast around a forward (matmuls in bf16, weights untouched), or nothing for fp32."""
+    if resolve_precision(precision) == "bf16":
+        return torch.autocast(device.type, torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager
@@ -62,9 +88,11 @@ class GPTLogits:
     The vocabulary projection is the model's own `lm_head`; a forward pre-hook hands
     it just the positions read, so a 2-position read of a 6-token row pays 2 rows of
     the projection instead of 6. Right padding needs no mask (the model is causal).
+    `precision="bf16"` autocasts the forward (module docstring); logits come back fp32.
     """
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, precision: str = "fp32"):
+        self.precision = resolve_precision(precision)
         self.model = model
         self.vocab_size = int(model.config.vocab_size)
         self.context = int(model.config.context)
@@ -74,7 +102,7 @@ class GPTLogits:
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
         if positions is None:
-            with _eval_mode(self.model):
+            with _eval_mode(self.model), autocast(self.device, self.precision):
                 return self.model(input_ids).float()
 
         def gather(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
@@ -83,16 +111,20 @@ class GPTLogits:
 
         handle = self.model.lm_head.register_forward_pre_hook(gather)
         try:
-            with _eval_mode(self.model):
+            with _eval_mode(self.model), autocast(self.device, self.precision):
                 return self.model(input_ids).float()
         finally:
             handle.remove()
 
 
 class HFLogits:
-    """A transformers causal LM; logits cast to fp32, gathered at the positions read."""
+    """A transformers causal LM; logits cast to fp32, gathered at the positions read.
 
-    def __init__(self, model: Any):
+    `precision="bf16"` autocasts the forward, whatever dtype the weights are stored in.
+    """
+
+    def __init__(self, model: Any, precision: str = "fp32"):
+        self.precision = resolve_precision(precision)
         self.model = model
         self.vocab_size = int(model.get_input_embeddings().num_embeddings)
         limit = getattr(model.config, "max_position_embeddings", None)
@@ -102,7 +134,7 @@ class HFLogits:
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
-        with _eval_mode(self.model):
+        with _eval_mode(self.model), autocast(self.device, self.precision):
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         if positions is not None:
             out = torch.gather(out, 1, positions.unsqueeze(-1).expand(-1, -1, out.shape[-1]))
@@ -208,19 +240,21 @@ def run_tokenizer_path(run_dir: str | Path, tokenizer: str | Path | None = None)
     return path
 
 
-def load_own_checkpoint(ck: Any, device: torch.device) -> GPTLogits:
-    """A checkpoint (ungrok.model Checkpoint or path) as a scorer adapter, fp32 on device."""
+def load_own_checkpoint(ck: Any, device: torch.device, precision: str = "fp32") -> GPTLogits:
+    """A checkpoint (ungrok.model Checkpoint or path) as a scorer adapter: fp32 weights on device,
+    matmuls in `precision`."""
     from ungrok.model import load_checkpoint
 
-    return GPTLogits(load_checkpoint(ck, device=str(device)).model)
+    return GPTLogits(load_checkpoint(ck, device=str(device)).model, precision)
 
 
 # --------------------------------------------------------------------------- Hugging Face
 def load_hf(
-    name: str, revision: str, dtype: str = "float32", device: str = "auto"
+    name: str, revision: str, dtype: str = "float32", device: str = "auto", precision: str = "fp32"
 ) -> tuple[HFLogits, HFTokenizer]:
     """`from_pretrained(name, revision=...)` for the model and its tokenizer, ready to score.
 
+    `dtype` stores the weights (bf16 on GPUs only); `precision` runs the matmuls (bf16 anywhere).
     A revision the hub (or, offline, the local cache) does not have is one error line.
     """
     import transformers
@@ -228,6 +262,7 @@ def load_hf(
 
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    resolve_precision(precision)
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()
     try:
@@ -240,4 +275,4 @@ def load_hf(
         if bars:
             transformers.utils.logging.enable_progress_bar()
     model.to(dev).eval()
-    return HFLogits(model), HFTokenizer(tok)
+    return HFLogits(model, precision), HFTokenizer(tok)

@@ -2,7 +2,8 @@
 
 Score of a continuation = summed log-probability of its tokens given the prefix; the
 prefix and the continuation are encoded separately and their ids concatenated (no BOS
-unless asked for); log-softmax runs over the model's fp32 logits; an item is right
+unless asked for); log-softmax runs over the model's fp32 logits (fp32 also when the
+adapter's forward autocasts to bf16, `precision="bf16"` in ungrok.probes.models); an item is right
 iff logp(correct) > logp(distractor) strictly, so ties count wrong. Items whose prefix
 or continuation encodes to nothing (or to the tokenizer's unknown token) are skipped
 and counted.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from ungrok.atomic import atomic_path
 from ungrok.corpus.shards import Corpus
 from ungrok.corpus.tokenizer import load_tokenizer
 from ungrok.errors import UngrokError
+from ungrok.executor import make_executor, mark_done, or_raise, pending
 from ungrok.rules.spec import RuleSpec
 from ungrok.support.kernel import Counts, Plan, count_array
 from ungrok.support.plan import CompiledRules, compile_rules, rows_from_counts
@@ -69,6 +69,22 @@ def run_task(corpus_path: str, plan: Plan, start: int, stop: int) -> Counts:
     return count_array(plan, tokens, n_own=stop - start)
 
 
+@dataclass(frozen=True)
+class CountTask:
+    """One token range of the stream; `marker` (with a work dir) holds its counts once done."""
+
+    corpus: str
+    plan: Plan
+    start: int
+    stop: int
+    marker: Path | None = None
+
+
+def count_task(t: CountTask) -> Counts:
+    """`run_task` as the one-argument, top-level function every executor runs."""
+    return run_task(t.corpus, t.plan, t.start, t.stop)
+
+
 def _marker(work: Path, i: int) -> Path:
     return work / f"task_{i:05d}.npz"
 
@@ -85,48 +101,28 @@ def _load(path: Path) -> Counts:
 
 def _execute(tasks, corpus_path, plan, work: Path | None, workers: int, executor: str, address: str | None,
              progress: Callable[[int], None] | None) -> Counts:  # fmt: skip
-    total = Counts.zeros(plan)
-    todo = []
-    for i, (a, b) in enumerate(tasks):
-        m = _marker(work, i) if work else None
-        if m is not None and m.is_file():
-            total = total + _load(m)
-            if progress:
-                progress(b - a)
-        else:
-            todo.append((i, a, b))
+    """Sum the counts of every range: finished ones from their markers, the rest through the executor.
 
-    def done(i: int, a: int, b: int, c: Counts) -> None:
-        nonlocal total
-        if work:
-            _save(_marker(work, i), c)
+    The first failing range stops the count with its own exception; every range finished before
+    it keeps its marker, so a rerun resumes."""
+    total = Counts.zeros(plan)
+    jobs = [CountTask(corpus_path, plan, a, b, _marker(work, i) if work else None) for i, (a, b) in enumerate(tasks)]
+    todo, done = pending(jobs)
+    for t in done:
+        total = total + _load(t.marker)  # type: ignore[arg-type]
+        if progress:
+            progress(t.stop - t.start)
+    if executor not in ("local", "ray"):
+        raise UngrokError(f"unknown executor {executor!r}; use local or ray")
+    # Ray: every range in flight at once (the cluster schedules them); local: up to --workers
+    # processes, none for a single range. A local count ignores --address, as it always has.
+    n = max(len(todo), 1) if executor == "ray" else max(1, min(workers, len(todo)))
+    ex = make_executor(executor, n, address if executor == "ray" else None)
+    for t, c in or_raise(ex.map(count_task, todo)):
+        mark_done(t, c, _save)
         total = total + c
         if progress:
-            progress(b - a)
-
-    if executor == "ray":
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        remote = ray.remote(run_task)
-        plan_ref = ray.put(plan)
-        refs = {remote.remote(corpus_path, plan_ref, a, b): (i, a, b) for i, a, b in todo}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            done(*refs[ready[0]], ray.get(ready[0]))
-    elif executor == "local":
-        if workers <= 1 or len(todo) <= 1:
-            for i, a, b in todo:
-                done(i, a, b, run_task(corpus_path, plan, a, b))
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futs = [(pool.submit(run_task, corpus_path, plan, a, b), (i, a, b)) for i, a, b in todo]
-                for f, key in futs:
-                    done(*key, f.result())
-    else:
-        raise UngrokError(f"unknown executor {executor!r}; use local or ray")
+            progress(t.stop - t.start)
     return total
 
 

@@ -6,14 +6,14 @@ The `sampler:` section is a SamplerConfig, so the same file can be handed to
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ungrok.corpus.shards import MANIFEST, Manifest, read_manifest
+from ungrok.corpus.shards import Manifest, read_manifest
 from ungrok.errors import UngrokError
+from ungrok.hashing import manifest_sha256
 from ungrok.model.gpt import ModelConfig
 from ungrok.model.optim import OptimizerConfig
 from ungrok.model.presets import preset as model_preset
@@ -160,10 +160,6 @@ def check_run(cfg: TrainConfig, model: ModelConfig, data: str | Path, world_size
         b = check_corpus(s.phase_b.data, model, s, None, label="sampler.phase_b.data")
         if b.tokenizer_sha256 != main.tokenizer_sha256:
             raise UngrokError("sampler.phase_b.data uses a different tokenizer from --data")
-
-
-def manifest_sha256(data: str | Path) -> str:
-    return hashlib.sha256((Path(data) / MANIFEST).read_bytes()).hexdigest()
 
 
 def resolved_config(cfg: TrainConfig, model: ModelConfig, data: str | Path) -> dict:

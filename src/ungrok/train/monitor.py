@@ -23,7 +23,7 @@ from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
 from ungrok.fate.watch_config import DEFAULT_WATCH, WatchConfig
 from ungrok.probes.battery import Battery
 from ungrok.probes.margins import MarginPlan, MarginPrompts
-from ungrok.probes.models import GPTLogits, HFLogits
+from ungrok.probes.models import GPTLogits, HFLogits, resolve_precision
 from ungrok.probes.score import BatteryPlan, LogitsModel, TextTokenizer
 from ungrok.train.watch import RuleWatch
 
@@ -42,6 +42,7 @@ class RuleMonitor:
         cfg: ClassifierConfig = DEFAULT_CONFIG,
         split: str = "heldout",
         watch: WatchConfig = DEFAULT_WATCH,
+        precision: str = "fp32",
     ):
         fams = list(rules) if rules is not None else battery.families
         unknown = [f for f in fams if f not in battery.families]
@@ -54,6 +55,7 @@ class RuleMonitor:
         if not keep:
             raise UngrokError(f"monitor: the battery has no {split} items for {', '.join(fams)}")
         self.split = split
+        self.precision = resolve_precision(precision)  # "bf16": probes autocast (ungrok.probes.models)
         self.plan = BatteryPlan(Battery(tuple(keep), source=battery.source), tokenizer)
         self.margins = MarginPlan([m for m in margins if m.rule in fams], tokenizer) if margins else None
         self.watch_cfg = watch
@@ -85,7 +87,7 @@ class RuleMonitor:
 
     def on_probe(self, step: int, model: Any) -> dict[str, Any]:
         """The training loop's probe-callback protocol (model: `ungrok.model.GPT`)."""
-        return self.observe(step, GPTLogits(model))
+        return self.observe(step, GPTLogits(model, self.precision))
 
     def state_dict(self) -> dict[str, Any]:
         """Readings so far, saved with the trainer's resume state so warnings survive a restart."""
@@ -112,7 +114,7 @@ _WATCH_STATE = (
 
 
 def monitor_for_corpus(
-    battery_path: str | Path, corpus: str | Path, rules: Sequence[str] | None = None
+    battery_path: str | Path, corpus: str | Path, rules: Sequence[str] | None = None, precision: str = "fp32"
 ) -> RuleMonitor:
     """A monitor for a run on `corpus`: its tokenizer, the battery's families, their margin prompts."""
     from ungrok.corpus.shards import Corpus
@@ -123,7 +125,7 @@ def monitor_for_corpus(
     battery = load_battery(battery_path)
     fams = list(rules) if rules is not None else battery.families
     tok = TokenizerFile.load(Corpus(corpus).tokenizer_path)
-    return RuleMonitor(battery, tok, fams, margin_rules(fams, None))
+    return RuleMonitor(battery, tok, fams, margin_rules(fams, None), precision=precision)
 
 
 def _trainer_callback_base() -> type:
@@ -153,7 +155,7 @@ class MonitorCallback(_trainer_callback_base()):
         if self.history and self.history[-1]["step"] == step:
             return
         was_training = model.training
-        record = {"step": step, **self.monitor.observe(step, HFLogits(model))}
+        record = {"step": step, **self.monitor.observe(step, HFLogits(model, self.monitor.precision))}
         model.train(was_training)
         self.history.append(record)
         for w in record["warnings"]:

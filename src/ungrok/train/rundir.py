@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Literal
 
 from ungrok.atomic import write_json, write_text
-from ungrok.corpus.shards import sha256_file
 from ungrok.errors import UngrokError
+from ungrok.hashing import sha256_file
 from ungrok.model.checkpoint import checkpoint_paths, read_meta
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from ungrok.atomic import atomic_path, write_json
-from ungrok.corpus.shards import sha256_file
 from ungrok.errors import UngrokError
+from ungrok.hashing import sha256_file
 
 FORMAT = "ungrok-resume/1"
 INDEX = "state.json"
