@@ -31,7 +31,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -41,8 +41,22 @@ from ungrok.errors import UngrokError
 from ungrok.hashing import sha256_json
 from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
 
-if TYPE_CHECKING:
-    from ungrok.prereg.registry import Registry
+
+class Registry(Protocol):
+    """What the ledger needs of a frozen registry (registry.py's Registry); typed here so that
+    the ledger never imports registry.py (which imports the ledger)."""
+
+    def locked_seeds(self) -> set[int]: ...
+
+
+# registry.py installs its loader when it is imported (the package __init__ imports it)
+_load_registry: Callable[[Path], Registry] | None = None
+
+
+def use_registry_loader(load: Callable[[Path], Registry]) -> None:
+    global _load_registry
+    _load_registry = load
+
 
 LEDGER_NAME = "ledger.json"
 REGISTRY_NAME = "registry.json"
@@ -218,9 +232,9 @@ def _registry_for(run_dir: str | Path, registry: Registry | None) -> Registry | 
     p = Path(run_dir) / REGISTRY_NAME
     if not p.exists():
         return None
-    from ungrok.prereg.registry import load_registry
-
-    return load_registry(p)
+    if _load_registry is None:  # fail closed: never treat a quarantined seed as readable
+        raise UngrokError(f"{p}: no registry loader installed (import ungrok.prereg)")
+    return _load_registry(p)
 
 
 def check_readable(run_dir: str | Path, cell: str, seed: int, registry: Registry | None = None) -> None:

@@ -44,6 +44,7 @@ from ungrok.prereg.ledger import (
     record_registration,
     refuse_if_read,
     registrations_for,
+    use_registry_loader,
 )
 from ungrok.prereg.pilot import PilotBlock, PilotRecordRef, pilot_reads, record_ref
 from ungrok.probes.battery import battery_families
@@ -584,3 +585,6 @@ def unlock(path: str | Path, reason: str, *, clock: Clock = utc_now) -> Amendmen
                 "unlocked_seeds": locked}  # fmt: skip
 
     return _append(path, build, clock)
+
+
+use_registry_loader(load_registry)  # the ledger reads registries without importing this module
