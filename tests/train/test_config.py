@@ -32,6 +32,19 @@ def test_example_config_loads_and_overrides_win():
     assert (model.n_layer, model.n_embd, model.vocab_size, model.context) == (2, 128, 2048, 128)
 
 
+def test_the_paper_cell_example_is_the_papers_run_in_bf16_compiled():
+    """examples/train-paper.yaml: 4,400 steps of 32 x 2,048 tokens (docs/method.md §1.2), the
+    paper's 114 checkpoints, the 11.5M model, bf16 compiled; the README's hours rest on it."""
+    from ungrok.train.schedule import checkpoint_steps
+
+    cfg = load_train_config(EXAMPLE.with_name("train-paper.yaml"))
+    s = cfg.sampler
+    assert (s.steps, s.batch_size, s.context, s.steps * s.batch_size * s.context) == (4400, 32, 2048, 288_358_400)
+    assert len(checkpoint_steps(cfg.checkpoints.rules, s.steps)) == 114
+    assert (cfg.precision, cfg.compile, cfg.model.preset) == ("bf16", True, "paper-11.5m")
+    assert resolve_model(cfg).vocab_size == 8192
+
+
 @pytest.mark.parametrize(
     ("doc", "needle"),
     [
