@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -13,15 +13,24 @@ from ungrok.errors import UngrokError
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_json_model(path: str | Path, model: type[M], what: str) -> M:
-    """Parse and validate a JSON file; a missing file, bad JSON or a bad field is one UngrokError line."""
+def read_json(path: str | Path, what: str, *, frozen: bool = False) -> Any:
+    """Parse a JSON file; a missing file or bad JSON is one UngrokError line. `frozen`: ungrok
+    wrote the file and nobody should have touched it, so bad JSON means it was modified."""
     p = Path(path)
     if not p.is_file():
         raise UngrokError(f"{p}: {what} not found")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        return json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        if frozen:
+            raise UngrokError(f"{p}: the {what} is not valid JSON any more ({e}); it was modified") from None
         raise UngrokError(f"{p}: the {what} is not valid JSON ({e})") from None
+
+
+def load_json_model(path: str | Path, model: type[M], what: str) -> M:
+    """Parse and validate a JSON file; a missing file, bad JSON or a bad field is one UngrokError line."""
+    p = Path(path)
+    data = read_json(p, what)
     try:
         return model.model_validate(data)
     except ValidationError as e:

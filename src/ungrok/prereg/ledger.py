@@ -208,6 +208,20 @@ def _update(run_dir: str | Path, change: Callable[[Ledger], bool], lock: bool = 
         return led
 
 
+def _append_once(run_dir: str | Path, view: Callable[[Ledger], dict[str, str]], kind: EntryKind, key: str,
+                 at: str, **fields: str | None) -> str:  # fmt: skip
+    """Append the event unless `view` (the ledger's table for this kind) already holds `key`: the
+    first event is kept, so a resume or a second read never moves it. Returns what the table holds."""
+
+    def add(led: Ledger) -> bool:
+        if key in view(led):
+            return False
+        led.append(kind, key, at, **fields)
+        return True
+
+    return view(_update(run_dir, add))[key]
+
+
 # --------------------------------------------------------------------------- keys
 def artifact_key(cell: str, seed: int, name: str) -> str:
     """`CELL/SEED/NAME`: one artifact of one training run."""
@@ -272,30 +286,14 @@ def record_read(
     known = read_ledger(run_dir).reads.get(artifact)
     if known is not None:
         return known
-    now = stamp(clock)
     rel = None if path is None else _relative(run_dir, path)
-
-    def add(led: Ledger) -> bool:
-        if artifact in led.reads:
-            return False
-        led.append("read", artifact, now, sha256=sha256, path=rel)
-        return True
-
-    return _update(run_dir, add).reads[artifact]
+    return _append_once(run_dir, lambda led: led.reads, "read", artifact, stamp(clock), sha256=sha256, path=rel)
 
 
 def record_result(run_dir: str | Path, name: str, sha256: str, *, clock: Clock = utc_now) -> str:
     """Record the sha256 of a run-level result file (fates.json, gates.json) a verdict reads,
     before it is written; the first one is kept. Returns the recorded sha256."""
-    now = stamp(clock)
-
-    def add(led: Ledger) -> bool:
-        if name in led.results:
-            return False
-        led.append("result", name, now, sha256=sha256, path=name)
-        return True
-
-    return _update(run_dir, add).results[name]
+    return _append_once(run_dir, lambda led: led.results, "result", name, stamp(clock), sha256=sha256, path=name)
 
 
 def run_key(cell: str, seed: int) -> str:
@@ -306,15 +304,7 @@ def run_key(cell: str, seed: int) -> str:
 def record_start(run_dir: str | Path, cell: str, seed: int, *, clock: Clock = utc_now) -> str:
     """Note when training of (cell, seed) first started (kept: a resume never moves it), so
     `verify` can show that confirmatory training began after the freeze."""
-    key, now = run_key(cell, seed), stamp(clock)
-
-    def add(led: Ledger) -> bool:
-        if key in led.started:
-            return False
-        led.append("start", key, now)
-        return True
-
-    return _update(run_dir, add).started[key]
+    return _append_once(run_dir, lambda led: led.started, "start", run_key(cell, seed), stamp(clock))
 
 
 def record_registration(

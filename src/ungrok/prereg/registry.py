@@ -35,6 +35,7 @@ from ungrok.atomic import write_text
 from ungrok.errors import UngrokError
 from ungrok.fate.config import ClassifierConfig
 from ungrok.hashing import sha256_file, sha256_json
+from ungrok.jsonfile import read_json
 from ungrok.prereg import predictions as preds
 from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
 from ungrok.prereg.ledger import (
@@ -421,12 +422,7 @@ def _refuse_post_hoc(led: Any, compiled: list[Any], seeds: SeedSets, moment: str
 
 # --------------------------------------------------------------------------- load and verify
 def _read_raw(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UngrokError(f"{path}: registry not found")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UngrokError(f"{path}: the registry is not valid JSON any more ({e}); it was modified") from None
+    raw = read_json(path, "registry", frozen=True)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise UngrokError(f"{path}: not an ungrok registry ({FORMAT})")
     return raw

@@ -54,19 +54,28 @@ def _head_table(data: ReportData, rule: str) -> Markup:
         for step in (peak, final):
             row += _head_cells(top_head(run, rule, step, cm.get(step))) if step is not None else ["–"] * 6
         rows.append([*row, PAIR_SOURCES[source]])
-    if not rows:
-        return Markup("")
     head = ["cell", "seed"] + [f"{w} {c}" for w in ("peak", "final")
                                for c in ("step", "CM", "top head", "share", "ΔCM ablated", "OV cos")] + ["peak is"]  # fmt: skip
-    return join([Markup("<h4>Dominant head at the CM peak and the final checkpoint (Table 10 layout)</h4>"),
-                 table(head, rows, num_cols=(1, 2, 3, 5, 6, 7, 8, 9, 11, 12, 13)),
-                 Markup('<p class="meta">CM = the raw contrast margin at that checkpoint (the model\'s own '
-                        "pre-softcap logit gap when the run has no margins). Peak = the checkpoint `ungrok mech` "
-                        "took as the CM peak when it patched or removed directions, else the measured checkpoint "
-                        "with the highest raw CM (the later one on a tie); <em>peak is</em> says which. Share = "
-                        "|top head's attribution| / Σ|all heads' attributions|; ΔCM ablated = CM with that head "
-                        "zero-ablated minus CM; OV cos = the head's OV output for the cue tokens against the "
-                        "rule-minus-prior unembedding direction.</p>")])  # fmt: skip
+    return _titled_table(
+        "Dominant head at the CM peak and the final checkpoint (Table 10 layout)", head, rows,
+        (1, 2, 3, 5, 6, 7, 8, 9, 11, 12, 13),
+        Markup("CM = the raw contrast margin at that checkpoint (the model's own "
+               "pre-softcap logit gap when the run has no margins). Peak = the checkpoint `ungrok mech` "
+               "took as the CM peak when it patched or removed directions, else the measured checkpoint "
+               "with the highest raw CM (the later one on a tie); <em>peak is</em> says which. Share = "
+               "|top head's attribution| / Σ|all heads' attributions|; ΔCM ablated = CM with that head "
+               "zero-ablated minus CM; OV cos = the head's OV output for the cue tokens against the "
+               "rule-minus-prior unembedding direction."),
+    )  # fmt: skip
+
+
+def _titled_table(title: str, head: list[str], rows: list[list[Cell]], num_cols: tuple[int, ...],
+                  meta: Markup) -> Markup:  # fmt: skip
+    """A mechanism table under its heading with its reading note; nothing when no run has rows."""
+    if not rows:
+        return Markup("")
+    return join([markup("<h4>{}</h4>", title), table(head, rows, num_cols=num_cols),
+                 markup('<p class="meta">{}</p>', meta)])  # fmt: skip
 
 
 def _patch_table(data: ReportData, rule: str) -> Markup:
@@ -85,15 +94,15 @@ def _patch_table(data: ReportData, rule: str) -> Markup:
                 row += [b.step, markup("<code>{}</code> {}", b.component, fmt(b.recovery, signed=True)),
                         fmt(b.all_recovery, signed=True)]  # fmt: skip
         rows.append(row)
-    if not rows:
-        return Markup("")
     head = ["cell", "seed", "into final (step)", "best single component, peak → final", "all components",
             "into peak (step)", "best single component, final → peak", "all components"]  # fmt: skip
-    return join([Markup("<h4>Activation patching between the CM peak and the final checkpoint (Table 11 layout)</h4>"),
-                 table(head, rows, num_cols=(1, 2, 4, 5, 7)),
-                 Markup('<p class="meta">Recovery = (CM_patched − CM_destination) / (CM_source − CM_destination) '
-                        "when one component's activations from the source checkpoint are patched into the "
-                        "destination checkpoint; 1 = that component alone carries the whole difference.</p>")])  # fmt: skip
+    return _titled_table(
+        "Activation patching between the CM peak and the final checkpoint (Table 11 layout)", head, rows,
+        (1, 2, 4, 5, 7),
+        Markup("Recovery = (CM_patched − CM_destination) / (CM_source − CM_destination) "
+               "when one component's activations from the source checkpoint are patched into the "
+               "destination checkpoint; 1 = that component alone carries the whole difference."),
+    )  # fmt: skip
 
 
 def _direction_table(data: ReportData, rule: str) -> Markup:
@@ -109,15 +118,15 @@ def _direction_table(data: ReportData, rule: str) -> Markup:
             rows.append([cell, seed, _steps_label(d.step, peak, final), fmt(cm.get(d.step), signed=True),
                          code(d.block), fmt(d.dcm, signed=True), fmt(d.other_abs_delta),
                          fmt(d.dbpb, 3, signed=True)])  # fmt: skip
-    if not rows:
-        return Markup("")
     head = ["cell", "seed", "checkpoint", "CM there", "block (largest |ΔCM|)", "ΔCM", "other families' mean |Δ|",
             "Δbpb"]  # fmt: skip
-    return join([Markup("<h4>Removing the cue direction</h4>"), table(head, rows, num_cols=(1, 3, 5, 6, 7)),
-                 Markup('<p class="meta">The class-mean difference of the residual after one block, projected out '
-                        "at all positions. ΔCM = change in the rule's CM; other families' mean |Δ| = mean absolute "
-                        "change of the other families' length-normalised held-out conflict margins (specificity); "
-                        "Δbpb = change in bits per byte on the run's own training text.</p>")])  # fmt: skip
+    return _titled_table(
+        "Removing the cue direction", head, rows, (1, 3, 5, 6, 7),
+        Markup("The class-mean difference of the residual after one block, projected out "
+               "at all positions. ΔCM = change in the rule's CM; other families' mean |Δ| = mean absolute "
+               "change of the other families' length-normalised held-out conflict margins (specificity); "
+               "Δbpb = change in bits per byte on the run's own training text."),
+    )  # fmt: skip
 
 
 def _rule_block(data: ReportData, rule: str) -> Markup:
