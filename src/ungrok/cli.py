@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_error
 from ungrok.progress import output_console
 
 app = typer.Typer(
@@ -281,14 +281,16 @@ def corpus_storyworld(
         list[str] | None, typer.Option("--set", help="Any other knob, KEY=VALUE (repeatable).")
     ] = None,  # noqa: UP045,E501
     config: Annotated[Path | None, typer.Option(help="YAML file of knobs (command-line values win).")] = None,  # noqa: UP045,E501
+    rules_dir: RulesDir = None,
     force: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
 ) -> None:
-    """Generate the synthetic story corpus with controllable support for each built-in rule."""
+    """Generate the synthetic story corpus with controllable support for each built-in rule
+    (and every rule of --rules-dir with a `storyworld:` block)."""
     from ungrok.limits import check_seed
     from ungrok.outputs import guard_output
 
     check_seed(seed)
-    guard_output(out_dir, inputs=[config], force=force, folder=True, corpus=True)
+    guard_output(out_dir, inputs=[config, rules_dir], force=force, folder=True, corpus=True)
     knobs = _load_knobs(config, set_)
     for k, v in (
         ("global_ratio", global_ratio),
@@ -301,12 +303,14 @@ def corpus_storyworld(
     ):
         if v is not None:  # given on the command line: wins over --config and --set
             knobs[k] = v
-    manifest, dt = _run_storyworld(out_dir, knobs, force)
+    manifest, dt = _run_storyworld(out_dir, knobs, force, rules_dir)
     out.print(
         f"built: {out_dir}  ({manifest.total_tokens:,} tokens, {manifest.documents:,} documents) "
         f"in {dt:.1f}s = {manifest.total_tokens / max(dt, 1e-9):,.0f} tokens/s"
     )
     _print_support(manifest.source.get("intended_support", {}), "intended support")
+    for note in manifest.source.get("notes", []):
+        out.print(f"note: {note}")
 
 
 def _load_knobs(config: Path | None, sets: list[str] | None) -> dict:
@@ -326,7 +330,7 @@ def _load_knobs(config: Path | None, sets: list[str] | None) -> dict:
     return knobs
 
 
-def _run_storyworld(out_dir: Path, knobs: dict, force: bool):  # noqa: ANN202
+def _run_storyworld(out_dir: Path, knobs: dict, force: bool, rules_dir: Path | None = None):  # noqa: ANN202
     from ungrok.corpus.shards import read_manifest
     from ungrok.corpus.storyworld import StoryworldConfig, build_storyworld
     from ungrok.progress import bar
@@ -334,7 +338,7 @@ def _run_storyworld(out_dir: Path, knobs: dict, force: bool):  # noqa: ANN202
     cfg = StoryworldConfig(**knobs)
     t0 = time.perf_counter()
     with bar("storyworld", cfg.tokens) as p:
-        build_storyworld(out_dir, cfg, force=force, progress=lambda n: p.advance(p.task_ids[0], n))
+        build_storyworld(out_dir, cfg, force, lambda n: p.advance(p.task_ids[0], n), rules_dir)
     return read_manifest(out_dir), time.perf_counter() - t0
 
 
@@ -570,10 +574,9 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "input"
+        loc, msg = first_error(e, top="input", raw=True)
         err.print(
-            f"[red]error:[/red] invalid {e.title} field {loc}: {first['msg']}",
+            f"[red]error:[/red] invalid {e.title} field {loc}: {msg}",
             highlight=False,
             soft_wrap=True,
         )

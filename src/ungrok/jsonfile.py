@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_error_line
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,6 +34,4 @@ def load_json_model(path: str | Path, model: type[M], what: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "top level"
-        raise UngrokError(f"{p}: {what}: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise UngrokError(first_error_line(e, f"{p}: {what}")) from None

@@ -3,7 +3,6 @@ wrong result with exit 0 or a traceback deep inside numpy."""
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
@@ -32,15 +31,6 @@ def check_at_least(value: int | None, low: int, flag: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise UngrokError(f"{flag} {value}: must be an integer >= {low}")
     return value
-
-
-def check_share(value: float, name: str) -> float:
-    """A share (a threshold on an accuracy, a rate): a finite number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UngrokError(f"{name} {value!r}: must be a number in [0, 1]")
-    if not 0 <= value <= 1:
-        raise UngrokError(f"{name} {value!r}: must be a share in [0, 1]")
-    return float(value)
 
 
 def check_disk_room(dest: str | Path, nbytes: int, what: str) -> None:

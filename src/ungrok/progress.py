@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -37,3 +38,17 @@ def bar(description: str, total: float | None) -> Iterator[Progress]:
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as p:
         p.add_task(description, total=total)
         yield p
+
+
+def optional_bar(enabled: bool, description: str, total: float | None) -> Any:
+    """A context manager yielding advance(n=1): a progress bar when enabled (and on a terminal),
+    else a no-op."""
+    if not enabled:
+        return contextlib.nullcontext(lambda _n=1: None)
+
+    @contextlib.contextmanager
+    def cm() -> Iterator[Callable[..., None]]:
+        with bar(description, total) as p:
+            yield lambda n=1: p.advance(p.task_ids[0], n)
+
+    return cm()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -261,26 +262,38 @@ def test_windowed_support_is_exact(default):
     she, he, herself, himself = (s.id(" she"), s.id(" he"), s.id(" herself"), s.id(" himself"))
     girls, boys = set(sw.GIRL_NAMES), set(sw.BOY_NAMES)
     assert set(GIRLS_V2) <= girls and set(BOYS_V2) <= boys and len(girls) >= 60 and len(boys) >= 60
-    pron = rep.support["pronoun_gender_ref"]
+    # The kernel's rows (manifest intended support) against the plain-Python counter, for
+    # every cue class a rule defines; top-level rows are the conflict class.
     cases = [
-        (pron.classes["girl_names"], s.forms(GIRLS_V2), she, he),
-        (pron.classes["boy_names"], s.forms(BOYS_V2), he, she),
-        (pron.classes["all_girl_names"], s.forms(sorted(girls)), she, he),
-        (pron.classes["all_boy_names"], s.forms(sorted(boys)), he, she),
-        (rep.support["pronoun_gender_noun"].classes["fem_nouns"], s.forms(FEM), she, he),
-        (rep.support["pronoun_gender_noun"].classes["masc_nouns"], s.forms(MASC), he, she),
-        (rep.support["reflexive_gender"].classes["girl_names"], s.forms(GIRLS_V2), herself, himself),
-        (rep.support["reflexive_gender"].classes["boy_names"], s.forms(BOYS_V2), himself, herself),
-        (rep.support["reflexive_gender"].classes["all_girl_names"], s.forms(sorted(girls)), herself, himself),
+        ("pronoun_gender_ref", "girl_names", s.forms(GIRLS_V2), she, he),
+        ("pronoun_gender_ref", "boy_names", s.forms(BOYS_V2), he, she),
+        ("pronoun_gender_ref_v2", "girl_names", s.forms(GIRLS_V2), she, he),
+        ("pronoun_gender_ref_v2", "boy_names", s.forms(BOYS_V2), he, she),
+        ("pronoun_gender_noun", "fem_nouns", s.forms(FEM), she, he),
+        ("pronoun_gender_noun", "masc_nouns", s.forms(MASC), he, she),
+        ("reflexive_gender", "girl_names", s.forms(GIRLS_V2), herself, himself),
+        ("reflexive_gender", "boy_names", s.forms(BOYS_V2), himself, herself),
+        ("reflexive_gender_v2", "girl_names", s.forms(GIRLS_V2), herself, himself),
+        ("reflexive_gender_v2", "boy_names", s.forms(BOYS_V2), himself, herself),
     ]
-    for counts, cues, rule, prior in cases:
-        assert windowed(s.ids, cues, rule, prior) == (counts.rule_events, counts.prior_events)
-    assert (pron.rule_events, pron.prior_events) == (
-        pron.classes["girl_names"].rule_events,
-        pron.classes["girl_names"].prior_events,
-    )
+    for name, cls, cues, rule, prior in cases:
+        want = windowed(s.ids, cues, rule, prior)
+        row = rep.support[name]["classes"][cls]
+        assert (row["rule_events"], row["prior_events"]) == want, (name, cls)
+        assert want[0] > 0, (name, cls)
+        if cls in ("girl_names", "fem_nouns"):
+            assert (rep.support[name]["rule_events"], rep.support[name]["prior_events"]) == want, name
+    # Classes no rule defines: every girl / boy name, counted here and held to the knobs
+    # (outside the probe frames: global_ratio and boy_ratio; reflexives: reflexive_ratio).
+    frames = set(_frame_positions(s, s.forms(sorted(girls | boys)), FRAMES))
+    r, p = windowed(s.ids, s.forms(sorted(girls)), she, he, skip=frames)
+    assert r + p > 1500 and _binomial_ok(r, r + p, 8.0)
+    hb, sb = windowed(s.ids, s.forms(sorted(boys)), he, she, skip=frames)
+    assert hb + sb > 1500 and _binomial_ok(hb, hb + sb, 20.0)
+    rr, rp = windowed(s.ids, s.forms(sorted(girls)), herself, himself)
+    assert rr + rp > 300 and _binomial_ok(rr, rr + rp, 20.0)
     # Counter-evidence from two-name sentences is really there.
-    assert pron.classes["all_girl_names"].prior_events > 0
+    assert windowed(s.ids, s.forms(sorted(girls)), she, he)[1] > 0
 
 
 def test_two_name_sentences_give_the_first_name_the_second_names_pronoun(default):
@@ -305,12 +318,12 @@ def test_lookahead_and_ngram_support_is_exact(default):
     r = sum(1 for x, y in zip(s.ids, s.ids[1:], strict=False) if x in an and y in vowel_next)
     p = sum(1 for x, y in zip(s.ids, s.ids[1:], strict=False) if x in a and y in vowel_next)
     for name in ("det_an_choice", "a_an_adjective"):
-        assert (rep.support[name].rule_events, rep.support[name].prior_events) == (r, p)
-    adj = rep.support["a_an_adjective"].classes["before_adjective"]
-    assert (adj.rule_events, adj.prior_events) == (
-        s.count_seq(s.seq(" an old")),
-        s.count_seq(s.seq(" a old")),
-    )
+        assert (rep.support[name]["rule_events"], rep.support[name]["prior_events"]) == (r, p)
+    # No rule splits the lookahead by what follows: ' an old':' a old' is held to its knob
+    # (a_an_adjective_ratio), the rest (before nouns) to det_an_ratio; both default 20.
+    ra, pa = s.count_seq(s.seq(" an old")), s.count_seq(s.seq(" a old"))
+    assert ra + pa > 300 and _binomial_ok(ra, ra + pa, 20.0)
+    assert _binomial_ok(r - ra, r - ra + p - pa, 20.0)
 
     def count(patterns: list[str]) -> int:
         """Occurrences of any of the patterns' token sequences, in one pass."""
@@ -341,14 +354,17 @@ def test_lookahead_and_ngram_support_is_exact(default):
         ),
     }
     for name, (rule, prior) in expected.items():
-        sup = rep.support[name]
-        assert (sup.rule_events, sup.prior_events) == (count(rule), count(prior)), name
-        assert sup.rule_events > 0 and sup.prior_events > 0, name
-    forms = rep.support["irregular_past"].classes["all_forms"]
-    assert (forms.rule_events, forms.prior_events) == (
-        count([f" {v}" for v in PAST]),
-        count([f" {o}" for o in PAST.values()]),
-    )
+        want = (count(rule), count(prior))
+        for row_name in (name, f"{name}_v2"):
+            if row_name in rep.support:
+                sup = rep.support[row_name]
+                assert (sup["rule_events"], sup["prior_events"]) == want, row_name
+        assert want[0] > 0 and want[1] > 0, name
+    # Every irregular past, any subject (no rule counts this): the choice slots follow
+    # irregular_past_ratio; the probe frame's literal 'ran home because' is left out.
+    fr = count([" ran home because"])
+    ir, ip = count([f" {v}" for v in PAST]) - fr, count([f" {o}" for o in PAST.values()])
+    assert ir + ip > 1000 and _binomial_ok(ir, ir + ip, 20.0)
 
 
 # --------------------------------------------------------------------------- knobs realised
@@ -385,8 +401,11 @@ def test_global_ratio_is_realised(tmp_path, ratio):
     assert _binomial_ok(rb, rb + pb, ratio)
     hb, sb = windowed(s.ids, s.forms(sw.BOY_NAMES), he, she, skip=frames)
     assert _binomial_ok(hb, hb + sb, 20.0)  # boy_ratio default
-    out = rep.support["pronoun_gender_ref"].classes["all_girl_names_outside_frames"]
-    assert (out.rule_events, out.prior_events) == (r, p)
+    row = rep.support["pronoun_gender_ref"]["classes"]
+    assert (row["girl_names"]["rule_events"], row["girl_names"]["prior_events"]) == (rb, pb)
+    assert (row["boy_names"]["rule_events"], row["boy_names"]["prior_events"]) == windowed(
+        s.ids, s.forms(BOYS_V2), he, she
+    )
 
 
 def test_frame_ratio_and_rate_are_realised(tmp_path):
@@ -417,30 +436,46 @@ def test_frame_ratio_and_rate_are_realised(tmp_path):
     n_frames = len(girl) + len(boy) + len(neutral)
     assert sentences == rep.sentences and n_frames == rep.frame_sentences
     assert _binomial_ok(n_frames, sentences, 0.1 / 0.9, sds=5)
-    fr = rep.support["pronoun_gender_ref"].frames
-    assert (fr["girl_names"].rule_events, fr["girl_names"].prior_events) == (g_she, len(girl) - g_she)
-    assert (fr["neutral_subjects"].rule_events, fr["neutral_subjects"].prior_events) == (
-        n_he,
-        len(neutral) - n_he,
-    )
+    b_he = sum(v == he for v in boy.values())
+    assert _binomial_ok(b_he, len(boy), 20.0)  # boy_ratio default in the frames too
+    # The neutral share of frame sentences (frame_neutral_share default 0.3).
+    assert _binomial_ok(len(neutral), n_frames, 0.3 / 0.7, sds=5)
+    # The battery class is never in a frame: the kernel's row is the windowed count,
+    # on global_ratio, untouched by frame_ratio.
+    rb, pb = windowed(s.ids, s.forms(GIRLS_V2), she, he)
+    row = rep.support["pronoun_gender_ref"]["classes"]["girl_names"]
+    assert (row["rule_events"], row["prior_events"]) == (rb, pb)
+    assert _binomial_ok(rb, rb + pb, 20.0)
 
 
 def test_family_knobs_move_their_ratio(tmp_path):
-    _, low = build(
+    path, low = build(
         tmp_path,
         "low",
         tokens=150_000,
-        negation_ratio=0.1,
-        plural_ratio=0.1,
+        ratios={"negation_bare_verb": 0.1, "plural_was_were": 0.1},
         det_an_ratio=0.1,
         reflexive_ratio=0.1,
         noun_ratio=0.1,
     )
+    ratios = read_manifest(path).source["config"]["ratios"]
+    assert ratios == {"negation_bare_verb": 0.1, "plural_was_were": 0.1}
     for name in ("negation_bare_verb", "plural_was_were", "reflexive_gender", "pronoun_gender_noun"):
-        assert low.support[name].ratio < 0.3, name
-    det = low.support["det_an_choice"]
-    assert det.classes["before_noun"].ratio < 0.3 < 5 < det.classes["before_adjective"].ratio
-    assert low.support["modal_agreement"].ratio > 5
+        assert low.support[name]["ratio"] < 0.3, name
+    # a/an before a noun follows det_an_ratio, ' an old' keeps a_an_adjective_ratio (counted here).
+    s = Stream(path)
+    vowel_next = {i for i in range(s.tok.get_vocab_size()) if (w := s.tok.decode([i]))[:1] == " " and
+                  w[1:2] in tuple("aeiouAEIOU")}  # fmt: skip
+    an, a = {s.id(" an"), s.id(" An")}, {s.id(" a"), s.id(" A")}
+    r = sum(1 for x, y in zip(s.ids, s.ids[1:], strict=False) if x in an and y in vowel_next)
+    p = sum(1 for x, y in zip(s.ids, s.ids[1:], strict=False) if x in a and y in vowel_next)
+    ra, pa = s.count_seq(s.seq(" an old")), s.count_seq(s.seq(" a old"))
+    assert (r - ra + 1) / (p - pa + 1) < 0.3 < 5 < (ra + 1) / (pa + 1)
+    assert low.support["modal_agreement"]["ratio"] > 5
+    assert low.support["comparative_er"]["ratio"] > 5
+    # A ratio for a rule storyworld does not write is refused, by name.
+    with pytest.raises(UngrokError, match="no_such_rule"):
+        build(tmp_path, "unknown", tokens=100, ratios={"no_such_rule": 2.0})
 
 
 # --------------------------------------------------------------------------- disjointness
@@ -473,8 +508,10 @@ def test_holdout_battery_names(tmp_path):
     path, rep = build(tmp_path, "hold", tokens=100_000, holdout_battery_names=True)
     s = Stream(path)
     assert not (s.forms(GIRLS_V2 + BOYS_V2) & set(s.ids))
-    assert rep.support["pronoun_gender_ref"].rule_events == 0
-    assert rep.support["pronoun_gender_ref"].classes["all_girl_names"].rule_events > 0
+    assert rep.support["pronoun_gender_ref"]["rule_events"] == 0
+    assert rep.support["pronoun_gender_ref"]["classes"]["boy_names"]["rule_events"] == 0
+    r, p = windowed(s.ids, s.forms(sw.GIRL_NAMES), s.id(" she"), s.id(" he"))
+    assert r > 0 and p > 0  # the other girls still carry the rule
 
 
 def test_battery_prompts_are_in_the_embedded_forbidden_list():
@@ -514,19 +551,13 @@ def test_every_battery_item_encodes_without_unknown_token():
         assert len(tok.encode(w, add_special_tokens=False).ids) == 1
 
 
-def test_describe_lists_every_rule(default):
-    _, rep = default
-    text = sw.describe_storyworld(rep)
-    for name in rep.support:
-        assert name in text
-    assert "girl_names" in text and "frames.neutral_subjects" in text
-
-
 def test_unreachable_ratio_is_flagged_and_two_name_rate_zero_reaches_it(tmp_path):
-    _, capped = build(tmp_path, "cap", tokens=5_000, global_ratio=500.0)
-    assert "beyond what two_name_rate" in capped.support["pronoun_gender_ref"].note
-    _, free = build(tmp_path, "free", tokens=5_000, global_ratio=500.0, two_name_rate=0.0)
-    assert "beyond" not in free.support["pronoun_gender_ref"].note
+    cap_path, capped = build(tmp_path, "cap", tokens=5_000, global_ratio=500.0)
+    assert any("beyond what two_name_rate" in n for n in capped.notes)
+    assert read_manifest(cap_path).source["notes"] == capped.notes
+    free_path, free = build(tmp_path, "free", tokens=5_000, global_ratio=500.0, two_name_rate=0.0)
+    assert not any("beyond" in n for n in free.notes)
+    assert read_manifest(free_path).source["notes"] == free.notes == []
 
 
 # Bridge verbs written out again (not read from the module): the frames' connectives after
@@ -558,16 +589,15 @@ def test_bridge_rate_is_realised_and_counted_as_outside_support(tmp_path):
         g = [v for i, v in bridge.items() if s.ids[i] in girls]
         assert _binomial_ok(sum(v == she for v in g), len(g), 8.0)
         # Bridges are outside the probe frames: the frames' own prior is untouched ...
-        fr = rep.support["pronoun_gender_ref"].frames["girl_names"]
         fpos = _frame_positions(s, girls, FRAMES)
-        assert (fr.rule_events, fr.prior_events) == (
-            sum(v == she for v in fpos.values()),
-            sum(v == he for v in fpos.values()),
-        )
-        # ... and the windowed counts outside the frames include them exactly.
+        f_she = sum(v == she for v in fpos.values())
+        assert len(fpos) > 50 and _binomial_ok(f_she, len(fpos), 0.3)
+        # ... and the windowed counts outside the frames, bridges included, keep global_ratio.
         r, p = windowed(s.ids, girls, she, he, skip=set(fpos))
-        out = rep.support["pronoun_gender_ref"].classes["all_girl_names_outside_frames"]
-        assert (out.rule_events, out.prior_events) == (r, p)
+        assert _binomial_ok(r, r + p, 8.0)
+        # The kernel's battery class (never in a frame, often in a bridge) is the windowed count.
+        row = rep.support["pronoun_gender_ref"]["classes"]["girl_names"]
+        assert (row["rule_events"], row["prior_events"]) == windowed(s.ids, s.forms(GIRLS_V2), she, he)
 
 
 def test_bridges_never_form_a_battery_prompt():
@@ -596,21 +626,25 @@ def test_cli_config_sets_tokens_and_seed_and_the_command_line_wins(tmp_path, cap
 
 def test_bridged_corpus_intended_support_equals_the_kernel_count(tmp_path):
     """What `ungrok support` counts on a bridged web-like corpus (the demo's cell shape) is what
-    the generator says it wrote, class by class, for the focal rule and its v2 inventory."""
-    from ungrok.rules.registry import get_rule
+    the report and the manifest say was written, for every registry rule; the focal rule and
+    its v2 inventory also match the plain-Python counter, class by class."""
+    from ungrok.rules.registry import load_rules
     from ungrok.support.count import count
 
     path, rep = build(tmp_path, "web", tokens=200_000, global_ratio=8.0, frame_ratio=0.1, frame_rate=0.0025,
                       bridge_rate=0.04)  # fmt: skip
-    table = count(path, [get_rule("pronoun_gender_ref"), get_rule("pronoun_gender_ref_v2")])
+    rules = load_rules()
+    table = count(path, list(rules.values())).rules
+    assert set(table) == set(rules) == set(rep.support)
+    assert rep.support == table
+    assert read_manifest(path).source["intended_support"] == table
+    s = Stream(path)
+    she, he = s.id(" she"), s.id(" he")
     for rule in ("pronoun_gender_ref", "pronoun_gender_ref_v2"):
-        counted = table.rules[rule]
-        intended = rep.support["pronoun_gender_ref"]  # both rules share the 18-name GIRLS_V2 cue class
-        assert (counted["rule_events"], counted["prior_events"]) == (intended.rule_events, intended.prior_events)
-        for cls in ("girl_names", "boy_names"):
-            got = counted["classes"][cls]
-            want = intended.classes[cls]
-            assert (got["rule_events"], got["prior_events"]) == (want.rule_events, want.prior_events)
+        for cls, cues, r, p in (("girl_names", GIRLS_V2, she, he), ("boy_names", BOYS_V2, he, she)):
+            got = table[rule]["classes"][cls]
+            want = windowed(s.ids, s.forms(cues), r, p)
+            assert (got["rule_events"], got["prior_events"]) == want, (rule, cls)
 
 
 # --------------------------------------------------------------------------- possessives
@@ -632,8 +666,7 @@ def test_default_corpus_is_byte_identical_to_before_the_possessive_knobs(tmp_pat
     assert hashlib.sha256(s.arr.astype("<i8").tobytes()).hexdigest() == DEFAULT_50K_SEED3_TOKENS_SHA256
     assert read_manifest(path).tokenizer_sha256 == DEFAULT_TOKENIZER_SHA256  # no new word
     assert not {s.id(" her"), s.id(" his"), s.id("her"), s.id("his")} & set(s.ids)
-    pos = rep.support["possessive_gender"]
-    assert (pos.rule_events, pos.prior_events) == (0, 0)
+    assert rep.total_tokens == 50_022 and not rep.notes
 
 
 @pytest.fixture(scope="module")
@@ -675,14 +708,13 @@ def test_possessive_rate_and_ratio_are_realised(possessive):
 
 
 def test_possessive_support_is_exact(possessive):
-    """The manifest's possessive_gender equals the windowed first her/his after a name, and
-    that equals the possessive tokens per class of their own sentence's name."""
+    """No rule counts possessives; the windowed first her/his after a name equals the
+    possessive tokens per class of their own sentence's name (so a window rule over her/his
+    would count exactly what was written)."""
     s, rep = possessive
     her, his = s.id(" her"), s.id(" his")
     poss = _possessives(s)
-    sup = rep.support["possessive_gender"]
-    assert sup.kind == "window" and sup.window == 16 and sup.rule == [" her"] and sup.prior == [" his"]
-    assert "no built-in rule" in sup.note
+    assert "possessive_gender" not in rep.support
     girls, boys = sorted(sw.GIRL_NAMES), sorted(sw.BOY_NAMES)
     cases = [
         ("girl_names", GIRLS_V2, her, his),
@@ -691,14 +723,10 @@ def test_possessive_support_is_exact(possessive):
         ("all_boy_names", boys, his, her),
     ]
     for cls, names, rule, prior in cases:
-        want = (sup.classes[cls].rule_events, sup.classes[cls].prior_events)
-        assert windowed(s.ids, s.forms(names), rule, prior) == want, cls
+        got = windowed(s.ids, s.forms(names), rule, prior)
         own = [t for n, t in poss.values() if n in s.forms(names)]
-        assert (own.count(rule), own.count(prior)) == want, cls
-    assert (sup.rule_events, sup.prior_events) == (
-        sup.classes["girl_names"].rule_events,
-        sup.classes["girl_names"].prior_events,
-    )
+        assert (own.count(rule), own.count(prior)) == got, cls
+        assert got[0] > 0 and got[1] > 0, cls
     # Each possessive is the first her/his after exactly one cue: its own name.
     all_names = s.forms(girls + boys + FEM + MASC)
     assert sum(windowed(s.ids, all_names, her, his)) == len(poss)
@@ -711,21 +739,17 @@ def test_pronoun_support_is_exact_and_on_target_with_possessives(possessive):
 
     s, rep = possessive
     she, he = s.id(" she"), s.id(" he")
-    pron = rep.support["pronoun_gender_ref"]
+    pron = rep.support["pronoun_gender_ref"]["classes"]
     girls = s.forms(sw.GIRL_NAMES)
     for cls, cues, rule, prior in (
         ("girl_names", s.forms(GIRLS_V2), she, he),
         ("boy_names", s.forms(BOYS_V2), he, she),
-        ("all_girl_names", girls, she, he),
     ):
-        assert windowed(s.ids, cues, rule, prior) == (
-            pron.classes[cls].rule_events,
-            pron.classes[cls].prior_events,
-        )
+        assert windowed(s.ids, cues, rule, prior) == (pron[cls]["rule_events"], pron[cls]["prior_events"])
+    ra, pa = windowed(s.ids, girls, she, he)
+    assert ra > 0 and pa > 0
     frames = set(_frame_positions(s, girls, FRAMES))
     r, p = windowed(s.ids, girls, she, he, skip=frames)
-    out = pron.classes["all_girl_names_outside_frames"]
-    assert (out.rule_events, out.prior_events) == (r, p)
     assert _binomial_ok(r, r + p, 8.0)  # global_ratio default: unchanged in expectation
     rb, pb = windowed(s.ids, s.forms(GIRLS_V2), she, he)
     assert _binomial_ok(rb, rb + pb, 8.0)
@@ -739,17 +763,12 @@ def test_pronoun_support_is_exact_and_on_target_with_possessives(possessive):
         event=WindowEvent(window=16),
     )
     table = count(s.path, [get_rule("pronoun_gender_ref"), poss_rule])
-    for rule, key in (
-        ("pronoun_gender_ref", "pronoun_gender_ref"),
-        ("possessive_probe", "possessive_gender"),
-    ):
-        want = rep.support[key]
-        for cls in ("girl_names", "boy_names"):
+    her, his = s.id(" her"), s.id(" his")
+    for rule, pos, neg in (("pronoun_gender_ref", she, he), ("possessive_probe", her, his)):
+        for cls, cues, r_, p_ in (("girl_names", GIRLS_V2, pos, neg), ("boy_names", BOYS_V2, neg, pos)):
             got = table.rules[rule]["classes"][cls]
-            assert (got["rule_events"], got["prior_events"]) == (
-                want.classes[cls].rule_events,
-                want.classes[cls].prior_events,
-            ), (rule, cls)
+            want = windowed(s.ids, s.forms(cues), r_, p_)
+            assert (got["rule_events"], got["prior_events"]) == want and want[0] > 0, (rule, cls)
 
 
 def test_possessive_corpus_holds_no_probe_prompt(possessive):
@@ -775,9 +794,11 @@ def test_pronoun_kill_leaves_every_possessive_in_place(possessive, tmp_path):
     her_his = np.isin(a, [s.id(" her"), s.id(" his")])
     assert her_his.sum() == len(_possessives(s)) > 0
     assert np.array_equal(a[her_his], b[her_his])  # the possessive evidence survives
-    girl = rep.support["possessive_gender"].classes["girl_names"]
-    after = windowed(b.tolist(), s.forms(GIRLS_V2), s.id(" her"), s.id(" his"))
-    assert after == (girl.rule_events, girl.prior_events)
+    her, his = s.id(" her"), s.id(" his")
+    before = windowed(s.ids, s.forms(GIRLS_V2), her, his)
+    own = [t for n, t in _possessives(s).values() if n in s.forms(GIRLS_V2)]
+    assert before == (own.count(her), own.count(his)) and before[0] > 0
+    assert windowed(b.tolist(), s.forms(GIRLS_V2), her, his) == before
 
 
 @pytest.mark.parametrize(
@@ -794,5 +815,5 @@ def test_possessive_templates_that_would_break_exact_counts_are_refused(monkeypa
     """Without the cue-free opening an earlier sentence's name could see the possessive; a
     second cue, a second possessive or a literal her/his would make the counts inexact."""
     monkeypatch.setitem(sw.TEMPLATES, "possessive", [template])
-    with pytest.raises(AssertionError, match=message):
+    with pytest.raises(UngrokError, match=f"storyworld.*{re.escape(message)}"):
         sw._Engine(sw.StoryworldConfig(tokens=10, possessive_rate=0.1))

@@ -8,7 +8,6 @@ from ungrok.fate.classify import classify_family
 from ungrok.fate.warning import (
     WarningRun,
     assess,
-    assess_run,
     collapse_step,
     final_step,
     first_warning,
@@ -18,6 +17,14 @@ from ungrok.fate.warning import (
     score,
 )
 from ungrok.train.watch import RuleWatch
+
+
+def _assess_run(rows, records, total_steps=None):
+    """Every family of one run folder: its monitor rows and fate records -> family -> WarningRun."""
+    return {
+        rec["family"]: assess(rule_states(rows, rec["family"]), rec, total_steps, rule_warning(rows, rec["family"]))
+        for rec in records
+    }
 
 
 def _row(step, **states):
@@ -144,7 +151,7 @@ def test_real_monitor_states_against_the_real_classifier():
         "family": "r",
     }
     assert (v.cls, v.onset) == ("DISPLACED", 600)
-    r = assess_run(rows, [rec])["r"]
+    r = _assess_run(rows, [rec])["r"]
     assert (r.warning, r.collapse, r.total_steps, r.lead) == (800, 600, 1200, -200)
     assert r.lead_share == pytest.approx(-200 / 1200)
     assert r.outcome == "TP"
@@ -177,14 +184,14 @@ def test_precision_recall_and_lead_from_rows_and_records_by_hand():
         return {"family": "r", "fate": fate, "agree_gate": gate, "onset": onset, "steps": steps}
 
     runs = [
-        assess_run(rows(300), [rec("DISPLACED", 600)])["r"],  # TP, lead 300 -> 0.30
-        assess_run(rows(500), [rec("DISPLACED", 600)])["r"],  # TP, lead 100 -> 0.10
-        assess_run(rows(800), [rec("DISPLACED", 700)])["r"],  # TP, lead -100 -> -0.10 (late)
-        assess_run(rows(400), [rec("DISPLACED", 1000)])["r"],  # TP, still >= 0.5 at the end: no lead
-        assess_run(rows(None), [rec("DISPLACED", 500)])["r"],  # FN
-        assess_run(rows(200), [rec("RECOVERED", 1000)])["r"],  # FP
-        assess_run(rows(None), [rec("RECOVERED", 1000)])["r"],  # TN
-        assess_run(rows(200), [rec("DISPLACED", 500, gate="fail")])["r"],  # not scored
+        _assess_run(rows(300), [rec("DISPLACED", 600)])["r"],  # TP, lead 300 -> 0.30
+        _assess_run(rows(500), [rec("DISPLACED", 600)])["r"],  # TP, lead 100 -> 0.10
+        _assess_run(rows(800), [rec("DISPLACED", 700)])["r"],  # TP, lead -100 -> -0.10 (late)
+        _assess_run(rows(400), [rec("DISPLACED", 1000)])["r"],  # TP, still >= 0.5 at the end: no lead
+        _assess_run(rows(None), [rec("DISPLACED", 500)])["r"],  # FN
+        _assess_run(rows(200), [rec("RECOVERED", 1000)])["r"],  # FP
+        _assess_run(rows(None), [rec("RECOVERED", 1000)])["r"],  # TN
+        _assess_run(rows(200), [rec("DISPLACED", 500, gate="fail")])["r"],  # not scored
     ]
     s = score(runs)
     # TP 4, FP 1, FN 1, TN 1: precision 4/5 = 0.8, recall 4/5 = 0.8; leads 0.3, 0.1, -0.1 -> median 0.1

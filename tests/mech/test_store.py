@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ungrok.errors import UngrokError
-from ungrok.mech.store import MECH_FILE, MechStore, mech_path_for, read_mech
+from ungrok.mech.store import MECH_FILE, MechStore, read_mech
 
 SHA = "a" * 64
 SCHEMA = pa.schema([("run", pa.string()), ("step", pa.int64()), ("rule", pa.string()),
@@ -23,8 +23,8 @@ def row(step, component="embed", value=1.0, instrument="decomp", metric="nats", 
 
 
 def test_rows_round_trip_with_exactly_the_common_schema(tmp_path):
-    path = mech_path_for(tmp_path)
-    assert path == tmp_path / MECH_FILE == tmp_path / "traj.mech.parquet"
+    path = tmp_path / MECH_FILE
+    assert path == tmp_path / "traj.mech.parquet"
     s = MechStore(path)
     s.put([row(8, "embed", 0.25), row(8, "ctx", -1.5), row(0, "embed", math.nan)])
     table = pq.read_table(path)

@@ -23,13 +23,9 @@ from ungrok.prereg.expr import (
     eval_arith,
     eval_test,
     negated,
-    parse_arith,
-    parse_quorum,
-    parse_term,
-    parse_test,
-    parse_threshold,
     reads,
 )
+from ungrok.prereg.grammar import parse_arith, parse_quorum, parse_term, parse_test, parse_threshold
 from ungrok.prereg.shorthand import parse_shorthand
 
 

@@ -25,12 +25,8 @@ from ungrok.prereg.expr import (  # noqa: F401  (names for eval of the pinned re
     Term,
     Var,
     Within,
-    parse_arith,
-    parse_quorum,
-    parse_term,
-    parse_test,
-    parse_threshold,
 )
+from ungrok.prereg.grammar import parse_arith, parse_quorum, parse_term, parse_test, parse_threshold  # noqa: F401  (names for eval of the pinned reprs)
 from ungrok.prereg.shorthand import parse_shorthand
 
 # Every `expr:` of examples/paper.yaml, src/ungrok/experiment/demo.yaml and the test fixtures,

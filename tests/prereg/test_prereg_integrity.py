@@ -19,10 +19,12 @@ from ungrok.errors import UngrokError
 from ungrok.fate.config import DEFAULT_CONFIG
 from ungrok.hashing import sha256_json
 from ungrok.prereg import predictions as preds
+from ungrok.prereg.amend import amend
 from ungrok.prereg.evidence import load_evidence
 from ungrok.prereg.integrity import check_run, verify
-from ungrok.prereg.ledger import Ledger, read_ledger, record_read, record_result, record_start
-from ungrok.prereg.registry import amend, freeze
+from ungrok.prereg.ledger import Ledger, read_ledger, record_result, record_start
+from ungrok.prereg.reads import record_read
+from ungrok.prereg.registry import freeze
 from ungrok.prereg.scoreboard import score
 
 EXPERIMENT = """\

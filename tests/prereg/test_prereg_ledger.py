@@ -13,13 +13,12 @@ from ungrok.prereg.clock import parse_stamp, stamp
 from ungrok.prereg.ledger import (
     LOCK_NAME,
     artifact_key,
-    check_readable,
     locked,
     parse_artifact_key,
     read_ledger,
     reads_not_after,
-    record_read,
 )
+from ungrok.prereg.reads import check_readable, record_read
 
 
 def test_first_read_is_kept_and_later_reads_do_not_move_it(tmp_path):

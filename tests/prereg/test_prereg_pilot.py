@@ -16,9 +16,12 @@ from prereg_helpers import FakeClock, evidence, rec
 from cli_helpers import one_line_error
 from cli_helpers import run as ungrok
 from ungrok.errors import UngrokError
-from ungrok.prereg.ledger import read_ledger, record_read, record_start
+from ungrok.prereg.amend import amend
+from ungrok.prereg.integrity import verify
+from ungrok.prereg.ledger import read_ledger, record_start
 from ungrok.prereg.pilot import PilotRecord, load_pilot_record, pilot_record_from_run
-from ungrok.prereg.registry import amend, freeze, load_registry, verify
+from ungrok.prereg.reads import record_read
+from ungrok.prereg.registry import freeze, load_registry
 from ungrok.prereg.scoreboard import score
 
 EXPERIMENT = """\

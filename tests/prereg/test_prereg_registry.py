@@ -11,8 +11,11 @@ from prereg_helpers import FakeClock, stub_battery
 
 from ungrok.errors import UngrokError
 from ungrok.fate.config import DEFAULT_CONFIG
-from ungrok.prereg.ledger import check_readable, read_ledger, record_read
-from ungrok.prereg.registry import amend, freeze, freeze_warnings, load_registry, unlock, verify
+from ungrok.prereg.amend import amend, unlock
+from ungrok.prereg.integrity import verify
+from ungrok.prereg.ledger import read_ledger
+from ungrok.prereg.reads import check_readable, record_read
+from ungrok.prereg.registry import freeze, freeze_warnings, load_registry
 
 EXPERIMENT = """\
 cells: [ts, web, kill_0, kill_1, kill_2, kill_3]

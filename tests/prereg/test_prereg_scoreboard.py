@@ -10,9 +10,10 @@ from prereg_helpers import SEEDS, FakeClock, cm, rec
 
 from ungrok.errors import UngrokError
 from ungrok.fate.config import ClassifierConfig
+from ungrok.prereg.amend import unlock
 from ungrok.prereg.evidence import Evidence, SeedRecord, load_evidence, records_for_run
 from ungrok.prereg.ledger import Ledger
-from ungrok.prereg.registry import freeze, load_registry, unlock
+from ungrok.prereg.registry import freeze, load_registry
 from ungrok.prereg.scoreboard import score, write_scoreboard
 
 # The paper's Step-6 kill registrations (docs/method.md §9.2), on cells named by kill rate.

@@ -49,7 +49,7 @@ def amend_cmd(
     reason: Annotated[str, typer.Option("--reason", help="why the amendment is made (recorded)")],
 ) -> None:
     """Append a dated amendment; earlier content is never edited."""
-    from ungrok.prereg.registry import amend
+    from ungrok.prereg.amend import amend
 
     a = amend(registry, file, reason)
     output_console().print(
@@ -64,7 +64,7 @@ def verify_cmd(
 ) -> None:
     """Recompute every hash (registry, run ledger, every result read) and print the order pilot -> freeze ->
     confirmatory training -> confirmatory reads; exit 2 on any change, a missing ledger or a broken order."""
-    from ungrok.prereg.registry import verify
+    from ungrok.prereg.integrity import verify
 
     c = output_console()
     for line in verify(registry):
@@ -77,7 +77,7 @@ def unlock_cmd(
     reason: Annotated[str, typer.Option("--reason", help="why the replication seeds may now be read")],
 ) -> None:
     """Record an unlock amendment: the quarantined seeds become readable from now on."""
-    from ungrok.prereg.registry import unlock
+    from ungrok.prereg.amend import unlock
 
     a = unlock(registry, reason)
     output_console().print(f"unlocked seeds {a.unlocked_seeds} at {a.created_utc} (amendment {a.index})")
@@ -126,6 +126,7 @@ def score_cmd(
     """Score every registered prediction: PASS / FAIL / UNSCOREABLE, and which falsifiers triggered."""
     from ungrok.prereg.evidence import load_evidence
     from ungrok.prereg.integrity import check_run
+    from ungrok.prereg.render import render_prediction
     from ungrok.prereg.scoreboard import SYMBOL, score, write_scoreboard
 
     if json_out is not None and json_out.exists() and not force:
@@ -133,8 +134,9 @@ def score_cmd(
     integ = check_run(registry)  # the check `verify` makes: what it refuses is never scored
     reg = integ.registry
     board = score(reg, load_evidence(evidence), invalid_cell or (), ledger=integ.ledger, changed=integ.changed)
+    tests = {p.name: render_prediction(p) for p, _, _ in reg.registered()}  # the one-line shorthand
     t = Table(title=f"scoreboard (registry sha256 {reg.head_sha256[:12]})")
-    for col in ("prediction", "group", "kind", "verdict", "value", "reason"):
+    for col in ("prediction", "group", "test", "verdict", "value", "reason"):
         t.add_column(col, overflow="fold")
     for o in board.outcomes:
         verdict = f"{SYMBOL[o.status]} {o.status}"
@@ -142,7 +144,7 @@ def score_cmd(
             verdict += {True: " (falsifier TRIGGERED)", False: " (falsifier silent)", None: " (falsifier)"}[
                 o.triggered
             ]
-        t.add_row(o.name, o.group or "", o.kind, verdict, _fmt(o.value), o.reason)
+        t.add_row(o.name, o.group or "", tests.get(o.name, o.kind), verdict, _fmt(o.value), o.reason)
     c = output_console()
     for ch in integ.changed:
         c.print(f"warning: result {ch.line()}: the predictions reading it are UNSCOREABLE",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
@@ -156,7 +155,3 @@ def describe(manifest: Manifest) -> dict:
         "tokenizer_sha256": manifest.tokenizer_sha256,
         "mean_doc_tokens": round(manifest.total_tokens / max(manifest.documents, 1), 2),
     }
-
-
-def manifest_json(manifest: Manifest) -> str:
-    return json.dumps(manifest.model_dump(), indent=2, sort_keys=True)

@@ -49,7 +49,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -68,6 +68,8 @@ from ungrok.corpus.tokenizer import EOT, build_word_tokenizer
 from ungrok.errors import UngrokError
 from ungrok.hashing import sha256_file
 from ungrok.limits import check_disk_room
+from ungrok.rules.registry import load_rules, load_shared_lists
+from ungrok.rules.spec import RuleSpec, StoryworldExpression
 
 __all__ = [
     "BATTERY_BOYS",
@@ -81,12 +83,10 @@ __all__ = [
     "PROBE_FRAMES",
     "RESCUE_BOYS",
     "RESCUE_GIRLS",
-    "EventCounts",
-    "RuleSupport",
     "StoryworldConfig",
     "StoryworldReport",
     "build_storyworld",
-    "describe_storyworld",
+    "expressed_rules",
     "forbidden_prompts",
     "storyworld_tokenizer",
     "storyworld_words",
@@ -108,28 +108,33 @@ DOCS_PER_CHUNK = 8192  # ~0.6M tokens a chunk: bounded memory, ~70 chunks for 50
 P_PROTAGONIST = 0.5  # a sentence's first name is the story's protagonist this often
 
 # --------------------------------------------------------------------------- word lists
-# docs/method.md §3.2 (battery cue inventories).
-BATTERY_GIRLS = _w("Lily Mia Anna Emma Sue Jane Lucy Ella Rose Grace Amy Kate Sara Beth Daisy Molly Ruby Zoe")
-BATTERY_BOYS = _w("Tom Ben Max Sam Jack Tim Leo Jake Adam Mark Paul Pete Nick John Finn Billy Fred Joe")
-FEM_NOUNS = _w("girl woman mom queen princess sister grandma aunt")
-MASC_NOUNS = _w("boy man dad king prince brother grandpa uncle")
+# Lists the rules already declare come from the rule registry (rules/builtin/_lists.yaml and
+# the focal rule's frames), so storyworld holds no second copy of them.
+_SHARED = load_shared_lists()
+_RULES = load_rules()
+BATTERY_GIRLS: list[str] = _SHARED["GIRLS_V2"]  # docs/method.md §3.2: the battery cue inventories
+BATTERY_BOYS: list[str] = _SHARED["BOYS_V2"]
+FEM_NOUNS: list[str] = _SHARED["FEM_NOUNS"]
+MASC_NOUNS: list[str] = _SHARED["MASC_NOUNS"]
 # docs/method.md §8.3: kept out of the generated text so a rescue injection stays disjoint.
-RESCUE_GIRLS = _w("Mary Nora Clara Eva Ivy Hazel Stella Nina Tessa Wendy Flora Carla")
-RESCUE_BOYS = _w("David Noah Liam Owen Felix Oscar Henry Carl Eric Hugo Brian Dean")
-RESCUE_FRAMES = [
-    "{n} opened the door, and then {p} walked outside.",
-    "{n} finished the work early, so {p} went home.",
-    "{n} looked at the sky while {p} waited for the bus.",
-    "{n} wrote a letter, and later {p} mailed it.",
-    "{n} grew up on a farm, where {p} learned to ride.",
-    "{n} studied all evening because {p} wanted to pass.",
-    "{n} picked up the basket, and {p} carried it inside.",
-    "{n} read the news before {p} ate breakfast.",
-    "{n} planted a garden, and {p} watered it every day.",
-    "{n} fixed the fence after {p} noticed the gap.",
-    "{n} called the office as soon as {p} arrived.",
-    "{n} packed a bag, and then {p} left for the station.",
-]
+RESCUE_GIRLS: list[str] = _SHARED["RESCUE_GIRLS"]
+RESCUE_BOYS: list[str] = _SHARED["RESCUE_BOYS"]
+RESCUE_FRAMES: list[str] = _SHARED["RESCUE_FRAMES"]
+# Irregular verbs (docs/method.md §3.2): base -> (past, over-regularised).
+IRREGULARS = {v["base"]: (v["past"], v["over"]) for v in _SHARED["IRREGULARS"]}
+MARGIN_SUBJECTS = [s.removeprefix("The ") for s in _SHARED["NEUTRAL_SUBJECTS"]]
+# The focal probe frames (rvp3.1, then rvp4's additions) and the contrast-margin frames
+# (docs/method.md §5.1).
+PROBE_FRAMES = list(
+    dict.fromkeys(
+        f["text"]
+        for name in ("pronoun_gender_ref", "pronoun_gender_ref_v2")
+        for probe in _RULES[name].probes
+        if probe.condition == "conflict"
+        for f in probe.slots["f"]
+    )
+)
+MARGIN_FRAMES = [f.removeprefix("{n} ") for f in _RULES["pronoun_gender_ref"].margin.neutral_frames]
 # Story characters beyond the battery (none is a rescue name or a homograph).
 OTHER_GIRLS = _w(
     "Alice Hannah Chloe Julia Olivia Sophie Ava Leah Maya Isla Freya Poppy Holly Megan Laura "
@@ -146,19 +151,6 @@ OTHER_BOYS = _w(
 GIRL_NAMES = BATTERY_GIRLS + OTHER_GIRLS
 BOY_NAMES = BATTERY_BOYS + OTHER_BOYS
 
-# The focal probe frames (rvp3.1 + rvp4 v2) and the contrast-margin prompts (docs/method.md §5.1).
-PROBE_FRAMES = [
-    "smiled because",
-    "was happy because",
-    "laughed when",
-    "cried because",
-    "jumped because",
-    "ran home because",
-    "was sad because",
-    "stopped when",
-]
-MARGIN_FRAMES = ["smiled because", "was happy because", "laughed when", "cried because"]
-MARGIN_SUBJECTS = _w("child friend teacher student neighbor baby doctor farmer")
 # Neutral subjects used in the probe-frame construction (never a margin subject).
 OTHER_SUBJECTS = _w(
     "cook driver baker painter pilot singer dancer clerk guard coach writer builder gardener "
@@ -222,19 +214,6 @@ yellow
 # Punctuation pieces of the batteries (GPT-2 splitting keeps runs like '."' together).
 BATTERY_PUNCT = [' "', '"', '",', '".', "'s", ",", ',"', ".", '."', ":", "?", '?"']
 
-# Irregular verbs (docs/method.md §3.2): base -> (past, over-regularised).
-IRREGULARS = {
-    "go": ("went", "goed"),
-    "run": ("ran", "runned"),
-    "eat": ("ate", "eated"),
-    "fall": ("fell", "falled"),
-    "come": ("came", "comed"),
-    "make": ("made", "maked"),
-    "take": ("took", "taked"),
-    "give": ("gave", "gived"),
-    "tell": ("told", "telled"),
-}
-
 # Plain slot lists: a phrase per entry, words separated by spaces.
 # fmt: off
 _VNOUN = "apple orange egg ant owl umbrella elephant acorn octopus eagle otter anchor arrow onion igloo insect"
@@ -291,31 +270,12 @@ LISTS: dict[str, list[str]] = {
     "good_adj": _w("beautiful careful"),
 }
 
-# Choice slots: (rule phrase, prior phrase) per item, and the family they support.
-# Negation: (auxiliary, bare verb, complement, past form); the paper's 8 verbs.
-_NEG = [
-    ("did", "want", "to go home", "wanted"), ("did", "want", "the cake", "wanted"),
-    ("did", "play", "outside", "played"), ("did", "jump", "over the log", "jumped"),
-    ("did", "help", "with the dishes", "helped"), ("could", "find", "the key", "found"),
-    ("could", "open", "the door", "opened"), ("could", "reach", "the shelf", "reached"),
-    ("would", "stop", "", "stoped"), ("did", "stop", "", "stoped"),
-]
-_MODV = [("play", "outside"), ("jump", "high"), ("run", "fast"), ("sleep", "all day"),
-         ("sing", "a song"), ("swim", "in the lake"), ("eat", "the cake"), ("walk", "to school")]
-PLURALS = _w("dogs cats birds frogs boys girls toys ducks")
-COMPARATIVES = {"big": "bigger", "small": "smaller", "fast": "faster", "tall": "taller"}
 # fmt: on
 
 
-def _join(*parts: str) -> str:
-    return " ".join(p for p in parts if p)
-
-
+# Choice slots storyworld fills itself: (rule phrase, prior phrase) per item, and the family
+# they support. A rule's own {CHOICE} slot comes from its YAML `storyworld:` block.
 CHOICES: dict[str, tuple[str, list[tuple[str, str]]]] = {
-    "NEG": ("negation_bare_verb", [(_join(a, "not", v, c), _join(a, "not", p, c)) for a, v, c, p in _NEG]),
-    "MODV": ("modal_agreement", [(_join(v, c), _join(v + "s", c)) for v, c in _MODV]),
-    "PL_BE": ("plural_was_were", [(f"{n} were", f"{n} was") for n in PLURALS]),
-    "CMP": ("comparative_er", [(er, f"more {adj}") for adj, er in COMPARATIVES.items()]),
     "AN_OLD": ("a_an_adjective", [("an old", "a old")]),
     **{f"IRR:{b}": ("irregular_past", [(p, o)]) for b, (p, o) in IRREGULARS.items()},
 }
@@ -401,31 +361,6 @@ TEMPLATES: dict[str, list[str]] = {
         "Yesterday , {N} {reg_ed} in the {place} , and {P} {vp_past} .",
         "Last night , {N} {reg_ed} with a {toy} , and {P} {vp_past} .",
     ],
-    "negation": [
-        "{N} {NEG} , so {P} {vp_past} .",
-        "The {animal} {NEG} .",
-        "Yesterday , {N} {NEG} , and {P} was sad .",
-    ],
-    "modal": [
-        "{N} {modal} {MODV} , and {P} {vp_pres} .",
-        "The {animal} {modal} {MODV} .",
-        "Every {daytime} {N} {v3s} , and {P} {vp_pres} .",
-        "{N} {adv} {v3s} , so {P} {vp_pres} .",
-    ],
-    "plural": [
-        "The {PL_BE} {plrest} .",
-        "All the {PL_BE} {plrest} .",
-        "The two {PL_BE} {plrest} .",
-        "The little {PL_BE} {plrest} .",
-        "The big {PL_BE} {plrest} .",
-        "The {sing} was {plrest} .",
-    ],
-    "comparative": [
-        "The {cmpsubj} was even {CMP} than the {cmpsubj} .",
-        "It got even {CMP} .",
-        "The {animal} grew even {CMP} every day .",
-        "The {cmpsubj} was even more {good_adj} .",
-    ],
     "filler": [
         "It was a sunny day .",
         "The sun was warm and bright .",
@@ -466,14 +401,21 @@ TEMPLATES: dict[str, list[str]] = {
     ],
 }
 # Share of the non-opening sentences per category, before the frame and two-name
-# sentences (set by knobs) take their part.
+# sentences (set by knobs) take their part; None: the rule's own `storyworld.weight`.
 # fmt: off
-CATEGORY_WEIGHTS = {
+CATEGORY_WEIGHTS: dict[str, float | None] = {
     "name": 0.16, "noun": 0.06, "neutral": 0.05, "reflexive": 0.04, "det_an": 0.09,
-    "a_an_adjective": 0.05, "irregular_past": 0.08, "negation": 0.06, "plural": 0.06,
-    "modal": 0.07, "comparative": 0.04, "filler": 0.14,
+    "a_an_adjective": 0.05, "irregular_past": 0.08, "negation_bare_verb": None, "plural_was_were": None,
+    "modal_agreement": None, "comparative_er": None, "filler": 0.14,
 }
 # fmt: on
+# Where the built-in rules' sentences stand among storyworld's own (the template order is
+# part of what a seed generates, so it is fixed); other rules' sentences follow, by name.
+_TEMPLATE_ORDER = (
+    "intro", "name", "two_name", "noun", "neutral", "frame", "reflexive", "det_an", "a_an_adjective",
+    "irregular_past", "negation_bare_verb", "modal_agreement", "plural_was_were", "comparative_er",
+    "filler", "bridge", "possessive",
+)  # fmt: skip
 PUNCT = {",", "."}
 _SUBJECT_SLOTS = {"N", "N2", "FN", "GN", "OCC", "FOCC"}
 _CUE_SLOTS = {"N", "N2", "FN", "GN"}
@@ -541,10 +483,12 @@ class StoryworldConfig(BaseModel):
     det_an_ratio: Ratio = Field(20.0, description="' an':' a' before vowel-initial nouns")
     a_an_adjective_ratio: Ratio = Field(20.0, description="' an old':' a old'")
     irregular_past_ratio: Ratio = Field(20.0, description="went:goed, ran:runned, ...")
-    negation_ratio: Ratio = Field(20.0, description="'not want':'not wanted', ...")
-    plural_ratio: Ratio = Field(20.0, description="'dogs were':'dogs was', ...")
-    modal_ratio: Ratio = Field(20.0, description="'can play':'can plays', ...")
-    comparative_ratio: Ratio = Field(20.0, description="'even bigger':'even more big', ...")
+    ratios: dict[str, Ratio] = Field(
+        default_factory=dict,
+        description="rule name -> rule:prior ratio, for every rule with a storyworld expression "
+        "(negation_bare_verb, modal_agreement, plural_was_were, comparative_er, yours); "
+        "default: the rule's own",
+    )
     # Story shape: sentences per document, uniform.
     min_sentences: int = Field(4, ge=2, le=64)
     max_sentences: int = Field(10, ge=2, le=64)
@@ -570,27 +514,6 @@ class StoryworldConfig(BaseModel):
 
 
 # --------------------------------------------------------------------------- report
-class EventCounts(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    rule_events: int
-    prior_events: int
-    ratio: float
-    role: str | None = None
-    rule: list[str] = []
-    prior: list[str] = []
-
-
-class RuleSupport(EventCounts):
-    """Intended support for one built-in rule (top-level counts: its conflict cue class)."""
-
-    kind: Literal["window", "lookahead", "ngram"]
-    window: int | None = None
-    next_regex: str | None = None
-    classes: dict[str, EventCounts] = {}
-    frames: dict[str, EventCounts] = {}
-    note: str = ""
-
-
 class StoryworldReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
     out_dir: str
@@ -601,44 +524,64 @@ class StoryworldReport(BaseModel):
     vocab_size: int
     dtype: str
     shards: int
-    support: dict[str, RuleSupport]
-
-
-def _ratio(rule: int, prior: int) -> float:
-    return (rule + 1) / (prior + 1)
-
-
-def _counts(n_rule: int, n_prior: int, /, **kw: Any) -> dict[str, Any]:
-    return {"rule_events": int(n_rule), "prior_events": int(n_prior), "ratio": _ratio(n_rule, n_prior), **kw}
+    notes: list[str] = []
+    support: dict[str, dict[str, Any]]  # the kernel's count per rule (`ungrok support --json` rows)
 
 
 # --------------------------------------------------------------------------- lexicon
-def _template_words() -> set[str]:
+def expressed_rules(rules: dict[str, RuleSpec] | None = None) -> dict[str, StoryworldExpression]:
+    """The rules storyworld writes from their YAML `storyworld:` block, by name (default: the
+    built-in registry)."""
+    rules = _RULES if rules is None else rules
+    return {name: spec.storyworld for name, spec in sorted(rules.items()) if spec.storyworld is not None}
+
+
+def _templates(expressed: dict[str, StoryworldExpression]) -> list[tuple[str, str]]:
+    """(category, template) in generation order: storyworld's own and the built-in rules'
+    at their fixed places, then any other rule's."""
+    order = list(_TEMPLATE_ORDER) + [r for r in expressed if r not in _TEMPLATE_ORDER]
+    out: list[tuple[str, str]] = []
+    for cat in order:
+        texts = TEMPLATES.get(cat) or (expressed[cat].templates if cat in expressed else [])
+        out += [(cat, t) for t in texts]
+    return out
+
+
+def _weights(expressed: dict[str, StoryworldExpression]) -> dict[str, float]:
+    """Category weights: storyworld's own, the expressed rules' from their YAML."""
+    out = {c: w if w is not None else expressed[c].weight for c, w in CATEGORY_WEIGHTS.items() if w or c in expressed}
+    out.update({r: e.weight for r, e in expressed.items() if r not in out})
+    return out
+
+
+def _words(texts: list[str]) -> set[str]:
+    """The literal words of templates and phrases (slots left out)."""
+    return {w for t in texts for w in t.split() if not (w.startswith("{") and w.endswith("}"))}
+
+
+def _expression_words(expressed: dict[str, StoryworldExpression]) -> tuple[str, ...]:
+    """Words the rules' storyworld expressions write; each must be a plain word or , ."""
     words: set[str] = set()
-
-    def add(text: str) -> None:
-        for w in text.split():
-            if not (w.startswith("{") and w.endswith("}")):
-                words.add(w)
-
-    for texts in TEMPLATES.values():
-        for t in texts:
-            add(t)
-    for phrases in LISTS.values():
-        for p in phrases:
-            add(p)
-    for _, items in CHOICES.values():
-        for r, p in items:
-            add(r)
-            add(p)
-    return words
+    for name, e in expressed.items():
+        ws = _words(e.templates + [x for pair in e.choices for x in pair])
+        bad = sorted(w for w in ws - PUNCT if not w.isalpha())
+        if bad:
+            raise UngrokError(
+                f"{name}: storyworld writes plain words and ' , ' / ' . ' only; {bad[0]!r} is neither"
+            )
+        words |= ws
+    return tuple(sorted(words - PUNCT))
 
 
-@functools.lru_cache(maxsize=1)
-def storyworld_words() -> tuple[list[str], list[str]]:
-    """(words, punctuation) of the closed lexicon: all the generator can emit, every battery
-    word, the rescue names and frames and the margin subjects."""
-    words = _template_words() - PUNCT
+@functools.lru_cache(maxsize=4)
+def storyworld_words(extra: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """(words, punctuation) of the closed lexicon: all the generator can emit (with the
+    built-in rules' expressions and `extra`), every battery word, the rescue names and
+    frames and the margin subjects."""
+    own = [t for texts in TEMPLATES.values() for t in texts] + [p for ps in LISTS.values() for p in ps]
+    own += [x for _, items in CHOICES.values() for pair in items for x in pair]
+    words = _words(own) - PUNCT
+    words |= set(_expression_words(expressed_rules())) | set(extra)
     words |= set(GIRL_NAMES + BOY_NAMES + RESCUE_GIRLS + RESCUE_BOYS + FEM_NOUNS + MASC_NOUNS)
     words |= set(MARGIN_SUBJECTS + OTHER_SUBJECTS + BATTERY_WORDS)
     words |= {"she", "he", "herself", "himself", "She", "He", "a", "an", "A", "An"}
@@ -649,9 +592,9 @@ def storyworld_words() -> tuple[list[str], list[str]]:
     return sorted(words), punct
 
 
-@functools.lru_cache(maxsize=1)
-def _tokenizer_json() -> str:
-    words, punct = storyworld_words()
+@functools.lru_cache(maxsize=4)
+def _tokenizer_json(extra: tuple[str, ...] = ()) -> str:
+    words, punct = storyworld_words(extra)
     return build_word_tokenizer(words, punct).to_str()
 
 
@@ -679,27 +622,6 @@ def _words_of(text: str) -> tuple[str, ...]:
 
 # --------------------------------------------------------------------------- compiled templates
 PAD = -1
-# Columns of the per-sentence event matrix.
-# Subject classes: 0 girl (battery), 1 girl (other), 2 boy (battery), 3 boy (other),
-# 4 feminine noun, 5 masculine noun, 6 neutral subject.
-_CLS = 7
-_PRON = (0, 2 * _CLS)  # base column outside / inside the probe frames: + cls*2 + (0 she | 1 he)
-_REFL = 4 * _CLS  # + cls*2 + (0 herself | 1 himself), cls 0..3
-_FAMILIES = [
-    "det_an_choice",
-    "a_an_adjective",
-    "irregular_past",
-    "negation_bare_verb",
-    "plural_was_were",
-    "modal_agreement",
-    "comparative_er",
-]
-_FAM = {f: _REFL + 8 + 2 * i for i, f in enumerate(_FAMILIES)}  # + 0 rule | 1 prior
-_FRAME_SENT = _REFL + 8 + 2 * len(_FAMILIES)
-# The paper's irregular-past bigrams are " <GIRLS name> went" ...: + 0 rule | 1 prior.
-_IRR_PAT = _FRAME_SENT + 1
-_POSS = _IRR_PAT + 2  # + cls*2 + (0 her | 1 his), cls 0..3
-_K = _POSS + 8
 
 
 @dataclass
@@ -727,10 +649,6 @@ class _Template:
     cue_links: list[tuple[int, int]]  # (subject slot, its pronoun slot)
     refl_links: list[tuple[int, int]]
     poss_links: list[tuple[int, int]]  # (name slot, its possessive slot)
-    static: dict[int, int]  # event column -> count per sentence (literal family tokens)
-    # (name slot, irregular choice slot or -1 for a literal, literal is the rule form):
-    # an irregular form right after a name, a bigram pattern if the name is in GIRLS.
-    irr_links: list[tuple[int, int, bool]]
     two_name: bool
     n_single: int  # name slots in a one-name construction (the compensated pronoun)
 
@@ -738,9 +656,17 @@ class _Template:
 class _Engine:
     """Templates compiled against the tokenizer for one config."""
 
-    def __init__(self, cfg: StoryworldConfig):
+    def __init__(self, cfg: StoryworldConfig, rules: dict[str, RuleSpec] | None = None):
         self.cfg = cfg
-        self.tok = storyworld_tokenizer()
+        self.expressed = expressed_rules(rules)
+        unknown = sorted(set(cfg.ratios) - set(self.expressed))
+        if unknown:
+            raise UngrokError(
+                f"storyworld ratios name {', '.join(unknown)}, which no storyworld expression writes; "
+                f"rules with one: {', '.join(self.expressed)}"
+            )
+        self.tokenizer_json = _tokenizer_json(_expression_words(self.expressed))
+        self.tok = Tokenizer.from_str(self.tokenizer_json)
         self.vocab_size = self.tok.get_vocab_size()
         self.eot = self.tok.token_to_id(EOT)
         v = self.tok.get_vocab()
@@ -780,23 +706,8 @@ class _Engine:
             "OCC": MARGIN_SUBJECTS + OTHER_SUBJECTS,
             "FOCC": MARGIN_SUBJECTS + OTHER_SUBJECTS if cfg.allow_probe_prompts else OTHER_SUBJECTS,
         }
-        self.pattern_girl = np.zeros(self.vocab_size, dtype=bool)  # the irregular bigrams' names
-        self.pattern_girl[self.ids(BATTERY_GIRLS[:6])] = True
-        # Class of each cue token (space and bare forms).
-        self.cls_of = np.full(self.vocab_size, -1, dtype=np.int64)
-        for c, ws in enumerate([BATTERY_GIRLS, OTHER_GIRLS, BATTERY_BOYS, OTHER_BOYS, FEM_NOUNS, MASC_NOUNS]):
-            for w in ws:
-                self.cls_of[self.sid(w)] = c
-                self.cls_of[v[w]] = c
-        irr_rule = {p for p, _ in IRREGULARS.values()}
-        irr_prior = {o for _, o in IRREGULARS.values()}
-        self.static_words = {w: _FAM["irregular_past"] for w in irr_rule}
-        self.static_words.update({w: _FAM["irregular_past"] + 1 for w in irr_prior})
-
-        self.templates: list[_Template] = []
-        for cat, texts in TEMPLATES.items():
-            for text in texts:
-                self.templates.append(self._compile(cat, text))
+        self.templates = [self._compile(cat, text) for cat, text in _templates(self.expressed)]
+        self.is_frame = np.array([t.cat == "frame" for t in self.templates])
         self.width = max(t.base.size for t in self.templates)
         self.base = np.full((len(self.templates), self.width + 1), PAD, dtype=np.int32)
         for i, t in enumerate(self.templates):
@@ -812,7 +723,7 @@ class _Engine:
         piece = word if word in PUNCT else "Ġ" + word
         i = self.tok.token_to_id(piece)
         if i is None:
-            raise AssertionError(f"storyworld word {word!r} is not in the lexicon")
+            raise UngrokError(f"storyworld word {word!r} is not in the lexicon")
         return int(i)
 
     def ids(self, words: list[str]) -> np.ndarray:
@@ -830,32 +741,14 @@ class _Engine:
     def _compile(self, cat: str, text: str) -> _Template:
         base: list[int] = []
         slots: list[_Slot] = []
-        static: dict[int, int] = {}
-        irr_links: list[tuple[int, int, bool]] = []
         for item in text.split():
             col = len(base)
-            prev = len(slots) - 1 if slots and slots[-1].col + slots[-1].width == col else -1
-            # A document's first word is bare ("Lily", not " Lily"): the bigram patterns
-            # need the spaced name, so openings never put a name before an irregular form.
-            after_name = prev >= 0 and slots[prev].kind == "name"
-            if after_name and cat == "intro" and slots[prev].col == 0:
-                after_name = False
-                if item in self.static_words or item.startswith("{IRR:"):
-                    raise AssertionError(f"{text!r}: opening name before an irregular form")
             if not (item.startswith("{") and item.endswith("}")):
                 base.append(self.sid(item))
-                if item in self.static_words:
-                    k = self.static_words[item]
-                    static[k] = static.get(k, 0) + 1
-                    if after_name:
-                        irr_links.append((prev, -1, k == _FAM["irregular_past"]))
                 continue
-            name = item[1:-1]
-            s = self._slot(name, col)
-            if after_name and s.family == "irregular_past":
-                irr_links.append((prev, len(slots), True))
-            slots.append(s)
-            base.extend([PAD] * s.width)
+            slot = self._slot(item[1:-1], col, cat)
+            slots.append(slot)
+            base.extend([PAD] * slot.width)
         # Links: a pronoun refers to the nearest subject before it; a reflexive to the name.
         cue_links: list[tuple[int, int]] = []
         refl_links: list[tuple[int, int]] = []
@@ -866,13 +759,13 @@ class _Engine:
                 subj = i
             elif s.kind in ("pron", "refl", "poss"):
                 if subj < 0:
-                    raise AssertionError(f"{text!r}: {s.name} has no subject before it")
+                    raise UngrokError(f"storyworld template {text!r}: {{{s.name}}} has no subject before it")
                 s.ref = subj
                 if s.kind == "refl":
                     refl_links.append((subj, i))
                 if s.kind == "poss":
                     if slots[subj].name != "N":
-                        raise AssertionError(f"{text!r}: a possessive refers to a {{N}} name")
+                        raise UngrokError(f"storyworld template {text!r}: a possessive refers to a {{N}} name")
                     poss_links.append((subj, i))
             elif s.kind == "det":
                 s.ref = i + 1
@@ -883,7 +776,7 @@ class _Engine:
             nxt = next((j for j in range(i + 1, len(slots)) if slots[j].kind == "pron"), -1)
             if s.name in _CUE_SLOTS:
                 if nxt < 0:
-                    raise AssertionError(f"{text!r}: cue {s.name} has no pronoun after it")
+                    raise UngrokError(f"storyworld template {text!r}: cue {{{s.name}}} has no {{P}} after it")
                 cue_links.append((i, nxt))
             elif s.kind == "occ" and nxt >= 0 and slots[nxt].ref == i:
                 cue_links.append((i, nxt))
@@ -891,23 +784,11 @@ class _Engine:
                 s.ref = next(j for j in range(i) if slots[j].name == "N")
         two = any(s.name == "N2" for s in slots)
         n_single = 0 if two else sum(s.name == "N" for s in slots)
-        if cat == "frame":
-            static[_FRAME_SENT] = 1
         return _Template(
-            cat,
-            text,
-            np.array(base, dtype=np.int32),
-            slots,
-            cue_links,
-            refl_links,
-            poss_links,
-            static,
-            irr_links,
-            two,
-            n_single,
+            cat, text, np.array(base, dtype=np.int32), slots, cue_links, refl_links, poss_links, two, n_single
         )
 
-    def _slot(self, name: str, col: int) -> _Slot:
+    def _slot(self, name: str, col: int, cat: str) -> _Slot:
         if name in ("N", "N2", "FN"):
             return _Slot(name, "name", col, 1, 1, alts=[(w,) for w in self.name_words[name]])
         if name == "GN":
@@ -924,8 +805,8 @@ class _Engine:
             return _Slot(name, "capp", col, 1, 1, alts=[("She",), ("He",)])
         if name == "DET":
             return _Slot(name, "det", col, 1, 1, alts=[("a",), ("an",)])
-        if name in CHOICES:
-            fam, items = CHOICES[name]
+        if name in CHOICES or (name == "CHOICE" and cat in self.expressed):
+            fam, items = CHOICES[name] if name in CHOICES else (cat, self.expressed[cat].choices)
             rule, rmin = self._phrases([r for r, _ in items])
             prior, pmin = self._phrases([p for _, p in items])
             w = max(rule.shape[1], prior.shape[1])
@@ -948,7 +829,7 @@ class _Engine:
                 vowel=vowel,
                 alts=[tuple(p.split()) for p in LISTS[name]],
             )
-        raise AssertionError(f"unknown storyworld slot {{{name}}}")
+        raise UngrokError(f"storyworld template of {cat}: unknown slot {{{name}}}")
 
     # ---- checks (programming errors in the tables, not user errors)
     def _check_windows(self) -> None:
@@ -963,7 +844,7 @@ class _Engine:
             for c, p in t.cue_links:
                 d = mx[t.slots[p].col] - mx[t.slots[c].col]
                 if d > WINDOW:
-                    raise AssertionError(f"{t.text!r}: pronoun up to {d} tokens after its cue")
+                    raise UngrokError(f"storyworld template {t.text!r}: pronoun up to {d} tokens after its cue")
                 if t.slots[c].kind in ("name", "gnoun"):
                     tails.append(length - mn[t.slots[c].col] - 1)
             for what, links in (("reflexive", t.refl_links), ("possessive", t.poss_links)):
@@ -972,22 +853,22 @@ class _Engine:
                     rc = t.slots[r].col
                     cues = [s for s in t.slots if s.kind in ("name", "gnoun") and s.col < rc]
                     if len(cues) != 1:
-                        raise AssertionError(f"{t.text!r}: a {what} needs exactly one cue before it")
+                        raise UngrokError(f"storyworld template {t.text!r}: a {what} needs exactly one cue before it")
                     if mx[rc] - mn[cues[0].col] > WINDOW:
-                        raise AssertionError(f"{t.text!r}: {what} beyond the window of its cue")
+                        raise UngrokError(f"storyworld template {t.text!r}: {what} beyond the window of its cue")
             if len(t.poss_links) > 1:
-                raise AssertionError(f"{t.text!r}: at most one possessive a sentence")
+                raise UngrokError(f"storyworld template {t.text!r}: at most one possessive a sentence")
             literal = set(t.base.tolist())
             for s in t.slots:
                 for m in (s.mat, s.rule, s.prior):
                     if m is not None:
                         literal |= set(m.ravel().tolist())
             if literal & her_his:
-                raise AssertionError(f"{t.text!r}: ' her'/' his' outside a possessive slot")
+                raise UngrokError(f"storyworld template {t.text!r}: ' her'/' his' outside a possessive slot")
         # A cue c sentences before a reflexive or possessive is tail(c) + pre(R) + 1 tokens
         # away (more with an end-of-text between): keep that beyond the window.
         if pre_r and min(tails) + min(pre_r) + 1 <= WINDOW:
-            raise AssertionError("reflexive/possessive openings are too short for exact windows")
+            raise UngrokError("storyworld: reflexive/possessive openings are too short for exact windows")
 
     @staticmethod
     def _offsets(t: _Template) -> tuple[dict[int, int], dict[int, int], int]:
@@ -1023,7 +904,7 @@ class _Engine:
                 for ph in alts:
                     for j in range(len(ph)):
                         if ph[j] in trie and _walk(items, i, ph, j, trie):
-                            raise AssertionError(f"{t.text!r} can emit a forbidden probe prompt")
+                            raise UngrokError(f"storyworld template {t.text!r} can emit a forbidden probe prompt")
 
     def _items(self, t: _Template) -> list[list[tuple[str, ...]]]:
         words = t.text.split()
@@ -1046,8 +927,9 @@ class _Engine:
         po = cfg.possessive_rate * scale
         p = np.zeros(len(self.templates))
         rest = 1.0 - f - tw - br - po  # po = 0 leaves every default probability bit-identical
-        total_w = sum(CATEGORY_WEIGHTS.values())
-        for cat, ws in CATEGORY_WEIGHTS.items():
+        weights = _weights(self.expressed)
+        total_w = sum(weights.values())
+        for cat, ws in weights.items():
             p[cats[cat]] = rest * ws / total_w / len(cats[cat])
         p[cats["two_name"]] = tw / len(cats["two_name"])
         p[cats["bridge"]] = br / len(cats["bridge"])
@@ -1093,16 +975,14 @@ class _Engine:
             "det_an_choice": q(cfg.det_an_ratio),
             "a_an_adjective": q(cfg.a_an_adjective_ratio),
             "irregular_past": q(cfg.irregular_past_ratio),
-            "negation_bare_verb": q(cfg.negation_ratio),
-            "plural_was_were": q(cfg.plural_ratio),
-            "modal_agreement": q(cfg.modal_ratio),
-            "comparative_er": q(cfg.comparative_ratio),
+            **{name: q(cfg.ratios.get(name, e.ratio)) for name, e in self.expressed.items()},
         }
 
     # ---- generation
     def chunk(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """One chunk: (id matrix (S, width+1) with PAD, events (S, K), sentences per doc,
-        first sentence of each doc). Depends only on the config and the index."""
+        """One chunk: (id matrix (S, width+1) with PAD, which sentences are probe-frame
+        constructions, sentences per doc, first sentence of each doc). Depends only on the
+        config and the index."""
         cfg = self.cfg
         rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(index,)))
         D = DOCS_PER_CHUNK
@@ -1124,29 +1004,26 @@ class _Engine:
         tid[~first] = self.body_ids[rng.choice(self.body_ids.size, S - D, p=self.body_p)]
         M = self.base[tid]
         M[last, -1] = self.eot
-        E = np.zeros((S, _K), dtype=np.uint8)
         order = np.argsort(tid, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(tid, minlength=len(self.templates)))])
         for t in range(len(self.templates)):
             if bounds[t + 1] > bounds[t]:
                 rows = order[bounds[t] : bounds[t + 1]]
-                self._fill(self.templates[t], rows, M, E, prot_tok[rows], prot_girl[rows], rng)
+                self._fill(self.templates[t], rows, M, prot_tok[rows], prot_girl[rows], rng)
         M[first, 0] = self.bare[M[first, 0]]
-        return M, E, nsent, starts
+        return M, self.is_frame[tid], nsent, starts
 
     def _fill(
         self,
         t: _Template,
         rows: np.ndarray,
         M: np.ndarray,
-        E: np.ndarray,
         prot_tok: np.ndarray,
         prot_girl: np.ndarray,
         rng: np.random.Generator,
     ) -> None:
         n = rows.size
         st: list[dict[str, np.ndarray]] = [{} for _ in t.slots]
-        frame = t.cat == "frame"
         for i, s in enumerate(t.slots):
             k = s.kind
             if k == "name":
@@ -1169,19 +1046,19 @@ class _Engine:
                     gi = rng.integers(0, girls.size, n)
                     bi = rng.integers(0, boys.size, n)
                     tok = np.where(use, prot_tok, np.where(girl, girls[gi], boys[bi]))
-                st[i] = {"tok": tok, "girl": girl, "cls": self.cls_of[tok]}
+                st[i] = {"tok": tok, "girl": girl}
                 M[rows, s.col] = tok
             elif k == "gnoun":
                 fem = rng.random(n) < 0.5
                 fi = rng.integers(0, self.fem.size, n)
                 mi = rng.integers(0, self.masc.size, n)
                 tok = np.where(fem, self.fem[fi], self.masc[mi])
-                st[i] = {"tok": tok, "girl": fem, "cls": self.cls_of[tok]}
+                st[i] = {"tok": tok, "girl": fem}
                 M[rows, s.col] = tok
             elif k == "occ":
                 pool = self.focc if s.name == "FOCC" else self.occ
                 tok = pool[rng.integers(0, pool.size, n)]
-                st[i] = {"tok": tok, "cls": np.full(n, 6)}
+                st[i] = {"tok": tok}
                 M[rows, s.col] = tok
             elif k == "pron":
                 ref = t.slots[s.ref]
@@ -1202,12 +1079,10 @@ class _Engine:
                 her = rng.random(n) < np.where(girl, self.q_refl, 1.0 - self.q_boy)
                 st[i] = {"her": her}
                 M[rows, s.col] = np.where(her, self.HERSELF, self.HIMSELF)
-                E[rows, _REFL + st[s.ref]["cls"] * 2 + (~her)] += 1
             elif k == "poss":
                 girl = st[s.ref]["girl"]
                 her = rng.random(n) < np.where(girl, self.q_poss, 1.0 - self.q_boy)
                 M[rows, s.col] = np.where(her, self.HER, self.HIS)
-                E[rows, _POSS + st[s.ref]["cls"] * 2 + (~her)] += 1
             elif k == "capp":
                 M[rows, s.col] = np.where(prot_girl, self.CAP_SHE, self.CAP_HE)
             elif k == "list":
@@ -1218,34 +1093,13 @@ class _Engine:
                 idx = rng.integers(0, s.rule.shape[0], n)
                 bit = rng.random(n) < self.q_family[s.family]
                 M[rows, s.col : s.col + s.width] = np.where(bit[:, None], s.rule[idx], s.prior[idx])
-                col = _FAM[s.family]
-                E[rows, col] += bit
-                E[rows, col + 1] += ~bit
-                if s.family == "a_an_adjective":  # " an old" / " a old" are a/an lookahead events too
-                    E[rows, _FAM["det_an_choice"]] += bit
-                    E[rows, _FAM["det_an_choice"] + 1] += ~bit
                 first_tok = np.where(bit, s.rule[idx, 0], s.prior[idx, 0])
-                st[i] = {"vowel": self.vowel_tok[first_tok], "bit": bit}
+                st[i] = {"vowel": self.vowel_tok[first_tok]}
         for s in t.slots:
             if s.kind == "det":
                 vowel = st[s.ref]["vowel"]
                 an = vowel & (rng.random(n) < self.q_family["det_an_choice"])
                 M[rows, s.col] = np.where(an, self.AN, self.A)
-                col = _FAM["det_an_choice"]
-                E[rows, col] += an
-                E[rows, col + 1] += vowel & ~an
-        base = _PRON[1] if frame else _PRON[0]
-        for c, p in t.cue_links:
-            E[rows, base + st[c]["cls"] * 2 + (~st[p]["she"])] += 1
-        for col, cnt in t.static.items():
-            E[rows, col] += cnt
-        for nm, irr, literal_rule in t.irr_links:
-            hit = self.pattern_girl[st[nm]["tok"]]
-            if irr < 0:
-                E[rows, _IRR_PAT + (0 if literal_rule else 1)] += hit
-            else:
-                E[rows, _IRR_PAT] += hit & st[irr]["bit"]
-                E[rows, _IRR_PAT + 1] += hit & ~st[irr]["bit"]
 
 
 def _walk(
@@ -1270,7 +1124,7 @@ class _Chunk:
     ids: np.ndarray  # token ids, documents ended by EOT
     documents: int
     sentences: int
-    events: np.ndarray  # (K,) event totals
+    frame_sentences: int
 
 
 def _generate(eng: _Engine) -> Iterator[_Chunk]:
@@ -1278,7 +1132,7 @@ def _generate(eng: _Engine) -> Iterator[_Chunk]:
     need = eng.cfg.tokens
     index = 0
     while need > 0:
-        M, E, nsent, starts = eng.chunk(index)
+        M, frame, nsent, starts = eng.chunk(index)
         index += 1
         lens = (M[:, :-1] != PAD).sum(axis=1)
         cum = np.cumsum(np.add.reduceat(lens, starts) + 1)
@@ -1286,10 +1140,10 @@ def _generate(eng: _Engine) -> Iterator[_Chunk]:
         if cum[-1] >= need:
             docs = int(np.searchsorted(cum, need)) + 1
             keep = int(starts[docs - 1] + nsent[docs - 1])
-            M, E = M[:keep], E[:keep]
+            M, frame = M[:keep], frame[:keep]
         ids = M[M != PAD]
         need -= ids.size
-        yield _Chunk(ids, docs, int(M.shape[0]), E.sum(axis=0, dtype=np.int64))
+        yield _Chunk(ids, docs, int(M.shape[0]), int(frame.sum()))
 
 
 def build_storyworld(
@@ -1297,33 +1151,45 @@ def build_storyworld(
     cfg: StoryworldConfig,
     force: bool = False,
     progress: Callable[[int], None] | None = None,
+    rules_dir: str | Path | None = None,
 ) -> StoryworldReport:
     """Generate the corpus into out_dir (shards, tokenizer.json, manifest.json), atomically.
 
+    The rules of `rules_dir` that carry a `storyworld:` block are written too. The manifest's
+    intended support is the support kernel's count of what was written, for every rule.
     `progress(n)` is called after each chunk with the tokens just written. An existing
     out_dir is refused unless force, and then replaced only once the new one is complete.
     """
+    from ungrok.support.count import count  # the kernel sits above the corpus layer
+
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
         raise UngrokError(f"{out_dir} already exists; use --force to replace it")
-    eng = _Engine(cfg)
+    rules = load_rules(rules_dir)
+    eng = _Engine(cfg, rules)
     dtype = dtype_for_vocab(eng.vocab_size)
     check_disk_room(out_dir, cfg.tokens * np.dtype(dtype).itemsize, f"--tokens {cfg.tokens:,}")
-    totals = np.zeros(_K, dtype=np.int64)
-    sentences = 0
+    sentences = frames = 0
     try:
         with atomic_dir(out_dir, force) as tmp:
             tok_path = tmp / TOKENIZER
-            tok_path.write_text(_tokenizer_json(), encoding="utf-8")
+            tok_path.write_text(eng.tokenizer_json, encoding="utf-8")
             writer = ShardWriter(tmp, dtype, cfg.shard_tokens)
             for ch in _generate(eng):
                 writer.write(ch.ids, documents=ch.documents)
-                totals += ch.events
                 sentences += ch.sentences
+                frames += ch.frame_sentences
                 if progress is not None:
                     progress(int(ch.ids.size))
             shards = writer.finish()
-            support = _support(totals, eng.notes)
+            source: dict[str, Any] = {
+                "generator": "storyworld",
+                "config": cfg.model_dump(),
+                "expressed_rules": list(eng.expressed),
+                "sentences": sentences,
+                "frame_sentences": frames,
+                "notes": eng.notes,
+            }
             manifest = Manifest(
                 dtype=dtype,
                 vocab_size=eng.vocab_size,
@@ -1332,14 +1198,11 @@ def build_storyworld(
                 total_tokens=sum(s.tokens for s in shards),
                 documents=writer.documents,
                 shards=shards,
-                source={
-                    "generator": "storyworld",
-                    "config": cfg.model_dump(),
-                    "intended_support": {k: v.model_dump() for k, v in support.items()},
-                    "sentences": sentences,
-                    "frame_sentences": int(totals[_FRAME_SENT]),
-                },
+                source=source,
             )
+            write_manifest(tmp, manifest)
+            support = count(tmp, list(rules.values()), rules_dir=rules_dir).rules
+            manifest = manifest.model_copy(update={"source": {**source, "intended_support": support}})
             write_manifest(tmp, manifest)
     except FileExistsError:  # appeared while we were generating
         raise UngrokError(f"{out_dir} already exists; use --force to replace it") from None
@@ -1348,234 +1211,10 @@ def build_storyworld(
         total_tokens=manifest.total_tokens,
         documents=manifest.documents,
         sentences=sentences,
-        frame_sentences=int(totals[_FRAME_SENT]),
+        frame_sentences=frames,
         vocab_size=eng.vocab_size,
         dtype=dtype,
         shards=len(shards),
+        notes=eng.notes,
         support=support,
     )
-
-
-# --------------------------------------------------------------------------- support
-def _support(T: np.ndarray, notes: list[str] | None = None) -> dict[str, RuleSupport]:
-    """Intended support per built-in rule from the event totals."""
-    T = [int(x) for x in T]
-
-    def pron(ctxs: tuple[int, ...], clss: tuple[int, ...]) -> tuple[int, int]:
-        she = sum(T[_PRON[x] + c * 2] for x in ctxs for c in clss)
-        he = sum(T[_PRON[x] + c * 2 + 1] for x in ctxs for c in clss)
-        return she, he
-
-    def refl(clss: tuple[int, ...], base: int = _REFL) -> tuple[int, int]:
-        return sum(T[base + c * 2] for c in clss), sum(T[base + c * 2 + 1] for c in clss)
-
-    def fem(she_he: tuple[int, int], **kw: Any) -> EventCounts:
-        return EventCounts(**_counts(she_he[0], she_he[1], role="conflict", **kw))
-
-    def masc(she_he: tuple[int, int], **kw: Any) -> EventCounts:
-        return EventCounts(**_counts(she_he[1], she_he[0], role="agree", **kw))
-
-    both, out, inside = (0, 1), (0,), (1,)
-    she, he = [" she"], [" he"]
-    g = pron(both, (0,))
-    pronoun = RuleSupport(
-        kind="window",
-        window=WINDOW,
-        rule=she,
-        prior=he,
-        **_counts(*g, role="conflict"),
-        classes={
-            "girl_names": fem(g, rule=she, prior=he),
-            "boy_names": masc(pron(both, (2,)), rule=he, prior=she),
-            "all_girl_names": fem(pron(both, (0, 1)), rule=she, prior=he),
-            "all_boy_names": masc(pron(both, (2, 3)), rule=he, prior=she),
-            "all_girl_names_outside_frames": fem(pron(out, (0, 1)), rule=she, prior=he),
-            "all_boy_names_outside_frames": masc(pron(out, (2, 3)), rule=he, prior=she),
-            "neutral_subjects_outside_frames": EventCounts(
-                **_counts(*reversed(pron(out, (6,))), role="prior", rule=he, prior=she)
-            ),
-        },
-        frames={
-            "girl_names": fem(pron(inside, (0, 1)), rule=she, prior=he),
-            "boy_names": masc(pron(inside, (2, 3)), rule=he, prior=she),
-            "neutral_subjects": EventCounts(
-                **_counts(*reversed(pron(inside, (6,))), role="prior", rule=he, prior=she)
-            ),
-        },
-        note="; ".join(
-            [
-                "girl_names/boy_names are the battery cue classes (GIRLS_V2/BOYS_V2); the "
-                "probe-frame construction uses other names unless allow_probe_prompts",
-                *(notes or []),
-            ]
-        ),
-    )
-    f = pron(both, (4,))
-    noun = RuleSupport(
-        kind="window",
-        window=WINDOW,
-        rule=she,
-        prior=he,
-        **_counts(*f, role="conflict"),
-        classes={
-            "fem_nouns": fem(f, rule=she, prior=he),
-            "masc_nouns": masc(pron(both, (5,)), rule=he, prior=she),
-        },
-    )
-
-    def name_classes(base: int, rule: list[str], prior: list[str], note: str = "") -> RuleSupport:
-        """A her/his-like family over the name classes (event columns `base` + cls*2 + 0|1)."""
-        first = refl((0,), base)
-        return RuleSupport(
-            kind="window",
-            window=WINDOW,
-            rule=rule,
-            prior=prior,
-            **_counts(*first, role="conflict"),
-            classes={
-                "girl_names": fem(first, rule=rule, prior=prior),
-                "boy_names": masc(refl((2,), base), rule=prior, prior=rule),
-                "all_girl_names": fem(refl((0, 1), base), rule=rule, prior=prior),
-                "all_boy_names": masc(refl((2, 3), base), rule=prior, prior=rule),
-            },
-            note=note,
-        )
-
-    reflexive = name_classes(_REFL, [" herself"], [" himself"])
-    possessive = name_classes(
-        _POSS,
-        [" her"],
-        [" his"],
-        "no built-in rule counts this yet; the first ' her'/' his' within 16 tokens after "
-        "a name, which is always the possessive of its own sentence (possessive_rate, "
-        "possessive_ratio); the pronoun kill leaves these tokens in place",
-    )
-
-    def fam(name: str) -> tuple[int, int]:
-        return T[_FAM[name]], T[_FAM[name] + 1]
-
-    # a/an: one lookahead counter serves det_an_choice and a_an_adjective (docs/method.md §6.3).
-    det, adj = fam("det_an_choice"), fam("a_an_adjective")
-    an_forms, a_forms = [" an", " An", "an", "An"], [" a", " A", "a", "A"]
-
-    def lookahead(note: str) -> RuleSupport:
-        return RuleSupport(
-            kind="lookahead",
-            rule=an_forms,
-            prior=a_forms,
-            next_regex=r"^ [aeiouAEIOU]",
-            note=note,
-            **_counts(*det),
-            classes={
-                "before_noun": EventCounts(**_counts(det[0] - adj[0], det[1] - adj[1])),
-                "before_adjective": EventCounts(**_counts(*adj)),
-            },
-        )
-
-    out = {
-        "pronoun_gender_ref": pronoun,
-        "pronoun_gender_noun": noun,
-        "reflexive_gender": reflexive,
-        "possessive_gender": possessive,
-        "det_an_choice": lookahead("' an'/' a' before a vowel-initial word (nouns and ' old')"),
-        "a_an_adjective": lookahead(
-            "the same lookahead counter as det_an_choice; the "
-            "a_an_adjective knob sets the before_adjective class"
-        ),
-    }
-    patterns = _ngram_patterns()
-    for name in (
-        "irregular_past",
-        "negation_bare_verb",
-        "plural_was_were",
-        "modal_agreement",
-        "comparative_er",
-    ):
-        rule, prior = patterns[name]
-        counts = fam(name)
-        classes: dict[str, EventCounts] = {}
-        note = ""
-        if name == "irregular_past":
-            classes["all_forms"] = EventCounts(
-                **_counts(
-                    *counts,
-                    rule=[f" {p}" for p, _ in IRREGULARS.values()],
-                    prior=[f" {o}" for _, o in IRREGULARS.values()],
-                )
-            )
-            counts = (T[_IRR_PAT], T[_IRR_PAT + 1])
-            note = (
-                "the paper's bigrams need a GIRLS name right before the verb; all_forms "
-                "counts every irregular past (incl. the frame 'ran home because')"
-            )
-        out[name] = RuleSupport(
-            kind="ngram", rule=rule, prior=prior, note=note, classes=classes, **_counts(*counts)
-        )
-    # The v2 revisions count the same events as the rules they extend.
-    for v1 in (
-        "pronoun_gender_ref",
-        "reflexive_gender",
-        "irregular_past",
-        "negation_bare_verb",
-        "modal_agreement",
-    ):
-        out[f"{v1}_v2"] = out[v1].model_copy(update={"note": f"same events as {v1}"})
-    return out
-
-
-def _ngram_patterns() -> dict[str, tuple[list[str], list[str]]]:
-    """The paper's bigram patterns (docs/method.md §6.2: " " + last prefix word + continuation of
-    the conflict probes) for the families storyworld emits at choice slots."""
-    neg = list(dict.fromkeys((f" not {v}", f" not {p}") for _, v, _, p in _NEG))
-    modal = [(f" {m} {v}", f" {m} {v}s") for m in LISTS["modal"] for v, _ in _MODV]
-    irr = [(f" {g} {p}", f" {g} {o}") for p, o in IRREGULARS.values() for g in BATTERY_GIRLS[:6]]
-    return {
-        "irregular_past": ([r for r, _ in irr], [p for _, p in irr]),
-        "negation_bare_verb": ([r for r, _ in neg], [p for _, p in neg]),
-        "plural_was_were": ([f" {n} were" for n in PLURALS], [f" {n} was" for n in PLURALS]),
-        "modal_agreement": ([r for r, _ in modal], [p for _, p in modal]),
-        "comparative_er": (
-            [f" even {er}" for er in COMPARATIVES.values()],
-            [f" even more {a}" for a in COMPARATIVES],
-        ),
-    }
-
-
-def describe_storyworld(report: StoryworldReport | dict[str, Any]) -> str:
-    """A plain-text table of the intended support (rule, class, rule events, prior events, ratio).
-
-    Accepts a StoryworldReport or a manifest's `intended_support` dict.
-    """
-    if isinstance(report, StoryworldReport):
-        head = (
-            f"storyworld: {report.total_tokens:,} tokens, {report.documents:,} documents, "
-            f"{report.sentences:,} sentences ({report.frame_sentences:,} probe-frame)\n"
-        )
-        support = {k: v.model_dump() for k, v in report.support.items()}
-    else:
-        head, support = "", report
-    rows = [("rule", "class", "rule events", "prior events", "ratio")]
-    for name, s in support.items():
-        rows.append(
-            (
-                name,
-                s.get("role") or "",
-                f"{s['rule_events']:,}",
-                f"{s['prior_events']:,}",
-                f"{s['ratio']:.3g}",
-            )
-        )
-        if (s.get("note") or "").startswith("same events as"):
-            continue
-        for group in ("classes", "frames"):
-            for cname, c in (s.get(group) or {}).items():
-                label = f"  {cname}" if group == "classes" else f"  frames.{cname}"
-                rows.append(
-                    ("", label, f"{c['rule_events']:,}", f"{c['prior_events']:,}", f"{c['ratio']:.3g}")
-                )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = []
-    for r in rows:
-        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])] + [r[i].rjust(widths[i]) for i in (2, 3, 4)]
-        lines.append("  ".join(cells).rstrip())
-    return head + "\n".join(lines)

@@ -83,15 +83,6 @@ def build_word_tokenizer(words: Iterable[str], punctuation: Iterable[str] = ()) 
     return tok
 
 
-def single_token_id(tok: Tokenizer, text: str) -> int | None:
-    """The id of `text` if it encodes to exactly one (known) token, else None."""
-    ids = tok.encode(text, add_special_tokens=False).ids
-    if len(ids) != 1:
-        return None
-    unk = tok.token_to_id(UNK)
-    return None if unk is not None and ids[0] == unk else int(ids[0])
-
-
 def encode_batches(tok: Tokenizer, texts: Iterable[str], batch: int = 1024) -> Iterator[list[list[int]]]:
     """Encode texts in batches (the Rust side uses its own threads)."""
     buf: list[str] = []

@@ -12,14 +12,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "CellSpec": "spec",
+    "CellSpec": "cells",
     "Experiment": "spec",
     "ExperimentSpec": "spec",
-    "KillSpec": "spec",
-    "RescueSpec": "spec",
-    "SweepSpec": "spec",
+    "KillSpec": "cells",
+    "RescueSpec": "cells",
+    "SweepSpec": "cells",
     "expand_sweeps": "sweep",
-    "deep_merge": "spec",
+    "deep_merge": "cells",
     "load_experiment": "spec",
     "RunJob": "tasks",
     "run_cell_seed": "tasks",

@@ -17,108 +17,27 @@ is the hook for running the same grid on stand-in data or with fewer steps.
 
 from __future__ import annotations
 
-import copy
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ungrok.corpus.storyworld import StoryworldConfig
-from ungrok.edit.scan_defaults import MIN_EVENTS, MIN_RATIO
 from ungrok.errors import UngrokError
+from ungrok.experiment.cells import (
+    CELL_NAME,
+    CellSpec,
+    KillSpec,
+    RescueSpec,
+    SweepSpec,
+    deep_merge,
+    validation_line,
+)
 from ungrok.fate.config import ClassifierConfig
 from ungrok.limits import MAX_SEED
 from ungrok.mech.store import ALL_INSTRUMENTS
-
-CellKind = Literal["storyworld", "built", "kill", "rescue"]
-_CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-
-
-class KillSpec(BaseModel):
-    """Kill `rule` in the parent cell's corpus at `rate` (ungrok.edit.kill_corpus)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    parent: str
-    rule: str
-    rate: float = Field(ge=0.0, le=1.0)
-    seed: int = Field(0, ge=0)
-    cues: str = "spec"  # "spec" (the rule's cue classes), "scan" (docs/method.md §6.4), or a cue file path
-    min_events: int = Field(MIN_EVENTS, ge=0)  # cues: scan
-    min_ratio: float = Field(MIN_RATIO, gt=0)  # cues: scan
-    gate: Literal["kill", "ladder", "none"] = "kill"  # KS (pronoun kill) or AK5 (a/an ladder)
-
-
-class RescueSpec(BaseModel):
-    """Inject synthetic support for `rule` into the parent cell's corpus (ungrok.edit.build_rescue)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    parent: str
-    rule: str
-    dose: float = Field(gt=0.0)
-    unit_from: str | None = None  # a cell whose corpus gives the unit (rule events per token)
-    unit: float | None = Field(None, gt=0.0)
-    placement: Literal["append", "replace"] = "append"
-    window: str | None = None  # "0:E" (early) or "S:" (late), in training steps
-    seed: int = Field(0, ge=0)
-    gate: Literal["rescue", "timing", "none"] | None = None  # default: timing with a window, else rescue
-
-    @model_validator(mode="after")
-    def _one_unit(self) -> RescueSpec:
-        if (self.unit is None) == (self.unit_from is None):
-            raise ValueError("give exactly one of unit_from (a cell) or unit (events per token)")
-        return self
-
-    @property
-    def gate_kind(self) -> str:
-        if self.gate is not None:
-            return self.gate
-        return "timing" if self.window else "rescue"
-
-
-class CellSpec(BaseModel):
-    """One corpus of the grid, and how its runs train."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    storyworld: StoryworldConfig | None = None
-    corpus: str | None = None  # a pre-built shards folder
-    kill: KillSpec | None = None
-    rescue: RescueSpec | None = None
-    train: dict[str, Any] = {}  # deep-merged over the parent's and the top-level train
-
-    @model_validator(mode="after")
-    def _one_source(self) -> CellSpec:
-        given = [k for k in ("storyworld", "corpus", "kill", "rescue") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "a cell needs exactly one of storyworld, corpus, kill or rescue"
-                + (f" (it gives {', '.join(given)})" if given else "")
-            )
-        return self
-
-    @property
-    def kind(self) -> CellKind:
-        if self.storyworld is not None:
-            return "storyworld"
-        if self.corpus is not None:
-            return "built"
-        return "kill" if self.kill is not None else "rescue"
-
-    @property
-    def edit(self) -> KillSpec | RescueSpec | None:
-        return self.kill if self.kill is not None else self.rescue
-
-
-class SweepSpec(BaseModel):
-    """A base cell (the cell schema, possibly incomplete) and knob paths with the values to try
-    (experiment/sweep.py expands it into one cell per point of the grid)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    base: dict[str, Any] = {}
-    grid: dict[str, list[Any]]  # knob path -> values (sweep.parse_sweeps checks both)
 
 
 class MechSpec(BaseModel):
@@ -265,31 +184,6 @@ class Experiment:
         return parse_config({**self.train_docs[cell], "seed": 0}).sampler.steps
 
 
-# --------------------------------------------------------------------------- helpers
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """`over` on top of `base`, recursively for mappings; a None value removes the key."""
-    out = copy.deepcopy(dict(base))
-    for k, v in over.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def _validation_line(e: ValidationError, where: str) -> str:
-    first = e.errors()[0]
-    loc = ".".join(str(x) for x in first["loc"])
-    if first["type"] == "extra_forbidden":
-        return f"{where}: unknown key {loc}"
-    if first["type"] == "missing":
-        return f"{where}: {loc}: required key missing"
-    msg = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}"
-
-
 def parse_spec(doc: Any, where: str) -> ExperimentSpec:
     """Schema validation only (no files, no cross-references); one line on failure."""
     if not isinstance(doc, dict):
@@ -308,7 +202,7 @@ def parse_spec(doc: Any, where: str) -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(doc)
     except ValidationError as e:
-        raise UngrokError(_validation_line(e, where)) from None
+        raise UngrokError(validation_line(e, where)) from None
 
 
 # --------------------------------------------------------------------------- cross-checks
@@ -316,7 +210,7 @@ def _build_order(spec: ExperimentSpec, where: str) -> tuple[str, ...]:
     """Cells in file order, each edit moved after the cells it reads (parent, unit_from)."""
     deps: dict[str, list[str]] = {}
     for name, c in spec.cells.items():
-        if not _CELL_NAME.match(name):
+        if not CELL_NAME.match(name):
             raise UngrokError(f"{where}: cell name {name!r}: use letters, digits, '_', '.', '+' or '-'")
         need = []
         e = c.edit
@@ -534,7 +428,7 @@ def load_experiment(
     try:
         classifier = ClassifierConfig(**spec.classifier)
     except ValidationError as e:
-        raise UngrokError(_validation_line(e, f"{where}: classifier")) from None
+        raise UngrokError(validation_line(e, f"{where}: classifier")) from None
     except TypeError as e:
         raise UngrokError(f"{where}: classifier: {e}") from None
     rules_dir = None

@@ -34,8 +34,8 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from ungrok.errors import UngrokError
-from ungrok.experiment.spec import _CELL_NAME, CellSpec, SweepSpec, _validation_line, deep_merge
+from ungrok.errors import UngrokError, first_error
+from ungrok.experiment.cells import CELL_NAME, CellSpec, SweepSpec, deep_merge, validation_line
 
 Point = dict[str, Any]  # knob path -> value
 SweepPoints = dict[str, dict[str, Point]]  # sweep -> cell -> its point
@@ -145,13 +145,13 @@ def parse_sweeps(doc: Any, where: str) -> dict[str, SweepSpec]:
     out = {}
     for name, raw in doc.items():
         at = f"{where}: sweeps.{name}"
-        if not isinstance(name, str) or not _CELL_NAME.match(name):
+        if not isinstance(name, str) or not CELL_NAME.match(name):
             raise UngrokError(f"{at}: a sweep name starts its cells' names; use letters, digits, '_', '.', '+' "
                               "or '-'")  # fmt: skip
         try:
             sw = SweepSpec.model_validate(raw if raw is not None else {})
         except ValidationError as e:
-            raise UngrokError(_validation_line(e, at)) from None
+            raise UngrokError(validation_line(e, at)) from None
         if not sw.grid:
             raise UngrokError(f"{at}.grid: name at least one knob (a dotted path such as kill.rate)")
         for knob, values in sw.grid.items():
@@ -168,12 +168,11 @@ def _check_cell(sweep: str, cell: str, doc: dict[str, Any], point: Point, where:
     try:
         CellSpec.model_validate(doc)
     except ValidationError as e:
-        loc = ".".join(str(x) for x in e.errors()[0]["loc"])
+        loc, msg = first_error(e)
         if loc in point:
-            msg = e.errors()[0]["msg"].removeprefix("Value error, ")
             raise UngrokError(f"{at}.grid.{loc}: value {point[loc]!r}: {msg}") from None
         coords = ", ".join(f"{k}={v}" for k, v in point.items())
-        raise UngrokError(_validation_line(e, f"{at}: cell {cell} ({coords})")) from None
+        raise UngrokError(validation_line(e, f"{at}: cell {cell} ({coords})")) from None
     for knob, v in point.items():
         if knob.startswith("train."):
             from ungrok.train.config import parse_config

@@ -19,26 +19,15 @@ from typing import Any
 
 from ungrok.atomic import write_json
 from ungrok.errors import UngrokError
-from ungrok.experiment.spec import Experiment, KillSpec, RescueSpec
+from ungrok.experiment.cells import KillSpec, RescueSpec
+from ungrok.experiment.layout import TRAJ, cell_dir, corpus_dir, seed_dir
+from ungrok.experiment.spec import Experiment
 from ungrok.hashing import manifest_sha256, sha256_file
 
 MARKER = ".done-{}"
-TRAJ = "traj.parquet"
 
 
-# --------------------------------------------------------------------------- layout and markers
-def cell_dir(run_dir: Path, cell: str) -> Path:
-    return Path(run_dir) / "cells" / cell
-
-
-def corpus_dir(run_dir: Path, cell: str) -> Path:
-    return cell_dir(run_dir, cell) / "corpus"
-
-
-def seed_dir(run_dir: Path, cell: str, seed: int) -> Path:
-    return cell_dir(run_dir, cell) / f"seed{seed}"
-
-
+# --------------------------------------------------------------------------- markers
 def marker(folder: Path, step: str) -> Path:
     return Path(folder) / MARKER.format(step)
 
@@ -83,7 +72,7 @@ def build_cell_corpus(
     if spec.storyworld is not None:
         from ungrok.corpus.storyworld import build_storyworld
 
-        build_storyworld(dst, spec.storyworld, force=True)
+        build_storyworld(dst, spec.storyworld, force=True, rules_dir=exp.rules_dir)
     elif spec.corpus is not None:
         src = exp.resolve(spec.corpus).resolve()
         if dst.is_symlink() or dst.exists():

@@ -262,16 +262,3 @@ def score(runs: Iterable[WarningRun]) -> WarningScore:
         unmonitored=unmonitored, median_lead_share=statistics.median(shares) if shares else None,
         leads=len(shares),
     )  # fmt: skip
-
-
-def assess_run(
-    rows: Sequence[Mapping[str, Any]], records: Iterable[Mapping[str, Any]], total_steps: int | None = None
-) -> dict[str, WarningRun]:
-    """Every family of one run folder: its monitor.jsonl rows and its fate records -> family -> run."""
-    return {
-        str(rec["family"]): assess(
-            rule_states(rows, str(rec["family"])), rec, total_steps, rule_warning(rows, str(rec["family"]))
-        )
-        for rec in records
-        if isinstance(rec, Mapping) and "family" in rec
-    }

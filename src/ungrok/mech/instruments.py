@@ -140,7 +140,7 @@ class RunCtx:
 
 
 def _ngram(c: RunCtx) -> Path:
-    from ungrok.mech.run import ngram_table
+    from ungrok.mech.ngram import ngram_table
 
     return ngram_table(c.run_dir, c.battery, c.run, c.force, c.progress)
 

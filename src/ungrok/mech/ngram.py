@@ -40,6 +40,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -548,3 +551,21 @@ def write_ngram(
             store.add_scores(run, step, None, battery.sha256, scores.groups())  # skips rows present
         store.save()
     return path
+
+
+def ngram_table(run_dir: Path, battery: Any, name: str, force: bool, progress: bool) -> Path:
+    """RUN/traj.ngram.parquet (resumed by write_ngram); with force, rebuilt beside it and swapped in whole."""
+    from ungrok.progress import optional_bar
+
+    dest = run_dir / NGRAM_FILE
+    total = read_served_run(run_dir).sampler.steps
+    with optional_bar(progress, "n-gram counts", total) as advance:
+        if not force:
+            return write_ngram(run_dir, battery, run_name=name, progress=advance)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{NGRAM_FILE}.", dir=run_dir))
+        try:
+            write_ngram(run_dir, battery, run_name=name, out=tmp / NGRAM_FILE, progress=advance)
+            os.replace(tmp / NGRAM_FILE, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest

@@ -20,16 +20,13 @@ descriptive (docs/method.md §11): no verdict reads it.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_error_line
 from ungrok.fate.config import DEFAULT_CONFIG
 from ungrok.mech.instruments import EVERY, PAIR, REGISTRY, RUN, Ctx, Instrument, RunCtx
 from ungrok.mech.store import ALL_INSTRUMENTS, MECH_FILE, MechStore
@@ -140,9 +137,7 @@ def run_classifier(run_dir: Path) -> tuple[Any, Path | None]:
     try:
         return ClassifierConfig(**(section or {})), exp
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise UngrokError(f"{exp}: classifier: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise UngrokError(first_error_line(e, f"{exp}: classifier", top="")) from None
     except TypeError as e:
         raise UngrokError(f"{exp}: classifier: {e}") from None
 
@@ -212,27 +207,6 @@ def margins_from_table(run_dir: Path, run: str, rule: str, steps: Sequence[int],
 
 
 # --------------------------------------------------------------------------- the run
-class _Progress:
-    """A progress bar when asked for (and on a terminal), else nothing."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-
-    def __call__(self, name: str, total: int) -> Any:
-        import contextlib
-
-        if not self.enabled:
-            return contextlib.nullcontext(lambda _n=1: None)
-        from ungrok.progress import bar
-
-        @contextlib.contextmanager
-        def cm():  # noqa: ANN202
-            with bar(name, total) as p:
-                yield lambda n=1: p.advance(p.task_ids[0], n)
-
-        return cm()
-
-
 @dataclass
 class _Job:
     """What the stages of one `mech_run` share: inputs, the store, the model cache and the counts."""
@@ -360,7 +334,9 @@ def _every_checkpoint(job: _Job, need_cm: list[str], progress: bool) -> dict[str
 
     cms: dict[str, dict[int, float]] = {r: {} for r in job.out}
     every = job.where(EVERY)
-    with torch.no_grad(), _Progress(progress)("mech checkpoints", len(job.steps)) as advance:
+    from ungrok.progress import optional_bar
+
+    with torch.no_grad(), optional_bar(progress, "mech checkpoints", len(job.steps)) as advance:
         for step in job.steps:
             need = {r: [i for i in every if job.todo(step, r, i.name)] for r in job.out}
             if any(need.values()) or need_cm:
@@ -431,24 +407,6 @@ def _pair_current(job: _Job, inst: Instrument, rule: str, pair: tuple[int, int])
     if not all(store.has(job.name, s, rule, inst.name, sha) for s in pair):
         return False
     return inst.same_pair is None or inst.same_pair(store.select(job.name, rule, inst.name), *pair)
-
-
-def ngram_table(run_dir: Path, battery: Any, name: str, force: bool, progress: bool) -> Path:
-    """RUN/traj.ngram.parquet (resumed by write_ngram); with force, rebuilt beside it and swapped in whole."""
-    from ungrok.mech.ngram import NGRAM_FILE, read_served_run, write_ngram
-
-    dest = run_dir / NGRAM_FILE
-    total = read_served_run(run_dir).sampler.steps
-    with _Progress(progress)("n-gram counts", total) as advance:
-        if not force:
-            return write_ngram(run_dir, battery, run_name=name, progress=advance)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{NGRAM_FILE}.", dir=run_dir))
-        try:
-            write_ngram(run_dir, battery, run_name=name, out=tmp / NGRAM_FILE, progress=advance)
-            os.replace(tmp / NGRAM_FILE, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
 
 
 # --------------------------------------------------------------------------- the experiment task

@@ -36,10 +36,6 @@ INSTRUMENTS = tuple(n for n, i in REGISTRY.items() if i.where != RUN)  # what th
 Unit = tuple[str, int, str, str]  # (run, step, rule, instrument)
 
 
-def mech_path_for(run_dir: str | Path) -> Path:
-    return Path(run_dir) / MECH_FILE
-
-
 def _row_key(r: Mapping[str, Any]) -> tuple:
     return (r["run"], r["step"], r["rule"], r["instrument"], r["component"], r["metric"])
 

@@ -5,30 +5,21 @@ reads with file hashes, training starts and registrations; quarantine) ; integri
 check verify, score and the runner share) ; score -> scoreboard (PASS / FAIL / UNSCOREABLE).
 """
 
+from ungrok.prereg.amend import amend, unlock
 from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
 from ungrok.prereg.evaluate import Result, evaluate
 from ungrok.prereg.evidence import Evidence, SeedRecord, load_evidence, records_for_run
-from ungrok.prereg.integrity import Changed, Integrity, check_run
+from ungrok.prereg.integrity import Changed, Integrity, check_run, verify
 from ungrok.prereg.ledger import (
     LEDGER_NAME,
     REGISTRY_NAME,
     Ledger,
     artifact_key,
-    check_readable,
     read_ledger,
-    record_read,
 )
 from ungrok.prereg.predictions import Gates, Prediction, Vocabulary, compile_predictions
-from ungrok.prereg.registry import (
-    Amendment,
-    Registry,
-    amend,
-    freeze,
-    freeze_warnings,
-    load_registry,
-    unlock,
-    verify,
-)
+from ungrok.prereg.reads import check_readable, record_read
+from ungrok.prereg.registry import Amendment, Registry, freeze, freeze_warnings, load_registry
 from ungrok.prereg.scoreboard import Outcome, Scoreboard, Summary, score, write_scoreboard
 from ungrok.prereg.shorthand import parse_shorthand
 

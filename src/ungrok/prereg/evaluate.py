@@ -35,12 +35,8 @@ from ungrok.prereg.expr import (
     compare,
     eval_arith,
     eval_test,
-    parse_arith,
-    parse_quorum,
-    parse_term,
-    parse_test,
-    parse_threshold,
 )
+from ungrok.prereg.grammar import parse_arith, parse_quorum, parse_term, parse_test, parse_threshold
 from ungrok.prereg.predictions import (
     AllOf,
     AnyOf,

@@ -9,6 +9,7 @@ Unicode ≥ ≤ ≠ − × are accepted for >= <= != - *.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
@@ -26,6 +27,8 @@ KEYWORDS = frozenset(
     }
 )  # fmt: skip
 LETTERS = frozenset("RDPNUrdpnu")
+_CMP = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt}  # fmt: skip
+_ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 
 
 # --------------------------------------------------------------------------- AST
@@ -100,26 +103,6 @@ class Not:
     x: object
 
 
-# --------------------------------------------------------------------------- parsing
-def _parse(text: str, start: str, what: str) -> object:
-    from ungrok.prereg.grammar import parse  # the grammar builds the nodes defined here
-
-    return parse(str(text), start, what)
-
-
-def parse_test(text: str, what: str) -> object:
-    return _parse(text, "test", what)
-
-
-def parse_arith(text: str, what: str) -> object:
-    return _parse(text, "arith", what)
-
-
-def parse_threshold(text: str, what: str) -> tuple[str, float]:
-    """`<= -0.8`: a comparison against a constant (Spearman rho, a cell mean)."""
-    return _parse(text, "threshold", what)  # type: ignore[return-value]
-
-
 # --------------------------------------------------------------------------- quorum
 @dataclass(frozen=True)
 class Quorum:
@@ -143,22 +126,11 @@ class Quorum:
     def satisfied(self, k: int, n: int) -> bool:
         """Exact arithmetic: 2/3 of 3 seeds is 2, never 1.9999."""
         lhs, rhs = (Fraction(k, n), Fraction(self.num, self.den)) if self.den is not None else (k, self.num)
-        return {
-            ">=": lhs >= rhs,
-            ">": lhs > rhs,
-            "<=": lhs <= rhs,
-            "<": lhs < rhs,
-            "==": lhs == rhs,
-            "!=": lhs != rhs,
-        }[self.op]
+        return _CMP[self.op](lhs, rhs)
 
     @property
     def at_least(self) -> bool:
         return self.op in (">=", ">")
-
-
-def parse_quorum(text: str | int, what: str) -> Quorum:
-    return _parse(str(text), "quorum", what)  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- analysis
@@ -233,18 +205,11 @@ class Env(Protocol):
 
 
 def compare(op: str, a: float, b: float) -> bool:
-    """Threshold comparison with the classifier's float slack (fate._series.EPS)."""
-    if op == ">=":
-        return a >= b - EPS
-    if op == "<=":
-        return a <= b + EPS
-    if op == ">":
-        return a > b + EPS
-    if op == "<":
-        return a < b - EPS
-    if op == "==":
-        return abs(a - b) <= EPS
-    return abs(a - b) > EPS
+    """Threshold comparison with the classifier's float slack (fate._series.EPS): `>=` and `<=`
+    forgive EPS, `>` and `<` demand more than EPS, `==` means within EPS."""
+    if op in ("==", "!="):
+        return (abs(a - b) <= EPS) == (op == "==")
+    return _CMP[op](a, b + (EPS if op in ("<=", ">") else -EPS))
 
 
 def eval_arith(node: object, env: Env) -> float | None:
@@ -253,22 +218,15 @@ def eval_arith(node: object, env: Env) -> float | None:
     if isinstance(node, Var):
         v = env.measure(node.name)
         return None if v is None else float(v)
-    if isinstance(node, Neg):
+    if isinstance(node, (Neg, Abs)):
         v = eval_arith(node.x, env)
-        return None if v is None else -v
-    if isinstance(node, Abs):
-        v = eval_arith(node.x, env)
-        return None if v is None else abs(v)
+        return None if v is None else (-v if isinstance(node, Neg) else abs(v))
     if isinstance(node, Arith):
         a, b = eval_arith(node.left, env), eval_arith(node.right, env)
         if a is None or b is None:
             return None
-        if node.op == "+":
-            return a + b
-        if node.op == "-":
-            return a - b
-        if node.op == "*":
-            return a * b
+        if node.op in _ARITH:
+            return _ARITH[node.op](a, b)
         return None if b == 0 else a / b
     raise TypeError(f"not an arithmetic node: {node!r}")
 
@@ -307,7 +265,3 @@ class Term:
     attr: str | None
     measure: object | None = None
     family: str | None = None
-
-
-def parse_term(text: str, what: str) -> Term:
-    return _parse(text, "term", what)  # type: ignore[return-value]

@@ -418,3 +418,25 @@ def parse(text: str, start: str, what: str) -> Any:
         raise fail_at("expected " + _expected(expected, start)) from None
     except UnexpectedInput as e:  # pragma: no cover - lark's other input errors
         raise UngrokError(f"{what}: cannot parse {text!r} ({type(e).__name__})") from None
+
+
+# --------------------------------------------------------------------------- entry points
+def parse_test(text: str, what: str) -> object:
+    return parse(str(text), "test", what)
+
+
+def parse_arith(text: str, what: str) -> object:
+    return parse(str(text), "arith", what)
+
+
+def parse_threshold(text: str, what: str) -> tuple[str, float]:
+    """`<= -0.8`: a comparison against a constant (Spearman rho, a cell mean)."""
+    return parse(str(text), "threshold", what)  # type: ignore[no-any-return]
+
+
+def parse_quorum(text: str | int, what: str) -> E.Quorum:
+    return parse(str(text), "quorum", what)  # type: ignore[no-any-return]
+
+
+def parse_term(text: str, what: str) -> E.Term:
+    return parse(str(text), "term", what)  # type: ignore[no-any-return]

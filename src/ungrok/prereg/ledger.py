@@ -31,32 +31,15 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ungrok.atomic import write_json
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_error
 from ungrok.hashing import sha256_json
 from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
-
-
-class Registry(Protocol):
-    """What the ledger needs of a frozen registry (registry.py's Registry); typed here so that
-    the ledger never imports registry.py (which imports the ledger)."""
-
-    def locked_seeds(self) -> set[int]: ...
-
-
-# registry.py installs its loader when it is imported (the package __init__ imports it)
-_load_registry: Callable[[Path], Registry] | None = None
-
-
-def use_registry_loader(load: Callable[[Path], Registry]) -> None:
-    global _load_registry
-    _load_registry = load
-
 
 LEDGER_NAME = "ledger.json"
 REGISTRY_NAME = "registry.json"
@@ -175,9 +158,8 @@ def read_ledger(run_dir: str | Path) -> Ledger:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UngrokError(f"{p}: not valid JSON any more (truncated or edited)") from None
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "top level"
-        raise UngrokError(f"{p}: not a readable read ledger ({LEDGER_FORMAT}) at {where}: {first['msg']}") from None
+        where, msg = first_error(e, top="top level", raw=True)
+        raise UngrokError(f"{p}: not a readable read ledger ({LEDGER_FORMAT}) at {where}: {msg}") from None
     check_chain(led, p)
     return led
 
@@ -239,50 +221,19 @@ def _relative(run_dir: str | Path, path: str | Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())).as_posix()
 
 
-# --------------------------------------------------------------------------- quarantine and reads
-def _registry_for(run_dir: str | Path, registry: Registry | None) -> Registry | None:
-    if registry is not None:
-        return registry
-    p = Path(run_dir) / REGISTRY_NAME
-    if not p.exists():
-        return None
-    if _load_registry is None:  # fail closed: never treat a quarantined seed as readable
-        raise UngrokError(f"{p}: no registry loader installed (import ungrok.prereg)")
-    return _load_registry(p)
-
-
-def check_readable(run_dir: str | Path, cell: str, seed: int, registry: Registry | None = None) -> None:
-    """Refuse (UngrokError) to read a quarantined seed's artifacts before it is unlocked.
-
-    The registry defaults to RUN_DIR/registry.json; with none, nothing is quarantined.
-    """
-    reg = _registry_for(run_dir, registry)
-    if reg is not None and int(seed) in reg.locked_seeds():
-        raise UngrokError(
-            f"cell {cell} seed {seed} is a quarantined replication seed: its artifacts may not be read "
-            "until `ungrok prereg unlock` records an unlock amendment"
-        )
-
-
-def record_read(
+# --------------------------------------------------------------------------- reads
+def record_first_read(
     run_dir: str | Path,
     artifact: str,
     *,
     clock: Clock = utc_now,
-    registry: Registry | None = None,
     sha256: str | None = None,
     path: str | Path | None = None,
 ) -> str:
-    """Record that an artifact is about to be read; return its first-read time.
+    """Append the first read of an artifact (kept: later reads never move it); return its time.
 
-    Call this before reading a run's trajectories, verdicts or margins. Quarantined
-    seeds are refused. The first time is kept: later reads never move it. `sha256` and
-    `path` (the file and its hash) are kept with the first read, so a freeze can bind
-    exactly what a pilot read saw and `verify` and `score` can tell a result that changed
-    since (a later read never replaces them).
-    """
-    cell, seed, _ = parse_artifact_key(artifact)
-    check_readable(run_dir, cell, seed, registry)
+    No quarantine check here: `ungrok.prereg.reads.record_read` checks the registry first and
+    is what every reader calls."""
     known = read_ledger(run_dir).reads.get(artifact)
     if known is not None:
         return known

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_error, first_error_line
 from ungrok.fate.classify import Fate
 from ungrok.jsonfile import load_json_model
 from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
@@ -128,7 +128,7 @@ def _fates_doc(run_dir: Path) -> tuple[dict[str, Any], str]:
 def pilot_record_from_run(run_dir: str | Path, *, clock: Clock = utc_now) -> PilotRecord:
     """Build a pilot record from a finished pilot run folder: its verdicts plus the sha256 of
     each run's traj.parquet (which must still be what the ledger saw at its first read)."""
-    from ungrok.experiment.tasks import TRAJ, seed_dir
+    from ungrok.experiment.layout import TRAJ, seed_dir
     from ungrok.hashing import sha256_file
 
     run = Path(run_dir)
@@ -155,10 +155,7 @@ def pilot_record_from_run(run_dir: str | Path, *, clock: Clock = utc_now) -> Pil
                                       peak=r["conflict_max"], final=r["conflict_final"],
                                       traj_sha256=hashes[key]))  # fmt: skip
         except ValidationError as e:
-            first = e.errors()[0]
-            raise UngrokError(
-                f"{run / name}: record {i}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
-            ) from None
+            raise UngrokError(first_error_line(e, f"{run / name}: record {i}", top="", raw=True)) from None
         except KeyError as e:
             raise UngrokError(f"{run / name}: record {i} lacks {e}") from None
         except (TypeError, ValueError) as e:
@@ -167,7 +164,7 @@ def pilot_record_from_run(run_dir: str | Path, *, clock: Clock = utc_now) -> Pil
     try:
         return PilotRecord(created_utc=stamp(clock), source=run.name, classifier_sha256=sha, entries=entries)
     except ValidationError as e:
-        raise UngrokError(f"{run / name}: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        raise UngrokError(f"{run / name}: {first_error(e)[1]}") from None
 
 
 def merge_pilot_records(records: list[PilotRecord], *, clock: Clock = utc_now) -> PilotRecord:

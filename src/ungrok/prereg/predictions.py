@@ -24,21 +24,17 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_error
 from ungrok.fate.gates import G3_FAMILIES, KS_FAMILIES
 from ungrok.prereg.evidence import BUILTIN_MEASURES, CM_MEASURES
 from ungrok.prereg.expr import (
     KEYWORDS,
     Term,
     negated,
-    parse_arith,
-    parse_quorum,
-    parse_term,
-    parse_test,
-    parse_threshold,
     reads,
     variables,
 )
+from ungrok.prereg.grammar import parse_arith, parse_quorum, parse_term, parse_test, parse_threshold
 from ungrok.prereg.shorthand import parse_shorthand
 
 # What a test reads that makes a gate apply by default (see `resolve_gates`). The letter is
@@ -493,8 +489,7 @@ def load(data: Sequence[Any], what: str = "registry") -> list[Any]:
     try:
         return list(PredictionList.model_validate({"items": list(data)}).items)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise UngrokError(f"{what}: a stored prediction is malformed ({first['msg']})") from None
+        raise UngrokError(f"{what}: a stored prediction is malformed ({first_error(e, raw=True)[1]})") from None
 
 
 def _reads_means(leaf: Any) -> bool:

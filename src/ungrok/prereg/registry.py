@@ -25,19 +25,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ungrok.atomic import write_text
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_error, first_error_line
 from ungrok.fate.config import ClassifierConfig
 from ungrok.hashing import sha256_file, sha256_json
 from ungrok.jsonfile import read_json
 from ungrok.prereg import predictions as preds
-from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
+from ungrok.prereg.clock import Clock, stamp, utc_now
 from ungrok.prereg.ledger import (
     REGISTRY_NAME,
     locked,
@@ -45,7 +44,6 @@ from ungrok.prereg.ledger import (
     record_registration,
     refuse_if_read,
     registrations_for,
-    use_registry_loader,
 )
 from ungrok.prereg.pilot import PilotBlock, PilotRecordRef, pilot_reads, record_ref
 from ungrok.probes.battery import battery_families
@@ -244,9 +242,7 @@ def read_experiment(path: str | Path) -> ExperimentPrereg:
     try:
         return ExperimentPrereg.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "top level"
-        raise UngrokError(f"{path}: {loc}: {first['msg'].removeprefix('Value error, ')}") from None
+        raise UngrokError(first_error_line(e, str(path))) from None
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -305,10 +301,8 @@ def freeze(
     try:
         cfg = ClassifierConfig(**exp.classifier)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise UngrokError(
-            f"{exp_path}: classifier.{'.'.join(map(str, first['loc']))}: {first['msg']}"
-        ) from None
+        loc, msg = first_error(e, raw=True)
+        raise UngrokError(f"{exp_path}: classifier.{loc}: {msg}") from None
 
     from ungrok.rules.registry import load_rules
 
@@ -464,10 +458,8 @@ def load_registry(path: str | Path, *, check_files: bool = False) -> Registry:
     try:
         reg = Registry.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise UngrokError(
-            f"{p}: malformed registry at {'.'.join(map(str, first['loc']))}: {first['msg']}"
-        ) from None
+        loc, msg = first_error(e, raw=True)
+        raise UngrokError(f"{p}: malformed registry at {loc}: {msg}") from None
     reg._path = p
     cfg = reg.classifier_config()
     if cfg.sha256() != reg.classifier_sha256:
@@ -496,91 +488,3 @@ def _check_file(reg_path: Path, fh: FileHash, what: str) -> None:
             f"{reg_path}: {what} {fh.path} changed since the freeze (sha256 {fh.sha256[:12]}… -> {now[:12]}…)"
         )
 
-
-def verify(path: str | Path) -> list[str]:
-    """Recompute every hash (registry, amendment chain, run ledger, experiment file,
-    batteries, pilot record, every result file read), check that the registry and ledger
-    bind each other and the order pilot -> freeze -> confirmatory training -> confirmatory
-    reads; the first problem (a changed result included) is a one-line UngrokError.
-    Returns one line per check that passed (integrity.py holds the shared check)."""
-    from ungrok.prereg.integrity import verify as verify_run
-
-    return verify_run(path)
-
-
-# --------------------------------------------------------------------------- amend and unlock
-class AmendFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    predictions: list[Any] = []
-    changes: str | None = None
-
-
-def _append(path: str | Path, build: Callable[[Registry, str], dict[str, Any]], clock: Clock) -> Amendment:
-    p = Path(path)
-    from ungrok.prereg.integrity import check_run
-
-    with locked(p.parent):
-        reg = check_run(p).registry  # a registry or ledger that `verify` refuses is never amended
-        now = stamp(clock)
-        last = reg.amendments[-1].created_utc if reg.amendments else reg.created_utc
-        if parse_stamp(now) <= parse_stamp(last):
-            raise UngrokError(f"{p}: the clock reads {now}, not after the registry's last entry ({last})")
-        body = build(reg, now)
-        raw = _read_raw(p)
-        entry = {"index": len(reg.amendments) + 1, "created_utc": now, "prev_sha256": reg.head_sha256,
-                 "ledger_head": read_ledger(p.parent).head, **body}  # fmt: skip
-        entry["sha256"] = sha256_json(entry)
-        raw["amendments"] = [*raw["amendments"], entry]
-        write_text(p, _to_text(raw))
-        record_registration(p.parent, p.name, f"amendment {entry['index']}", entry["sha256"], now, lock=False)
-    return Amendment.model_validate(entry)
-
-
-def amend(
-    path: str | Path,
-    amendment: str | Path | Mapping[str, Any],
-    reason: str,
-    *,
-    clock: Clock = utc_now,
-) -> Amendment:
-    """Append a dated amendment (new predictions and/or documented changes); earlier content
-    is never edited. New predictions are refused if their data were already read."""
-    if not reason or not reason.strip():
-        raise UngrokError("an amendment needs a --reason")
-    data = load_yaml(amendment, "amendment file") if not isinstance(amendment, Mapping) else amendment
-    try:
-        am = AmendFile.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise UngrokError(
-            f"amendment file: {'.'.join(map(str, first['loc'])) or 'top level'}: {first['msg']}"
-        ) from None
-    if not am.predictions and not (am.changes and am.changes.strip()):
-        raise UngrokError("amendment file: nothing to amend (give predictions and/or changes)")
-
-    def build(reg: Registry, now: str) -> dict[str, Any]:
-        compiled = preds.compile_predictions(am.predictions, reg.vocabulary(), taken=reg.names())
-        _refuse_post_hoc(read_ledger(Path(path).parent), compiled, reg.seeds, now)
-        return {"kind": "amend", "reason": reason.strip(), "predictions": preds.dump(compiled),
-                "changes": am.changes, "unlocked_seeds": []}  # fmt: skip
-
-    return _append(path, build, clock)
-
-
-def unlock(path: str | Path, reason: str, *, clock: Clock = utc_now) -> Amendment:
-    """Record an unlock amendment: the quarantined seeds become readable from now on."""
-    if not reason or not reason.strip():
-        raise UngrokError("unlocking the quarantine needs a --reason")
-
-    def build(reg: Registry, now: str) -> dict[str, Any]:
-        locked = sorted(reg.locked_seeds())
-        if not locked:
-            raise UngrokError(f"{path}: no quarantined seeds are locked")
-        return {"kind": "unlock", "reason": reason.strip(), "predictions": [], "changes": None,
-                "unlocked_seeds": locked}  # fmt: skip
-
-    return _append(path, build, clock)
-
-
-use_registry_loader(load_registry)  # the ledger reads registries without importing this module

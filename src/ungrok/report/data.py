@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_error_line
 from ungrok.fate.classify import FATES
 from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
 
@@ -140,9 +140,7 @@ def read_experiment(run_dir: Path) -> tuple[str, dict[str, CellInfo], list[int]]
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UngrokError(f"{path}: not valid JSON ({e})") from None
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "top level"
-        raise UngrokError(f"{path}: {loc}: {first['msg']}") from None
+        raise UngrokError(first_error_line(e, str(path), raw=True)) from None
     if not exp.cells:
         raise UngrokError(f"{path}: lists no cells")
     cells = {

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_error, first_error_line
 from ungrok.fate._series import ge
 from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
 from ungrok.report.data import (
@@ -151,9 +151,7 @@ def _read_suite(path: Path) -> _SuiteIn:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UngrokError(f"{path}: not valid JSON ({e})") from None
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "top level"
-        raise UngrokError(f"{path}: {loc}: {first['msg']}") from None
+        raise UngrokError(first_error_line(e, str(path), raw=True)) from None
 
 
 def _known_rows(hub: HubData, rows: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
@@ -226,9 +224,8 @@ def _load_fates(hub: HubData, folder: Path) -> None:
         try:
             hub.scale = HubScale.model_validate(doc["scale"])
         except ValidationError as e:
-            first = e.errors()[0]
-            loc = ".".join(str(x) for x in first["loc"]) or "top level"
-            hub.notes.append(f"hub_fates.json: scale.{loc}: {first['msg']}; no depth-by-scale statistic")
+            loc, msg = first_error(e, top="top level", raw=True)
+            hub.notes.append(f"hub_fates.json: scale.{loc}: {msg}; no depth-by-scale statistic")
 
 
 def load_hub(folder: str | Path, strict: bool = True) -> HubData:

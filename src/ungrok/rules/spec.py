@@ -154,6 +154,32 @@ class MarginSpec(Strict):
     neutral_frames: list[str] = []  # with {n}
 
 
+class StoryworldExpression(Strict):
+    """How the storyworld generator writes the rule into its stories (docs/corpora.md).
+
+    Each template is one sentence in storyworld's slot vocabulary ({N} a name, {P} its
+    pronoun, {animal}, {place}, ...). Its {CHOICE} slot is filled with a pair's rule phrase
+    at rate ratio / (1 + ratio), with the prior phrase otherwise; a template without one
+    is the agree context. `weight` is the rule's share of story sentences next to
+    storyworld's own categories; the corpus knob `ratios.<rule>` overrides `ratio`.
+    """
+
+    ratio: float = Field(20.0, ge=0.0, le=1e6, allow_inf_nan=False)
+    weight: float = Field(gt=0.0, le=1.0)
+    choices: list[tuple[str, str]] = Field(min_length=1)
+    templates: list[str] = Field(min_length=1)
+
+    @field_validator("templates")
+    @classmethod
+    def _choices_placed(cls, templates: list[str]) -> list[str]:
+        counts = [t.split().count("{CHOICE}") for t in templates]
+        if max(counts) > 1:
+            raise ValueError("a storyworld template holds at most one {CHOICE} slot")
+        if max(counts) == 0:
+            raise ValueError("no storyworld template holds the {CHOICE} slot")
+        return templates
+
+
 class RuleSpec(Strict):
     """A rule, declared once."""
 
@@ -168,6 +194,7 @@ class RuleSpec(Strict):
     kill: KillSpec | None = None
     rescue: RescueSpec | None = None
     margin: MarginSpec | None = None
+    storyworld: StoryworldExpression | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleSpec:

@@ -18,7 +18,7 @@ import numpy as np
 from ungrok.atomic import atomic_path
 from ungrok.corpus.shards import Corpus
 from ungrok.corpus.tokenizer import load_tokenizer
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_error
 from ungrok.executor import make_executor, mark_done, or_raise, pending
 from ungrok.rules.spec import RuleSpec
 from ungrok.support.kernel import Counts, Plan, count_array
@@ -209,6 +209,5 @@ def load_served_config(path: str | Path) -> SamplerConfig:
     try:
         return SamplerConfig.model_validate(doc)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise UngrokError(f"{p}: field {loc}: {first['msg']}") from None
+        loc, msg = first_error(e, raw=True)
+        raise UngrokError(f"{p}: field {loc}: {msg}") from None

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ungrok.corpus.shards import Manifest, read_manifest
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_error
 from ungrok.hashing import manifest_sha256
 from ungrok.model.gpt import ModelConfig
 from ungrok.model.optim import OptimizerConfig
@@ -66,10 +66,8 @@ class TrainConfig(BaseModel):
 
 def validation_line(e: ValidationError, where: str) -> str:
     """The first pydantic error as one line naming the field."""
-    first = e.errors()[0]
-    loc = ".".join(str(x) for x in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+    loc, msg = first_error(e)
+    if e.errors()[0]["type"] == "extra_forbidden":
         return f"{where}: unknown field {loc}"
     return f"{where}: field {loc}: {msg}" if loc else f"{where}: {msg}"
 
