@@ -255,3 +255,18 @@ def test_bf16_checkpoint_loads_upcast(tmp_path):
     w = loaded.model.wte.weight
     assert w.dtype == torch.float32
     assert torch.equal(w, model.wte.weight.bfloat16().float())
+
+
+@pytest.mark.parametrize(("core_fp32", "dtype"), [(True, torch.float32), (False, torch.bfloat16)])
+def test_cpu_bf16_attention_core_follows_its_switch(core_fp32, dtype):
+    """Under CPU bf16 autocast the attention core runs in fp32 unless switched off (train.cpu_attention):
+    the per-head outputs the core hands to W_O carry its dtype."""
+    model = _weighted_model(seed=7)
+    for m in model.modules():
+        if hasattr(m, "cpu_core_fp32"):
+            m.cpu_core_fp32 = core_fp32
+    seen: list[torch.dtype] = []
+    model.blocks[0].attn.hook_heads.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.randint(0, 97, (2, 9)))
+    assert seen == [dtype]

@@ -230,3 +230,17 @@ def test_compile_without_a_cxx_compiler_is_one_line(corpus, tiny_config, tmp_pat
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(UngrokError, match="train.compile needs a C\\+\\+ compiler"):
         train(tiny_config(compile=True), corpus, tmp_path / "x", progress=False)
+
+
+def test_cpu_attention_bf16_reaches_the_model_and_stays_reproducible(corpus, tiny_config, tmp_path):
+    """`cpu_attention: bf16` changes the arithmetic of a bf16 run (the attention core's precision)
+    and, like every mode, repeats bit for bit."""
+    cfg = tiny_config(precision="bf16", cpu_attention="bf16", sampler={"steps": 10})
+    a = train(cfg, corpus, tmp_path / "a", progress=False)
+    train(cfg, corpus, tmp_path / "b", progress=False)
+    fp32_core = train(tiny_config(precision="bf16", sampler={"steps": 10}), corpus, tmp_path / "c", progress=False)
+    for s in a.checkpoints:
+        assert same_weights(weights(tmp_path / "a", s), weights(tmp_path / "b", s))
+    last = a.checkpoints[-1]
+    assert not same_weights(weights(tmp_path / "a", last), weights(tmp_path / "c", last))
+    assert a.final_loss == pytest.approx(fp32_core.final_loss, abs=0.05)

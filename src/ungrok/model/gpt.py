@@ -82,6 +82,9 @@ class Attention(nn.Module):
         self.wo = nn.Linear(d, d, bias=False)
         # v <- lambda0 * v + lambda1 * ve on value-embedding layers
         self.ve_lambda = nn.Parameter(torch.full((2,), 0.5)) if cfg.has_value_embedding(layer) else None
+        # Under CPU bf16 autocast the attention core runs in fp32 unless the trainer says otherwise
+        # (train.cpu_attention): without AMX tiles its bf16 flash backward is the slow one.
+        self.cpu_core_fp32 = True
         self.hook_heads = HookPoint()  # [B, T, H, hd], value embeddings mixed in
 
     def forward(
@@ -96,9 +99,9 @@ class Attention(nn.Module):
             v = self.ve_lambda[0] * v + self.ve_lambda[1] * ve.view(shape)
         q, k = _norm(_rotate(q, cos, sin)), _norm(_rotate(k, cos, sin))
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # CPU bf16 training: the attention core stays fp32, whose CPU flash-attention
-            # backward is about 4x faster than its bf16 one at these head sizes.
+        if self.cpu_core_fp32 and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # CPU bf16 training: the attention core stays fp32; on a CPU without AMX its
+            # flash-attention backward is about 4x faster than the bf16 one at these head sizes.
             with torch.autocast("cpu", enabled=False):
                 y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
         else:

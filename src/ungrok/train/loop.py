@@ -164,6 +164,9 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
     torch.manual_seed(cfg.seed)
     model = GPT(mcfg)  # initialised on the CPU: the same weights whatever the device
     model.to(dev).train()
+    for m in model.modules():
+        if hasattr(m, "cpu_core_fp32"):
+            m.cpu_core_fp32 = cfg.cpu_attention == "fp32"
     muon, adamw = build_optimizers(model, cfg.optimizer)
     net: nn.Module = model
     if world.size > 1:
