@@ -11,6 +11,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ungrok.errors import UngrokError, first_error
@@ -152,9 +153,16 @@ def corpus_build(
     txt_mode: Annotated[
         str, typer.Option(help="'blocks': a document per blank-line block; 'file': per file.")
     ] = "blocks",  # noqa: E501
-    split: Annotated[str, typer.Option(help="Split of a saved DatasetDict or hub dataset.")] = "train",
+    split: Annotated[str, typer.Option(help="Split of a saved DatasetDict or --hf-dataset.")] = "train",
     hf_dataset: Annotated[
-        str | None, typer.Option(help="Stream a hub dataset by name (needs the hub).")
+        str | None,
+        typer.Option(
+            help="Stream a datasets repository: a folder laid out as on the Hub, or a hub name "
+            "(from the local cache when HF_HUB_OFFLINE=1)."
+        ),
+    ] = None,  # noqa: UP045,E501
+    hf_config: Annotated[
+        str | None, typer.Option(help="Config (subset) of --hf-dataset, as its card names it.")
     ] = None,  # noqa: UP045,E501
     dtype: Annotated[str, typer.Option(help="auto, uint16 or uint32.")] = "auto",
     shard_tokens: Annotated[int, typer.Option(help="Tokens per shard file.")] = 50_000_000,
@@ -162,7 +170,7 @@ def corpus_build(
 ) -> None:
     """Tokenize a corpus into shards + manifest (streaming, deterministic, atomic)."""
     from ungrok.corpus.build import BuildOptions, build_corpus, describe
-    from ungrok.corpus.ingest import expand_inputs, hub_documents, iter_documents
+    from ungrok.corpus.ingest import expand_inputs, hf_dataset_documents, iter_documents
     from ungrok.progress import bar
 
     if txt_mode not in ("blocks", "file"):
@@ -172,10 +180,13 @@ def corpus_build(
 
     paths = list(inputs or [])
     if not paths and not hf_dataset:
-        raise UngrokError("give at least one input file or folder, or --hf-dataset NAME")
+        raise UngrokError("give at least one input file or folder, or --hf-dataset NAME_OR_FOLDER")
+    if hf_config and not hf_dataset:
+        raise UngrokError("--hf-config needs --hf-dataset")
+    hf_folder = Path(hf_dataset).expanduser() if hf_dataset and Path(hf_dataset).expanduser().is_dir() else None
     check_at_least(shard_tokens, 1, "--shard-tokens")
     check_at_least(train_docs, 1, "--train-docs")
-    guard_output(out_dir, inputs=[*paths, tokenizer], force=force, exists_ok=True, folder=True, corpus=True)
+    guard_output(out_dir, inputs=[*paths, tokenizer, hf_folder], force=force, exists_ok=True, folder=True, corpus=True)
     files = expand_inputs(paths) if paths else []
     opts = BuildOptions(
         vocab_size=vocab_size,
@@ -190,13 +201,15 @@ def corpus_build(
 
     def documents():  # noqa: ANN202
         if hf_dataset:
-            yield from hub_documents(hf_dataset, text_field, split)
+            yield from hf_dataset_documents(hf_dataset, text_field, split, hf_config)
         if files:
             yield from iter_documents(files, text_field, txt_mode, split)  # type: ignore[arg-type]
 
     source = {
         "inputs": [{"name": f.name, "bytes": _size(f)} for f in files],
-        "hf_dataset": hf_dataset,
+        # a folder by its name, like the inputs, so a copy elsewhere rebuilds byte-identically
+        "hf_dataset": hf_folder.resolve().name if hf_folder else hf_dataset,
+        **({"hf_config": hf_config} if hf_config else {}),
     }
     t0 = time.perf_counter()
     with bar("encoding", None) as p:
@@ -571,7 +584,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except UngrokError as e:
-        err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        # escaped: a message may name a pip extra, pip install 'ungrok[trackers]', that is not markup
+        err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except ValidationError as e:
         loc, msg = first_error(e, top="input", raw=True)

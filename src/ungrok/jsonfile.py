@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,3 +36,16 @@ def load_json_model(path: str | Path, model: type[M], what: str) -> M:
         return model.model_validate(data)
     except ValidationError as e:
         raise UngrokError(first_error_line(e, f"{p}: {what}")) from None
+
+
+def iter_jsonl(text: str, label: str) -> Iterator[tuple[str, Any]]:
+    """(`label:line`, value) for every non-blank line of JSONL text; a line that does not parse
+    raises one UngrokError naming it."""
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{label}:{n}"
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UngrokError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None

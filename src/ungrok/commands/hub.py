@@ -163,6 +163,44 @@ def hub_classify(
               highlight=False, soft_wrap=True)  # fmt: skip
 
 
+@hub_app.command("mech")
+def hub_mech_cmd(
+    models: Annotated[
+        list[str], typer.Option(help="GPT-NeoX hub model ids; repeat the flag or comma-separate.")
+    ],
+    revisions: Annotated[
+        list[str], typer.Option(help="auto, thinned, or revision names; repeat the flag or comma-separate.")
+    ],
+    rule: Annotated[str, typer.Option(help="Rule with a margin section and one-token targets.")],
+    battery: Annotated[Path, typer.Option(help="Battery JSONL with the rule's held-out conflict and agree items.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for traj.mech.parquet (a hub suite folder works).")],
+    executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    workers: Annotated[int, typer.Option(help="Tasks at once.")] = 1,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (with --executor ray).")] = None,  # noqa: UP045
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (weights are always float32).")] = "auto",
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Set HF_HUB_OFFLINE=1: load from the local hub cache only.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force/--no-force", help="Recompute revisions already stored.")] = False,
+    rules_dir: Annotated[Optional[Path], typer.Option("--rules-dir", help="Folder of user rule YAML files.")] = None,  # noqa: UP045
+) -> None:
+    """Logit-gap decomposition, head attribution and cue decodability on GPT-NeoX checkpoints
+    (read through nnsight) into OUT/traj.mech.parquet; descriptive, resumable."""
+    from ungrok.mech.hub import hub_mech, raise_failures
+    from ungrok.outputs import guard_output
+
+    guard_output(out, inputs=[battery, rules_dir], exists_ok=True, folder=True)
+    spec = [r for item in revisions for r in item.split(",")]
+    summary = hub_mech(models, spec[0] if len(spec) == 1 else spec, rule, battery, out, executor=executor,
+                       workers=workers, address=address, device=device, offline=True if offline else None,
+                       force=force, rules_dir=rules_dir)  # fmt: skip
+    con = output_console()
+    for line in summary.lines():
+        style = "red" if line.startswith("failed") else "yellow" if line.startswith("skipped") else None
+        con.print(line, style=style, highlight=False, soft_wrap=True)
+    raise_failures(summary)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `hub` sub-app to the top-level app."""
     app.add_typer(hub_app, name="hub")

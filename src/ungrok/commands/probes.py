@@ -1,4 +1,4 @@
-"""`ungrok probes build|show`: probe batteries from rule specs, and what a battery file holds."""
+"""`ungrok probes build|show|export`: probe batteries from rule specs, what a battery file holds, lm-eval tasks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from rich.table import Table
 
 from ungrok.progress import output_console
 
-probes_app = typer.Typer(help="Probe batteries: build from rules, show a battery file.", no_args_is_help=True)
+probes_app = typer.Typer(
+    help="Probe batteries: build from rules, show a battery file, export as lm-eval tasks.",
+    no_args_is_help=True,
+)
 
 
 @probes_app.command("build")
@@ -59,6 +62,43 @@ def show(battery_file: Annotated[Path, typer.Argument(help="Battery JSONL file."
     if battery.file_sha256 != battery.sha256:
         out.print(f"file sha256 {battery.file_sha256} (the file is not in canonical form; the battery's "
                   "identity is the canonical hash above)", soft_wrap=True)  # fmt: skip
+
+
+@probes_app.command("export")
+def export(
+    battery_file: Annotated[Path, typer.Argument(help="Battery JSONL file.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder of lm-eval task YAML files to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="Export format: lm-eval.")] = "lm-eval",
+    margins: Annotated[
+        Optional[str], typer.Option(help="Comma-separated margin rules (default: every family with one).")
+    ] = None,
+    no_margins: Annotated[bool, typer.Option("--no-margins", help="Export no margin tasks.")] = False,
+    rules_dir: Annotated[
+        Optional[Path], typer.Option("--rules-dir", help="Folder of user rule YAML files.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing export folder.")] = False,
+) -> None:
+    """Write the battery as lm-eval tasks (one per family/condition/split, margins) and their group."""
+    from ungrok.errors import UngrokError
+    from ungrok.outputs import guard_output
+    from ungrok.probes.battery import load_battery
+    from ungrok.probes.lmeval import export_lm_eval
+    from ungrok.probes.margins import margin_rules
+
+    if fmt != "lm-eval":
+        raise UngrokError(f"--format must be lm-eval, not {fmt!r}")
+    if margins is not None and no_margins:
+        raise UngrokError("give --margins or --no-margins, not both")
+    guard_output(out, inputs=[battery_file, rules_dir], force=force, folder=True)
+    battery = load_battery(battery_file)
+    wanted = [r.strip() for r in margins.split(",") if r.strip()] if margins else None
+    prompt_sets = [] if no_margins else margin_rules(battery.families, wanted, rules_dir)
+    man = export_lm_eval(battery, battery_file, prompt_sets, out, force=force)
+    output_console().print(
+        f"wrote {out}: group {man['group']}, {len(man['tasks'])} tasks, battery sha256 {battery.sha256}; "
+        f"run: lm_eval --include_path {out} --tasks {man['group']} --log_samples --output_path RESULTS",
+        soft_wrap=True,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""`ungrok score`: a battery (and rule margins) over a run's checkpoints or a hub model's revisions."""
+"""`ungrok score`: a battery (and rule margins) over a run's checkpoints, a hub model's revisions, or lm-eval logs."""
 
 from __future__ import annotations
 
@@ -67,6 +67,10 @@ def score(
     bos: Annotated[
         bool, typer.Option("--bos", help="Prepend the tokenizer's BOS id (models trained with one).")
     ] = False,
+    from_lm_eval: Annotated[
+        Optional[Path],
+        typer.Option("--from-lm-eval", help="lm-eval --output_path folder of runs of `probes export` tasks."),
+    ] = None,
 ) -> None:
     """Score every checkpoint into OUT (one row per step/family/condition/split) and OUT.margins.parquet."""
     from ungrok.probes.battery import load_battery
@@ -74,8 +78,12 @@ def score(
     from ungrok.probes.trajectories import TrajectoryStore, score_checkpoints
     from ungrok.progress import bar
 
+    if from_lm_eval is not None:
+        if run is not None or hf is not None or revisions is not None or margins is not None:
+            raise UngrokError("--from-lm-eval reads scores; give no --run, --hf, --revisions or --margins")
+        return _from_lm_eval(from_lm_eval, battery, out, run_name, items, no_margins)
     if (run is None) == (hf is None):
-        raise UngrokError("give exactly one of --run DIR or --hf NAME")
+        raise UngrokError("give exactly one of --run DIR, --hf NAME or --from-lm-eval DIR")
     if hf is not None and tokenizer is not None:
         raise UngrokError("--tokenizer is for --run; a hub model brings its own tokenizer")
     if run is not None and revisions is not None:
@@ -112,6 +120,30 @@ def score(
         con.print(f"{summary.items_skipped} item(s) skipped: prefix or continuation encodes to nothing",
                   soft_wrap=True)  # fmt: skip
     _show_last(con, store, sources[-1].run, bat.sha256)
+
+
+def _from_lm_eval(
+    results: Path, battery: Path, out: Path, run_name: str | None, items: bool, no_margins: bool
+) -> None:
+    """Import lm-eval sample logs into the same tables `ungrok score` writes."""
+    from ungrok.outputs import guard_output
+    from ungrok.probes.battery import load_battery
+    from ungrok.probes.lmeval import import_lm_eval, store_imported
+    from ungrok.probes.trajectories import TrajectoryStore
+
+    guard_output(out, inputs=[battery, results], exists_ok=True, suffixes=(".parquet",))
+    bat = load_battery(battery)
+    runs = import_lm_eval(results, bat, run_name, margins=not no_margins)
+    store = TrajectoryStore(out, items=items)
+    added = store_imported(store, runs, bat)
+    rules = sorted({m.rule for r in runs for m in r.margins})
+    con = output_console()
+    con.print(
+        f"imported {len(runs)} lm-eval run(s) ({added} new) into {out}; battery sha256 {bat.sha256[:12]}…"
+        + (f"; margins: {', '.join(rules)}" if rules else "; no margins"),
+        soft_wrap=True,
+    )
+    _show_last(con, store, runs[-1].run, bat.sha256)
 
 
 def _run_sources(

@@ -37,6 +37,11 @@ def train(
     monitor_rules: Annotated[
         Optional[str], typer.Option(help="Comma-separated families to watch (default: all in the battery).")
     ] = None,
+    log: Annotated[
+        Optional[list[str]],
+        typer.Option("--log", help="Also log curves to tensorboard, wandb (offline) or trackio (local); "
+                     "repeatable or a comma list (overrides the config's log)."),
+    ] = None,
 ) -> None:
     """Train a model on a corpus: checkpoints on the paper's schedule, loss log, exact resume."""
     from ungrok.corpus.shards import Corpus
@@ -49,7 +54,7 @@ def train(
     check_seed(seed)
     check_at_least(steps, 1, "--steps")
     guard_output(out, inputs=[config, data, monitor_battery], force=force, exists_ok=True, folder=True)
-    cfg = load_train_config(config, seed=seed, steps=steps, precision=precision, compile=compile_model)
+    cfg = load_train_config(config, seed=seed, steps=steps, precision=precision, compile=compile_model, log=log)
     check_seed(cfg.seed, f"{config}: seed")
     Corpus(data)  # hashes, and every token id inside the vocabulary, before any training
     callbacks = []

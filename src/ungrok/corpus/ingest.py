@@ -2,13 +2,16 @@
 
 Formats: `.txt` (one document per blank-line-separated block, or per file),
 `.jsonl` (a text field), `.parquet` (a text column), a Hugging Face dataset saved
-with `save_to_disk`, or a hub dataset by name (`datasets.load_dataset`, streamed).
-Folders expand to their files in sorted order, so a rebuild reads the same stream.
+with `save_to_disk`, or a `datasets` repository (`hf_dataset_documents`): a folder laid
+out as on the Hub, or a hub name, online or from the local cache under HF_HUB_OFFLINE=1,
+always streamed. Folders expand to their files in sorted order, so a rebuild reads the
+same stream.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -109,10 +112,19 @@ def _parquet_documents(path: Path, field: str) -> Iterator[str]:
 
 
 def _hf_column(ds: object, field: str, where: str) -> Iterator[str]:
-    names = getattr(ds, "column_names", None) or []
-    if field not in names:
-        raise UngrokError(f"{where}: no {field!r} column (set it with --text-field)")
-    for batch in ds.iter(batch_size=1024):  # type: ignore[attr-defined]
+    """The text column of a Dataset or IterableDataset, batch by batch (never the whole split)."""
+    names = getattr(ds, "column_names", None)  # None: a stream whose features are not declared
+    if names is not None and field not in names:
+        raise UngrokError(f"{where}: no {field!r} column (has {', '.join(names)}; set it with --text-field)")
+    kind = (getattr(ds, "features", None) or {}).get(field)
+    if kind is not None and getattr(kind, "dtype", None) not in ("string", "large_string"):
+        # Stringifying numbers or lists would train on text no one wrote.
+        raise UngrokError(f"{where}: column {field!r} holds {kind}, not text (set --text-field)")
+    if names is not None and len(names) > 1:
+        ds = ds.select_columns([field])  # type: ignore[attr-defined]  # decode only the text
+    for batch in _batches(ds, where):
+        if field not in batch:
+            raise UngrokError(f"{where}: no {field!r} field (has {', '.join(batch)}; set it with --text-field)")
         for text in batch[field]:
             if text is None:
                 continue
@@ -121,13 +133,50 @@ def _hf_column(ds: object, field: str, where: str) -> Iterator[str]:
             yield text
 
 
+class _HeldErrors(logging.Handler):
+    """Holds the `datasets` builders' ERROR records (they name the file that failed) for the
+    one-line error, so the failure is not printed twice; every other record passes on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            self.errors.append(record.getMessage())
+        else:
+            logging.getLogger("datasets").handle(record)
+
+
+def _batches(ds: object, where: str) -> Iterator[dict]:
+    """Batches of a dataset; a shard that does not parse mid-stream is bad input, not a crash."""
+    builders = logging.getLogger("datasets.packaged_modules")
+    held, propagate = _HeldErrors(), builders.propagate
+    builders.addHandler(held)
+    builders.propagate = False
+    try:
+        it = iter(ds.iter(batch_size=1024))  # type: ignore[attr-defined]
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid/ArrowIOError among them
+                reason = held.errors[-1] if held.errors else _first_line(e)
+                raise UngrokError(f"{where}: cannot read a data file ({reason})") from None
+            yield batch
+    finally:
+        builders.removeHandler(held)
+        builders.propagate = propagate
+
+
 def _hf_saved_documents(path: Path, field: str, split: str) -> Iterator[str]:
     import datasets
 
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:  # datasets raises many kinds
-        raise UngrokError(f"{path}: not a loadable saved dataset ({str(e).splitlines()[0]})") from None
+        raise UngrokError(f"{path}: not a loadable saved dataset ({_first_line(e)})") from None
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise UngrokError(f"{path}: no split {split!r} (has {', '.join(ds.keys())})")
@@ -135,19 +184,142 @@ def _hf_saved_documents(path: Path, field: str, split: str) -> Iterator[str]:
     yield from _hf_column(ds, field, str(path))
 
 
-def hub_documents(name: str, field: str = "text", split: str = "train") -> Iterator[str]:
-    """Stream a hub dataset by name (needs network access to the hub; not used in tests)."""
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _looks_like_path(source: str) -> bool:
+    """A hub id is `name` or `owner/name`; anything else the user meant as a folder."""
+    return Path(source).is_absolute() or source.startswith(("./", "../", "~")) or source.count("/") > 1
+
+
+def _offline() -> bool:
     import datasets
+    import huggingface_hub.constants as hc
+
+    return bool(hc.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE)
+
+
+def _pick_split(dd: object, split: str, where: str) -> object:
+    """One split of a streamed IterableDatasetDict, named by the user; a miss lists the splits."""
+    if split not in dd:  # type: ignore[operator]
+        raise UngrokError(f"{where}: no split {split!r} (has {', '.join(dd)}; set it with --split)")  # type: ignore[arg-type]
+    return dd[split]  # type: ignore[index]
+
+
+def _card_configs(folder: Path) -> dict:
+    """config name -> its card entry (data_files ...), as `datasets` parses the card; {} without one."""
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
+
+    card = folder / "README.md"
+    if not card.is_file():
+        return {}
+    try:
+        return dict(MetadataConfigs.from_dataset_card_data(DatasetCard.load(card).data))
+    except Exception:  # a card that does not parse declares nothing usable
+        return {}
+
+
+def _card_data_files(folder: Path, config: str) -> object | None:
+    """The `data_files` the dataset card declares for `config`, or None when it declares none.
+
+    A snapshot downloaded with an include pattern (FineWeb-Edu's sample-10BT, say) holds the
+    card and one config's files only; `datasets` infers the repository's format from the
+    default config's files and finds none, so the named config is read by its own files.
+    """
+    return (_card_configs(folder).get(config) or {}).get("data_files")
+
+
+def _stream_folder(folder: Path, config: str | None, split: str, where: str) -> object:
+    """A split of a dataset repository folder, streamed: datasets reads its card and shards."""
+    import datasets
+    from datasets.exceptions import DataFilesNotFoundError
 
     try:
-        ds = datasets.load_dataset(name, split=split, streaming=True)
-    except Exception as e:
-        raise UngrokError(f"--hf-dataset {name}: cannot load ({str(e).splitlines()[0]})") from None
-    for rec in ds:
-        if field not in rec:
-            raise UngrokError(f"--hf-dataset {name}: no {field!r} field (set it with --text-field)")
-        if rec[field] is not None:
-            yield str(rec[field])
+        try:
+            dd = datasets.load_dataset(str(folder), name=config, streaming=True)
+        except (DataFilesNotFoundError, FileNotFoundError):
+            files = _card_data_files(folder, config) if config else None
+            if not files:
+                raise
+            dd = datasets.load_dataset(str(folder), data_files=files, streaming=True)
+    except (DataFilesNotFoundError, FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as e:
+        configs = [] if config else list(_card_configs(folder))
+        hint = f"; its card names configs {', '.join(configs)} (set --hf-config)" if configs else ""
+        raise UngrokError(
+            f"{where}: not a dataset repository (no data files datasets can read: {_first_line(e)}){hint}"
+        ) from None
+    except ValueError as e:  # an unknown config, or a card that does not parse
+        raise UngrokError(f"{where}: {_first_line(e)} (set --hf-config)") from None
+    return _pick_split(dd, split, where)
+
+
+def _stream_hub(name: str, config: str | None, split: str) -> object:
+    """A split of a hub dataset: streamed from the hub, or from the local cache when offline.
+
+    Offline, the cache can hold the repository's files (a `hf download` or an earlier
+    download: a snapshot under HF_HUB_CACHE, read like a folder) or a prepared copy
+    (an earlier non-streaming `load_dataset`, under HF_DATASETS_CACHE, which `datasets`
+    resolves by name itself).
+    """
+    import datasets
+
+    where = f"--hf-dataset {name}"
+    if _offline():
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            folder = snapshot_download(name, repo_type="dataset", local_files_only=True)
+        except LocalEntryNotFoundError:
+            folder = None
+        if folder is not None:
+            return _stream_folder(Path(folder), config, split, f"{where} (hub cache)")
+    try:
+        dd = datasets.load_dataset(name, name=config, streaming=True)
+    except ConnectionError as e:
+        if _offline():
+            raise UngrokError(
+                f"{where}: not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 forbids "
+                f"downloading it (run once online, or `hf download {name} --repo-type dataset`)"
+            ) from None
+        raise UngrokError(
+            f"{where}: cannot reach the Hugging Face Hub ({_first_line(e)}); "
+            "set HF_HUB_OFFLINE=1 to read a cached copy"
+        ) from None
+    except Exception as e:  # datasets raises many kinds (not found, gated, unknown config)
+        raise UngrokError(f"{where}: cannot load ({_first_line(e)})") from None
+    return _pick_split(dd, split, where)
+
+
+def hf_dataset_documents(
+    source: str, field: str = "text", split: str = "train", config: str | None = None
+) -> Iterator[str]:
+    """Stream the text of one split of a `datasets` repository: a folder or a hub name.
+
+    A folder is read as `datasets.load_dataset(folder, streaming=True)` reads it (parquet,
+    jsonl, csv ... shards, per-split folders or file names, a README.md card's `configs:`);
+    a folder written by `save_to_disk` is read as a saved dataset (memory-mapped). No split
+    is ever held in memory: rows arrive batch by batch, shard after shard.
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if is_hf_saved_dataset(path):
+            if config:
+                raise UngrokError(f"--hf-dataset {source}: a saved dataset has no configs; drop --hf-config")
+            yield from _hf_saved_documents(path, field, split)
+            return
+        where = f"--hf-dataset {source}"
+        ds = _stream_folder(path, config, split, where)
+    elif path.exists():
+        raise UngrokError(f"--hf-dataset {source}: is a file, not a dataset folder (give it as an input)")
+    elif _looks_like_path(source):
+        raise UngrokError(f"--hf-dataset {source}: folder not found")
+    else:
+        where = f"--hf-dataset {source}"
+        ds = _stream_hub(source, config, split)
+    yield from _hf_column(ds, field, where)
 
 
 def iter_documents(

@@ -1,4 +1,4 @@
-"""The logit-gap decomposition for Hugging Face GPT-NeoX models (Pythia), by forward hooks.
+"""The mechanism instruments for Hugging Face GPT-NeoX models (Pythia), read through nnsight.
 
 The residual stream of GPTNeoX is a sum too (parallel or sequential residual alike):
 x_final = embed + sum_l attn_l + sum_l mlp_l. Its final LayerNorm is not linear, but
@@ -7,28 +7,37 @@ with its realised mean and std held fixed it is, per part c:
     term(c) = (c - mean(c)) * g / std(x_final) . (w_rule - w_prior),  plus b . (w_rule - w_prior)
 
 where g, b are the LayerNorm's gain and bias. The attention term splits into heads
-through the column slices of the `dense` projection applied to its input; the bias
-vectors (each `dense` bias, each MLP output bias, the final LayerNorm bias) add terms
-that do not depend on the tokens except through std, reported together as "bias".
+through the column slices of the `dense` projection applied to its input (the head
+table is those terms); the bias vectors (each `dense` bias, each MLP output bias, the
+final LayerNorm bias) add terms that do not depend on the tokens except through std,
+reported together as "bias". Cue decodability is decode.py's cross-frame nearest class
+mean on the RMS-normalised last-position residual after each layer.
 
-Why forward hooks rather than TransformerLens or nnsight: read-only hooks (embed_in's
-output, attention.dense's input, the mlp's output, final_layer_norm's input) reach
-everything the decomposition needs on the unmodified transformers class, so the gap is
-the model's own logits at any revision, with no second implementation of the model and
-no new dependency. TransformerLens re-implements the model and by default folds and
-centres LayerNorm weights (a different parametrisation whose outputs must be checked
-against transformers anyway); nnsight wraps the same hooks behind a tracing context.
+Why nnsight: one trace of the unmodified transformers GPTNeoXForCausalLM reads every
+site these need (embed_in's output, each attention.dense's input, each MLP's and each
+layer's output, final_layer_norm's input, the logits), so the gap is the model's own
+logits at any revision, with no second implementation of the model. TransformerLens
+re-implements GPT-NeoX and by default folds and centres the LayerNorm weights, a
+different parametrisation whose outputs must be checked against transformers anyway.
+nnsight installs an inert controller as each wrapped module's `forward` (it changes no
+output outside a trace); it is imported on first use (the `interp` extra).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ungrok.errors import UngrokError
+from ungrok.mech.decode import Decodability, nearest_mean_accuracy
 from ungrok.mech.decompose import TOLERANCE, Decomposition, summarize_terms
-from ungrok.mech.prompts import MechPrompts
+from ungrok.mech.prompts import MechPrompts, pad
+from ungrok.mech.rows import mech_row
+from ungrok.mech.trace import head_key
 
 
 def _base(model: Any) -> Any:
@@ -40,62 +49,72 @@ def _base(model: Any) -> Any:
     return base
 
 
+def _check_fp32(model: Any) -> None:
+    if next(model.parameters()).dtype != torch.float32:
+        raise UngrokError(
+            "the GPT-NeoX instruments need float32 weights (load the model with dtype float32)"
+        )
+
+
+def _nnsight() -> Any:
+    try:
+        import nnsight
+    except ImportError:
+        raise UngrokError("the GPT-NeoX instruments need nnsight (pip install 'ungrok[interp]')") from None
+    return nnsight
+
+
+def _first(value: Any) -> torch.Tensor:
+    """A module output that may be a tuple (older transformers layers) -> its hidden states."""
+    return value[0] if isinstance(value, tuple) else value
+
+
+@torch.no_grad()
+def read_sites(model: Any, seqs: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """One nnsight trace of the model on right-padded `seqs`; every site at each row's last token.
+
+    Keys: embed, z{l} (attention.dense input), mlp{l}, resid{l} (layer l's output), final
+    (final_layer_norm's input), logits. Float64 on the CPU, [B, d] (logits [B, V]).
+    """
+    nnsight = _nnsight()
+    _base(model)
+    idx, last = pad(seqs)
+    mask = (torch.arange(idx.shape[1])[None] <= last[:, None]).long()
+    dev = next(model.parameters()).device
+    traced = nnsight.NNsight(model)
+    seen: dict[str, Any] = {}
+    was = model.training
+    model.eval()
+    try:
+        with traced.trace(input_ids=idx.to(dev), attention_mask=mask.to(dev), use_cache=False):
+            # requested in execution order: nnsight serves each site as the forward reaches it
+            seen["embed"] = traced.gpt_neox.embed_in.output.save()
+            for i, layer in enumerate(traced.gpt_neox.layers):
+                seen[f"z{i}"] = layer.attention.dense.input.save()
+                seen[f"mlp{i}"] = layer.mlp.output.save()
+                seen[f"resid{i}"] = layer.output.save()
+            seen["final"] = traced.gpt_neox.final_layer_norm.input.save()
+            seen["logits"] = traced.output.logits.save()
+    finally:
+        model.train(was)
+    rows = torch.arange(len(seqs))
+    return {k: _first(v)[rows, last.to(_first(v).device)].double().cpu() for k, v in seen.items()}
+
+
 @torch.no_grad()
 def decompose_neox(model: Any, prompts: MechPrompts, tol: float = TOLERANCE) -> Decomposition:
     """Split the mean rule-prior logit gap of a GPTNeoXForCausalLM on the CM prompts (fp32 weights)."""
     base = _base(model)
-    if next(model.parameters()).dtype != torch.float32:
-        raise UngrokError(
-            "the GPT-NeoX decomposition needs float32 weights (load the model with dtype float32)"
-        )
-    cfg = model.config
-    n_head = cfg.num_attention_heads
-    seen: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def keep(name: str, pre: bool = False):  # noqa: ANN202
-        def hook(_m: Any, args: Any, out: Any = None) -> None:
-            value = args[0] if pre else (out[0] if isinstance(out, tuple) else out)
-            seen[name] = value.detach()
-
-        return hook
-
-    handles.append(base.embed_in.register_forward_hook(keep("embed")))
-    for i, layer in enumerate(base.layers):
-        handles.append(layer.attention.dense.register_forward_pre_hook(keep(f"z{i}", pre=True)))
-        handles.append(layer.mlp.register_forward_hook(keep(f"mlp{i}")))
-    handles.append(base.final_layer_norm.register_forward_pre_hook(keep("final", pre=True)))
-
-    seqs = prompts.cm_ids
-    width = max(len(s) for s in seqs)
-    idx = torch.zeros((len(seqs), width), dtype=torch.long)
-    mask = torch.zeros_like(idx)
-    for r, s in enumerate(seqs):
-        idx[r, : len(s)] = torch.tensor(s)
-        mask[r, : len(s)] = 1
-    last = mask.sum(1) - 1
-    dev = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    try:
-        logits = model(input_ids=idx.to(dev), attention_mask=mask.to(dev), use_cache=False).logits
-    finally:
-        model.train(was)
-        for h in handles:
-            h.remove()
-
-    rows = torch.arange(len(seqs))
-
-    def at_last(t: torch.Tensor) -> torch.Tensor:
-        return t[rows, last.to(t.device)].double().cpu()
-
+    _check_fp32(model)
+    n_head = model.config.num_attention_heads
+    seen = read_sites(model, prompts.cm_ids)
     ln = base.final_layer_norm
     head = model.get_output_embeddings()
     w = head.weight.double().cpu()
     dw = w[prompts.rule_id] - w[prompts.prior_id]
     gain = ln.weight.double().cpu() if ln.weight is not None else torch.ones_like(dw)
     g_dw = gain * dw
-    x = at_last(seen["final"])
+    x = seen["final"]
     std = (x.var(-1, unbiased=False) + ln.eps).sqrt()
 
     def term(v: torch.Tensor) -> torch.Tensor:  # [B, d] or [d] -> [B]
@@ -108,26 +127,25 @@ def decompose_neox(model: Any, prompts: MechPrompts, tol: float = TOLERANCE) -> 
     for i, layer in enumerate(base.layers):
         dense = layer.attention.dense
         wd = dense.weight.double().cpu()  # [d, H * hd]
-        z = at_last(seen[f"z{i}"]).view(len(seqs), n_head, -1)
-        per_head = torch.stack(
-            [term(z[:, h] @ wd[:, h * z.shape[-1] : (h + 1) * z.shape[-1]].T) for h in range(n_head)]
-        )
+        z = seen[f"z{i}"].view(len(prompts.cm_ids), n_head, -1)
+        hd = z.shape[-1]
+        per_head = torch.stack([term(z[:, h] @ wd[:, h * hd : (h + 1) * hd].T) for h in range(n_head)])
         heads.append(per_head)
         attn.append(per_head.sum(0))
         if dense.bias is not None:
             bias = bias + term(dense.bias.double().cpu())
         b_mlp = layer.mlp.dense_4h_to_h.bias
-        m = at_last(seen[f"mlp{i}"])
+        m = seen[f"mlp{i}"]
         if b_mlp is not None:
             m = m - b_mlp.double().cpu()
             bias = bias + term(b_mlp.double().cpu())
         mlp.append(term(m))
-    lg = at_last(logits)
+    lg = seen["logits"]
     gap = lg[:, prompts.rule_id] - lg[:, prompts.prior_id]
     if head.bias is not None:
         gap = gap - (head.bias[prompts.rule_id] - head.bias[prompts.prior_id]).double().cpu()
     return summarize_terms(
-        term(at_last(seen["embed"])),
+        term(seen["embed"]),
         torch.stack(attn),
         torch.stack(heads),
         torch.stack(mlp),
@@ -136,3 +154,40 @@ def decompose_neox(model: Any, prompts: MechPrompts, tol: float = TOLERANCE) -> 
         bias=bias,
         what="GPT-NeoX model",
     )
+
+
+@dataclass(frozen=True)
+class HeadAttribution:
+    """Each head's decomposition term ([n_layer, n_head], signed nats) and its share of Σ|terms|."""
+
+    attribution: np.ndarray
+    share: np.ndarray
+
+    def rows(self, run: str, step: int, rule: str, prompts_sha256: str) -> list[dict[str, Any]]:
+        out = []
+        n_layer, n_head = self.attribution.shape
+        for layer in range(n_layer):
+            for h in range(n_head):
+                for metric, arr in (("attribution", self.attribution), ("share", self.share)):
+                    out.append(mech_row(run, step, rule, "heads", head_key(layer, h), metric,
+                                        float(arr[layer, h]), prompts_sha256))  # fmt: skip
+        return out
+
+
+def head_attribution(dec: Decomposition) -> HeadAttribution:
+    """The head table of a decomposition; share is NaN when no head contributes at all."""
+    attr = np.array(dec.heads, dtype=np.float64)
+    total = float(np.abs(attr).sum())
+    share = np.abs(attr) / total if total > 0 else np.full_like(attr, np.nan)
+    return HeadAttribution(attr, share)
+
+
+def neox_decodability(model: Any, prompts: MechPrompts) -> Decodability:
+    """Cross-frame cue-vs-control decodability of the residual after each GPT-NeoX layer."""
+    _check_fp32(model)
+    seen = read_sites(model, prompts.class_ids)
+    n_layer = len(_base(model).layers)
+    feats = [torch.nn.functional.rms_norm(seen[f"resid{i}"], (seen[f"resid{i}"].shape[-1],)).numpy()
+             for i in range(n_layer)]  # fmt: skip
+    acc = tuple(nearest_mean_accuracy(f, prompts.class_labels, prompts.class_frames) for f in feats)
+    return Decodability(acc, len(prompts.class_prompts))

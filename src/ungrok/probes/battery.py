@@ -24,6 +24,7 @@ from typing import Any
 from ungrok.atomic import write_bytes
 from ungrok.errors import UngrokError
 from ungrok.hashing import sha256_bytes
+from ungrok.jsonfile import iter_jsonl
 from ungrok.rules.expand import ITEM_FIELDS
 
 CONDITIONS = ("conflict", "agree")
@@ -118,18 +119,11 @@ def parse_battery(data: bytes, label: str) -> Battery:
         raise UngrokError(f"{label}: not UTF-8 text (byte {e.start})") from None
     items: list[Item] = []
     seen: dict[str, int] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{label}:{n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UngrokError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    for where, obj in iter_jsonl(text, label):
         item = _check_item(obj, where)
-        first = seen.setdefault(item["item_id"], n)
-        if first != n:
-            raise UngrokError(f"{where}: field 'item_id' {item['item_id']!r} repeats line {first}")
+        first = seen.setdefault(item["item_id"], where)
+        if first != where:
+            raise UngrokError(f"{where}: field 'item_id' {item['item_id']!r} repeats line {first.rsplit(':', 1)[1]}")
         items.append(item)
     if not items:
         raise UngrokError(f"{label}: battery has no items")

@@ -26,6 +26,7 @@ from ungrok.report.hub import HubData
 from ungrok.report.sections.fineprint import section_constants, section_notes
 from ungrok.report.sections.grid import section_grid
 from ungrok.report.sections.hub import section_hub
+from ungrok.report.sections.hub_mech import section_hub_mech
 from ungrok.report.sections.ladders import section_ladders
 from ungrok.report.sections.lead import section_focal, section_focal_trajectories
 from ungrok.report.sections.mech import section_mech
@@ -81,9 +82,10 @@ PAGE: tuple[tuple[str, str, Builder], ...] = (
 OPTIONAL = ("phase", "pilot", "hub", "mechanism")  # sections only a run with their inputs has
 SECTIONS = tuple(s for s in PAGE if s[0] not in OPTIONAL)  # every run report has these, in this order
 
-# A bare hub suite folder's page: the hub section and the same fine print.
-HUB_PAGE: tuple[tuple[str, str, Callable[[HubData], Markup]], ...] = (
+# A bare hub suite folder's page: the hub section, its mechanism rows if any, and the same fine print.
+HUB_PAGE: tuple[tuple[str, str, Callable[[HubData], Markup | None]], ...] = (
     ("hub", "Public checkpoints", section_hub),
+    ("hub_mech", "Mechanism on public checkpoints (descriptive)", section_hub_mech),  # None: no traj.mech.parquet
     ("notes", "Notes on the inputs", section_notes),
     ("constants", "Constants", section_constants),
 )
@@ -108,7 +110,7 @@ def render_html(data: ReportData | HubData) -> str:
     hub suite folder) gives the hub-only report."""
     if isinstance(data, HubData):
         meta = f"{len(data.models)} models · public-checkpoint suite · from {data.folder}"
-        hub_sections = [(sid, t, fn(data)) for sid, t, fn in HUB_PAGE]
+        hub_sections = [(sid, t, h) for sid, t, fn in HUB_PAGE if (h := fn(data)) is not None]
         return render_page(f"ungrok report: hub suite {data.name}", meta, hub_sections, what="suite folder")
     title = f"ungrok report: {data.name}"
     meta = f"{len(data.cells)} cells × {len(data.seeds)} seeds ({', '.join(map(str, data.seeds))})"

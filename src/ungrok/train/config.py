@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ungrok.corpus.shards import Manifest, read_manifest
 from ungrok.errors import UngrokError, first_error
@@ -19,6 +19,7 @@ from ungrok.model.optim import OptimizerConfig
 from ungrok.model.presets import preset as model_preset
 from ungrok.train.sampler import SamplerConfig
 from ungrok.train.schedule import PAPER_CHECKPOINTS, CheckpointRule
+from ungrok.train.trackers import parse_names
 
 
 class ModelSpec(BaseModel):
@@ -65,6 +66,14 @@ class TrainConfig(BaseModel):
     # The attention core under CPU bf16 autocast: fp32 (the default; a CPU without AMX tiles runs
     # its bf16 flash backward ~4x slower) or bf16 (~2.2x faster than fp32 where the CPU has AMX).
     cpu_attention: Literal["fp32", "bf16"] = "fp32"
+    # Where the curves also go (ungrok.train.trackers): tensorboard, wandb (offline), trackio (local);
+    # a list or a comma list. Not part of the run's identity: config.json leaves it out.
+    log: tuple[str, ...] = ()
+
+    @field_validator("log", mode="before")
+    @classmethod
+    def _tracker_names(cls, v: Any) -> tuple[str, ...]:
+        return parse_names(v)
 
 
 def validation_line(e: ValidationError, where: str) -> str:
@@ -85,12 +94,12 @@ def parse_config(doc: Any, where: str = "train config") -> TrainConfig:
 
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a YAML config; `seed=`, `precision=`, `compile=` and `steps=` (sampler.steps) from the command line win."""
+    """Read a YAML config; `seed=`, `precision=`, `compile=`, `log=` and `steps=` (sampler.steps) from the command line win."""
     from ungrok.yamlfile import load_yaml
 
     doc = load_yaml(path, "train config")
     if isinstance(doc, dict):
-        for key in ("seed", "precision", "compile"):
+        for key in ("seed", "precision", "compile", "log"):
             if overrides.get(key) is not None:
                 doc[key] = overrides[key]
         if overrides.get("steps") is not None:
@@ -167,7 +176,7 @@ def resolved_config(cfg: TrainConfig, model: ModelConfig, data: str | Path) -> d
     """What OUT/config.json records: the full config, the model it resolves to, the data's identity."""
     doc = {
         "format": "ungrok-train/1",
-        "config": cfg.model_dump(mode="json"),
+        "config": cfg.model_dump(mode="json", exclude={"log"}),  # trackers watch a run, they do not define it
         "model": model.model_dump(),
         "data": {"path": str(Path(data).resolve()), "manifest_sha256": manifest_sha256(data)},
     }

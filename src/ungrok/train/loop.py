@@ -13,6 +13,9 @@ mode is restored afterwards). A returned dict goes to OUT/monitor.jsonl as
 {"step": step, **result}; a string under "display" is shown beside the progress bar.
 A callback that keeps history across calls may define `state_dict()` and
 `load_state_dict(state)` (tensors and plain Python values only) to be resumed too.
+
+`cfg.log` names trackers (ungrok.train.trackers): each train_log.jsonl line and monitor
+record also goes to TensorBoard, W&B (offline) or trackio (local) as it is written.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ungrok.model.checkpoint import checkpoint_paths, save_checkpoint
 from ungrok.model.gpt import GPT, ModelConfig
 from ungrok.model.optim import Muon, apply_schedule, build_optimizers
 from ungrok.train import dist as distributed
+from ungrok.train import trackers
 from ungrok.train.config import TrainConfig, check_run, resolve_model, resolved_config
 from ungrok.train.display import Display
 from ungrok.train.heap import keep_freed_memory
@@ -138,6 +142,7 @@ def train(
     dev = distributed.pick_device(device, world)
     mcfg = resolve_model(cfg)
     check_run(cfg, mcfg, data, world.size)
+    trackers.require(cfg.log)
     run = RunDir(Path(out))
     resolved = resolved_config(cfg, mcfg, data)
     status = prepare(run, resolved, force) if world.is_main else "resume"
@@ -194,7 +199,8 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
     micro = cfg.device_batch_size or (rows_here.stop - rows_here.start)
     batches = served_windows(data, s_cfg, cfg.seed, start_step=start)
     t0 = time.perf_counter()
-    with Display(progress and world.is_main, steps, start) as display:
+    curves = _open_trackers(cfg, mcfg, data, run, start, world.is_main)
+    with curves, Display(progress and world.is_main, steps, start) as display:
         for step in range(start, steps + 1):
             mult = lr_multiplier(step, steps, cfg.optimizer.warmdown_start)
             wd = muon_weight_decay(step, steps, cfg.optimizer.weight_decay, cfg.optimizer.wd_decay)
@@ -207,6 +213,7 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
             if callbacks and world.is_main and probe_due(step, cfg.probe_every, cfg.probe_dense_until):
                 for record in run_probes(callbacks, model, step):
                     append_jsonl(run.monitor, record)
+                    curves.log_monitor(record)
                     lines["monitor"] += 1
                     if isinstance(record.get("display"), str):
                         display.note = record["display"]
@@ -224,10 +231,12 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
             last_loss = loss
             if world.is_main:
                 session = time.perf_counter() - t0
-                append_jsonl(run.log, {
+                log_record = {
                     "step": step, "loss": loss, "lr": muon.param_groups[0]["lr"], "lr_mult": mult, "wd": wd,
                     "tokens": (step + 1) * tokens_per_step, "time_s": round(elapsed0 + session, 3),
-                })  # fmt: skip
+                }  # fmt: skip
+                append_jsonl(run.log, log_record)
+                curves.log_train(log_record)
                 lines["log"] += 1
                 tok_s = (step + 1 - start) * tokens_per_step / max(session, 1e-9)
                 display.update(step, loss, tok_s, step + 1 in saves)
@@ -242,6 +251,15 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
             "wall_s": result.wall_s, "device": str(dev), "world_size": world.size,
         })  # fmt: skip
     return result
+
+
+def _open_trackers(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, start: int,
+                   main: bool) -> trackers.Trackers:  # fmt: skip
+    """The run's curves in the trackers it asked for (rank 0 only), named after OUT's last two folders."""
+    if not (cfg.log and main):
+        return trackers.Trackers()
+    name = f"{run.root.resolve().parent.name}/{run.root.name}"
+    return trackers.open_trackers(cfg.log, run.root, name, resolved_config(cfg, mcfg, data), start)
 
 
 def _restore(state: dict, model: GPT, muon: Muon, adamw: torch.optim.Optimizer, callbacks: list) -> None:

@@ -25,6 +25,7 @@ from ungrok.probes.battery import Battery
 from ungrok.probes.margins import MarginPlan, MarginPrompts
 from ungrok.probes.models import GPTLogits, HFLogits, resolve_precision
 from ungrok.probes.score import BatteryPlan, LogitsModel, TextTokenizer
+from ungrok.train.trackers import Trackers, open_trackers, parse_names, require
 from ungrok.train.watch import RuleWatch
 
 log = logging.getLogger("ungrok.monitor")
@@ -139,16 +140,25 @@ class MonitorCallback(_trainer_callback_base()):
 
     Readings are kept in `history`, appended to `log_path` (default
     `<output_dir>/ungrok_monitor.jsonl`) and added to the Trainer's log history;
-    warnings are logged at WARNING level on the `ungrok.monitor` logger.
+    warnings are logged at WARNING level on the `ungrok.monitor` logger. `log` names
+    trackers (ungrok.train.trackers) that also get the readings, the warnings and the
+    Trainer's loss, learning rate and tokens seen, in `<output_dir>` as `ungrok train` does.
     """
 
-    def __init__(self, monitor: RuleMonitor, every: int = 50, log_path: str | Path | None = None):
+    def __init__(self, monitor: RuleMonitor, every: int = 50, log_path: str | Path | None = None,
+                 log: Sequence[str] | str = ()):  # fmt: skip
         if every < 1:
             raise UngrokError(f"monitor cadence must be >= 1 step, got {every}")
+        try:
+            self.log = parse_names(log)
+        except ValueError as e:
+            raise UngrokError(f"MonitorCallback log: {e}") from None
+        require(self.log)
         self.monitor = monitor
         self.every = every
         self.log_path = Path(log_path) if log_path else None
         self.history: list[dict[str, Any]] = []
+        self.curves: Trackers | None = None  # opened at train begin
 
     def _probe(self, args: Any, state: Any, model: Any) -> None:
         step = int(state.global_step)
@@ -160,6 +170,8 @@ class MonitorCallback(_trainer_callback_base()):
         self.history.append(record)
         for w in record["warnings"]:
             log.warning(w)
+        if self.curves is not None:
+            self.curves.log_monitor(record)
         if state.is_world_process_zero:
             path = self.log_path or Path(args.output_dir) / "ungrok_monitor.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +182,18 @@ class MonitorCallback(_trainer_callback_base()):
                  **{f"ungrok/{r}/conflict": s["conflict"] for r, s in record["rules"].items()}}
             )  # fmt: skip
 
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.log and state.is_world_process_zero and self.curves is None:
+            out = Path(args.output_dir).resolve()
+            self.curves = open_trackers(self.log, out, f"{out.parent.name}/{out.name}", args.to_sanitized_dict(),
+                                        int(state.global_step))  # fmt: skip
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if self.curves is not None and logs and "loss" in logs:
+            tokens = getattr(state, "num_input_tokens_seen", 0) or None  # counted when the Trainer is asked to
+            self.curves.log_train({"step": int(state.global_step), "loss": logs["loss"],
+                                   "lr": logs.get("learning_rate"), "tokens": tokens})  # fmt: skip
+
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if model is not None and state.global_step % self.every == 0:
             self._probe(args, state, model)
@@ -177,3 +201,6 @@ class MonitorCallback(_trainer_callback_base()):
     def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if model is not None:
             self._probe(args, state, model)  # the final reading, whatever the cadence
+        if self.curves is not None:
+            self.curves.close()
+            self.curves = None
