@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from ungrok.errors import first_error, first_error_line
+from ungrok.errors import UngrokError, failure_line, first_error, first_error_line
 
 
 class Inner(BaseModel):
@@ -41,3 +41,9 @@ def test_one_line_names_where_then_what():
     assert first_error_line(_err({}), "f.json") == "f.json: top level: give inner"
     assert first_error_line(_err({}), "f.json", top="", raw=True) == "f.json: : Value error, give inner"
     assert first_error_line(_err({"inner": {"n": 1, "m": 2}}), "f.json") == "f.json: inner.m: Extra inputs are not permitted"
+
+
+def test_a_failed_task_is_one_line_and_only_foreign_errors_name_their_type():
+    assert failure_line(UngrokError("cannot load m at revision 'step1'\nmore detail")) == "cannot load m at revision 'step1'"
+    assert failure_line(RuntimeError("out of memory\ntraceback-ish")) == "RuntimeError: out of memory"
+    assert failure_line(KeyError()) == "KeyError"

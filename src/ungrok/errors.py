@@ -35,3 +35,10 @@ def first_error_line(err: ValidationError, where: str, *, top: str = "top level"
     """pydantic's first validation error as one line, `WHERE: LOCATION: MESSAGE` (see first_error)."""
     loc, msg = first_error(err, top=top, raw=raw)
     return f"{where}: {loc}: {msg}"
+
+
+def failure_line(e: BaseException) -> str:
+    """One line for a task that raised: our own message as it is, anything else with its type."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else ""
+    return first if isinstance(e, UngrokError) else f"{type(e).__name__}: {first}".rstrip(": ")

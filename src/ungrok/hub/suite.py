@@ -66,15 +66,17 @@ class SuiteSummary:
         return out
 
 
-def _model_list(models: Sequence[str] | str) -> list[str]:
-    items = models.split(",") if isinstance(models, str) else list(models)
-    names = list(dict.fromkeys(m.strip() for m in items if m and m.strip()))
+def model_list(models: Sequence[str] | str) -> list[str]:
+    """Hub model ids from a comma-separated string or a list of them (each may hold commas too),
+    deduplicated in order."""
+    items = models.split(",") if isinstance(models, str) else [p for m in models for p in m.split(",")]
+    names = list(dict.fromkeys(m.strip() for m in items if m.strip()))
     if not names:
         raise UngrokError("--models is empty: give one or more hub model ids, comma-separated")
     return names
 
 
-def _ray_placement(device: str, ex: RayExecutor) -> tuple[int, str]:
+def ray_placement(device: str, ex: RayExecutor) -> tuple[int, str]:
     """(GPUs per task, the device a task uses) on the Ray cluster: one GPU each when it has any."""
     ex.ray()  # the ray package is needed even for cpu tasks
     if device == "cpu":
@@ -214,7 +216,7 @@ def score_suite(
     from ungrok.probes.models import DTYPES, resolve_device, resolve_dtype
     from ungrok.probes.trajectories import TrajectoryStore
 
-    names = _model_list(models)
+    names = model_list(models)
     spec = parse_revision_spec(revisions)
     check_grids(names, spec)
     if batch_tokens < 1:
@@ -245,7 +247,7 @@ def score_suite(
         record.save()
         if jobs:
             if isinstance(ex, RayExecutor):
-                gpus, dev = _ray_placement(device, ex)
+                gpus, dev = ray_placement(device, ex)
                 jobs = [replace(j, gpus=gpus, device=dev, threads=1) for j in jobs]
             with _progress(progress, len(jobs)) as advance:
                 for job, res in ex.map(score_task, jobs):

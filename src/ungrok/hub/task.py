@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, failure_line
 from ungrok.hub.cache import hub_env
 from ungrok.hub.memory import peak_rss_mib, release_memory, reset_peak_rss, rss_mib
 from ungrok.probes.battery import Battery
@@ -97,12 +97,6 @@ def split_targets(
             for t, ids in zip(words, encoded, strict=True) if len(ids) > 1]  # fmt: skip
 
 
-def _why(e: BaseException) -> str:
-    text = str(e).strip()
-    first = text.splitlines()[0] if text else ""
-    return first if isinstance(e, UngrokError) else f"{type(e).__name__}: {first}".rstrip(": ")
-
-
 def _load_and_score(task: SuiteTask, loaded: list[weakref.ref]) -> TaskResult:
     """Everything that touches the model, in one frame that is gone when this returns.
 
@@ -154,7 +148,7 @@ def score_task(task: SuiteTask) -> TaskResult:
                 torch.cuda.reset_peak_memory_stats(dev)
             result = _load_and_score(task, loaded)
         except Exception as e:  # noqa: BLE001 - reported as this task's failure; the suite goes on
-            result = TaskResult(task.model, task.revision, task.step, "failed", why=_why(e))
+            result = TaskResult(task.model, task.revision, task.step, "failed", why=failure_line(e))
         release_memory(cuda, collect=any(ref() is not None for ref in loaded))
     result.seconds = time.perf_counter() - t0
     result.peak_rss_mib = peak_rss_mib()

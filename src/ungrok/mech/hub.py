@@ -23,10 +23,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ungrok.errors import TasksFailed, UngrokError
+from ungrok.errors import TasksFailed, UngrokError, failure_line
 from ungrok.executor import Executor, RayExecutor, make_executor
 from ungrok.hub.cache import available_revisions, hub_env, hub_env_for, missing_revision_reason
 from ungrok.hub.revisions import check_grids, parse_revision_spec, plan_steps, resolve_revisions
+from ungrok.hub.suite import model_list, ray_placement
 from ungrok.mech.store import MECH_FILE, MechStore
 from ungrok.probes.battery import Battery
 
@@ -74,14 +75,6 @@ class HubMechSummary:
             s = sorted(self.seconds)
             out.append(f"seconds per revision: median {s[len(s) // 2]:.2f}, max {s[-1]:.2f}")
         return out + [f"skipped {s}" for s in self.skipped] + [f"failed {s}" for s in self.failed]
-
-
-def _model_list(models: Sequence[str] | str) -> list[str]:
-    items = models.split(",") if isinstance(models, str) else [p for m in models for p in m.split(",")]
-    names = list(dict.fromkeys(m.strip() for m in items if m.strip()))
-    if not names:
-        raise UngrokError("--models is empty: give one or more hub model ids")
-    return names
 
 
 def _load_prompts(model: str, revision: str, rule: str, battery: Battery, rules_dir: str | None) -> Any:
@@ -157,12 +150,6 @@ def _plan(names: list[str], spec: str | list[str], rule: str, battery: Battery, 
                 yield model, r.name, r.step
 
 
-def _why(e: BaseException) -> str:
-    text = str(e).strip()
-    first = text.splitlines()[0] if text else ""
-    return first if isinstance(e, UngrokError) else f"{type(e).__name__}: {first}".rstrip(": ")
-
-
 def hub_mech(
     models: Sequence[str] | str,
     revisions: str | Sequence[str],
@@ -183,11 +170,10 @@ def hub_mech(
     Resumable; a task that fails is named in the summary and, once everything else is
     written, raised as TasksFailed (exit 1). See the module docstring.
     """
-    from ungrok.hub.suite import _ray_placement
     from ungrok.probes.battery import load_battery
     from ungrok.probes.models import resolve_device
 
-    names = _model_list(models)
+    names = model_list(models)
     spec = parse_revision_spec(revisions)
     check_grids(names, spec)
     ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
@@ -207,12 +193,12 @@ def hub_mech(
         jobs = [replace(base, model=m, revision=r, step=s)
                 for m, r, s in _plan(names, spec, rule, bat, rdir, store, force, summary)]  # fmt: skip
         if jobs and isinstance(ex, RayExecutor):
-            gpus, dev = _ray_placement(device, ex)
+            gpus, dev = ray_placement(device, ex)
             jobs = [replace(j, gpus=gpus, device=dev, threads=1) for j in jobs]
         out.mkdir(parents=True, exist_ok=True)
         for job, res in ex.map(mech_task, jobs):
             if isinstance(res, BaseException):
-                summary.failed.append(f"{job.model}@{job.revision}: {_why(res)}")
+                summary.failed.append(f"{job.model}@{job.revision}: {failure_line(res)}")
                 continue
             store.put(res.rows)  # saved atomically; replaces this (model, step)'s units when forced
             summary.measured.append((job.model, job.revision))
