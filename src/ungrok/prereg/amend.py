@@ -17,7 +17,7 @@ from ungrok.prereg import predictions as preds
 from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
 from ungrok.prereg.integrity import check_run
 from ungrok.prereg.ledger import locked, read_ledger, record_registration
-from ungrok.prereg.registry import Amendment, Registry, _read_raw, _refuse_post_hoc, _to_text
+from ungrok.prereg.registry import Amendment, Registry, read_raw_registry, refuse_post_hoc, registry_text
 from ungrok.yamlfile import load_yaml
 
 
@@ -37,12 +37,12 @@ def _append(path: str | Path, build: Callable[[Registry, str], dict[str, Any]], 
         if parse_stamp(now) <= parse_stamp(last):
             raise UngrokError(f"{p}: the clock reads {now}, not after the registry's last entry ({last})")
         body = build(reg, now)
-        raw = _read_raw(p)
+        raw = read_raw_registry(p)
         entry = {"index": len(reg.amendments) + 1, "created_utc": now, "prev_sha256": reg.head_sha256,
                  "ledger_head": read_ledger(p.parent).head, **body}  # fmt: skip
         entry["sha256"] = sha256_json(entry)
         raw["amendments"] = [*raw["amendments"], entry]
-        write_text(p, _to_text(raw))
+        write_text(p, registry_text(raw))
         record_registration(p.parent, p.name, f"amendment {entry['index']}", entry["sha256"], now, lock=False)
     return Amendment.model_validate(entry)
 
@@ -68,7 +68,7 @@ def amend(
 
     def build(reg: Registry, now: str) -> dict[str, Any]:
         compiled = preds.compile_predictions(am.predictions, reg.vocabulary(), taken=reg.names())
-        _refuse_post_hoc(read_ledger(Path(path).parent), compiled, reg.seeds, now)
+        refuse_post_hoc(read_ledger(Path(path).parent), compiled, reg.seeds, now)
         return {"kind": "amend", "reason": reason.strip(), "predictions": preds.dump(compiled),
                 "changes": am.changes, "unlocked_seeds": []}  # fmt: skip
 

@@ -277,7 +277,8 @@ def _write_new(dest: Path, text: str) -> None:
         os.unlink(tmp)
 
 
-def _to_text(obj: Mapping[str, Any]) -> str:
+def registry_text(obj: Mapping[str, Any]) -> str:
+    """A registry as written to disk (sorted keys, indented), so a rewrite after an amendment is stable."""
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -334,7 +335,7 @@ def freeze(
                 f"{dest.parent}: the run ledger already records a registry named {dest.name}; "
                 "a run folder's registry is frozen once"
             )
-        _refuse_post_hoc(led, compiled, exp.seeds, now)
+        refuse_post_hoc(led, compiled, exp.seeds, now)
         _refuse_after_training(dest.parent, led, exp)
         raw: dict[str, Any] = {
             "format": FORMAT,
@@ -357,7 +358,7 @@ def freeze(
         raw["ledger_head"] = led.head
         raw["sha256"] = sha256_json(base_content(raw))
         raw["amendments"] = []
-        _write_new(dest, _to_text(raw))
+        _write_new(dest, registry_text(raw))
         record_registration(dest.parent, dest.name, "freeze", raw["sha256"], now, lock=False)
     return load_registry(dest)
 
@@ -405,7 +406,8 @@ def _refuse_after_training(run: Path, led: Any, exp: ExperimentPrereg) -> None:
             )
 
 
-def _refuse_post_hoc(led: Any, compiled: list[Any], seeds: SeedSets, moment: str) -> None:
+def refuse_post_hoc(led: Any, compiled: list[Any], seeds: SeedSets, moment: str) -> None:
+    """Refuse predictions (at a freeze or an amendment) on seeds whose results were already read."""
     for p in compiled:
         sets = preds.seed_sets(p)
         seed_list = (seeds.governed if "governed" in sets else []) + (
@@ -415,7 +417,8 @@ def _refuse_post_hoc(led: Any, compiled: list[Any], seeds: SeedSets, moment: str
 
 
 # --------------------------------------------------------------------------- load and verify
-def _read_raw(path: Path) -> dict[str, Any]:
+def read_raw_registry(path: Path) -> dict[str, Any]:
+    """The registry's JSON as stored (hashes not yet checked); anything else is one line."""
     raw = read_json(path, "registry", frozen=True)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise UngrokError(f"{path}: not an ungrok registry ({FORMAT})")
@@ -453,7 +456,7 @@ def load_registry(path: str | Path, *, check_files: bool = False) -> Registry:
     """Load a registry, refusing one whose hashes no longer match (and, with check_files,
     whose experiment file or batteries changed)."""
     p = Path(path)
-    raw = _read_raw(p)
+    raw = read_raw_registry(p)
     _check_chain(p, raw)
     try:
         reg = Registry.model_validate(raw)
