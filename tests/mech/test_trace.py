@@ -37,8 +37,11 @@ def test_read_positions_gather_the_full_logits(model, batch):
     idx, last = batch
     full = trace(model, idx).logits
     assert torch.equal(trace(model, idx, read=last).logits, full[torch.arange(idx.shape[0]), last])
-    two = torch.stack([last, torch.zeros_like(last)], 1)
-    assert torch.allclose(trace(model, idx, read=two).logits[:, 1], full[:, 0], atol=1e-6)
+    rows = torch.arange(idx.shape[0])
+    pairs = torch.stack([torch.cat([rows, rows]), torch.cat([last, torch.zeros_like(last)])], 1)
+    got = trace(model, idx, read=pairs).logits  # [2B, V]: every row's last position, then its first
+    assert torch.allclose(got[: len(rows)], full[rows, last], atol=1e-6)
+    assert torch.allclose(got[len(rows) :], full[:, 0], atol=1e-6)
 
 
 def test_residual_is_the_sum_of_its_parts_and_heads_sum_to_attention(model, batch):

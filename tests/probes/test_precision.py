@@ -107,8 +107,8 @@ def test_bf16_autocasts_the_matmuls_and_returns_fp32_logits(trained: Trained) ->
     handle = trained.model.lm_head.register_forward_hook(lambda _m, _a, out: seen.append(out.dtype))
     try:
         ids = torch.tensor([[1, 2, 3, 4]])
-        out = GPTLogits(trained.model, "bf16").logits(ids, torch.ones_like(ids), torch.tensor([[1, 3]]))
-        ref = GPTLogits(trained.model).logits(ids, torch.ones_like(ids), torch.tensor([[1, 3]]))
+        out = GPTLogits(trained.model, "bf16").logits(ids, torch.ones_like(ids), torch.tensor([[0, 1], [0, 3]]))
+        ref = GPTLogits(trained.model).logits(ids, torch.ones_like(ids), torch.tensor([[0, 1], [0, 3]]))
     finally:
         handle.remove()
     assert seen == [torch.bfloat16, torch.float32] and out.dtype == torch.float32

@@ -8,7 +8,7 @@ import torch
 from ungrok.corpus.tokenizer import build_word_tokenizer
 from ungrok.probes.battery import build_battery
 from ungrok.probes.margins import margin_prompt_set
-from ungrok.probes.models import TokenizerFile
+from ungrok.probes.models import TokenizerFile, read_positions
 from ungrok.rules import get_rule
 
 
@@ -41,5 +41,5 @@ class PronounStub:
         out[girl, :, self.she] = self.bias
         out[~girl, :, self.he] = 1.0
         if positions is not None:
-            out = torch.gather(out, 1, positions.unsqueeze(-1).expand(-1, -1, self.vocab_size))
+            out = read_positions(out, positions)
         return out

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ungrok.model.gpt import GPT
+from ungrok.probes.models import read_positions
 
 Edit = Callable[[torch.Tensor], torch.Tensor]  # activation -> its replacement
 
@@ -162,12 +163,13 @@ class Trace:
 
 
 def _gather(x: torch.Tensor, read: torch.Tensor | None) -> torch.Tensor:
-    """x [B, T, d] at positions read [B] -> [B, d], or [B, K] -> [B, K, d]; None: all of x."""
+    """x [B, T, d] at one position per row, read [B] -> [B, d], or at (row, position) pairs,
+    read [N, 2] -> [N, d] (the scorer's `LogitsModel` form); None: all of x."""
     if read is None:
         return x
     if read.dim() == 1:
         return x[torch.arange(x.shape[0]), read]
-    return torch.gather(x, 1, read.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return read_positions(x, read)
 
 
 def _edits(model: GPT, iv: Intervention | None, read: torch.Tensor | None) -> dict[str, list[Edit]]:
@@ -192,7 +194,7 @@ def forward_logits(
 def trace(
     model: GPT, idx: torch.Tensor, intervention: Intervention | None = None, read: torch.Tensor | None = None
 ) -> Trace:
-    """Run the model on idx [B, T] with an intervention, recording every site; logits at `read` ([B] or [B, K])."""
+    """Run the model on idx [B, T] with an intervention, recording every site; logits at `read` ([B] or [N, 2] pairs)."""
     n = model.config.n_layer
     layers = {kind: [f(i) for i in range(n)] for kind, f in
               (("heads", heads_site), ("attn", attn_site), ("mlp", mlp_site), ("resid", resid_site))}  # fmt: skip

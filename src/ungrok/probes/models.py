@@ -70,6 +70,11 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+def read_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """x [B, T, ...] at the (row, position) pairs of positions [N, 2] -> [N, ...]."""
+    return x[positions[:, 0], positions[:, 1]]
+
+
 @contextlib.contextmanager
 def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Score in eval mode and give a model being trained back in its own mode."""
@@ -86,8 +91,8 @@ class GPTLogits:
     """Our GPT (`ungrok.model.GPT`): logits at the asked-for positions only.
 
     The vocabulary projection is the model's own `lm_head`; a forward pre-hook hands
-    it just the positions read, so a 2-position read of a 6-token row pays 2 rows of
-    the projection instead of 6. Right padding needs no mask (the model is causal).
+    it just the (row, position) pairs read, so a 2-position read of a 6-token row pays 2
+    rows of the projection instead of 6. Right padding needs no mask (the model is causal).
     `precision="bf16"` autocasts the forward (module docstring); logits come back fp32.
     """
 
@@ -106,8 +111,7 @@ class GPTLogits:
                 return self.model(input_ids).float()
 
         def gather(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
-            x = args[0]
-            return (torch.gather(x, 1, positions.unsqueeze(-1).expand(-1, -1, x.shape[-1])),)
+            return (read_positions(args[0], positions),)
 
         handle = self.model.lm_head.register_forward_pre_hook(gather)
         try:
@@ -137,7 +141,7 @@ class HFLogits:
         with _eval_mode(self.model), autocast(self.device, self.precision):
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         if positions is not None:
-            out = torch.gather(out, 1, positions.unsqueeze(-1).expand(-1, -1, out.shape[-1]))
+            out = read_positions(out, positions)
         return out.float()
 
 

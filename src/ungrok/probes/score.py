@@ -32,6 +32,7 @@ import torch
 
 from ungrok.errors import UngrokError
 from ungrok.probes.battery import Battery
+from ungrok.probes.models import autocast
 
 DEFAULT_BATCH_TOKENS = 1024  # fastest on 2 CPU cores for the 11.5M model (bench/scoring.py)
 
@@ -41,8 +42,9 @@ Seq = tuple[int, ...]
 class LogitsModel(Protocol):
     """What the scorer needs from a model: fp32 logits for right-padded id batches.
 
-    `positions` (LongTensor [B, K]), if given, asks for the logits at those positions
-    only ([B, K, V]); an adapter may compute them all and gather.
+    `positions` (LongTensor [N, 2] of (row, position) pairs), if given, asks for the
+    logits at those N places only ([N, V]); an adapter may compute them all and gather
+    (`read_positions`). None asks for every position ([B, T, V]).
     """
 
     vocab_size: int  # rows of the input embedding
@@ -75,9 +77,8 @@ def _encode_all(tokenizer: Any, texts: Sequence[str]) -> dict[str, Seq]:
 class _Batch:
     input_ids: torch.Tensor  # [B, T] right-padded with 0
     attention_mask: torch.Tensor  # [B, T]
-    positions: torch.Tensor  # [B, K]: the positions whose logits are read (0-padded)
-    rows: torch.Tensor  # [Q] per query read here: row, slot in positions, token id
-    slots: torch.Tensor
+    positions: torch.Tensor  # [N, 2]: the (row, position) pairs whose logits are read
+    reads: torch.Tensor  # [Q] per query read here: which of the N pairs, and the token id
     tokens: torch.Tensor
     query_index: np.ndarray  # [Q] where each read value goes in the plan's query array
 
@@ -148,17 +149,22 @@ class PairPlan:
                 f"a scored sequence has {self.max_len} tokens, more than the model's context of {model.context}"
             )
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def logprobs(self, model: LogitsModel) -> tuple[np.ndarray, np.ndarray]:
         """(log p(a|prefix), log p(b|prefix)) per triple as float64; NaN where skipped."""
         self.check(model)
         q_lp = np.zeros(self.n_queries, dtype=np.float64)
         dev = model.device
-        for b in self._batches:
-            logits = model.logits(b.input_ids.to(dev), b.attention_mask.to(dev), b.positions.to(dev))
-            lp = torch.log_softmax(logits.float(), dim=-1)
-            vals = lp[b.rows.to(dev), b.slots.to(dev), b.tokens.to(dev)]
-            q_lp[b.query_index] = vals.double().cpu().numpy()
+        # One autocast region around every batch: its weight-cast cache then casts each fp32
+        # weight to bf16 once per checkpoint instead of once per batch (the adapters' own
+        # autocast nests inside it). no_grad, not inference_mode: autocast does not cache
+        # casts under inference_mode.
+        with autocast(dev, getattr(model, "precision", "fp32")):
+            for b in self._batches:
+                logits = model.logits(b.input_ids.to(dev), b.attention_mask.to(dev), b.positions.to(dev))
+                lp = torch.log_softmax(logits.float(), dim=-1)
+                vals = lp[b.reads.to(dev), b.tokens.to(dev)]
+                q_lp[b.query_index] = vals.double().cpu().numpy()
         sums = np.bincount(self._owner, weights=q_lp[self._which], minlength=2 * self.n)
         sums = sums.reshape(self.n, 2)
         sums[self.skipped] = np.nan
@@ -209,27 +215,24 @@ def _batch(
     width: int,
 ) -> _Batch:
     n_rows = len(leaves)
-    k_max = max(len(x) for x in needed)
     ids = torch.zeros((n_rows, width), dtype=torch.long)
     mask = torch.zeros((n_rows, width), dtype=torch.long)
-    positions = torch.zeros((n_rows, k_max), dtype=torch.long)
-    rows, slots, toks, qidx = [], [], [], []
+    pairs: list[tuple[int, int]] = []  # only the places read: no padding to the widest row
+    reads, toks, qidx = [], [], []
     for r, (leaf, ctxs) in enumerate(zip(leaves, needed, strict=True)):
         ids[r, : len(leaf)] = torch.tensor(leaf, dtype=torch.long)
         mask[r, : len(leaf)] = 1
-        for slot, ctx in enumerate(ctxs):
-            positions[r, slot] = where[ctx][1]
+        for ctx in ctxs:
             for tok, q in by_ctx[ctx]:
-                rows.append(r)
-                slots.append(slot)
+                reads.append(len(pairs))
                 toks.append(tok)
                 qidx.append(q)
+            pairs.append((r, where[ctx][1]))
     return _Batch(
         ids,
         mask,
-        positions,
-        torch.tensor(rows, dtype=torch.long),
-        torch.tensor(slots, dtype=torch.long),
+        torch.tensor(pairs, dtype=torch.long).reshape(-1, 2),
+        torch.tensor(reads, dtype=torch.long),
         torch.tensor(toks, dtype=torch.long),
         np.asarray(qidx, dtype=np.int64),
     )
