@@ -46,16 +46,19 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def replayed_rows(rows: list[dict[str, Any]], cfg: WatchConfig) -> list[dict[str, Any]]:
-    """The monitor rows as the live monitor would have written them under `cfg` (states and flags)."""
+def replayed_rows(rows: list[dict[str, Any]], cfg: WatchConfig, verdicts: bool = True) -> list[dict[str, Any]]:
+    """The monitor rows as the live monitor would have written them under `cfg` (states and flags;
+    without `verdicts` the states skip the classifier, the warning flags are the same)."""
     by_step: dict[int, dict[str, Any]] = {}
-    for rule, probes in replay(rows, cfg).items():
+    for rule, probes in replay(rows, cfg, verdicts=verdicts).items():
         for p in probes:
             by_step.setdefault(p["step"], {"step": p["step"], "rules": {}})["rules"][rule] = p
     return [by_step[s] for s in sorted(by_step)]
 
 
-def folder_runs(run: Path, skipped: list[str], cfg: WatchConfig | None) -> list[tuple[str, str, WarningRun]]:
+def folder_runs(
+    run: Path, skipped: list[str], cfg: WatchConfig | None, verdicts: bool = True
+) -> list[tuple[str, str, WarningRun]]:
     """(family, "RUN cell/seedS", warning run) for every fate record of one run folder, the
     warnings replayed under `cfg` (None: as recorded); what it skips goes to `skipped`."""
     fates = run / "fates.json"
@@ -78,7 +81,7 @@ def folder_runs(run: Path, skipped: list[str], cfg: WatchConfig | None) -> list[
         if not rows:
             skipped.append(f"{run}: {cell}/seed{seed} has fate records but no monitor.jsonl lines")
         if cfg is not None:
-            rows = replayed_rows(rows, cfg)
+            rows = replayed_rows(rows, cfg, verdicts)
         for r in recs:
             fam = str(r["family"])
             got = assess(rule_states(rows, fam), r, warning=rule_warning(rows, fam))

@@ -185,3 +185,17 @@ def test_replay_under_another_config_changes_the_warning():
     # raw <= 0.6 (9.6/16) at 350 (9/16) and 400 (8/16), not at 450 (10/16), then from 500 on:
     # sustain 1 warns at 350; sustain 3 needs 500, 550, 600
     assert first == [350, 600]
+
+
+@pytest.mark.parametrize("cfg", [DEFAULT_WATCH, WatchConfig(cm_trigger=True, sustain=2, level_window=2)])
+def test_replay_without_verdicts_keeps_every_warning_and_drops_only_the_classifier_states(cfg):
+    rows = _live_rows(SERIES, cfg)
+    full, quick = replay(rows, cfg), replay(rows, cfg, verdicts=False)
+    states = set()
+    for rule in SERIES:
+        assert [(p["warning"], p["warned_at"]) for p in quick[rule]] == [
+            (p["warning"], p["warned_at"]) for p in full[rule]
+        ]
+        states |= {p["state"] for p in full[rule]}
+        assert not {p["state"] for p in quick[rule]} & {"displaced", "control-failing"}
+    assert "displaced" in states  # the series do reach the classifier's verdict with verdicts on
