@@ -85,16 +85,16 @@ def main() -> None:
         print(f"corpus: {W:,} tokens ({len(Corpus(src).manifest.shards)} shards); CPU shared with other jobs")
         print(f"kill pronoun_gender_ref p=0.437: {per_100m(t_kill, W)}; {prov['flipped_sites']:,} of "
               f"{prov['eligible_sites']:,} sites flipped, ratio {prov['support']['before']['ratio']:.3g} -> "
-              f"{prov['support']['after']['ratio']:.3g}")  # fmt: skip
+              f"{prov['support']['after']['ratio']:.3g}")
         print(f"  of which two support counts (before/after): ~{per_100m(2 * t_count, W)}; "
-              f"edit pass (sites, write, verify): ~{per_100m(t_kill - 2 * t_count, W)}")  # fmt: skip
+              f"edit pass (sites, write, verify): ~{per_100m(t_kill - 2 * t_count, W)}")
 
         rates = [0.5, 0.667, 0.8, 0.9, 1.0]
         t = time.perf_counter()
         build_ladder(src, work / "ladder", "det_an_choice", rates, seed=0)
         t_lad = time.perf_counter() - t
         print(f"ladder det_an_choice {len(rates)} rates, one pass: {per_100m(t_lad, W)} "
-              f"(includes {len(rates) + 1} support counts)")  # fmt: skip
+              f"(includes {len(rates) + 1} support counts)")
         shutil.rmtree(work / "ladder")
 
         for placement in ("append", "replace"):
@@ -105,7 +105,7 @@ def main() -> None:
             t_r = time.perf_counter() - t
             print(f"rescue pronoun_gender_ref dose 1 (δ_TS), {placement}: {per_100m(t_r, W)}; "
                   f"{r['n_events']:,} events/class, {r['injected']['tokens']:,} injected tokens, "
-                  f"accounting {r['accounting']['fraction']['rule']:.1%}")  # fmt: skip
+                  f"accounting {r['accounting']['fraction']['rule']:.1%}")
             shutil.rmtree(work / placement)
 
         # the site pass alone vs a naive per-site loop, on the same slice
@@ -123,7 +123,7 @@ def main() -> None:
         t_naive = time.perf_counter() - t
         assert sorted(ref) == sites.pos.tolist(), "site pass differs from the naive loop"
         print(f"site pass on {toks.size:,} tokens: vectorised {toks.size / t_fast / 1e6:.1f}M tok/s, naive Python "
-              f"{toks.size / t_naive / 1e6:.2f}M tok/s -> {t_naive / t_fast:.0f}x (same {len(ref):,} sites)")  # fmt: skip
+              f"{toks.size / t_naive / 1e6:.2f}M tok/s -> {t_naive / t_fast:.0f}x (same {len(ref):,} sites)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -51,7 +51,7 @@ def build_cache(root: Path, tokenizer: Path, n: int) -> list[str]:
     raw = Tokenizer.from_file(str(tokenizer))
     revisions = [f"step{1000 * (k + 1)}" for k in range(n)]
     cfg = GPTNeoXConfig(vocab_size=raw.get_vocab_size(), hidden_size=256, num_hidden_layers=4,
-                        num_attention_heads=4, intermediate_size=1024, max_position_embeddings=128)  # fmt: skip
+                        num_attention_heads=4, intermediate_size=1024, max_position_embeddings=128)
     for k, rev in enumerate(revisions):
         torch.manual_seed(k)
         files = root / "src" / rev
@@ -68,13 +68,13 @@ def run_suite(args: argparse.Namespace) -> dict:
     start = rss_mib()
     t0 = time.perf_counter()
     s = score_suite([MODEL], args.revisions_list, args.battery, args.out, device=args.device, offline=True,
-                    progress=False)  # fmt: skip
+                    progress=False)
     wall = time.perf_counter() - t0
     revs = json.loads((args.out / "suite.json").read_text())["models"][MODEL]["revisions"]
     assert s.scored == len(revs), s.lines()
     return {"start": start, "seconds": [r["seconds"] for r in revs], "rss": [r["rss_after_mib"] for r in revs],
             "peak": [r["peak_rss_mib"] for r in revs], "gpu": [r["peak_gpu_mib"] for r in revs],
-            "wall_per_revision": wall / len(revs)}  # fmt: skip
+            "wall_per_revision": wall / len(revs)}
 
 
 def run_tasks(args: argparse.Namespace) -> dict:
@@ -99,7 +99,7 @@ def run_tasks(args: argparse.Namespace) -> dict:
         results.append(res)
     return {"cpu": cpu, "start": start, "seconds": [r.seconds for r in results], "rss": [r.rss_after_mib for r in results],
             "peak": [r.peak_rss_mib for r in results], "gpu": [r.peak_gpu_mib for r in results],
-            "wall_per_revision": sum(r.seconds for r in results) / len(results)}  # fmt: skip
+            "wall_per_revision": sum(r.seconds for r in results) / len(results)}
 
 
 def run_loop(args: argparse.Namespace, keep: bool) -> dict:
@@ -129,7 +129,7 @@ def run_loop(args: argparse.Namespace, keep: bool) -> dict:
             rss.append(rss_mib())
             gpu.append(torch.cuda.memory_allocated() / 2**20 if torch.cuda.is_available() else None)
     return {"start": start, "seconds": seconds, "rss": rss, "peak": None, "gpu": gpu, "cpu": cpu,
-            "wall_per_revision": sum(seconds) / len(seconds)}  # fmt: skip
+            "wall_per_revision": sum(seconds) / len(seconds)}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -176,12 +176,12 @@ def main() -> None:
     t0 = time.perf_counter()
     revisions = build_cache(root, args.tokenizer, args.revisions)
     print(f"cache: {args.revisions} revisions of {MODEL} (4 layers, d 256, vocab 8192) in "
-          f"{time.perf_counter() - t0:.1f}s at {root / 'cache'}")  # fmt: skip
+          f"{time.perf_counter() - t0:.1f}s at {root / 'cache'}")
     results = {}
     for variant in VARIANTS:
         cmd = [sys.executable, __file__, "--variant", variant, "--cache", str(root / "cache"), "--revs",
                ",".join(revisions), "--out", str(root / f"out-{variant}"), "--device", args.device,
-               "--threads", str(args.threads), "--battery", str(args.battery)]  # fmt: skip
+               "--threads", str(args.threads), "--battery", str(args.battery)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:
@@ -189,11 +189,11 @@ def main() -> None:
         results[variant] = json.loads(line.removeprefix("RESULT "))
 
     print(f"\nrvp3.1 ({args.battery.name}) + margins, {args.revisions} revisions, device {args.device}, "
-          f"{args.threads} thread(s)")  # fmt: skip
+          f"{args.threads} thread(s)")
     for variant, r in results.items():
         s = r["seconds"]
         print(f"\n[{variant}] seconds per revision: median {statistics.median(s):.3f}, mean {statistics.mean(s):.3f}"
-              f" (first {s[0]:.3f}); wall per revision incl. store writes {r['wall_per_revision']:.3f}")  # fmt: skip
+              f" (first {s[0]:.3f}); wall per revision incl. store writes {r['wall_per_revision']:.3f}")
         if r.get("cpu"):
             print(f"  CPU seconds per revision (both threads): median {statistics.median(r['cpu']):.3f}")
         print(f"  RSS before the first revision: {r['start']:.0f} MiB")
@@ -204,7 +204,7 @@ def main() -> None:
             print(f"  GPU MiB per revision:          {curve(r['gpu'])}")
         print(f"  flatness: RSS last / first = {r['rss'][-1] / r['rss'][0]:.3f}; "
               f"growth first -> last {r['rss'][-1] - r['rss'][0]:+.0f} MiB; "
-              f"range {min(r['rss']):.0f}-{max(r['rss']):.0f} MiB")  # fmt: skip
+              f"range {min(r['rss']):.0f}-{max(r['rss']):.0f} MiB")
 
     def growth(v: str, first: int = 0) -> str:
         rss = results[v]["rss"]
@@ -212,7 +212,7 @@ def main() -> None:
 
     print(f"\nRSS growth from the first to the last of {args.revisions} revisions: tasks {growth('tasks')}, "
           f"suite {growth('suite')} (from the 2nd: {growth('suite', 1)}; store rows and pyarrow set-up), "
-          f"reassign {growth('reassign')}, keep {growth('keep')}")  # fmt: skip
+          f"reassign {growth('reassign')}, keep {growth('keep')}")
     med = {v: statistics.median(r["seconds"]) for v, r in results.items()}
     print(
         f"median wall seconds per revision: suite task {med['suite']:.3f}, bare task {med['tasks']:.3f}, "

@@ -51,17 +51,17 @@ def build_run(every: int) -> tuple[Path, Path]:
     corpus, battery, run = CACHE / "sw", CACHE / "battery.jsonl", CACHE / f"run-every{every}"
     if not (corpus / "manifest.json").is_file():
         build_storyworld(corpus, StoryworldConfig(tokens=2_000_000, seed=0, global_ratio=8.0, frame_ratio=8.0),
-                         force=True)  # fmt: skip
+                         force=True)
     if not battery.is_file():
         save_battery(build_battery(), battery)
     if not (run / "complete.json").is_file():
         doc = {"model": {"preset": "demo"}, "optimizer": {"matrix_lr": 0.02, "embed_lr": 0.05, "weight_decay": 0.0},
                "sampler": {"context": 64, "batch_size": 32, "steps": steps},
-               "checkpoints": {"rules": [{"start": 0, "every": every}]}, "probe_every": 1000, "seed": 1}  # fmt: skip
+               "checkpoints": {"rules": [{"start": 0, "every": every}]}, "probe_every": 1000, "seed": 1}
         t = time.perf_counter()
         train(parse_config(doc), corpus, run, progress=False)
         print(f"trained {run.name}: demo preset, {steps} steps, a checkpoint every {every} "
-              f"in {time.perf_counter() - t:.0f}s")  # fmt: skip
+              f"in {time.perf_counter() - t:.0f}s")
     return run, battery
 
 
@@ -104,7 +104,7 @@ def naive_patch(src, dst, p, label: str) -> dict[str, float]:  # noqa: ANN001
     cm_src = float(np.mean([r.cm_src for r in res]))
     cm_dst = float(np.mean([r.cm_dst for r in res]))
     return {c: recovery_fraction(float(np.mean([r.cm_patch[c] for r in res])), cm_src, cm_dst)
-            for c in res[0].cm_patch}  # fmt: skip
+            for c in res[0].cm_patch}
 
 
 def ours_values(rows: list[dict], step: int) -> dict[str, float]:
@@ -112,7 +112,7 @@ def ours_values(rows: list[dict], step: int) -> dict[str, float]:
     out = {}
     for r in at:
         kept = (r["instrument"] == "decomp" and r["component"] in ("gap", "embed")) or r["instrument"] == "decode" \
-            or (r["instrument"] == "heads" and r["metric"] == "attribution")  # fmt: skip
+            or (r["instrument"] == "heads" and r["metric"] == "attribution")
         if kept:
             out[r["component"]] = r["value"]
     return out
@@ -122,7 +122,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (tiny forwards gain nothing from a second OpenMP thread and lose much "
-                    "on a shared CPU)")  # fmt: skip
+                    "on a shared CPU)")
     ap.add_argument("--repeats", type=int, default=2, help="full passes of ours; the fastest counts")
     ap.add_argument("--every", type=int, default=2, help="training steps between checkpoints")
     ap.add_argument("--subset", type=int, default=10, help="checkpoints the naive reference is timed on")
@@ -144,7 +144,7 @@ def main() -> None:
     shutil.copytree(src, run, ignore=shutil.ignore_patterns("resume", "traj.*"))
     cks = list_checkpoints(run)
     print(f"run: {len(cks)} checkpoints (steps {cks[0].step}..{cks[-1].step}), demo preset, "
-          f"{args.threads} torch thread(s)")  # fmt: skip
+          f"{args.threads} torch thread(s)")
 
     # ---- ours, every instrument: from scratch, then --repeats - 1 forced recomputations; the best counts
     times = []
@@ -156,17 +156,17 @@ def main() -> None:
     rr = s.rules[RULE]
     print(f"ours: {ours:.1f}s (best of {', '.join(f'{x:.1f}' for x in times)}) for every instrument over {len(cks)} checkpoints "
           f"(target < {TARGET_S:.0f}s: {'met' if ours < TARGET_S else 'MISSED'}); peak step {rr.peak}, final {rr.final}; "
-          f"units {s.computed}")  # fmt: skip
+          f"units {s.computed}")
 
     # ours again, part by part (forced reruns of the same code), for the per-part ratios
     parts = {}
     for part, insts in (("per-checkpoint", ("decomp", "decode", "heads")), ("patch", ("patch",)),
-                        ("direction", ("direction",)), ("ngram", ("ngram",))):  # fmt: skip
+                        ("direction", ("direction",)), ("ngram", ("ngram",))):
         t = time.perf_counter()
         mech_run(run, [RULE], battery=battery, progress=False, force=True, instruments=insts)
         parts[part] = time.perf_counter() - t
     print("ours by part (each a separate call: setup included; patch and direction also find the peak, a CM "
-          "pass over every checkpoint): " + ", ".join(f"{k} {v:.1f}s" for k, v in parts.items()))  # fmt: skip
+          "pass over every checkpoint): " + ", ".join(f"{k} {v:.1f}s" for k, v in parts.items()))
 
     # ---- the naive reference
     tok = TokenizerFile.load(run_tokenizer_path(run))
@@ -192,7 +192,7 @@ def main() -> None:
         naive_patch(final_m, peak_m, p, "final_to_peak")
         naive_patch_s = time.perf_counter() - t
         mine_rec = {r["component"]: r["value"] for r in rows
-                    if r["instrument"] == "patch" and r["step"] == rr.final}  # fmt: skip
+                    if r["instrument"] == "patch" and r["step"] == rr.final}
         for c, v in rec.items():
             if not (math.isnan(v) and math.isnan(mine_rec[c])):
                 worst = max(worst, abs(v - mine_rec[c]))
@@ -202,11 +202,11 @@ def main() -> None:
           f"per checkpoint on {len(subset)} checkpoints, x {len(cks)} = {naive_all:.1f}s "
           f"({naive_all / parts['per-checkpoint']:.1f}x ours); patching the pair {naive_patch_s:.1f}s; "
           f"direction and n-gram: the same code, "
-          f"counted once -> {reference:.1f}s")  # fmt: skip
+          f"counted once -> {reference:.1f}s")
     print(f"naive values reproduce ours: max |difference| {worst:.2e}")
     print(f"RESULT: {ours:.1f}s for all instruments over {len(cks)} checkpoints (target < {TARGET_S:.0f}s, "
           f"{args.threads} thread(s)); reference {reference:.1f}s; ratio {reference / ours:.1f}x "
-          f"(per-checkpoint instruments {naive_all / parts['per-checkpoint']:.1f}x)")  # fmt: skip
+          f"(per-checkpoint instruments {naive_all / parts['per-checkpoint']:.1f}x)")
 
 
 if __name__ == "__main__":

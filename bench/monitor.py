@@ -102,7 +102,7 @@ def _f(x: float | None, pct: bool = False) -> str:
 def row(name: str, s: WarningScore) -> str:
     return (f"{name:<24} {s.scored:>6} {s.positives:>5} {s.warned:>6} {s.tp:>4} {s.fp:>4} {s.fn:>4} {s.tn:>4} "
             f"{_f(s.precision):>9} {_f(s.recall):>7} {_f(s.median_lead_share, pct=True):>12} {s.leads:>3} "
-            f"{s.gate_failed:>9} {s.unmonitored:>9}")  # fmt: skip
+            f"{s.gate_failed:>9} {s.unmonitored:>9}")
 
 
 def report(title: str, folders: list[Path], cfg: WatchConfig | None, detail: bool) -> WarningScore | None:
@@ -122,7 +122,7 @@ def report(title: str, folders: list[Path], cfg: WatchConfig | None, detail: boo
         print("nothing to score")
         return None
     head = (f"{'family':<24} {'scored':>6} {'DISPL':>5} {'warned':>6} {'TP':>4} {'FP':>4} {'FN':>4} {'TN':>4} "
-            f"{'precision':>9} {'recall':>7} {'median lead':>12} {'n':>3} {'gate fail':>9} {'unwatched':>9}")  # fmt: skip
+            f"{'precision':>9} {'recall':>7} {'median lead':>12} {'n':>3} {'gate fail':>9} {'unwatched':>9}")
     print(head)
     print("-" * len(head))
     fams: dict[str, list[WarningRun]] = {}
@@ -139,7 +139,7 @@ def report(title: str, folders: list[Path], cfg: WatchConfig | None, detail: boo
             if r.warned or r.positive:
                 print(f"{fam:<24} {where:<40} {r.fate:<10} gate {'pass' if r.gate_passed else 'fail'} "
                       f"warning {r.warning} collapse {r.collapse} lead {r.lead} ({_f(r.lead_share, pct=True)}) "
-                      f"{r.outcome or 'not scored'}")  # fmt: skip
+                      f"{r.outcome or 'not scored'}")
     print()
     return overall
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="*", type=Path, help="finished `ungrok run` folders the rule was tuned on")
     ap.add_argument("--held-out", nargs="+", type=Path, default=[], metavar="RUN",
-                    help="finished `ungrok run` folders the rule was NOT tuned on, scored apart")  # fmt: skip
+                    help="finished `ungrok run` folders the rule was NOT tuned on, scored apart")
     ap.add_argument("--config", type=Path, help="a WatchConfig JSON file (default: the package's watch.json)")
     ap.add_argument("--recorded", action="store_true", help="score the warnings as logged, without replaying")
     ap.add_argument(
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.held_out:
         scored.append(report("held-out folders", args.held_out, None if args.recorded else cfg, args.detail))
     print("median lead: (collapse step - first warning step) / run steps over the true positives with a "
-          "collapse step (n); negative = the warning came after the collapse.")  # fmt: skip
+          "collapse step (n); negative = the warning came after the collapse.")
     return 0 if any(s is not None for s in scored) else 1
 
 

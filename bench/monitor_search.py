@@ -42,7 +42,7 @@ def grid_configs() -> list[WatchConfig]:
     """Every grid point as a full config (the shipped values for the fields not searched)."""
     keys = list(GRID)
     return [WatchConfig(**{**DEFAULT_WATCH.model_dump(), **dict(zip(keys, v, strict=True))})
-            for v in itertools.product(*GRID.values())]  # fmt: skip
+            for v in itertools.product(*GRID.values())]
 
 
 def _figures(runs: list[WarningRun]) -> Figures:
@@ -57,7 +57,7 @@ def score_chunk(task: tuple[int, list[str], list[dict]]) -> list[list[Figures]]:
     for data in configs:
         cfg = WatchConfig(**data)
         out.append([_figures([r for _, _, r in folder_runs(Path(f), [], cfg, verdicts=False)])
-                    for f in folders])  # fmt: skip
+                    for f in folders])
     return out
 
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ranked.sort(key=lambda x: x[0], reverse=True)
     keys = list(GRID)
     print(f"{len(configs)} configs x {len(folders)} folders; targets: precision >= {args.min_precision}, "
-          f"recall >= {args.min_recall}, median lead >= {args.min_lead:.0%} on every folder")  # fmt: skip
+          f"recall >= {args.min_recall}, median lead >= {args.min_lead:.0%} on every folder")
     (ok_rl, n_ok, _, _, _), cfg, per = ranked[0]
     if n_ok == len(folders):
         print(f"chosen: sha256 {cfg.sha256()[:16]} {json.dumps({k: getattr(cfg, k) for k in keys})}")

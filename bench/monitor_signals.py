@@ -40,11 +40,11 @@ from ungrok.fate.classify import smooth
 from ungrok.fate.warning import assess, score
 
 LEVEL = dict(src=["h", "p"], emerged=[0.8, 0.9], level=[0.5, 0.55, 0.6, 0.65, 0.7], window=[1, 2],
-             mode=["acc", "margin", "and", "or"], mthr=[0.0, -0.25, 0.25], sustain=[2, 3, 4, 5, 6])  # fmt: skip
+             mode=["acc", "margin", "and", "or"], mthr=[0.0, -0.25, 0.25], sustain=[2, 3, 4, 5, 6])
 DROP = dict(src=["h", "p"], emerged=[0.8, 0.9], drop=[0.1, 0.15, 0.2, 0.3], w=[3, 5], slope=[0.0, -0.02],
-            cap=[0.7, 0.8, 1.0], sustain=[1, 2, 3, 4])  # fmt: skip
+            cap=[0.7, 0.8, 1.0], sustain=[1, 2, 3, 4])
 CI = dict(src=["h", "p"], emerged=[0.8, 0.9], level=[0.5, 0.6, 0.7, 0.8], z=[1.0, 1.5, 2.0, 2.5], window=[1, 2, 3],
-          sustain=[1, 2, 3])  # fmt: skip
+          sustain=[1, 2, 3])
 Series = tuple[dict, list[int], list[float], list[float], int]  # record, steps, accuracy, mean margin, items
 
 
@@ -112,7 +112,7 @@ def first_warning(steps: list[int], acc: list[float], mar: list[float], items: i
                 trig = m + p["z"] * (max(m * (1 - m), 0.05) / (items * len(tail))) ** 0.5 <= p["level"]
             elif p["family"] == "drop":
                 trig = (max(sm) - sm[-1] >= p["drop"] and len(kept_a) >= p["w"]
-                        and _slope(kept_a[-p["w"]:]) < p["slope"] and sm[-1] <= p["cap"])  # fmt: skip
+                        and _slope(kept_a[-p["w"]:]) < p["slope"] and sm[-1] <= p["cap"])
             else:
                 tail = kept_a[-p["window"] :]
                 low = sum(tail) / len(tail) <= p["level"]
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     for fam in families:
         ranked = sorted(((sum(meets(f, 0.8, 0.9, 0.10) for f in per), min((f[0] or 0.0) for f in per), p, per)
                          for p, per in zip(pts, figures, strict=True) if p["family"] == fam),
-                        key=lambda x: (x[0], x[1]), reverse=True)  # fmt: skip
+                        key=lambda x: (x[0], x[1]), reverse=True)
         any_ok |= ranked[0][0] == len(folders)
         for n_ok, low_p, p, per in ranked[: args.show]:
             print(f"{fam}: {n_ok}/{len(folders)} folders, lowest precision {low_p:.2f}: {json.dumps(p)}")

@@ -118,7 +118,7 @@ def main() -> None:
     queries = ids.queries()
     n = tokens.size
     print(f"stream: {n:,} tokens ({tokens.dtype}); battery: {len(battery):,} items, "
-          f"{len(queries):,} queries; numba threads: 1; cpus: {os.cpu_count()}")  # fmt: skip
+          f"{len(queries):,} queries; numba threads: 1; cpus: {os.cpu_count()}")
 
     fast_counts(queries, 5, tokens[:1000])  # compile outside the timings
     t_fast, fast = best(lambda: fast_counts(queries, 5, tokens), args.repeat)
@@ -128,7 +128,7 @@ def main() -> None:
     assert all(ref[p] == (snap.occ[k], snap.followed[k]) for p, k in snap.index.items()), "counts differ"
     print(f"order <= 5, {len(patterns):,} patterns: fast {n / t_fast / 1e6:8.1f} M tok/s ({t_fast:.3f} s)"
           f" | numpy per order {n / t_np / 1e6:6.1f} M tok/s ({t_np:.2f} s)"
-          f" | ratio {t_np / t_fast:.1f}x")  # fmt: skip
+          f" | ratio {t_np / t_fast:.1f}x")
 
     pats2 = query_patterns(queries, 2)
     t_fast2, fast2 = best(lambda: fast_counts(queries, 2, tokens), args.repeat)
@@ -137,14 +137,14 @@ def main() -> None:
     assert all(ref2[p] == s2.occ[k] for p, k in s2.index.items()), "counts differ"
     print(f"order <= 2, {len(pats2):,} patterns: fast {n / t_fast2 / 1e6:8.1f} M tok/s ({t_fast2:.3f} s)"
           f" | numpy per pattern {n / t_pp / 1e6:6.2f} M tok/s ({t_pp:.1f} s)"
-          f" | ratio {t_pp / t_fast2:.0f}x")  # fmt: skip
+          f" | ratio {t_pp / t_fast2:.0f}x")
 
     steps = max(1, n // (32 * 2049))
     run = ServedRun(path, path, SamplerConfig(context=2048, batch_size=32, steps=steps), seed=0)
     t_srv, snaps = best(lambda: served_snapshots(run, NgramCounter(queries, 5), [steps]), args.repeat)
     served = snaps[steps].total
     print(f"served stream ({steps} steps x 32 x 2049 = {served:,} tokens, gather + count, order 5): "
-          f"{served / t_srv / 1e6:.1f} M tok/s ({t_srv:.2f} s)")  # fmt: skip
+          f"{served / t_srv / 1e6:.1f} M tok/s ({t_srv:.2f} s)")
 
 
 if __name__ == "__main__":

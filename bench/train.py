@@ -132,13 +132,13 @@ def demo_worker(mode: str, corpus: str, steps: int) -> None:
         GPT.forward = reference_forward
         loop.keep_freed_memory = lambda: False
     doc = {**DEMO_SHAPE, "seed": 1, "sampler": {"context": 64, "batch_size": 32, "steps": steps},
-           **TRAINER_MODES[mode]}  # fmt: skip
+           **TRAINER_MODES[mode]}
     with tempfile.TemporaryDirectory() as tmp:
         step_s, _, _ = timed_run(Path(corpus), Path(tmp) / "run", doc, 5)
         final = read_jsonl(Path(tmp) / "run" / "train_log.jsonl")[-1]["loss"]
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"tok_s": 64 * 32 / step_s, "sys_s": usage.ru_stime, "user_s": usage.ru_utime,
-                      "final_loss": final}))  # fmt: skip
+                      "final_loss": final}))
 
 
 TRAINER_MODES: dict[str, dict] = {
@@ -158,7 +158,7 @@ def compare_demo_trainers(corpus: Path, steps: int, reps: int) -> None:
     for _ in range(reps):
         for mode in got:
             out = subprocess.run([sys.executable, __file__, "--worker", mode, "--corpus", str(corpus),
-                                  "--demo-steps", str(steps)], capture_output=True, text=True, check=True)  # fmt: skip
+                                  "--demo-steps", str(steps)], capture_output=True, text=True, check=True)
             got[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
     med = {m: statistics.median(r["tok_s"] for r in rs) for m, rs in got.items()}
     print(f"\ndemo run shape (d 64, context 64 x 32, vocab 1456, 1 thread), {steps} steps, {reps} runs each:")
@@ -168,10 +168,10 @@ def compare_demo_trainers(corpus: Path, steps: int, reps: int) -> None:
         print(f"  {mode:<10} tokens/s {toks} (median {med[mode]:,.0f}); kernel time {sys_s:.1f} s per run")
     losses = {m: rs[0]["final_loss"] for m, rs in got.items()}
     print(f"  ours / reference: {med['ours'] / med['reference']:.2f}x; final loss {losses['ours']:.5f} vs "
-          f"{losses['reference']:.5f} (same seed; they differ only by float rounding)")  # fmt: skip
+          f"{losses['reference']:.5f} (same seed; they differ only by float rounding)")
     for mode in ("bf16", "bf16-compiled"):
         print(f"  {mode} / ours (fp32): {med[mode] / med['ours']:.2f}x, / reference: "
-              f"{med[mode] / med['reference']:.2f}x; final loss {losses[mode]:.5f} (a different arithmetic)")  # fmt: skip
+              f"{med[mode] / med['reference']:.2f}x; final loss {losses[mode]:.5f} (a different arithmetic)")
     assert all(math.isfinite(v) for v in losses.values())
 
 
@@ -213,7 +213,7 @@ def main() -> None:
     mms = [matmul_flops(args.mm_size)]
     bf16_mm = matmul_flops(args.mm_size, dtype=torch.bfloat16)
     print(f"threads {torch.get_num_threads()}; dense matmul ({args.mm_size}²): fp32 {mms[0] / 1e9:,.1f} GFLOP/s, "
-          f"bf16 {bf16_mm / 1e9:,.1f} GFLOP/s ({bf16_mm / mms[0]:.1f}x)")  # fmt: skip
+          f"bf16 {bf16_mm / 1e9:,.1f} GFLOP/s ({bf16_mm / mms[0]:.1f}x)")
     print(f"CPU bf16 matrix units: {bf16_units()}")
     runs = {
         "demo": (128, args.demo_batch, args.demo_steps),
@@ -242,31 +242,31 @@ def main() -> None:
             modes = {m: TRAINER_MODES[m] for m in ("bf16", "bf16-compiled")} | {"bf16-compiled-attn": BF16_ATTENTION}
             for mode, knobs in modes.items():
                 low[mode], _, _ = timed_run(corpus, Path(tmp) / f"{name}-{mode}", {**doc, **knobs},
-                                            args.warmup + (0 if mode == "bf16" else 1))  # fmt: skip
+                                            args.warmup + (0 if mode == "bf16" else 1))
             mms.append(matmul_flops(args.mm_size))
             results.append((name, context, batch, steps, mcfg, model, step_s, base_s, mon_s, timed, probe, low))
     mm = max(mms)  # the machine's best in this run: the conservative denominator on a shared CPU
     print("matmul GFLOP/s measured before/after each model: " + ", ".join(f"{m / 1e9:.0f}" for m in mms)
-          + f"; the fractions below use the best, {mm / 1e9:.0f}")  # fmt: skip
+          + f"; the fractions below use the best, {mm / 1e9:.0f}")
     for name, context, batch, steps, mcfg, model, step_s, base_s, mon_s, timed, probe, low in results:
         n_matmul, fpt = flops_per_token(mcfg, model, context)
         _, fpt_causal = flops_per_token(mcfg, model, context, causal=True)
         tok_s = context * batch / step_s
         per_probe = statistics.median(probe.seconds)
         print(f"\n{name}: {model.num_params():,} params, N_matmul {n_matmul:,}; context {context}, "
-              f"batch {batch} ({context * batch:,} tokens/step), {steps} steps ({args.warmup} untimed)")  # fmt: skip
+              f"batch {batch} ({context * batch:,} tokens/step), {steps} steps ({args.warmup} untimed)")
         print(f"  training tokens/s          {tok_s:,.0f}  (median step {step_s:.2f} s)")
         print(f"  model FLOP/token           {fpt / 1e6:,.1f} M (6·N_matmul + 12·L·d·T)")
         print(f"  achieved model FLOP/s      {tok_s * fpt / 1e9:,.1f} G = {tok_s * fpt / mm:.0%} of matmul "
-              f"({tok_s * fpt_causal / mm:.0%} counting causal attention only)")  # fmt: skip
+              f"({tok_s * fpt_causal / mm:.0%} counting causal attention only)")
         for mode, low_s in low.items():
             low_tok = context * batch / low_s
             print(f"  {mode:<26} {low_tok:,.0f} tokens/s = {low_tok / tok_s:.2f}x fp32; model FLOP/s "
-                  f"{low_tok * fpt / 1e9:,.1f} G = {low_tok * fpt / bf16_mm:.0%} of the bf16 matmul")  # fmt: skip
+                  f"{low_tok * fpt / 1e9:,.1f} G = {low_tok * fpt / bf16_mm:.0%} of the bf16 matmul")
         print(f"  monitor probe              {per_probe * 1e3:,.1f} ms per call (median); one call every "
-              f"{args.probe_every} steps = {per_probe / (args.probe_every * step_s):.2%} of training time")  # fmt: skip
+              f"{args.probe_every} steps = {per_probe / (args.probe_every * step_s):.2%} of training time")
         print(f"  with vs without monitor    {mon_s / base_s - 1:+.1%} wall time over the same {timed} steps "
-              f"({base_s:.1f}s -> {mon_s:.1f}s; two runs, so changes in CPU sharing show here too)")  # fmt: skip
+              f"({base_s:.1f}s -> {mon_s:.1f}s; two runs, so changes in CPU sharing show here too)")
 
 
 if __name__ == "__main__":

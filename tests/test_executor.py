@@ -61,7 +61,7 @@ def test_make_executor_picks_by_kind_and_workers():
     assert make_executor("local", 2, threads=3).threads == 3
     assert make_executor("local", 1).threads is None  # inline leaves this process alone
     for args, msg in ((("spark", 1), "use local or ray"), (("local", 0), "at least 1"),
-                      (("local", 2, "auto"), "--address is for --executor ray")):  # fmt: skip
+                      (("local", 2, "auto"), "--address is for --executor ray")):
         with pytest.raises(UngrokError, match=msg):
             make_executor(*args)
 

@@ -403,7 +403,7 @@ def support(
         raise UngrokError(f"--executor {executor!r}: use local or ray")
     if json_out is not None:
         guard_output(json_out, inputs=[*corpora, battery, served, rules_dir], force=force,
-                     suffixes=(".json",), flag="--json")  # fmt: skip
+                     suffixes=(".json",), flag="--json")
     if work_dir is not None:
         guard_output(work_dir, inputs=corpora, exists_ok=True, folder=True, flag="--work-dir")
     specs = _select_rules(rules, battery, rules_dir)
@@ -464,14 +464,14 @@ def _show_support(result: dict) -> None:
     from ungrok.support.forecast import CAVEAT as FORECAST_CAVEAT
 
     table = Table("rule", "event", "rule events", "prior events", "neither", "ratio", "per token", "forecast",
-                  title=f"support over {result['tokens']:,} tokens ({result['mode']})")  # fmt: skip
+                  title=f"support over {result['tokens']:,} tokens ({result['mode']})")
     for name, r in result["rules"].items():
         table.add_row(name, r["event"], f"{r['rule_events']:,}", f"{r['prior_events']:,}",
                       "-" if r["neither"] is None else f"{r['neither']:,}", f"{r['ratio']:.3g}",
-                      f"{r['frequency']:.2e}", r["forecast"])  # fmt: skip
+                      f"{r['frequency']:.2e}", r["forecast"])
         for cname, cr in (r.get("classes") or {}).items():
             table.add_row(f"  {cname}", "", f"{cr['rule_events']:,}", f"{cr['prior_events']:,}",
-                          f"{cr['neither']:,}", f"{cr['ratio']:.3g}", f"{cr['frequency']:.2e}", "")  # fmt: skip
+                          f"{cr['neither']:,}", f"{cr['ratio']:.3g}", f"{cr['frequency']:.2e}", "")
     out.print(table)
     t = result["forecast_thresholds"]
     out.print(

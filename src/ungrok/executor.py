@@ -87,7 +87,7 @@ class PoolExecutor:
             return
         ctx = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=ctx,
-                                   initializer=_limit_threads, initargs=(self.threads,))  # fmt: skip
+                                   initializer=_limit_threads, initargs=(self.threads,))
         futures = {pool.submit(fn, task): task for task in tasks}
         try:
             for f in as_completed(futures):

@@ -115,7 +115,7 @@ def parquet(name: str, column: str, values: list) -> Builder:
 def battery_line(**changes: str) -> str:
     item = {"family": "pronoun_gender_ref", "condition": "conflict", "probe": "pronoun_gender_ref.conflict",
             "category": "rule_vs_prior", "template_id": "t", "split": "heldout", "prefix": "Sue cried because",
-            "correct": " she", "distractor": " he", "chance": 0.5, "item_id": "x/0"}  # fmt: skip
+            "correct": " she", "distractor": " he", "chance": 0.5, "item_id": "x/0"}
     return json.dumps({**item, **changes}) + "\n"
 
 
@@ -407,13 +407,13 @@ def console_script() -> Path:
 
 def run_script(args: tuple[str, ...], cwd: Path) -> tuple[int, str]:
     proc = subprocess.run([str(console_script()), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
+                          timeout=120, check=False)
     return proc.returncode, proc.stderr
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_input(case: Case, base_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                       capsys: pytest.CaptureFixture[str]) -> None:
     """Each row: the exit status, one line naming the problem, and nothing it must not touch touched."""
     if case.needs_non_root and os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
@@ -445,7 +445,7 @@ FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthChe
 @FAST
 @given(n=st.integers(max_value=0), flag=st.sampled_from(["--task-tokens", "--workers"]))
 def test_support_counts_below_one_are_refused(n: int, flag: str, base_corpus: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     """Zero or negative tokens per task or workers: one line naming the flag, before any counting."""
     code, _out, err = run(["support", str(base_corpus), flag, str(n)], capsys)
     assert f"{flag} {n}" in one_line_error(code, err)
@@ -454,7 +454,7 @@ def test_support_counts_below_one_are_refused(n: int, flag: str, base_corpus: Pa
 @FAST
 @given(seed=st.one_of(st.integers(max_value=-1), st.integers(min_value=2**63, max_value=10**30)))
 def test_seeds_outside_every_generator_are_refused(seed: int, base_corpus: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """A seed numpy or torch cannot take is one line naming it, not a traceback from inside them."""
     args = ["edit", "kill", str(base_corpus), *KILL[3:], "--out", str(tmp_path / "k"), "--seed", str(seed)]
     code, _out, err = run(args, capsys)
@@ -473,7 +473,7 @@ MANIFEST_FORGERIES = st.one_of(
 @FAST
 @given(forged=MANIFEST_FORGERIES)
 def test_forged_manifest_fields_are_refused(forged: dict, base_corpus: Path, tmp_path_factory: pytest.TempPathFactory,
-                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     """Every reader goes through one loader, which refuses each forged field in one line."""
     path = tmp_path_factory.mktemp("forged") / SW
     shutil.copytree(base_corpus, path)
@@ -485,7 +485,7 @@ def test_forged_manifest_fields_are_refused(forged: dict, base_corpus: Path, tmp
 
 # --------------------------------------------------------------------------- the boundary itself
 def test_refused_permission_is_one_line(base_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     """The read-only row for root: the guard's answer when the folder may not be written."""
     import ungrok.outputs
 
@@ -495,7 +495,7 @@ def test_refused_permission_is_one_line(base_corpus: Path, tmp_path: Path, monke
 
 
 def test_an_os_error_deep_inside_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     """A write that fails after the checks (a full disk, a folder made read-only meanwhile)."""
     import ungrok.probes.battery
 

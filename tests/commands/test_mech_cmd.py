@@ -29,7 +29,7 @@ def run(tmp_path_factory):
     save_battery(build_battery([RULE, "plural_was_were"]), root / "battery.jsonl")
     doc = {"model": {"preset": "tiny"}, "sampler": {"context": 32, "batch_size": 8, "steps": 16},
            "checkpoints": {"rules": [{"start": 0, "every": 8}]}, "probe_every": 8, "probe_dense_until": 0,
-           "seed": 5}  # fmt: skip
+           "seed": 5}
     train(parse_config(doc), root / "sw", root / "run", progress=False)
     yield root
     torch.set_num_threads(threads)
@@ -47,7 +47,7 @@ def _cli(args, capsys):
 
 def test_mech_writes_the_store_and_prints_the_top_head_it_holds(run, capsys):
     code, out, err = _cli(["mech", run / "run", "--rule", RULE, "--battery", run / "battery.jsonl",
-                           "--only", "decomp,heads,decode"], capsys)  # fmt: skip
+                           "--only", "decomp,heads,decode"], capsys)
     assert code == 0, err
     rows = pq.read_table(run / "run" / "traj.mech.parquet").to_pylist()
     assert {r["instrument"] for r in rows} == {"decomp", "heads", "decode"}
@@ -61,7 +61,7 @@ def test_mech_writes_the_store_and_prints_the_top_head_it_holds(run, capsys):
     assert "computed decomp 3, decode 3, heads 3" in out
 
     code, out, _ = _cli(["mech", run / "run", "--rule", RULE, "--battery", run / "battery.jsonl",
-                         "--only", "decomp"], capsys)  # fmt: skip
+                         "--only", "decomp"], capsys)
     assert code == 0 and "nothing new" in out and "3 unit(s) already in the store" in out
 
 
@@ -107,7 +107,7 @@ def _seed_folder(run, tmp_path, min_step: int):
     seed = root / "cells" / "c" / "seed1"
     root.mkdir(parents=True)
     (root / "experiment.yaml").write_text(yaml.safe_dump({"cells": ["c"], "seeds": [1],
-                                                          "classifier": {"min_step": min_step}}))  # fmt: skip
+                                                          "classifier": {"min_step": min_step}}))
     freeze(root / "experiment.yaml", root)  # before the training output: a later freeze is refused
     shutil.copytree(run / "run", seed, ignore=shutil.ignore_patterns("traj.mech.parquet", "traj.ngram.parquet"))
     return root, seed
@@ -118,7 +118,7 @@ def test_a_seed_folder_is_read_with_its_registrys_constants(run, capsys, tmp_pat
     # edited after the freeze: the registry, not this file, holds the run's constants
     (root / "experiment.yaml").write_text("cells: [c]\nseeds: [1]\nclassifier: {min_step: 0}\n")
     code, out, err = _cli(["mech", seed, "--rule", RULE, "--battery", run / "battery.jsonl", "--only", "patch"],
-                          capsys)  # fmt: skip
+                          capsys)
     assert code == 0, err
     assert f"classifier constants: {(root / 'registry.json').resolve()} (min_step 16" in out
     # checkpoints 0, 8, 16: from min_step 16 on, the peak can only be the final checkpoint
@@ -127,7 +127,7 @@ def test_a_seed_folder_is_read_with_its_registrys_constants(run, capsys, tmp_pat
 
 def test_a_plain_run_folder_uses_the_default_constants_and_says_so(run, capsys):
     code, out, err = _cli(["mech", run / "run", "--rule", RULE, "--battery", run / "battery.jsonl",
-                           "--only", "decomp"], capsys)  # fmt: skip
+                           "--only", "decomp"], capsys)
     assert code == 0, err
     assert "classifier constants: the defaults (no registry.json or experiment.yaml) (min_step 100" in out
 
@@ -139,7 +139,7 @@ def test_a_damaged_registry_is_one_line_naming_it_not_the_defaults(run, capsys, 
     reg = root / "registry.json"
     reg.write_text(reg.read_text().replace('"min_step": 16', '"min_step": 100'))
     code, out, err = _cli(["mech", seed, "--rule", RULE, "--battery", run / "battery.jsonl", "--only", "decomp"],
-                          capsys)  # fmt: skip
+                          capsys)
     line = one_line_error(code, err)
     assert str(reg.resolve()) in line and "changed after it was frozen" in line
     assert not (seed / "traj.mech.parquet").exists()  # refused before any work

@@ -167,7 +167,7 @@ def test_hub_name_from_the_offline_cache(tmp_path, capsys, offline_cache):
         "data/train-00000-of-00002.parquet": _parquet_bytes(p, SHARD0),
         "data/train-00001-of-00002.parquet": _parquet_bytes(p, SHARD1),
         "data/test-00000-of-00001.parquet": _parquet_bytes(p, TEST),
-    })  # fmt: skip
+    })
     assert _build(capsys, tok, tmp_path / "a", "--hf-dataset", "org/tiny") == _expected(tok, SHARD0 + SHARD1)
     web_card = CARD.replace("config_name: late", "config_name: sample-10BT").replace(
         "data/train-00001-*", "sample/10BT/*"
@@ -175,7 +175,7 @@ def test_hub_name_from_the_offline_cache(tmp_path, capsys, offline_cache):
     _snapshot(offline_cache, "org/web", {
         "README.md": web_card.encode(),
         "sample/10BT/000_00000.parquet": _parquet_bytes(p, SHARD1),
-    })  # fmt: skip
+    })
     code, _, err = run(["corpus", "build", "--tokenizer", tok, "--out", tmp_path / "x", "--hf-dataset", "org/web"], capsys)
     assert "its card names configs default, sample-10BT (set --hf-config)" in one_line_error(code, err)
     got = _build(capsys, tok, tmp_path / "b", "--hf-dataset", "org/web", "--hf-config", "sample-10BT")
@@ -190,12 +190,12 @@ def test_hub_name_offline_end_to_end(tmp_path):
         "README.md": CARD.encode(),
         "data/train-00000-of-00002.parquet": _parquet_bytes(tmp_path / "x.parquet", SHARD0),
         "data/test-00000-of-00001.parquet": _parquet_bytes(tmp_path / "y.parquet", TEST),
-    })  # fmt: skip
+    })
     tok = _tokenizer(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
     env.update(HF_HOME=str(home), HF_HUB_OFFLINE="1")
     cmd = [sys.executable, "-c", "import sys; from ungrok.cli import main; main(sys.argv[1:])", "corpus", "build", "--hf-dataset", "org/tiny", "--split", "test",
-           "--tokenizer", str(tok), "--out", str(tmp_path / "c")]  # fmt: skip
+           "--tokenizer", str(tok), "--out", str(tmp_path / "c")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert Corpus(tmp_path / "c").tokens().tolist() == _expected(tok, TEST)

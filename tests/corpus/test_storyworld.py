@@ -465,7 +465,7 @@ def test_family_knobs_move_their_ratio(tmp_path):
     # a/an before a noun follows det_an_ratio, ' an old' keeps a_an_adjective_ratio (counted here).
     s = Stream(path)
     vowel_next = {i for i in range(s.tok.get_vocab_size()) if (w := s.tok.decode([i]))[:1] == " " and
-                  w[1:2] in tuple("aeiouAEIOU")}  # fmt: skip
+                  w[1:2] in tuple("aeiouAEIOU")}
     an, a = {s.id(" an"), s.id(" An")}, {s.id(" a"), s.id(" A")}
     r = sum(1 for x, y in zip(s.ids, s.ids[1:], strict=False) if x in an and y in vowel_next)
     p = sum(1 for x, y in zip(s.ids, s.ids[1:], strict=False) if x in a and y in vowel_next)
@@ -563,7 +563,7 @@ def test_unreachable_ratio_is_flagged_and_two_name_rate_zero_reaches_it(tmp_path
 # Bridge verbs written out again (not read from the module): the frames' connectives after
 # verbs that no probe frame uses.
 BRIDGES = ["played outside because", "danced when", "walked home because", "waved because",
-           "sang a song when", "stayed inside because"]  # fmt: skip
+           "sang a song when", "stayed inside because"]
 
 
 def test_bridge_rate_is_realised_and_counted_as_outside_support(tmp_path):
@@ -618,7 +618,7 @@ def test_cli_config_sets_tokens_and_seed_and_the_command_line_wins(tmp_path, cap
     src = read_manifest(tmp_path / "a").source["config"]
     assert (src["tokens"], src["seed"], src["bridge_rate"]) == (30000, 7, 0.05)
     code, _, err = run(["corpus", "storyworld", "--out", tmp_path / "b", "--config", cfg, "--seed", "3",
-                        "--bridge-rate", "0.0"], capsys)  # fmt: skip
+                        "--bridge-rate", "0.0"], capsys)
     assert code == 0, err
     src = read_manifest(tmp_path / "b").source["config"]
     assert (src["tokens"], src["seed"], src["bridge_rate"]) == (30000, 3, 0.0)
@@ -632,7 +632,7 @@ def test_bridged_corpus_intended_support_equals_the_kernel_count(tmp_path):
     from ungrok.support.count import count
 
     path, rep = build(tmp_path, "web", tokens=200_000, global_ratio=8.0, frame_ratio=0.1, frame_rate=0.0025,
-                      bridge_rate=0.04)  # fmt: skip
+                      bridge_rate=0.04)
     rules = load_rules()
     table = count(path, list(rules.values())).rules
     assert set(table) == set(rules) == set(rep.support)

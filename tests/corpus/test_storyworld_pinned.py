@@ -16,7 +16,7 @@ from ungrok.corpus.storyworld import StoryworldConfig, build_storyworld
 DEMO_LIKE = {"frame_ratio": 0.03, "frame_rate": 0.0025, "bridge_rate": 0.04, "global_ratio": 8}
 RULE_RATIOS = {"negation_bare_verb": 0.5, "modal_agreement": 3, "plural_was_were": 0.2, "comparative_er": 1}
 KNOBS = {"possessive_rate": 0.05, "two_name_rate": 0.1, "irregular_past_ratio": 0.3, "det_an_ratio": 2,
-         "a_an_adjective_ratio": 0.1, "ratios": RULE_RATIOS}  # fmt: skip
+         "a_an_adjective_ratio": 0.1, "ratios": RULE_RATIOS}
 TOKENIZER = "f87f94136bd2d91c"
 PINS = [
     ({"tokens": 200_000, "seed": 1}, "742b7fbae4687a74", 200_107, 340),

@@ -85,7 +85,7 @@ def _item(prefix: str) -> dict:
     """One valid battery line (the reference schema) with this prefix."""
     return {"family": "f", "condition": "conflict", "probe": "f.conflict", "category": "rule_vs_prior",
             "template_id": "t", "split": "heldout", "prefix": prefix, "correct": " a", "distractor": " b",
-            "chance": 0.5, "item_id": "f.conflict/heldout/0000"}  # fmt: skip
+            "chance": 0.5, "item_id": "f.conflict/heldout/0000"}
 
 
 def test_battery_files_go_through_the_one_loader(tmp_path):
@@ -115,12 +115,12 @@ def test_battery_file_prefix_is_checked(story, tmp_path, capsys):
 def test_rescue_refuses_a_violating_generator(story, tmp_path, capsys):
     rules = user_rule(tmp_path, "[Nora]", '["{n} said The farmer laughed when {p} ran."]')
     code, _, err = run_cli(["edit", "rescue", story, "--rule", "my_rescue", "--dose", "1", "--unit", "0.001",
-                            "--rules-dir", rules, "--out", tmp_path / "o"], capsys)  # fmt: skip
+                            "--rules-dir", rules, "--out", tmp_path / "o"], capsys)
     assert code == 2 and "D3: margin prompt 'The farmer laughed when'" in one_line_error(err)
     assert not (tmp_path / "o").exists()
     rules = user_rule(tmp_path, "[Nora]", '["{n} saw that Sue cried because {p} left."]')
     code, _, err = run_cli(["edit", "rescue", story, "--rule", "my_rescue", "--dose", "1", "--unit", "0.001",
-                            "--rules-dir", rules, "--out", tmp_path / "o"], capsys)  # fmt: skip
+                            "--rules-dir", rules, "--out", tmp_path / "o"], capsys)
     assert code == 2 and "D2: battery prefix 'Sue cried because'" in one_line_error(err)
 
 

@@ -263,18 +263,18 @@ def test_bad_input_is_one_line(story, tmp_path, capsys, args, needle):
 def test_zero_sites_and_existing_destination_refused(tmp_path, capsys):
     src = write_token_corpus(tmp_path / "plain", np.array([tid(" the"), tid(" she"), 0] * 50), 40)
     code, _, err = run_cli(["edit", "kill", src, "--rule", "pronoun_gender_ref", "--rate", "1", "--out",
-                            tmp_path / "o"], capsys)  # fmt: skip
+                            tmp_path / "o"], capsys)
     assert code == 2 and "no eligible site" in one_line_error(err)
     assert not (tmp_path / "o").exists()
     (tmp_path / "o").mkdir()
     code, _, err = run_cli(["edit", "kill", src, "--rule", "pronoun_gender_ref", "--rate", "1", "--out",
-                            tmp_path / "o"], capsys)  # fmt: skip
+                            tmp_path / "o"], capsys)
     assert code == 2 and "already exists" in one_line_error(err)
 
 
 def test_cli_kill_reports_counts(story, tmp_path, capsys):
     code, out, _ = run_cli(["edit", "kill", story, "--rule", "plural_was_were", "--rate", "0.9", "--seed", "1",
-                            "--out", tmp_path / "k"], capsys)  # fmt: skip
+                            "--out", tmp_path / "k"], capsys)
     assert code == 0
     m = Corpus(tmp_path / "k").manifest.source
     assert f"{m['flipped_sites']:,} of {m['eligible_sites']:,}" in out

@@ -49,12 +49,12 @@ def test_ladder_file_and_cli(story, ladder, tmp_path, capsys):
     on_disk = json.loads((out / "ladder.json").read_text())
     assert on_disk["rates"] == RATES and on_disk["nested"] is True
     code, stdout, _ = run_cli(["edit", "ladder", story, "--rule", "det_an_choice", "--rates", "1,0.5",
-                               "--seed", "4", "--out", tmp_path / "l"], capsys)  # fmt: skip
+                               "--seed", "4", "--out", tmp_path / "l"], capsys)
     assert code == 0 and "rate_0.5" in stdout
     assert sorted(p.name for p in (tmp_path / "l").iterdir()) == ["ladder.json", "rate_0.5", "rate_1"]
     code, _, err = run_cli(["edit", "ladder", story, "--rule", "det_an_choice", "--rates", "0.5,2",
-                            "--out", tmp_path / "bad"], capsys)  # fmt: skip
+                            "--out", tmp_path / "bad"], capsys)
     assert code == 2 and "outside [0, 1]" in one_line_error(err)
     code, _, err = run_cli(["edit", "ladder", story, "--rule", "det_an_choice", "--rates", "0.5,x",
-                            "--out", tmp_path / "bad"], capsys)  # fmt: skip
+                            "--out", tmp_path / "bad"], capsys)
     assert code == 2 and "comma-separated" in one_line_error(err)

@@ -89,7 +89,7 @@ def test_append_placement_keeps_every_base_byte(story, appended):
 
 def test_replace_placement_removes_neutral_documents_only(story, tmp_path):
     prov = build_rescue(story, tmp_path / "r", "pronoun_gender_ref", 0.5, unit=_delta(story), seed=2,
-                        placement="replace")  # fmt: skip
+                        placement="replace")
     src, dst = Corpus(story), Corpus(tmp_path / "r")
     assert dst.total_tokens == src.total_tokens  # D4
     base = np.concatenate(
@@ -205,7 +205,7 @@ def test_bad_input_is_one_line(story, tmp_path, capsys, args, needle):
 def test_rescue_names_colliding_with_battery_cues(story, tmp_path, capsys):
     rules = user_rule(tmp_path, "[Nora, Lily]", '["{n} opened the door, and then {p} walked outside."]')
     code, _, err = run_cli(["edit", "rescue", story, "--rule", "my_rescue", "--dose", "1", "--unit", "0.001",
-                            "--rules-dir", rules, "--out", tmp_path / "o"], capsys)  # fmt: skip
+                            "--rules-dir", rules, "--out", tmp_path / "o"], capsys)
     assert code == 2
     line = one_line_error(err)
     assert "D1" in line and "'Lily'" in line
@@ -215,5 +215,5 @@ def test_rescue_names_colliding_with_battery_cues(story, tmp_path, capsys):
 def test_existing_destination_refused(story, appended, capsys):
     out, _ = appended
     code, _, err = run_cli(["edit", "rescue", story, "--rule", "pronoun_gender_ref", "--dose", "1", "--unit",
-                            "0.001", "--out", out], capsys)  # fmt: skip
+                            "0.001", "--out", out], capsys)
     assert code == 2 and "already exists" in one_line_error(err)

@@ -55,7 +55,7 @@ def test_exclusion_list_applies(story):
 
 def test_cue_files_and_kill_with_scan(story, tmp_path, capsys):
     code, out, _ = run_cli(["edit", "scan", story, "--rule", "pronoun_gender_ref", "--min-events", "20",
-                            "--out", tmp_path / "cues.json"], capsys)  # fmt: skip
+                            "--out", tmp_path / "cues.json"], capsys)
     assert code == 0 and "selected" in out
     doc = json.loads((tmp_path / "cues.json").read_text())
     seqs, source = load_cue_file(tmp_path / "cues.json", storyworld_tokenizer())
@@ -65,16 +65,16 @@ def test_cue_files_and_kill_with_scan(story, tmp_path, capsys):
     assert sorted(seqs) == sorted([(tid("Lily"),), (tid(" Lily"),), (tid("Mia"),), (tid(" Mia"),)])
     # a kill from the written cue file and one with --scan use the same list
     code, _, _ = run_cli(["edit", "kill", story, "--rule", "pronoun_gender_ref", "--rate", "1", "--cues",
-                          tmp_path / "cues.json", "--out", tmp_path / "k1"], capsys)  # fmt: skip
+                          tmp_path / "cues.json", "--out", tmp_path / "k1"], capsys)
     assert code == 0
     code, _, _ = run_cli(["edit", "kill", story, "--rule", "pronoun_gender_ref", "--rate", "1", "--scan",
-                          "--min-events", "20", "--out", tmp_path / "k2"], capsys)  # fmt: skip
+                          "--min-events", "20", "--out", tmp_path / "k2"], capsys)
     assert code == 0
     a, b = Corpus(tmp_path / "k1"), Corpus(tmp_path / "k2")
     assert np.array_equal(a.tokens(), b.tokens())  # same list either way
     assert b.manifest.source["cues"]["mode"] == "scan"
     code, _, err = run_cli(["edit", "kill", story, "--rule", "pronoun_gender_ref", "--rate", "1", "--cues",
-                            tmp_path / "words.txt", "--out", tmp_path / "k3"], capsys)  # fmt: skip
+                            tmp_path / "words.txt", "--out", tmp_path / "k3"], capsys)
     assert code == 0, err
     assert Corpus(tmp_path / "k3").manifest.source["cues"]["cue_sequences"] == 4
 
@@ -86,7 +86,7 @@ def test_scan_refuses_non_window_rules_and_bad_files(story, tmp_path, capsys):
     assert code == 2 and "window rules" in one_line_error(err)
     (tmp_path / "bad.json").write_text("{}")
     code, _, err = run_cli(["edit", "kill", story, "--rule", "pronoun_gender_ref", "--rate", "1", "--cues",
-                            tmp_path / "bad.json", "--out", tmp_path / "k"], capsys)  # fmt: skip
+                            tmp_path / "bad.json", "--out", tmp_path / "k"], capsys)
     assert code == 2 and "cue_ids" in one_line_error(err)
 
 

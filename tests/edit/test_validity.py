@@ -10,7 +10,7 @@ from ungrok.fate.classify import Verdict
 from ungrok.fate.gates import allowed_failures
 
 OK = Verdict(cls="RECOVERED", valid=True, conflict_final=0.95, conflict_max=1.0, agree_final=1.0, agree_max=1.0,
-             n_checkpoints=20)  # fmt: skip
+             n_checkpoints=20)
 NOT_VALID = OK.model_copy(update={"valid": False})  # recovered, but the agree control failed
 DISPLACED = OK.model_copy(update={"cls": "DISPLACED", "conflict_final": 0.2})
 KS = ("det_an_choice", "a_an_adjective", "irregular_past", "negation_bare_verb")
@@ -75,7 +75,7 @@ def test_ladder_ak5_against_the_base_cell():
     assert intervention_gate(near, "det_an_choice", "ladder", base=base).valid
     g = intervention_gate(far, "det_an_choice", "ladder", base=base)
     assert not g.valid and any("negation_bare_verb mean conflict final 0.850 vs base 0.950 (FAILED)" in r
-                               for r in g.reasons)  # fmt: skip
+                               for r in g.reasons)
     with pytest.raises(UngrokError, match="needs the base cell"):
         intervention_gate(near, "det_an_choice", "ladder")
 

@@ -17,7 +17,7 @@ from ungrok.experiment.spec import load_experiment
 
 MECH = {"rules": ["pronoun_gender_ref"], "instruments": ["decomp", "heads", "patch", "ngram"]}
 FROZEN = ("fates.json", "gates.json", "evidence.json", "scoreboard.json", "ledger.json", "registry.json",
-          "experiment.yaml")  # fmt: skip
+          "experiment.yaml")
 
 
 def test_mech_added_to_a_finished_run_changes_no_verdict_and_resumes(finished, tmp_path, one_thread):

@@ -13,9 +13,9 @@ from ungrok.experiment.spec import load_experiment
 
 PAPER = Path(__file__).resolve().parents[2] / "examples" / "paper.yaml"
 TS_CELLS = ["v1_repro", "databudget_dn5", "databudget_dn15", "kill_p437", "kill_p645", "kill_p1000",
-            "ankill_p500", "ankill_p667", "ankill_p750", "ankill_p900", "ankill_p1000"]  # fmt: skip
+            "ankill_p500", "ankill_p667", "ankill_p750", "ankill_p900", "ankill_p1000"]
 WEB_CELLS = ["web_packed_v2", "web_dn5_v2", "web_dn15_v2", "ts_packed_armB", "rescue_d001", "rescue_d010",
-             "rescue_d100", "rescue_d300", "rescue_d100_early", "rescue_d100_late"]  # fmt: skip
+             "rescue_d100", "rescue_d300", "rescue_d100_early", "rescue_d100_late"]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_paper_grid_has_the_papers_cells_and_hyperparameters(paper):
         "kill_p1000": ("pronoun_gender_ref", 1.0, "scan"), "ankill_p500": ("det_an_choice", 0.5, "spec"),
         "ankill_p667": ("det_an_choice", 0.667, "spec"), "ankill_p750": ("det_an_choice", 0.75, "spec"),
         "ankill_p900": ("det_an_choice", 0.9, "spec"), "ankill_p1000": ("det_an_choice", 1.0, "spec"),
-    }  # fmt: skip
+    }
     rescues = {
         c: (s.rescue.dose, s.rescue.window, s.rescue.gate_kind) for c, s in paper.cells.items() if s.rescue
     }
@@ -58,9 +58,9 @@ def test_paper_grid_has_the_papers_cells_and_hyperparameters(paper):
         "rescue_d001": (0.01, None, "rescue"), "rescue_d010": (0.1, None, "rescue"),
         "rescue_d100": (1.0, None, "rescue"), "rescue_d300": (3.0, None, "rescue"),
         "rescue_d100_early": (1.0, "0:2400", "timing"), "rescue_d100_late": (1.0, "2800:", "timing"),
-    }  # fmt: skip
+    }
     assert all(s.rescue.unit == 1.67175e-3 and s.rescue.parent == "web_packed_v2"
-               for s in paper.cells.values() if s.rescue)  # fmt: skip
+               for s in paper.cells.values() if s.rescue)
     assert [s.kill.gate for c, s in paper.cells.items() if c.startswith("ankill")] == ["ladder"] * 5
 
 
@@ -68,7 +68,7 @@ def test_paper_predictions_compile_against_the_grid(paper):
     from ungrok.prereg.predictions import Vocabulary, compile_predictions
 
     vocab = Vocabulary(families=frozenset(paper.rules) | _rule_names(), cells=tuple(paper.cells),
-                       numbers=frozenset(paper.spec.cell_numbers))  # fmt: skip
+                       numbers=frozenset(paper.spec.cell_numbers))
     preds = {p.name: p for p in compile_predictions(paper.spec.predictions, vocab)}
     assert len(preds) == 40 and sum(p.falsifier for p in preds.values()) == 7
     assert preds["K2"].cells == ["v1_repro", "kill_p437", "kill_p645", "kill_p1000"]
@@ -81,7 +81,7 @@ def _rule_names() -> frozenset[str]:
 
 
 KEPT = ["v1_repro", "databudget_dn15", "web_packed_v2", "kill_p1000", "rescue_d100", "rescue_d100_early",
-        "ankill_p1000"]  # fmt: skip
+        "ankill_p1000"]
 
 
 def _kept_predictions(paper) -> list:
@@ -91,7 +91,7 @@ def _kept_predictions(paper) -> list:
     vocab = Vocabulary(families=_rule_names(), cells=tuple(paper.cells))
     raw = paper.spec.predictions
     return [r for r, p in zip(raw, compile_predictions(raw, vocab), strict=True)
-            if set(governed_cells(p)) <= set(KEPT)]  # fmt: skip
+            if set(governed_cells(p)) <= set(KEPT)]
 
 
 def test_paper_grid_runs_a_few_steps_on_stand_in_corpora(paper, finished, tmp_path, battery, one_thread):
@@ -114,7 +114,7 @@ def test_paper_grid_runs_a_few_steps_on_stand_in_corpora(paper, finished, tmp_pa
             "kill_p1000": {"kill": {"min_events": 3}},  # a 100k-token corpus: lower the scan's floor
             "rescue_d100_early": {"rescue": {"window": "0:3"}},
         },
-    }  # fmt: skip
+    }
     console, buf = capture()
     run_experiment(PAPER, tmp_path / "run", overrides=overrides, console=console)
     run = tmp_path / "run"
@@ -130,7 +130,7 @@ def test_paper_grid_runs_a_few_steps_on_stand_in_corpora(paper, finished, tmp_pa
     ev = json.loads((run / "evidence.json").read_text())
     assert ev["cells"] == {"v1_repro": {"rate": 0.0}, "web_packed_v2": {"dose": 0.0}, "kill_p1000": {"rate": 1.0},
                            "rescue_d100": {"dose": 1.0}, "rescue_d100_early": {"dose": 1.0},
-                           "ankill_p1000": {"rate": 1.0}}  # fmt: skip
+                           "ankill_p1000": {"rate": 1.0}}
     board = json.loads((run / "scoreboard.json").read_text())
     assert [o["name"] for o in board["outcomes"]] == [p["name"] for p in preds] and preds
     # the windowed rescue trains on the injected corpus, then switches to the plain base at step 3
@@ -139,5 +139,5 @@ def test_paper_grid_runs_a_few_steps_on_stand_in_corpora(paper, finished, tmp_pa
     manifest = json.loads((run / "cells" / "kill_p1000" / "corpus" / "manifest.json").read_text())
     assert manifest["source"]["cues"]["mode"] == "scan"
     assert json.loads((run / "cells" / "databudget_dn15" / "seed42" / "config.json").read_text())[
-        "config"]["sampler"]["max_tokens"] == 60_000  # fmt: skip
+        "config"]["sampler"]["max_tokens"] == 60_000
     assert (run / "report.html").is_file()

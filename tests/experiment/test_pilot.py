@@ -76,7 +76,7 @@ def test_the_pilot_phase_trains_scores_and_classifies_only_the_pilot_seeds(pilot
     led = json.loads((run / "ledger.json").read_text())
     assert set(led["reads"]) == {"high/5/trajectories", "high/5/margins"}
     assert led["digests"] == {"high/5/trajectories": sha(seed5 / "traj.parquet"),
-                              "high/5/margins": sha(seed5 / "traj.margins.parquet")}  # fmt: skip
+                              "high/5/margins": sha(seed5 / "traj.margins.parquet")}
     assert set(led["started"]) == {"high/5"} and led["registrations"] == []
     assert json.loads((run / "experiment.json").read_text())["pilot_seeds"] == [5]
     assert "pilot-classify:" in piloted.pilot_output and "exploratory, never scored" in piloted.pilot_output
@@ -175,7 +175,7 @@ def test_a_pilot_record_is_validated_and_copied_into_the_run_folder(tmp_path, ba
     doc["pilot_record"] = "pilots/pilot.json"
     (tmp_path / "pilots").mkdir()
     entry = dict(cell="web", seed=1, family="pronoun_gender_ref", verdict="DISPLACED", peak=0.9, final=0.2,
-                 traj_sha256="c" * 64)  # fmt: skip
+                 traj_sha256="c" * 64)
     (tmp_path / "pilots" / "pilot.json").write_text(json.dumps([entry]))
     exp = write_experiment(tmp_path, battery, doc)
     with pytest.raises(UngrokError, match=r"pilot record seed\(s\) \[1\] are governed or quarantined"):

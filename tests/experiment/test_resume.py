@@ -60,7 +60,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(finished, tmp_path, batt
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "run", str(exp), "--out", str(run)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     try:
         while not list((run / "cells").glob("*/seed*/checkpoints/model_000008.json")):
@@ -72,7 +72,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(finished, tmp_path, batt
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     interrupted = [p.parent.parent for p in (run / "cells").glob("*/seed*/checkpoints/model_000008.json")
-                   if not (p.parent.parent / ".done-train").exists()]  # fmt: skip
+                   if not (p.parent.parent / ".done-train").exists()]
     assert interrupted, "the kill landed after training had finished"
     assert not (run / "fates.json").exists()
 

@@ -24,7 +24,7 @@ CHECKPOINTS = [0, 8, 16, 24]  # every 8 of 24 steps
 def test_every_artifact_of_the_layout_is_written(finished):
     run = finished.run
     for name in ("experiment.yaml", "battery.jsonl", "registry.json", "ledger.json", "experiment.json",
-                 "fates.json", "gates.json", "evidence.json", "scoreboard.json", "report.html"):  # fmt: skip
+                 "fates.json", "gates.json", "evidence.json", "scoreboard.json", "report.html"):
         assert (run / name).is_file(), name
     assert (run / "experiment.yaml").read_text() == finished.experiment.read_text()  # a copy of the file run
     assert (run / "battery.jsonl").read_bytes() == (finished.experiment.parent / "battery.jsonl").read_bytes()
@@ -35,7 +35,7 @@ def test_every_artifact_of_the_layout_is_written(finished):
         for seed in GOVERNED + QUARANTINED:
             sdir = cdir / f"seed{seed}"
             for name in ("config.json", "train_log.jsonl", "monitor.jsonl", "traj.parquet",
-                         "traj.margins.parquet", ".done-train", ".done-score"):  # fmt: skip
+                         "traj.margins.parquet", ".done-train", ".done-score"):
                 assert (sdir / name).is_file(), (cell, seed, name)
             steps = sorted(int(p.stem.split("_")[1]) for p in (sdir / "checkpoints").glob("model_*.json"))
             assert steps == CHECKPOINTS
@@ -141,7 +141,7 @@ def test_gate_evidence_and_scoreboard(finished):
     fates = json.loads((run / "fates.json").read_text())["records"]
     # KS by hand: each control family RECOVERED+valid in >= 2/3 seeds; 2+ failing -> invalid
     failing = [f for f in FAMILIES[1:] if sum(r["fate"] == "RECOVERED" and r["agree_gate"] == "pass"
-                                              for r in fates if r["cell"] == "kill" and r["family"] == f) < 2]  # fmt: skip
+                                              for r in fates if r["cell"] == "kill" and r["family"] == f) < 2]
     assert gates["kill"]["valid"] == (len(failing) <= 1)
     ev = json.loads((run / "evidence.json").read_text())
     assert ev["cells"] == {"high": {"rate": 0.0}, "kill": {"rate": 1.0}}
@@ -166,7 +166,7 @@ def test_rerun_redoes_nothing_and_says_so(finished):
     assert after == before  # no artifact, marker, checkpoint or ledger entry was touched
     for stage in ("corpora: 3 done earlier, skipped", "support: 3 cell(s) done earlier, skipped",
                   "runs: 9 (cell, seed) run(s) done earlier, skipped", "classify: done earlier, skipped",
-                  "gates: done earlier, skipped", "scoreboard: done earlier, skipped"):  # fmt: skip
+                  "gates: done earlier, skipped", "scoreboard: done earlier, skipped"):
         assert stage in out
     assert "registry" in out and "verified" in out
     assert "trained" not in out and "built" not in out
@@ -252,7 +252,7 @@ def test_failed_runs_are_one_line_each_and_finished_work_is_kept(finished, tmp_p
     doc.update(quarantined_seeds=[], seeds=[1], predictions=[])
     doc["train"]["sampler"]["steps"] = 8
     doc["cells"] = {"good": {"corpus": str(corpus)},
-                    "bad": {"corpus": str(corpus), "train": {"model": {"vocab_size": 64}}}}  # fmt: skip
+                    "bad": {"corpus": str(corpus), "train": {"model": {"vocab_size": 64}}}}
     exp = write_experiment(tmp_path, battery, doc)
     console, buf = capture()
     with pytest.raises(UngrokError, match=r"^1 run\(s\) failed \(cell bad seed 1: .*vocab_size") as e:

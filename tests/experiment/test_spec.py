@@ -35,7 +35,7 @@ def test_a_good_file_loads_with_build_order_and_merged_training(tmp_path, batter
                             "window": "0:12"}},
         "high": {"storyworld": {"tokens": 1000}, "train": {"optimizer": {"arm": "web"}}},
         "low": {"storyworld": {"tokens": 1000}, "train": {"sampler": {"max_tokens": 900}}},
-    }  # fmt: skip
+    }
     exp = load_experiment(write_experiment(tmp_path, battery, doc))
     assert exp.order == ("high", "kill", "low", "resc")
     assert exp.families == tuple(FAMILIES) and exp.rules == ("pronoun_gender_ref",)
@@ -124,7 +124,7 @@ def test_a_gate_whose_controls_the_battery_lacks_is_refused(tmp_path, battery):
     save_battery(build_battery(["pronoun_gender_ref", "det_an_choice"]), small)
     exp = write_experiment(tmp_path, small)
     with pytest.raises(UngrokError, match="the kill gate needs the control families a_an_adjective, "
-                                          "irregular_past, negation_bare_verb in a battery"):  # fmt: skip
+                                          "irregular_past, negation_bare_verb in a battery"):
         load_experiment(exp)
     doc = tiny_doc()
     doc["cells"]["kill"]["kill"]["gate"] = "none"
@@ -148,9 +148,9 @@ def test_cli_prints_one_error_line_and_exits_2(tmp_path, battery, capsys):
 def test_overrides_deep_merge_and_delete(tmp_path, battery):
     over = parse_sets(["train.sampler.steps=6", "cells.low=null", "predictions=[]", "name=small run"])
     assert over == {"train": {"sampler": {"steps": 6}}, "cells": {"low": None}, "predictions": [],
-                    "name": "small run"}  # fmt: skip
+                    "name": "small run"}
     assert deep_merge({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": None, "e": 4}, "d": {"x": 1}}) == {
-        "a": {"c": 2, "e": 4}, "d": {"x": 1}}  # fmt: skip
+        "a": {"c": 2, "e": 4}, "d": {"x": 1}}
     exp = load_experiment(write_experiment(tmp_path, battery), over)
     assert list(exp.cells) == ["high", "kill"] and exp.train_docs["kill"]["sampler"]["steps"] == 6
     assert not exp.has_predictions and exp.needs_registry  # the quarantine still needs a registry

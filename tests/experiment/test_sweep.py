@@ -15,13 +15,13 @@ from ungrok.experiment.spec import load_experiment
 from ungrok.experiment.sweep import expand_sweeps, knob_labels, parse_sweeps, value_text
 
 WEB_BASE = {"storyworld": {"tokens": 4000000, "seed": 0, "global_ratio": 8.0, "frame_ratio": 0.3,
-                           "frame_rate": 0.005, "bridge_rate": 0.04}}  # fmt: skip
+                           "frame_rate": 0.005, "bridge_rate": 0.04}}
 SWEEPS = {
     "web": {"base": WEB_BASE, "grid": {"storyworld.frame_rate": [0.005, 0.01], "storyworld.frame_ratio": [0.3, 0.6]}},
     "kill": {"base": {"kill": {"parent": "high", "rule": "pronoun_gender_ref"}}, "grid": {"kill.rate": [0.25, 0.5, 1.0]}},
 }
 WEB_CELLS = ["web_frame_rate-0.005_frame_ratio-0.3", "web_frame_rate-0.005_frame_ratio-0.6",
-             "web_frame_rate-0.01_frame_ratio-0.3", "web_frame_rate-0.01_frame_ratio-0.6"]  # fmt: skip
+             "web_frame_rate-0.01_frame_ratio-0.3", "web_frame_rate-0.01_frame_ratio-0.6"]
 KILL_CELLS = ["kill_0.25", "kill_0.5", "kill_1"]
 
 
@@ -33,12 +33,12 @@ def test_expansion_is_the_cartesian_product_in_grid_order():
     cells, points = expand(SWEEPS)
     assert list(cells) == WEB_CELLS + KILL_CELLS  # sweep by sweep; the last knob varies fastest
     assert points["web"]["web_frame_rate-0.01_frame_ratio-0.3"] == {"storyworld.frame_rate": 0.01,
-                                                                    "storyworld.frame_ratio": 0.3}  # fmt: skip
+                                                                    "storyworld.frame_ratio": 0.3}
     assert points["kill"] == {"kill_0.25": {"kill.rate": 0.25}, "kill_0.5": {"kill.rate": 0.5},
-                              "kill_1": {"kill.rate": 1.0}}  # fmt: skip
+                              "kill_1": {"kill.rate": 1.0}}
     # each cell is the base with its point merged in; the base itself is left as written
     assert cells["web_frame_rate-0.01_frame_ratio-0.6"]["storyworld"] == {**WEB_BASE["storyworld"],
-                                                                          "frame_rate": 0.01, "frame_ratio": 0.6}  # fmt: skip
+                                                                          "frame_rate": 0.01, "frame_ratio": 0.6}
     assert cells["kill_0.5"] == {"kill": {"parent": "high", "rule": "pronoun_gender_ref", "rate": 0.5}}
     assert SWEEPS["kill"]["base"] == {"kill": {"parent": "high", "rule": "pronoun_gender_ref"}}
     assert expand(SWEEPS) == (cells, points)  # deterministic
@@ -46,12 +46,12 @@ def test_expansion_is_the_cartesian_product_in_grid_order():
 
 def test_names_are_readable_and_safe():
     assert [value_text(v) for v in (0.25, 1.0, 1e-05, 1e20, 4000000, -0.5, True, "a/b c")] == [
-        "0.25", "1", "1e-05", "1e20", "4000000", "-0.5", "true", "a_b_c"]  # fmt: skip
+        "0.25", "1", "1e-05", "1e20", "4000000", "-0.5", "true", "a_b_c"]
     # two knobs that share their last part keep their whole paths
     assert knob_labels(["storyworld.seed", "kill.seed", "kill.rate"]) == {
-        "storyworld.seed": "storyworld.seed", "kill.seed": "kill.seed", "kill.rate": "rate"}  # fmt: skip
+        "storyworld.seed": "storyworld.seed", "kill.seed": "kill.seed", "kill.rate": "rate"}
     cells, _ = expand({"t": {"base": {"storyworld": {"tokens": 1000}},
-                             "grid": {"train.sampler.steps": [8], "train.optimizer.matrix_lr": [0.02]}}})  # fmt: skip
+                             "grid": {"train.sampler.steps": [8], "train.optimizer.matrix_lr": [0.02]}}})
     assert list(cells) == ["t_steps-8_matrix_lr-0.02"]
     assert cells["t_steps-8_matrix_lr-0.02"]["train"] == {"sampler": {"steps": 8}, "optimizer": {"matrix_lr": 0.02}}
 
@@ -59,7 +59,7 @@ def test_names_are_readable_and_safe():
 KILL = {"kill": {"parent": "high", "rule": "pronoun_gender_ref"}}
 BAD = [
     ({"s": {"grid": {"storyworld.nope": [1]}}}, "sweeps.s.grid.storyworld.nope: unknown knob path: storyworld has "
-                                                "no setting 'nope'"),  # fmt: skip
+                                                "no setting 'nope'"),
     ({"s": {"grid": {"colour": [1]}}}, "sweeps.s.grid.colour: unknown knob path: a cell has no setting 'colour'"),
     ({"s": {"grid": {"kill.rate.x": [1]}}}, "unknown knob path: kill.rate is a single setting"),
     ({"s": {"grid": {"storyworld": [1]}}}, "sweeps.s.grid.storyworld: storyworld is a section"),
@@ -70,13 +70,13 @@ BAD = [
     ({"s": {"base": KILL, "grid": {"kill.rate": [0.5, 0.5]}}}, "sweeps.s.grid.kill.rate: a value is listed twice"),
     ({"s": {"base": KILL, "grid": {"kill.rate": [[0.5]]}}}, "value \\[0.5\\] is not a number"),
     ({"s": {"base": KILL, "grid": {"kill.rate": [1.5]}}}, "sweeps.s.grid.kill.rate: value 1.5: Input should be "
-                                                          "less than or equal to 1"),  # fmt: skip
+                                                          "less than or equal to 1"),
     ({"s": {"base": {"storyworld": {}}, "grid": {"train.probe_every": [0]}}},
      "sweeps.s.grid.train.probe_every: value 0: field probe_every: Input should be greater than or equal to 1"),
     ({"s": {"base": {"kill": {"parent": "high"}}, "grid": {"kill.rate": [0.5]}}},
      r"sweeps.s: cell s_0.5 \(kill.rate=0.5\): kill.rule: required key missing"),
     ({"s": {"base": {"storyworld": {}}, "grid": {"corpus": ["a/b", "a_b"]}}}, "sweeps.s: two points get the same "
-                                                                            "cell name"),  # fmt: skip
+                                                                            "cell name"),
     ({"high": {"base": {"storyworld": {}}, "grid": {"storyworld.seed": [0]}}},
      "sweeps.high: its cell 'high_0' is already"),
     ({"x": {"grid": {"corpus": ["y_1"]}}, "x_y": {"grid": {"corpus": ["1"]}}},
@@ -100,12 +100,12 @@ def _sweep_doc() -> dict:
         "low": {"base": {"storyworld": {"tokens": 1000, "global_ratio": 0.5}},
                 "grid": {"storyworld.frame_rate": [0.01, 0.02], "storyworld.frame_ratio": [0.4]}},
         "kill": {"base": {"kill": {"parent": "high", "rule": "pronoun_gender_ref"}}, "grid": {"kill.rate": [0.5, 1.0]}},
-    }  # fmt: skip
+    }
     doc["cells"] = {"high": doc["cells"]["high"]}
     doc["predictions"] = [
         {"name": "P1", "expr": "pronoun_gender_ref has conflict_final >= 0 in all seeds of cells high, kill_*"},
         {"name": "P2", "expr": "pronoun_gender_ref has cm_final < 0 in all seeds of cell low_frame_rate-0.02_frame_ratio-0.4"},
-    ]  # fmt: skip
+    ]
     return doc
 
 
@@ -124,12 +124,12 @@ def test_load_experiment_adds_the_cells_and_records_their_points(tmp_path, batte
         "low": {LOW[0]: {"storyworld.frame_rate": 0.01, "storyworld.frame_ratio": 0.4},
                 LOW[1]: {"storyworld.frame_rate": 0.02, "storyworld.frame_ratio": 0.4}},
         "kill": {"kill_0.5": {"kill.rate": 0.5}, "kill_1": {"kill.rate": 1.0}},
-    }  # fmt: skip
+    }
     assert exp.focal == "pronoun_gender_ref"  # the anchor, probed by the battery
     doc = experiment_json(exp)
     assert doc["sweeps"] == {"low": {"knobs": ["storyworld.frame_rate", "storyworld.frame_ratio"],
                                      "cells": exp.sweep_points["low"]},
-                             "kill": {"knobs": ["kill.rate"], "cells": exp.sweep_points["kill"]}}  # fmt: skip
+                             "kill": {"knobs": ["kill.rate"], "cells": exp.sweep_points["kill"]}}
     assert doc["focal"] == {"rule": "pronoun_gender_ref", "ratio": "she:he"}
     assert json.loads(json.dumps(doc)) == doc
 
@@ -174,7 +174,7 @@ def test_focal_falls_back_to_the_first_predicted_family(tmp_path, battery):
     doc = _sweep_doc()
     doc["classifier"]["anchor_family"] = "no_such_family"  # no battery probes the anchor
     doc["predictions"].insert(0, {"name": "P0", "expr": "det_an_choice has conflict_final >= 0 in all seeds of "
-                                                        "cell high"})  # fmt: skip
+                                                        "cell high"})
     assert load_experiment(write_experiment(tmp_path, battery, doc)).focal == "det_an_choice"
 
 
@@ -201,13 +201,13 @@ def test_a_run_records_the_points_and_reports_the_phase_diagram(tmp_path, batter
     del doc["cells"], doc["predictions"], doc["quarantined_seeds"]
     doc["seeds"] = [1]
     doc["sweeps"] = {"sw": {"base": {"storyworld": {"tokens": 100_000, "seed": 0, "global_ratio": 8}},
-                            "grid": {"storyworld.frame_ratio": [8, 0.4]}}}  # fmt: skip
+                            "grid": {"storyworld.frame_ratio": [8, 0.4]}}}
     console, _ = capture()
     run_experiment(write_experiment(tmp_path, battery, doc), tmp_path / "run", console=console)
     exp_json = json.loads((tmp_path / "run" / "experiment.json").read_text())
     assert exp_json["sweeps"] == {"sw": {"knobs": ["storyworld.frame_ratio"],
                                          "cells": {"sw_8": {"storyworld.frame_ratio": 8},
-                                                   "sw_0.4": {"storyworld.frame_ratio": 0.4}}}}  # fmt: skip
+                                                   "sw_0.4": {"storyworld.frame_ratio": 0.4}}}}
     assert exp_json["focal"] == {"rule": "pronoun_gender_ref", "ratio": "she:he"}
     html = (tmp_path / "run" / "report.html").read_text()
     assert '<section id="phase"><h2>Phase diagram</h2>' in html and 'alt="phase diagram of sweep sw"' in html

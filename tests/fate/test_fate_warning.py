@@ -33,7 +33,7 @@ def _row(step, **states):
 
 def test_first_warning_needs_an_emerged_probe_before_it():
     states = [(0, "not yet"), (50, "displacing"), (100, "emerged"), (150, "control-failing"), (200, "displaced"),
-              (250, "displacing")]  # fmt: skip
+              (250, "displacing")]
     # 50: displacing before the rule was ever seen emerged; 150: control-failing is no warning
     assert first_warning(states) == 200
     assert first_warning(list(reversed(states))) == 200  # order of the input does not matter

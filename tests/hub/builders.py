@@ -72,7 +72,7 @@ def split_tokenizer(b: Battery):  # noqa: ANN201
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
     pre = pre_tokenizers.Sequence([pre_tokenizers.ByteLevel(add_prefix_space=False),
-                                   pre_tokenizers.Split(Regex("she"), behavior="isolated")])  # fmt: skip
+                                   pre_tokenizers.Split(Regex("she"), behavior="isolated")])
     pieces = sorted({p for t in lexicon_texts(b) for p, _ in pre.pre_tokenize_str(t)})
     vocab = {"<|endoftext|>": 0, "<|unk|>": 1, **{p: i + 2 for i, p in enumerate(pieces)}}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|unk|>"))
@@ -98,7 +98,7 @@ def designed_model(raw, hidden: int, layers: int, theta: float, strength: float)
     girls, boys = list(lists["GIRLS"]), list(lists["BOYS"])
     cfg = GPTNeoXConfig(vocab_size=raw.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=1, intermediate_size=2 * hidden, max_position_embeddings=32,
-                        tie_word_embeddings=False)  # fmt: skip
+                        tie_word_embeddings=False)
     model = GPTNeoXForCausalLM(cfg).eval()
     u, p, q, d = (_unit(hidden, i) for i in (0, 2, 4, 6))
     g = torch.zeros(cfg.vocab_size)
@@ -148,7 +148,7 @@ def save_revision(model, raw, root: Path, name: str, revision: str, cache: Path)
     files = root / "src" / name / revision
     model.save_pretrained(files)
     PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>", unk_token="<|unk|>") \
-        .save_pretrained(files)  # fmt: skip
+        .save_pretrained(files)
     add_to_cache(cache, name, revision, files)
 
 
@@ -170,6 +170,6 @@ def build_cache(root: Path) -> Path:
     for k, rev in enumerate(SPLIT_REVISIONS):
         torch.manual_seed(k)
         cfg = GPTNeoXConfig(vocab_size=split.get_vocab_size(), hidden_size=8, num_hidden_layers=1,
-                            num_attention_heads=2, intermediate_size=16, max_position_embeddings=32)  # fmt: skip
+                            num_attention_heads=2, intermediate_size=16, max_position_embeddings=32)
         save_revision(GPTNeoXForCausalLM(cfg).eval(), split, root, SPLIT_MODEL, rev, cache)
     return cache

@@ -14,7 +14,7 @@ def test_score_then_classify(cache_env, tmp_path, capsys):
     out = tmp_path / "suite"
     models = ",".join([*B.SIZES, "org/missing"])
     code, text, err = run(["hub", "score", "--models", models, "--revisions", ",".join(B.REVISIONS),
-                           "--battery", battery, "--out", out, "--offline", "--device", "cpu"], capsys)  # fmt: skip
+                           "--battery", battery, "--out", out, "--offline", "--device", "cpu"], capsys)
     assert code == 0, err
     assert "scored 15 revision(s), 0 already" in text and "1 not scored" in text
     assert "skipped org/missing: org/missing: not in the local hub cache (offline mode)" in text
@@ -46,7 +46,7 @@ def test_bad_input_is_one_line(cache_env, tmp_path, capsys):
         (["hub", "score", "--battery", tmp_path / "none.jsonl", "--out", out, "--models", "org/neox-s",
           "--revisions", "step1"], "battery file not found"),
         (["hub", "classify", tmp_path], "not a hub suite folder"),
-    ]  # fmt: skip
+    ]
     for args, needle in cases:
         code, _, err = run(args, capsys)
         assert needle in one_line_error(code, err), (args, err)
@@ -54,7 +54,7 @@ def test_bad_input_is_one_line(cache_env, tmp_path, capsys):
 
 
 def test_failed_tasks_make_score_exit_1_after_writing_and_listing_everything(cache_env, tmp_path, capsys,
-                                                                              monkeypatch):  # fmt: skip
+                                                                              monkeypatch):
     from ungrok.errors import UngrokError
     from ungrok.hub import task as task_mod
 
@@ -77,7 +77,7 @@ def test_failed_tasks_make_score_exit_1_after_writing_and_listing_everything(cac
     out = tmp_path / "suite"
     code, text, err = run(["hub", "score", "--models", "org/neox-s,org/neox-m,org/missing", "--revisions",
                            "step128,step256", "--battery", battery, "--out", out, "--offline", "--device", "cpu"],
-                          capsys)  # fmt: skip
+                          capsys)
     assert code == 1, err
     assert "scored 1 revision(s), 0 already" in text and "4 not scored (3 failed)" in text
     assert "skipped org/missing: org/missing: not in the local hub cache (offline mode)" in text
@@ -90,7 +90,7 @@ def test_failed_tasks_make_score_exit_1_after_writing_and_listing_everything(cac
     suite = json.loads((out / "suite.json").read_text())
     status = {(m, r["revision"]): r["status"] for m, v in suite["models"].items() for r in v["revisions"]}
     assert status == {("org/neox-s", "step128"): "scored", ("org/neox-s", "step256"): "failed",
-                      ("org/neox-m", "step128"): "failed", ("org/neox-m", "step256"): "failed"}  # fmt: skip
+                      ("org/neox-m", "step128"): "failed", ("org/neox-m", "step256"): "failed"}
     assert (out / "traj.parquet").is_file()  # the scored revision was written
 
     # fixed: the rerun scores only the failed ones and exits 0 (the skip stays a skip)
@@ -98,7 +98,7 @@ def test_failed_tasks_make_score_exit_1_after_writing_and_listing_everything(cac
     monkeypatch.setattr(task_mod, "BatteryPlan", real_plan)
     code, text, err = run(["hub", "score", "--models", "org/neox-s,org/neox-m,org/missing", "--revisions",
                            "step128,step256", "--battery", battery, "--out", out, "--offline", "--device", "cpu"],
-                          capsys)  # fmt: skip
+                          capsys)
     assert code == 0, err
     assert "scored 3 revision(s), 1 already" in text and "; 1 not scored\n" in text
     assert not any(ln.startswith("failed") for ln in text.splitlines()) and not err.strip()

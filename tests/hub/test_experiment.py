@@ -19,7 +19,7 @@ def write_experiment(folder, battery_file, **hub):  # noqa: ANN001, ANN003, ANN2
     (folder / "battery.jsonl").write_bytes(battery_file.read_bytes())
     doc = {"name": "public", "batteries": {"main": "battery.jsonl"},
            "hub": {"models": [*B.SIZES, "org/absent"], "revisions": list(B.REVISIONS), "offline": True,
-                   "device": "cpu", "n_boot": 200, **hub}}  # fmt: skip
+                   "device": "cpu", "n_boot": 200, **hub}}
     path = folder / "exp.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path
@@ -51,7 +51,7 @@ def test_revisions_may_differ_per_model(offline, tmp_path):
     suite = json.loads((tmp_path / "run" / "hub" / "suite.json").read_text())
     got = {m: [r["revision"] for r in v["revisions"]] for m, v in suite["models"].items()}
     assert got == {"org/neox-s": ["step128", "step1000"], "org/neox-m": ["step143000"],
-                   "org/neox-l": ["step143000"]}  # fmt: skip
+                   "org/neox-l": ["step143000"]}
 
 
 @pytest.mark.parametrize(

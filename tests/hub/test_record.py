@@ -39,7 +39,7 @@ def test_ranks_skips_and_what_a_rerun_keeps(tmp_path):
     ]
     first = data["models"]["org/a"]["revisions"][0]
     assert first == {"revision": "step1", "step": 1, "status": "scored", "why": None, "seconds": 1.5,
-                     "peak_rss_mib": 10.0, "rss_after_mib": None, "peak_gpu_mib": None}  # fmt: skip
+                     "peak_rss_mib": 10.0, "rss_after_mib": None, "peak_gpu_mib": None}
 
     again = SuiteRecord(tmp_path, "b.jsonl", "abc").to_json()  # a rerun decides skips afresh
     assert again["skipped"] == [] and set(again["models"]) == {"org/a", "org/b", "org/c", "org/d"}

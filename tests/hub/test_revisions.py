@@ -55,10 +55,10 @@ def test_resolving_keywords_and_lists():
     assert resolve_revisions("EleutherAI/pythia-70m", "thinned") == pythia_grid(thinned=True)
     refs = {"main", "step20000-tokens84B", "step1000-tokens4B", "step330000-tokens1384B", "stage1-x"}
     assert resolve_revisions("allenai/OLMo-1B-hf", "auto", refs) == [
-        "step1000-tokens4B", "step20000-tokens84B", "step330000-tokens1384B"]  # fmt: skip
+        "step1000-tokens4B", "step20000-tokens84B", "step330000-tokens1384B"]
     assert resolve_revisions("org/any", ["step5", "main"]) == ["step5", "main"]
     for model, spec, needle in (("gpt2", "auto", "no known revision grid for gpt2"),
-                                ("allenai/OLMo-1B-hf", "thinned", "thinned is Pythia's grid")):  # fmt: skip
+                                ("allenai/OLMo-1B-hf", "thinned", "thinned is Pythia's grid")):
         with pytest.raises(UngrokError, match=needle):
             resolve_revisions(model, spec, refs)
     with pytest.raises(UngrokError, match="no stepN-tokensM branches"):

@@ -92,10 +92,10 @@ def test_too_few_models_or_all_tied_give_no_rho():
 def test_item_matrix_keeps_items_present_at_every_kept_step():
     def row(step, item, correct, skipped=False):  # noqa: ANN001, ANN202
         return {"run": "m", "family": "f", "condition": "conflict", "split": "heldout", "step": step,
-                "item_id": item, "template_id": item[0], "correct": correct, "skipped": skipped}  # fmt: skip
+                "item_id": item, "template_id": item[0], "correct": correct, "skipped": skipped}
 
     rows = [row(50, "a1", False), row(100, "a1", True), row(200, "a1", False), row(100, "b1", True),
-            row(200, "b1", True), row(100, "b2", False, True), row(200, "b2", False)]  # fmt: skip
+            row(200, "b1", True), row(100, "b2", False, True), row(200, "b2", False)]
     steps, mat, templates = item_matrix(rows, "m", "f", DEFAULT_CONFIG)
     assert steps == [100, 200] and templates == ["a", "b"] and mat.tolist() == [[1.0, 1.0], [0.0, 1.0]]
     assert item_matrix(rows, "other", "f", DEFAULT_CONFIG) is None
@@ -109,7 +109,7 @@ def test_classify_suite_names_models_it_cannot_classify(offline, tmp_path):
     res = classify_suite(out, n_boot=50)
     assert [r["run"] for r in res["records"]] == ["org/neox-l"]
     assert res["unclassified"] == [{"model": "org/neox-s", "why": "run org/neox-s family pronoun_gender_ref: only "
-                                    "2 checkpoint(s) at step >= 100; the classifier needs at least 3"}]  # fmt: skip
+                                    "2 checkpoint(s) at step >= 100; the classifier needs at least 3"}]
     assert res["scale"]["rho"] is None and "has 1" in res["scale"]["note"]
     with pytest.raises(UngrokError, match="family 'nope' was not scored"):
         classify_suite(out, family="nope")

@@ -22,7 +22,7 @@ ALL = ",".join(B.REVISIONS)
 def heldout_conflict(out, model):  # noqa: ANN001, ANN201
     rows = pq.read_table(out / "traj.parquet").to_pylist()
     got = {r["step"]: r["accuracy"] for r in rows
-           if r["run"] == model and r["split"] == "heldout" and r["condition"] == "conflict"}  # fmt: skip
+           if r["run"] == model and r["split"] == "heldout" and r["condition"] == "conflict"}
     return [got[int(rev.removeprefix("step"))] for rev in B.REVISIONS]
 
 
@@ -107,11 +107,11 @@ def test_bad_input_is_skipped_named_and_reported_while_the_rest_is_scored(cache_
     _, battery = cache_env  # HF_HUB_OFFLINE unset: offline=True must switch it on
     out = tmp_path / "suite"
     s = score_suite(["org/neox-s", "org/no-such-model", B.SPLIT_MODEL], "step128,step1000,step2000,main",
-                    battery, out, device="cpu", offline=True, progress=False)  # fmt: skip
+                    battery, out, device="cpu", offline=True, progress=False)
     assert s.scored == 4  # neox-s at 128 and 1000, the split model at 1000 and 2000
     not_scored = {(k["model"], k["revision"]) for k in s.skipped}
     assert not_scored == {("org/neox-s", "step2000"), ("org/neox-s", "main"), ("org/no-such-model", None),
-                          (B.SPLIT_MODEL, "step128"), (B.SPLIT_MODEL, "main")}  # fmt: skip
+                          (B.SPLIT_MODEL, "step128"), (B.SPLIT_MODEL, "main")}
     text = "\n".join(s.lines())
     assert "org/no-such-model: not in the local hub cache (offline mode)" in text
     assert "revision 'step2000' not in the local hub cache (offline mode)" in text
@@ -121,10 +121,10 @@ def test_bad_input_is_skipped_named_and_reported_while_the_rest_is_scored(cache_
     suite = json.loads((out / "suite.json").read_text())
     assert suite["models"][B.SPLIT_MODEL]["notes"] == [note] and "org/no-such-model" not in suite["models"]
     assert {"model": "org/no-such-model", "revision": None,
-            "why": "org/no-such-model: not in the local hub cache (offline mode)"} in suite["skipped"]  # fmt: skip
+            "why": "org/no-such-model: not in the local hub cache (offline mode)"} in suite["skipped"]
     rows = pq.read_table(out / "traj.parquet").to_pylist()
     assert {(r["run"], r["revision"]) for r in rows} == {("org/neox-s", "step128"), ("org/neox-s", "step1000"),
-                                                         (B.SPLIT_MODEL, "step1000"), (B.SPLIT_MODEL, "step2000")}  # fmt: skip
+                                                         (B.SPLIT_MODEL, "step1000"), (B.SPLIT_MODEL, "step2000")}
     import huggingface_hub.constants as hc
 
     assert hc.HF_HUB_OFFLINE is False  # the flag's effect ends with the suite
@@ -142,7 +142,7 @@ def test_each_model_is_freed_before_the_next_one_loads(offline, tmp_path, monkey
 
     monkeypatch.setattr(task_mod, "load_hf", load)
     s = score_suite(["org/neox-s", "org/neox-m"], "step128,step256,step512", battery, tmp_path / "o",
-                    device="cpu", progress=False)  # fmt: skip
+                    device="cpu", progress=False)
     assert s.scored == 6 and len(seen) == 6 and all(ref() is None for _, ref in seen)
 
 
@@ -160,7 +160,7 @@ def test_a_failing_task_is_recorded_and_the_suite_goes_on(offline, tmp_path, mon
     s = score_suite(["org/neox-s"], "step128,step256,step512", battery, out, device="cpu", progress=False)
     assert s.scored == 2
     assert s.skipped == [{"model": "org/neox-s", "revision": "step256", "status": "failed",
-                          "why": "RuntimeError: weights are corrupt"}]  # fmt: skip
+                          "why": "RuntimeError: weights are corrupt"}]
     revs = json.loads((out / "suite.json").read_text())["models"]["org/neox-s"]["revisions"]
     assert [r["status"] for r in revs] == ["scored", "failed", "scored"]
     monkeypatch.setattr(task_mod, "load_hf", real)
@@ -207,13 +207,13 @@ def test_the_task_and_its_result_cross_process_boundaries(offline):
     from ungrok.probes.battery import load_battery
 
     job = SuiteTask("org/neox-s", "step128", 128, load_battery(battery), device="cpu",
-                    hub_env=(("HF_HUB_OFFLINE", "1"),))  # fmt: skip
+                    hub_env=(("HF_HUB_OFFLINE", "1"),))
     assert pickle.loads(pickle.dumps(score_task)) is score_task
     again = pickle.loads(pickle.dumps(job))
     assert again == job and again.battery.sha256 == job.battery.sha256
     res = pickle.loads(pickle.dumps(score_task(job)))
     assert res.status == "scored" and res.battery_scores(job.battery).groups() == \
-        score_task(job).battery_scores(job.battery).groups()  # fmt: skip
+        score_task(job).battery_scores(job.battery).groups()
 
 
 def test_ray_executor_on_a_local_instance(offline, tmp_path):
@@ -224,7 +224,7 @@ def test_ray_executor_on_a_local_instance(offline, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # after the env: workers inherit it
     try:
         s = score_suite(["org/neox-m"], revs, battery, tmp_path / "ray", executor="ray", workers=1,
-                        device="auto", progress=False)  # fmt: skip
+                        device="auto", progress=False)
     finally:
         ray.shutdown()
     assert s.scored == 2 and not s.skipped
@@ -251,7 +251,7 @@ def test_olmo_auto_reads_the_step_branches_of_the_offline_cache(offline, tmp_pat
     assert s.scored == 5 and not s.skipped  # "main" names no step: auto leaves it out
     revs = json.loads((out / "suite.json").read_text())["models"]["org/OLMo-tiny"]["revisions"]
     assert [(r["revision"], r["step"]) for r in revs] == [(f"{rev}-tokens{k + 1}B", int(rev[4:]))
-                                                          for k, rev in enumerate(B.REVISIONS)]  # fmt: skip
+                                                          for k, rev in enumerate(B.REVISIONS)]
     assert heldout_conflict(out, "org/OLMo-tiny") == pytest.approx(B.DESIGN["org/neox-s"])
     (fate,) = classify_suite(out, n_boot=10)["records"]
     assert fate["fate"] == "DISPLACED"

@@ -30,7 +30,7 @@ def test_split_single_word_targets_are_noted_multi_word_ones_are_not():
     ps = MarginPrompts("r", " himself", " herself", ("p",), ())
     notes = split_targets(battery, [ps], Splitter())
     assert notes == ["target ' she' splits into 2 tokens: scored as multi-token",
-                     "target ' himself' splits into 2 tokens: scored as multi-token"]  # fmt: skip
+                     "target ' himself' splits into 2 tokens: scored as multi-token"]
 
 
 def test_a_failed_load_or_any_other_error_fails_and_nothing_raises(monkeypatch):

@@ -73,7 +73,7 @@ def test_rows_use_the_store_vocabulary(prompts, vocab):
     rows = dec.rows("r", 100, "rule", "sha")
     comps = [r["component"] for r in rows]
     assert comps == ["embed", "attn:L0", "attn:L0H0", "attn:L0H1", "mlp:L0",
-                     "attn:L1", "attn:L1H0", "attn:L1H1", "mlp:L1", "ctx", "gap", "error"]  # fmt: skip
+                     "attn:L1", "attn:L1H0", "attn:L1H1", "mlp:L1", "ctx", "gap", "error"]
     assert {r["instrument"] for r in rows} == {"decomp"} and {r["metric"] for r in rows} == {"nats"}
     assert all(r["step"] == 100 and r["prompts_sha256"] == "sha" and r["run"] == "r" for r in rows)
     by = {r["component"]: r["value"] for r in rows}

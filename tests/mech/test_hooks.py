@@ -54,7 +54,7 @@ def test_each_site_holds_what_its_neighbours_compute(model, idx):
         spy += [b.attn.wo.register_forward_pre_hook(lambda _m, a, i=i: seen.setdefault(f"wo_in{i}", a[0])),
                 b.attn.register_forward_hook(lambda _m, _a, o, i=i: seen.setdefault(f"attn{i}", o)),
                 b.mlp.register_forward_hook(lambda _m, _a, o, i=i: seen.setdefault(f"mlp{i}", o)),
-                b.register_forward_hook(lambda _m, _a, o, i=i: seen.setdefault(f"block{i}", o))]  # fmt: skip
+                b.register_forward_hook(lambda _m, _a, o, i=i: seen.setdefault(f"block{i}", o))]
     try:
         with hooked(model, keep=[*_sites(model), LOGITS_RAW]) as got:
             out = model(idx)

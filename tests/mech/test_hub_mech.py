@@ -28,7 +28,7 @@ def _random_neox(vocab: int, seed: int, parallel: bool):  # noqa: ANN202
     torch.manual_seed(seed)
     cfg = GPTNeoXConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=N_LAYER, num_attention_heads=N_HEAD,
                         intermediate_size=64, max_position_embeddings=64, use_parallel_residual=parallel,
-                        tie_word_embeddings=False)  # fmt: skip
+                        tie_word_embeddings=False)
     model = GPTNeoXForCausalLM(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -51,7 +51,7 @@ def hub_cache(tmp_path_factory):  # noqa: ANN001, ANN201
     B.save_revision(gpt2, raw, root, "org/gpt2-tiny", "step1000", cache)
     split = B.split_tokenizer(b)
     cfg = GPTNeoXConfig(vocab_size=split.get_vocab_size(), hidden_size=8, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=16, max_position_embeddings=32)  # fmt: skip
+                        num_attention_heads=2, intermediate_size=16, max_position_embeddings=32)
     B.save_revision(GPTNeoXForCausalLM(cfg).eval(), split, root, B.SPLIT_MODEL, "step1000", cache)
     path = root / "battery.jsonl"
     save_battery(b, path)
@@ -80,7 +80,7 @@ def _plain(rev: str):  # noqa: ANN202
 
 def _values(rows, step: int, instrument: str) -> dict[tuple[str, str], float]:  # noqa: ANN001
     return {(r["component"], r["metric"]): r["value"] for r in rows
-            if r["step"] == step and r["instrument"] == instrument}  # fmt: skip
+            if r["step"] == step and r["instrument"] == instrument}
 
 
 def _reference_gap(model, tok) -> float:  # noqa: ANN001
@@ -106,7 +106,7 @@ def _reference_decode(model, tok, battery) -> list[float]:  # noqa: ANN001
     feats: list[list[torch.Tensor]] = [[] for _ in range(N_LAYER)]
     got: dict[int, object] = {}
     hooks = [layer.register_forward_hook(lambda _m, _a, out, i=i: got.__setitem__(i, out))
-             for i, layer in enumerate(model.gpt_neox.layers)]  # fmt: skip
+             for i, layer in enumerate(model.gpt_neox.layers)]
     for p in prefixes:
         with torch.no_grad():
             model(torch.tensor([tok(p, add_special_tokens=False)["input_ids"]]))
@@ -159,12 +159,12 @@ def test_cli_end_to_end_resumes_and_reports(offline, tmp_path, capsys):
     _, battery = offline
     out = tmp_path / "suite"
     code, _, err = run(["hub", "score", "--models", MODEL, "--revisions", "step128,step1000", "--battery", battery,
-                        "--out", out, "--offline", "--device", "cpu"], capsys)  # fmt: skip
+                        "--out", out, "--offline", "--device", "cpu"], capsys)
     assert code == 0, err
     code, _, err = run(["report", out, "--out", tmp_path / "before.html"], capsys)
     assert code == 0 and 'id="hub_mech"' not in (tmp_path / "before.html").read_text()
     args = ["hub", "mech", "--models", MODEL, "--revisions", "step128", "--revisions", "step1000", "--rule", RULE,
-            "--battery", battery, "--out", out, "--offline", "--device", "cpu"]  # fmt: skip
+            "--battery", battery, "--out", out, "--offline", "--device", "cpu"]
     code, text, err = run(args, capsys)
     assert code == 0, err
     assert "measured 2 revision(s), 0 already" in text
@@ -197,6 +197,6 @@ def test_bad_models_are_one_line(offline, tmp_path, capsys, model, want):
     _, battery = offline
     out = tmp_path / "o"
     code, _, err = run(["hub", "mech", "--models", model, "--revisions", "step1000", "--rule", RULE,
-                        "--battery", battery, "--out", out, "--offline", "--device", "cpu"], capsys)  # fmt: skip
+                        "--battery", battery, "--out", out, "--offline", "--device", "cpu"], capsys)
     assert want in one_line_error(code, err)
     assert not out.exists()  # refused before anything was written

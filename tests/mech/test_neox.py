@@ -16,7 +16,7 @@ def _neox(vocab: int, parallel: bool, bias: bool = True, seed: int = 0):  # noqa
     torch.manual_seed(seed)
     cfg = GPTNeoXConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64, max_position_embeddings=64, use_parallel_residual=parallel,
-                        attention_bias=bias)  # fmt: skip
+                        attention_bias=bias)
     model = GPTNeoXForCausalLM(cfg).eval()
     with torch.no_grad():  # every weight, bias and LayerNorm gain/bias random and non-trivial
         for _, p in model.named_parameters():

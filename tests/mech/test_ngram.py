@@ -129,7 +129,7 @@ def reference_score(rows: list[list[int]], order: int, history: tuple, w: int, a
 
 streams = st.tuples(st.integers(1, 8), st.lists(st.integers(0, 4), max_size=64))
 queries_st = st.lists(st.tuples(st.lists(st.integers(0, 5), max_size=6).map(tuple), st.integers(0, 5)),
-                      min_size=1, max_size=12)  # fmt: skip
+                      min_size=1, max_size=12)
 
 
 @settings(max_examples=150, deadline=None)
@@ -182,7 +182,7 @@ def battery_of(items: list[tuple]) -> object:
             "family": family, "condition": condition, "probe": f"{family}.{condition}", "category": "test",
             "template_id": prefix.split()[-1], "split": split, "prefix": prefix, "correct": correct,
             "distractor": distractor, "chance": 0.5, "item_id": f"{family}.{condition}/{split}/{k}",
-        }))  # fmt: skip
+        }))
     return parse_battery("\n".join(lines).encode(), "test battery")
 
 
@@ -199,7 +199,7 @@ def test_argmax_rule_ties_multi_token_and_skipped_items(tmp_path):
         ("det", "agree", "heldout", "Lily ate", " dog", " cat"),
         ("det", "agree", "train", "Tom smiled", " dog", " dog."),  # equal first token, then a factor < 1
         ("pron", "conflict", "train", "Lily jumped", " she", " he"),  # unknown word: skipped
-    ])  # fmt: skip
+    ])
     bi = battery_ids(battery, tok)
     assert bi.skipped.tolist() == [False] * 5 + [True]
     scores = score_ids(StupidBackoff.fit(np.array(corpus), bi.queries(), order=3), battery, bi)
@@ -312,11 +312,11 @@ def test_written_table_is_read_by_the_classifier(tiny_run, tmp_path, monkeypatch
     # 5-gram: "Lily laughed when" is always followed by " she" and "Tom laughed when" by " he"
     five = records["run#ngram5"]
     assert (five["fate"], five["agree_gate"], five["conflict_final"], five["agree_final"]) == \
-        ("RECOVERED", "pass", 1.0, 1.0)  # fmt: skip
+        ("RECOVERED", "pass", 1.0, 1.0)
     # 2-gram: after " when", " she" is three times as frequent as " he": right for girls only
     two = records["run#ngram2"]
     assert (two["fate"], two["agree_gate"], two["conflict_final"], two["agree_final"]) == \
-        ("RECOVERED", "fail", 1.0, 0.0)  # fmt: skip
+        ("RECOVERED", "fail", 1.0, 0.0)
     # step 0 has counted nothing: every item ties and counts wrong
     assert all(r["accuracy"] == 0.0 for r in store.rows if r["step"] == 0)
 

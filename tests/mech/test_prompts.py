@@ -27,7 +27,7 @@ def test_class_prompts_are_heldout_conflict_and_agree_prefixes_with_their_frames
         if it["family"] == RULE and it["split"] == "heldout":
             expected[it["prefix"]] = (CUE if it["condition"] == "conflict" else CONTROL, it["template_id"])
     got = {p: (c, f) for p, c, f in zip(prompts.class_prompts, prompts.class_labels, prompts.class_frames,
-                                         strict=True)}  # fmt: skip
+                                         strict=True)}
     assert got == expected
     assert prompts.class_labels.count(CUE) == 12 and prompts.class_labels.count(CONTROL) == 12
     assert set(prompts.class_frames) == {"laughed", "cried"}

@@ -39,7 +39,7 @@ def trained(tmp_path_factory, battery, one_thread):
     save_battery(battery, root / "battery.jsonl")
     doc = {"model": {"preset": "tiny"}, "sampler": {"context": 32, "batch_size": 8, "steps": 24},
            "checkpoints": {"rules": [{"start": 0, "every": 8}]}, "probe_every": 8, "probe_dense_until": 0,
-           "seed": 3}  # fmt: skip
+           "seed": 3}
     train(parse_config(doc), root / "sw", root / "src" / "run", progress=False)
     return root
 
@@ -89,7 +89,7 @@ def test_every_checkpoint_gets_every_instrument(done):
     ngram = pq.read_table(run / "traj.ngram.parquet").to_pylist()
     assert {(r["run"], r["step"]) for r in ngram} == {(f"run#ngram{n}", st) for n in (2, 5) for st in steps}
     assert s.computed == {"decomp": 4, "decode": 4, "heads": 4, "patch": 2 if rr.peak != rr.final else 0,
-                          "direction": len({rr.peak, rr.final})}  # fmt: skip
+                          "direction": len({rr.peak, rr.final})}
 
 
 def test_the_peak_is_the_scorers_cm_argmax_ties_to_the_later_step(done, trained):
@@ -120,7 +120,7 @@ def test_rows_are_the_instruments_own_on_that_checkpoint(done, trained, battery)
         model = load_checkpoint(run / "checkpoints" / f"model_{step:06d}.json").model
         want = {(r["component"], r["metric"]): r["value"] for r in decompose_gap(model, p).rows("run", step, RULE, p.sha256)}
         got = {(r["component"], r["metric"]): r["value"] for r in rows
-               if r["step"] == step and r["instrument"] == "decomp"}  # fmt: skip
+               if r["step"] == step and r["instrument"] == "decomp"}
         assert got == want
     for step in s.checkpoints:  # two instruments agree: the heads' attributions add up to the attention terms
         at = [r for r in rows if r["step"] == step]
@@ -137,7 +137,7 @@ def test_a_rerun_skips_everything_and_force_recomputes_the_same_values(done, tra
     assert again.skipped["decomp"] == 4 and again.skipped["direction"] == len({again.rules[RULE].peak, 24})
     assert (run / "traj.mech.parquet").read_bytes() == before
     forced = mech_run(run, [RULE], battery=trained / "battery.jsonl", progress=False, force=True,
-                      instruments=("decomp", "heads"))  # fmt: skip
+                      instruments=("decomp", "heads"))
     assert forced.computed == {"decomp": 4, "heads": 4} and sum(forced.skipped.values()) == 0
     assert (run / "traj.mech.parquet").read_bytes() == before  # same seed, same inputs: same bits
 
@@ -175,7 +175,7 @@ def test_the_margin_table_gives_the_peak_when_it_covers_the_run(trained, tmp_pat
     from ungrok.model import list_checkpoints
 
     sources = [CheckpointSource("run", ck.step, None, lambda ck=ck: (load_own_checkpoint(ck, torch.device("cpu")), tok))
-               for ck in list_checkpoints(run)]  # fmt: skip
+               for ck in list_checkpoints(run)]
     bat = load_battery(trained / "battery.jsonl")
     score_checkpoints(TrajectoryStore(run / "traj.parquet"), sources, bat, margin_rules([RULE], [RULE]))
     s = mech_run(run, [RULE], battery=trained / "battery.jsonl", progress=False, instruments=("decomp",))
@@ -185,7 +185,7 @@ def test_the_margin_table_gives_the_peak_when_it_covers_the_run(trained, tmp_pat
     again = mech_run(run, [RULE], battery=trained / "battery.jsonl", progress=False, instruments=("decomp",))
     assert again.loads == 0  # nothing missing and the CM read from the table: no checkpoint loaded
     pair = mech_run(run, [RULE], battery=trained / "battery.jsonl", progress=False,
-                    instruments=("patch", "direction"))  # fmt: skip
+                    instruments=("patch", "direction"))
     assert pair.rules[RULE].peak != pair.rules[RULE].final
     assert pair.loads == 2  # patching and direction removal share the one peak/final pair
 

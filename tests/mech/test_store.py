@@ -14,12 +14,12 @@ from ungrok.mech.store import MECH_FILE, MechStore, read_mech
 SHA = "a" * 64
 SCHEMA = pa.schema([("run", pa.string()), ("step", pa.int64()), ("rule", pa.string()),
                     ("instrument", pa.string()), ("component", pa.string()), ("metric", pa.string()),
-                    ("value", pa.float64()), ("prompts_sha256", pa.string())])  # fmt: skip
+                    ("value", pa.float64()), ("prompts_sha256", pa.string())])
 
 
 def row(step, component="embed", value=1.0, instrument="decomp", metric="nats", sha=SHA, run="r", rule="x"):
     return dict(run=run, step=step, rule=rule, instrument=instrument, component=component, metric=metric,
-                value=value, prompts_sha256=sha)  # fmt: skip
+                value=value, prompts_sha256=sha)
 
 
 def test_rows_round_trip_with_exactly_the_common_schema(tmp_path):
@@ -82,7 +82,7 @@ def test_put_refuses_malformed_rows(tmp_path):
 def test_drop_removes_whole_units(tmp_path):
     s = MechStore(tmp_path / MECH_FILE)
     s.put([row(0, "L0H0", 0.1, "patch", "recovery_final_to_peak"), row(8, "L0H0", 0.2, "patch", "recovery_peak_to_final"),
-           row(8, "embed")])  # fmt: skip
+           row(8, "embed")])
     assert s.steps("r", "x", "patch") == [0, 8]
     assert s.drop([("r", 0, "x", "patch")]) == 1
     again = MechStore(tmp_path / MECH_FILE)

@@ -106,7 +106,7 @@ def _record_sites(model: GPT, run):  # noqa: ANN001, ANN202
     """What every HookPoint held during run(), by module name (read-only forward hooks, removed after)."""
     seen = {}
     handles = [m.register_forward_hook(lambda _m, _a, out, n=n: seen.__setitem__(n, out))
-               for n, m in model.named_modules() if isinstance(m, HookPoint)]  # fmt: skip
+               for n, m in model.named_modules() if isinstance(m, HookPoint)]
     try:
         out = run()
     finally:

@@ -38,7 +38,7 @@ def test_newton_schulz_maps_each_singular_value_through_the_quintic(shape):
     u, s, v = _known_svd(*shape)
     g = u @ torch.diag(s) @ v.T
     expected = u @ torch.diag(torch.tensor([_scalar_ns(x) for x in (s / s.norm()).tolist()],
-                                           dtype=torch.float64)) @ v.T  # fmt: skip
+                                           dtype=torch.float64)) @ v.T
     exact = newton_schulz(g.float(), 5, dtype=torch.float32).double()
     assert torch.allclose(exact, expected, atol=2e-6)
     bf16 = newton_schulz(g.float()).double()  # the paper's precision

@@ -16,7 +16,7 @@ from ungrok.prereg.predictions import Vocabulary, compile_predictions
 FAMILIES = frozenset(
     {"pronoun_gender_ref", "reflexive_gender", "det_an_choice", "a_an_adjective", "irregular_past",
      "negation_bare_verb"}
-)  # fmt: skip
+)
 CELLS = ("ts", "web", "web_dn1.5", "kill_0", "kill_1", "kill_2", "kill_3")
 SEEDS = [42, 43, 44]
 VOCAB = Vocabulary(families=FAMILIES, cells=CELLS, measures=frozenset({"ood_conflict_final"}))
@@ -27,7 +27,7 @@ def stub_battery(path: Path, families) -> Path:
     lines = [json.dumps({"family": f, "condition": "conflict", "probe": f"{f}.conflict", "category": "rule_vs_prior",
                          "template_id": "t", "split": "heldout", "prefix": f"{f} said", "correct": " a",
                          "distractor": " b", "chance": 0.5, "item_id": f"{f}.conflict/heldout/0000"})
-             for f in families]  # fmt: skip
+             for f in families]
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
 
@@ -35,7 +35,7 @@ def stub_battery(path: Path, families) -> Path:
 def rec(cell, seed, family="pronoun_gender_ref", fate="RECOVERED", valid=True, cf=0.9, cmax=0.95, **extra):
     """One evidence record; fields not given are absent (missing data), as in a real run without margins."""
     r = dict(cell=cell, seed=seed, family=family, fate=fate, agree_gate="pass" if valid else "fail",
-             conflict_final=cf, conflict_max=cmax, agree_final=0.95, agree_max=0.96, n_checkpoints=40)  # fmt: skip
+             conflict_final=cf, conflict_max=cmax, agree_final=0.95, agree_max=0.96, n_checkpoints=40)
     r.update(extra)
     return r
 

@@ -33,7 +33,7 @@ def one_line_error(err):
 def record(cell, seed, fate, valid=True):
     return dict(cell=cell, seed=seed, family="pronoun_gender_ref", fate=fate, agree_gate="pass" if valid else "fail",
                 conflict_final=0.9 if fate == "RECOVERED" else 0.2, conflict_max=0.95, agree_final=0.95,
-                agree_max=0.96, n_checkpoints=40)  # fmt: skip
+                agree_max=0.96, n_checkpoints=40)
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_freeze_verify_amend_score_unlock(exp, tmp_path, capsys):
         (EXPERIMENT.replace("cells: [ts, web]", "cells: [ts, ts]"), "unique"),
         ("cells: [ts\n", "not valid YAML"),
     ],
-)  # fmt: skip
+)
 def test_bad_experiments_are_one_line_exit_2(tmp_path, capsys, experiment, needle):
     p = tmp_path / "exp.yaml"
     p.write_text(experiment)

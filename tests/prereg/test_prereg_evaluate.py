@@ -83,7 +83,7 @@ def test_missing_seed_family_or_cell_is_unscoreable_with_the_reason():
          [rec("ts", 42, ood_conflict_final=0.75), rec("ts", 43, ood_conflict_final=0.5),
           rec("ts", 44, ood_conflict_final=0.71)], "PASS", "2/3"),
     ],
-)  # fmt: skip
+)
 def test_seed_tests(expr, records, status, value):
     res = run_one(expr, records)
     assert (res.status, res.value) == (status, value), res.reason
@@ -110,7 +110,7 @@ def test_at_most_quorums_are_three_valued(spec, gated, ungated):
         {"kind": "seeds", "family": "pronoun_gender_ref", "cells": "ts", "test": "RECOVERED+valid",
          "quorum": "<= 1/3", "gates": {"agree": False}},
         fates("ts", spec),
-    )  # fmt: skip
+    )
     assert off.status == ungated, off.reason
 
 
@@ -145,7 +145,7 @@ def test_m4a_needs_three_valid_seeds_for_a_three_of_three_claim():
 
 def test_cm_cell_verdict_needs_two_valid_seeds():
     res = run_one("pronoun_gender_ref has cm_final > 0 in any seed of cell web",
-                  web_cm([0.3, 0.2, 0.4], valid=(True, False, False)))  # fmt: skip
+                  web_cm([0.3, 0.2, 0.4], valid=(True, False, False)))
     assert res.status == "UNSCOREABLE" and "1 CM-instrument-valid seed(s); a CM verdict needs 2" in res.reason
 
 
@@ -158,7 +158,7 @@ def test_m4b_timing_window_on_the_valid_seeds():
     # seed 42: crossing 2800, onset 2800; seed 43: crossing 2900, onset 3000 (both in [0.5x, 2x]);
     # seed 44 fails the guard. 2 counted seeds meet ">= 2/3" -> PASS (the paper's M4b).
     recs = web_cm([-0.2, -0.1, 0.1], valid=(True, True, False), crossings=(2800, 2900, 1000),
-                  onsets=(2800, 3000, 3000))  # fmt: skip
+                  onsets=(2800, 3000, 3000))
     res = run_one("pronoun_gender_ref has timing in >= 2/3 seeds of cell web", recs)
     assert (res.status, res.value) == ("PASS", "2/3"), res.reason
     # move seed 43's crossing to 1400 < 0.5 x 3000: one of two counted seeds passes -> FAIL
@@ -200,7 +200,7 @@ def test_mean_over_valid_seeds_and_over_all_seeds():
 def test_mean_of_an_arithmetic_measure_m4c_style():
     # PM_final - PM@peak per seed: 0.5, 0.25, -0.15 -> mean 0.2
     recs = [rec("web", s, **cm(-0.1, pm_final=p, pm_at_peak=q)) for s, p, q in
-            zip(SEEDS, (1.0, 0.5, 0.1), (0.5, 0.25, 0.25), strict=True)]  # fmt: skip
+            zip(SEEDS, (1.0, 0.5, 0.1), (0.5, 0.25, 0.25), strict=True)]
     res = run_one("mean pm_final - pm_at_peak of pronoun_gender_ref in cell web > 0", recs)
     assert (res.status, res.value) == ("PASS", pytest.approx(0.2))
     res = run_one("pronoun_gender_ref has pm_final > pm_at_peak in all seeds of cell web", recs)
@@ -223,7 +223,7 @@ def test_compare_paired_by_seed_and_by_means():
     assert (res.status, res.value) == ("PASS", pytest.approx(0.7666667 - 0.55))
     # AK5-style tolerance: |mean(a) - mean(b)| <= 0.05 fails at 0.2167, holds at 0.25
     tol = {"kind": "compare", "by": "mean", "family": "pronoun_gender_ref", "measure": "conflict_final",
-           "a": "ts", "b": "web", "test": "abs(a - b) <= 0.05"}  # fmt: skip
+           "a": "ts", "b": "web", "test": "abs(a - b) <= 0.05"}
     assert run_one(tol, recs).status == "FAIL"
     assert run_one({**tol, "test": "abs(a - b) <= 0.25"}, recs).status == "PASS"
 
@@ -299,7 +299,7 @@ def test_spearman_over_families_drops_control_invalid_families():
         for s in SEEDS
     ]
     item = {"kind": "spearman", "over": "families", "families": fams, "cells": "web", "x": "support_ratio",
-            "y": "mean conflict_final", "test": "> 0", "gates": {"agree": True}}  # fmt: skip
+            "y": "mean conflict_final", "test": "> 0", "gates": {"agree": True}}
     res = run_one(item, recs, families={"web": {f: {"support_ratio": r} for f, r in ratio.items()}})
     # negation is dropped (valid in 1/3 seeds); ratios 6.94, 2.5, 30 vs finals 0.3, 0.95, 0.99:
     # x ranks 2, 1, 3; y ranks 1, 2, 3 -> rho = 0.5
@@ -363,7 +363,7 @@ def test_cells_flagged_invalid_by_the_run_are_unscoreable():
 def test_a_custom_gate_over_one_family_fires_when_it_fails():
     # the rule shared with edit/validity.py (fate.gates.allowed_failures): one family, no failure allowed
     item = {"expr": "pronoun_gender_ref has died in >= 2/3 seeds of cell kill_1",
-            "gates": {"intervention": ["det_an_choice"]}}  # fmt: skip
+            "gates": {"intervention": ["det_an_choice"]}}
     died = [rec("kill_1", s, cf=0.2, fate="DISPLACED") for s in SEEDS]
     lost = fates("kill_1", "R D D", family="det_an_choice")
     res = run_one(item, died + lost)
@@ -377,7 +377,7 @@ def test_composites_use_kleene_logic():
     fail_and_unscoreable = {"kind": "all", "of": [
         "pronoun_gender_ref is DISPLACED in all seeds of cell ts",  # FAIL on valid data
         "pronoun_gender_ref is RECOVERED in all seeds of cell web",  # UNSCOREABLE (agree gate)
-    ]}  # fmt: skip
+    ]}
     res = run_one(fail_and_unscoreable, recs)
     assert res.status == "FAIL" and "DISPLACED" in res.reason
     pass_and_unscoreable = {
@@ -390,7 +390,7 @@ def test_composites_use_kleene_logic():
     neither = {"kind": "any", "of": [
         "pronoun_gender_ref is DISPLACED in all seeds of cell ts",
         "pronoun_gender_ref is NEVER in all seeds of cell ts",
-    ]}  # fmt: skip
+    ]}
     assert run_one(neither, recs).status == "FAIL"
 
 
@@ -421,7 +421,7 @@ NAN, INF = float("nan"), float("inf")
         ("mean cm_final of pronoun_gender_ref in cell ts < 0", {**cm(-INF)}, "gives cm_final = -inf"),
         (P1, {"cmax": NAN}, "gives conflict_max = nan"),  # a bare verdict reads the record too
     ],
-)  # fmt: skip
+)
 def test_nan_infinity_or_an_impossible_accuracy_is_unscoreable_never_fail(pred, bad, needle):
     good = [rec("ts", s, **cm(-0.5)) for s in SEEDS[:2]]
     r = run_one(pred, [*good, rec("ts", SEEDS[2], **{**cm(-0.5), **bad})])
@@ -456,6 +456,6 @@ def test_nan_in_an_evidence_file_is_unscoreable_on_the_scoreboard(tmp_path):
     assert "NaN" in p.read_text()
     (pred,) = compile_predictions([{"name": "P", "expr": P1}], VOCAB)
     ctx = Context(evidence=load_evidence(p), cfg=DEFAULT_CONFIG, governed=list(SEEDS), quarantined=[],
-                  quarantine_locked=False)  # fmt: skip
+                  quarantine_locked=False)
     r = evaluate(pred, ctx)
     assert r.status == "UNSCOREABLE" and "conflict_final = nan" in r.reason

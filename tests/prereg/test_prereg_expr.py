@@ -197,7 +197,7 @@ def test_quorum_arithmetic_is_exact(text, n, yes, no):
 
 
 @pytest.mark.parametrize(("text", "needle"), [("3/2", "above 1"), ("2/0", "denominator"), ("!= 1", "cannot"),
-                                              ("most", "seed count")])  # fmt: skip
+                                              ("most", "seed count")])
 def test_bad_quorums(text, needle):
     with pytest.raises(UngrokError, match=needle):
         parse_quorum(text, "q")
@@ -274,7 +274,7 @@ def test_threshold_and_terms():
                  direction="decreasing", strict=True, order_by="rate"),
         ),
     ],
-)  # fmt: skip
+)
 def test_shorthand_forms_parse_into_fields(text, fields):
     assert parse_shorthand(text) == fields
 

@@ -73,7 +73,7 @@ def make_run(tmp_path: Path, *, amended: bool = True) -> Path:
 def evidence_file(tmp_path: Path, cf: float = 0.9) -> Path:
     recs = [dict(cell=c, seed=s, family="pronoun_gender_ref", fate="RECOVERED", agree_gate="pass",
                  conflict_final=cf, conflict_max=0.95, agree_final=0.95, agree_max=0.96, n_checkpoints=4)
-            for c, s in RUNS]  # fmt: skip
+            for c, s in RUNS]
     p = tmp_path / "evidence.json"
     p.write_text(json.dumps({"classifier_sha256": DEFAULT_CONFIG.sha256(), "records": recs}))
     return p
@@ -169,7 +169,7 @@ LEDGER_EDITS = {
     "the freeze record's sha256 edited, rehashed": (
         lambda run: rewrite_ledger(run, lambda es: [{**es[0], "sha256": "f" * 64}, *es[1:]]),
         "freeze does not match the run ledger's record of it"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(LEDGER_EDITS))
@@ -223,16 +223,16 @@ def test_a_prediction_forged_in_after_its_data_were_read_is_caught(tmp_path, cap
     reg = check_run(reg_path).registry
     (late,) = preds.compile_predictions(
         [{"name": "P9", "expr": "pronoun_gender_ref has conflict_final >= 0.8 in all seeds of cell ts"}],
-        reg.vocabulary(), taken=reg.names())  # fmt: skip
+        reg.vocabulary(), taken=reg.names())
     head = read_ledger(run).head
     a = {"index": 2, "created_utc": "2026-06-10T11:00:00.000000Z", "kind": "amend", "reason": "late",
          "predictions": preds.dump([late]), "changes": None, "unlocked_seeds": [],
-         "prev_sha256": raw["amendments"][-1]["sha256"], "ledger_head": head}  # fmt: skip
+         "prev_sha256": raw["amendments"][-1]["sha256"], "ledger_head": head}
     a["sha256"] = sha256_json(a)
     raw["amendments"].append(a)
     reg_path.write_text(json.dumps(raw, indent=2))
     rewrite_ledger(run, lambda es: [*es, {"kind": "register", "key": "registry.json", "at": a["created_utc"],
-                                          "sha256": a["sha256"], "path": None, "what": "amendment 2"}])  # fmt: skip
+                                          "sha256": a["sha256"], "path": None, "what": "amendment 2"}])
     line = refused(run, tmp_path, capsys)
     assert "prediction P9 (amendment 2) governs ts/42/trajectories" in line
     assert "registered after its data were read" in line
@@ -285,7 +285,7 @@ def test_a_changed_trajectory_is_named_by_verify_and_scored_unscoreable(tmp_path
     code, _, err = ungrok(["prereg", "verify", run / "registry.json"], capsys)
     assert code == 2 and "cells/ts/seed42/traj.parquet (ts/42/trajectories) changed since its first read" in err
     code, out, err = ungrok(["prereg", "score", run / "registry.json", "--evidence", evidence_file(tmp_path),
-                             "--json", tmp_path / "board.json"], capsys)  # fmt: skip
+                             "--json", tmp_path / "board.json"], capsys)
     assert code == 0, err
     assert "warning: result cells/ts/seed42/traj.parquet" in out
     by = {o["name"]: o for o in json.loads((tmp_path / "board.json").read_text())["outcomes"]}

@@ -29,7 +29,7 @@ def test_first_read_is_kept_and_later_reads_do_not_move_it(tmp_path):
     record_read(tmp_path, "ts/43/trajectories", clock=clock)
     data = json.loads((tmp_path / "ledger.json").read_text())
     assert data["reads"] == {"ts/42/trajectories": "2026-06-10T12:00:00.000000Z",
-                             "ts/43/trajectories": "2026-07-01T00:00:00.000000Z"}  # fmt: skip
+                             "ts/43/trajectories": "2026-07-01T00:00:00.000000Z"}
 
 
 def test_artifact_keys_round_trip_and_bad_keys_are_refused(tmp_path):
@@ -51,7 +51,7 @@ def test_reads_not_after_selects_the_governed_runs_up_to_a_moment(tmp_path):
         record_read(tmp_path, key, clock=clock)  # 12:00:00, :01, :02, :03
     led = read_ledger(tmp_path)
     assert reads_not_after(led, ["ts"], [42, 43, 44], "2026-06-10T12:00:02.000000Z") == [
-        ("ts/42/t", "2026-06-10T12:00:00.000000Z"), ("ts/43/t", "2026-06-10T12:00:02.000000Z")]  # fmt: skip
+        ("ts/42/t", "2026-06-10T12:00:00.000000Z"), ("ts/43/t", "2026-06-10T12:00:02.000000Z")]
     assert reads_not_after(led, ["kill_1"], [42], "2030-01-01T00:00:00.000000Z") == []
 
 

@@ -20,7 +20,7 @@ CELLS = (
     "ts_packed_armB", "kill_p437", "kill_p645", "kill_p1000", "rescue_d001", "rescue_d010", "rescue_d100",
     "rescue_d300", "rescue_d100_early", "rescue_d100_late", "ankill_p500", "ankill_p667", "ankill_p750",
     "ankill_p900", "ankill_p1000",
-)  # fmt: skip
+)
 
 PAPER = r"""
 # --- phase grid
@@ -200,7 +200,7 @@ def test_the_paper_catalogue_compiles_with_the_gates_it_registers():
         measures=frozenset({"s1_final", "s1_peak", "s1_peak_step", "template_conflict_final", "ood_max",
                             "ood_final"}),
         numbers=frozenset({"rate", "dose", "support_ratio"}),
-    )  # fmt: skip
+    )
     preds = {p.name: p for p in compile_predictions(yaml.safe_load(PAPER), vocab)}
     assert len(preds) == 45 and sum(p.falsifier for p in preds.values()) == 8
     gates = {name: (p.gates.agree, p.gates.cm_guard) for name, p in preds.items() if not hasattr(p, "of")}
@@ -211,7 +211,7 @@ def test_the_paper_catalogue_compiles_with_the_gates_it_registers():
     assert gates["R1-behavioural"] == (False, False)  # X+valid states the agree control itself
     assert gates["AK4"] == (False, False)  # a test about the agree control itself
     assert preds["K1-CM"].gates.intervention == [
-        "det_an_choice", "a_an_adjective", "irregular_past", "negation_bare_verb"]  # fmt: skip
+        "det_an_choice", "a_an_adjective", "irregular_past", "negation_bare_verb"]
     assert preds["K2"].cells == ["v1_repro", "kill_p437", "kill_p645", "kill_p1000"]
     assert preds["AK5"].a == ["ankill_p500", "ankill_p667", "ankill_p750", "ankill_p900", "ankill_p1000"]
     assert preds["F1"].cells == ["web_packed_v2", "web_dn5_v2", "web_dn15_v2"]

@@ -32,7 +32,7 @@ SEEDS = (42, 43, 44)
 FAMILY = {
     "P": "pronoun_gender_ref", "X": "reflexive_gender", "A": "det_an_choice", "B": "a_an_adjective",
     "I": "irregular_past", "G": "negation_bare_verb",
-}  # fmt: skip
+}
 FATE = {"R": "RECOVERED", "D": "DISPLACED", "P": "PARTIAL", "N": "NEVER", "U": "UNSTABLE"}
 # conflict_final range each class allows (docs/method.md §4.2) and the range of its smoothed max
 CLASS_FINAL = {"R": (0.8, 1.0), "D": (0.0, 0.6), "P": (0.61, 0.79), "N": (0.0, 0.79), "U": (0.0, 1.0)}
@@ -219,7 +219,7 @@ def _records(cell: str, code: str, spec: dict[str, Any], fill: Fill) -> list[dic
         cmax = _value(spec.get("conflict_max", [None] * 3)[i], (max_lo, max(max_lo, max_hi)), fill)
         rec = {"cell": cell, "seed": seed, "family": FAMILY[code], "fate": FATE[cls],
                "agree_gate": "pass" if valid else "fail", "conflict_final": cf, "conflict_max": max(cmax, cf),
-               "agree_final": 0.97 if valid else 0.5, "agree_max": 0.98, "n_checkpoints": 113}  # fmt: skip
+               "agree_final": 0.97 if valid else 0.5, "agree_max": 0.98, "n_checkpoints": 113}
         out.append(rec)
     if code == "P":  # the CM / PM instruments exist for the focal rule only (§5)
         cms, oks = _cm_finals(spec.get("cm_final"), fill), _cm_valid(spec.get("cm_valid"), fill)
@@ -334,7 +334,7 @@ def test_the_falsifiers_reproduce(boards: dict[str, Scoreboard]) -> None:
             if f"falsifier: {group}" in UNDETERMINED:
                 continue
             got = "triggered" if any(trig[n] for n in names) else ("silent" if all(
-                trig[n] is False for n in names) else "unscoreable")  # fmt: skip
+                trig[n] is False for n in names) else "unscoreable")
             assert got == state, f"[{name}] {group}: {got}, the paper {state} ({[trig[n] for n in names]})"
 
 

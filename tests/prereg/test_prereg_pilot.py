@@ -37,7 +37,7 @@ SHA_A, SHA_B = "a" * 64, "b" * 64
 
 def entry(cell="ts", seed=101, family="pronoun_gender_ref", **kw):
     e = dict(cell=cell, seed=seed, family=family, verdict="DISPLACED", agree_gate="pass", cm_final=-0.4,
-             peak=0.93, final=0.21, traj_sha256=SHA_A)  # fmt: skip
+             peak=0.93, final=0.21, traj_sha256=SHA_A)
     e.update(kw)
     return e
 
@@ -61,7 +61,7 @@ def at(iso):
 def test_a_pilot_record_validates_as_an_object_or_a_bare_list(tmp_path):
     p = tmp_path / "pilot.json"
     p.write_text(json.dumps({"format": "ungrok-pilot/1", "created_utc": "2026-06-01T00:00:00.000000Z",
-                             "entries": [entry(), entry(seed=102, cm_final=None)]}))  # fmt: skip
+                             "entries": [entry(), entry(seed=102, cm_final=None)]}))
     r = load_pilot_record(p)
     assert r.seeds == [101, 102] and r.entries[1].cm_final is None and r.created_utc.startswith("2026-06-01")
     p.write_text(json.dumps([entry()]))
@@ -199,7 +199,7 @@ def test_an_experiment_without_pilot_keeps_the_old_registry_layout(tmp_path):
 def test_the_freeze_binds_a_pilot_record_and_verify_watches_it(exp, tmp_path):
     record = tmp_path / "pilot.json"
     record.write_text(json.dumps({"created_utc": "2026-06-01T08:00:00.000000Z",
-                                  "entries": [entry(seed=101), entry(seed=102, cell="web")]}))  # fmt: skip
+                                  "entries": [entry(seed=101), entry(seed=102, cell="web")]}))
     exp.write_text(EXPERIMENT + "pilot_record: pilot.json\n")
     reg = freeze(exp, tmp_path / "run", clock=at("2026-06-10T10:00:00"))
     raw = json.loads(reg.path.read_text())
@@ -214,7 +214,7 @@ def test_the_freeze_binds_a_pilot_record_and_verify_watches_it(exp, tmp_path):
     assert "pilot record ../pilot.json: unchanged" in lines
     first = next(ln for ln in lines if ln.startswith("order:"))
     assert first.startswith("order: pilot record ../pilot.json: 2 verdict(s) of seed(s) [101, 102], made "
-                            "2026-06-01T08:00:00.000000Z, sha256 " + raw["pilot"]["record"]["sha256"][:12])  # fmt: skip
+                            "2026-06-01T08:00:00.000000Z, sha256 " + raw["pilot"]["record"]["sha256"][:12])
     record.write_text(record.read_text().replace("0.93", "0.95"))
     with pytest.raises(UngrokError, match="pilot record ../pilot.json changed since the freeze"):
         verify(reg.path)
@@ -260,7 +260,7 @@ def test_a_confirmatory_prediction_added_after_a_confirmatory_read_is_refused(ex
     with pytest.raises(UngrokError) as e:
         amend(reg.path, later, "too late", clock=at("2026-06-10T14:00:00"))
     assert ("prediction P3 governs ts/42/trajectories, which was first read at 2026-06-10T13:00:00.000000Z, "
-            "before this registration at 2026-06-10T14:00:00.000000Z") in str(e.value)  # fmt: skip
+            "before this registration at 2026-06-10T14:00:00.000000Z") in str(e.value)
     assert [p.name for p, _, _ in load_registry(reg.path).registered()] == ["P1", "P2"]
     lines = verify(reg.path)
     assert "order: confirmatory reads: 1 (first 2026-06-10T13:00:00.000000Z, last 2026-06-10T13:00:00.000000Z)" in lines

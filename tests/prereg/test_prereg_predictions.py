@@ -26,7 +26,7 @@ def one(item):
 def test_shorthand_and_yaml_compile_to_the_same_frozen_prediction():
     short = one({"name": "P1", "expr": "pronoun_gender_ref is RECOVERED+valid in 2/3 seeds of cell ts"})
     long = one({"name": "P1", "kind": "seeds", "family": "pronoun_gender_ref", "cells": ["ts"],
-                "test": "RECOVERED+valid", "quorum": ">= 2/3"})  # fmt: skip
+                "test": "RECOVERED+valid", "quorum": ">= 2/3"})
     assert short.model_copy(update={"source": None}) == long
     assert short.source == "pronoun_gender_ref is RECOVERED+valid in 2/3 seeds of cell ts"
     assert long.family == ["pronoun_gender_ref"] and long.quorum == ">= 2/3"
@@ -85,9 +85,9 @@ def test_cm_guard_is_off_for_cell_means_unless_registered(item, cm_guard):
 
 def test_explicit_gates_win_and_intervention_names_its_families():
     p = one({"name": "P2", "kind": "seeds", "family": "det_an_choice", "cells": "web", "test": "RECOVERED",
-             "quorum": "all", "gates": {"agree": False, "intervention": "ks"}})  # fmt: skip
+             "quorum": "all", "gates": {"agree": False, "intervention": "ks"}})
     assert p.gates == Gates(agree=False, cm_guard=False, min_valid_seeds=2,
-                            intervention=["det_an_choice", "a_an_adjective", "irregular_past", "negation_bare_verb"])  # fmt: skip
+                            intervention=["det_an_choice", "a_an_adjective", "irregular_past", "negation_bare_verb"])
 
 
 def test_composites_compile_their_parts_and_report_governed_cells():
@@ -95,7 +95,7 @@ def test_composites_compile_their_parts_and_report_governed_cells():
         "pronoun_gender_ref is RECOVERED+valid in all seeds of cell ts",
         {"kind": "seeds", "family": "pronoun_gender_ref", "cells": "web", "test": "died", "seeds": "quarantined"},
         "conflict_final of pronoun_gender_ref in cell kill_1 < in cell kill_0 in all seeds",
-    ]})  # fmt: skip
+    ]})
     assert isinstance(p, AllOf) and isinstance(p.of[0], SeedsPrediction)
     assert governed_cells(p) == ["ts", "web", "kill_1", "kill_0"]
     assert seed_sets(p) == {"governed", "quarantined"}
@@ -139,7 +139,7 @@ def test_composites_compile_their_parts_and_report_governed_cells():
         ({"name": "X", "kind": "seeds", "family": "pronoun_gender_ref", "cells": "ts", "test": "valid",
           "gates": {"intervention": ["no_such_family"]}}, "unknown family 'no_such_family'"),
     ],
-)  # fmt: skip
+)
 def test_bad_predictions_are_one_line_errors_naming_the_prediction(item, needle):
     with pytest.raises(UngrokError) as e:
         compile_predictions([item], VOCAB)

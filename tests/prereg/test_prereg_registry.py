@@ -146,7 +146,7 @@ def test_verify_names_a_changed_experiment_file_or_battery(exp, frozen, tmp_path
 
 AMEND_1 = {"predictions": [{"name": "R1", "group": "rescue",
                             "expr": "pronoun_gender_ref has cm_final > 0 in >= 2 seeds of cell web"}],
-           "changes": "adds the rescue prediction"}  # fmt: skip
+           "changes": "adds the rescue prediction"}
 AMEND_2 = {"changes": "documents that kill_2 uses p = 0.645"}
 
 
@@ -163,7 +163,7 @@ def test_amendments_append_and_chain(frozen, clock):
         assert a["sha256"] == canonical_sha({k: v for k, v in a.items() if k != "sha256"})
     assert reg.head_sha256 == a2.sha256
     assert [(p.name, where) for p, _, where in reg.registered()] == [
-        ("P1", "freeze"), ("K2", "freeze"), ("B1", "freeze"), ("R1", "amendment 1")]  # fmt: skip
+        ("P1", "freeze"), ("K2", "freeze"), ("B1", "freeze"), ("R1", "amendment 1")]
     assert verify(frozen)[-1] == "ledger: 3 registration(s) match the chain"
 
 
@@ -174,7 +174,7 @@ def test_amendment_input_is_checked(frozen, clock):
         amend(frozen, {"changes": " "}, "why", clock=clock)
     with pytest.raises(UngrokError, match="P1: the name is already registered"):
         amend(frozen, {"predictions": [{"name": "P1", "expr": "pronoun_gender_ref is NEVER in any seed of cell ts"}]},
-              "why", clock=clock)  # fmt: skip
+              "why", clock=clock)
     with pytest.raises(UngrokError, match="unknown family 'nope'"):
         amend(
             frozen,

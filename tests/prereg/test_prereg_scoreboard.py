@@ -76,7 +76,7 @@ def kill_evidence():
         for j, s in enumerate(SEEDS):
             fields = cm(mean + (j - 1) * 0.02, valid=(s != 44))  # seed 44 fails the CM guard everywhere
             records.append(rec(cell, s, "pronoun_gender_ref", "DISPLACED" if died else "RECOVERED",
-                               cf=0.2 if died else 0.95, **fields))  # fmt: skip
+                               cf=0.2 if died else 0.95, **fields))
         # kill_645: the KS gate fires (det_an_choice and a_an_adjective lost in 2/3 seeds)
         records += controls(cell, lost=("det_an_choice", "a_an_adjective") if cell == "kill_645" else ())
     return Evidence(
@@ -134,7 +134,7 @@ def test_a_triggered_falsifier(registry):
         r.model_copy(update={"fate": "RECOVERED", "conflict_final": 0.95})
         if r.family == "pronoun_gender_ref" and r.cell in ("kill_645", "kill_1") else r
         for r in ev.records
-    ]  # fmt: skip
+    ]
     board = score(registry, ev.model_copy(update={"records": revived}), invalid_cells={})
     fal = next(o for o in board.outcomes if o.name == "K-falsifier")
     assert (fal.status, fal.triggered) == ("PASS", True)
@@ -208,7 +208,7 @@ def test_evidence_file_round_trip_and_bad_files(tmp_path):
     summary = [{"run": "s42", "family": "pronoun_gender_ref", "fate": "RECOVERED", "letter": "R",
                 "agree_gate": "pass", "confirmatory": True, "conflict_final": 0.9, "conflict_max": 0.95,
                 "agree_final": 0.97, "agree_max": 0.98, "n_checkpoints": 44, "onset": 4400,
-                "transient": False}]  # fmt: skip
+                "transient": False}]
     recs = records_for_run(
         "ts", 42, summary, steps=[300, 100, 200], extra={"pronoun_gender_ref": {"ood": 0.8}}
     )

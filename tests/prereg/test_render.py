@@ -244,7 +244,7 @@ def test_composites_and_general_compare_tests_are_display_only():
             {"kind": "compare", "family": "pronoun_gender_ref", "measure": "cm_final", "a": "web", "b": "ts",
              "test": "abs(a - b) <= 0.05", "quorum": "all"},
         ]},
-    ]}], VOCAB)  # fmt: skip
+    ]}], VOCAB)
     assert isinstance(p, AllOf) and isinstance(p.of[1], AnyOf)
     assert render_prediction(p) == (
         "all of: [pronoun_gender_ref is RECOVERED+valid in all seeds of cell ts]; "
@@ -258,7 +258,7 @@ def test_composites_and_general_compare_tests_are_display_only():
 def test_every_leaf_kind_is_covered():
     assert {k.model_fields["kind"].annotation.__args__[0] for k in LEAF_KINDS} == {
         "seeds", "mean", "compare", "spearman", "trend"
-    }  # fmt: skip
+    }
 
 
 def test_the_score_table_shows_each_prediction_as_its_line(tmp_path, capsys):
@@ -274,7 +274,7 @@ def test_the_score_table_shows_each_prediction_as_its_line(tmp_path, capsys):
         dict(cell=c, seed=s, family="pronoun_gender_ref", fate="RECOVERED", agree_gate="pass", conflict_final=0.9,
              conflict_max=0.95, agree_final=0.95, agree_max=0.96, n_checkpoints=40)
         for c in ("ts", "web") for s in (42, 43, 44)
-    ]  # fmt: skip
+    ]
     ev = tmp_path / "ev.json"
     ev.write_text(json.dumps({"classifier_sha256": DEFAULT_CONFIG.sha256(), "records": recs}))
     assert run(["prereg", "freeze", exp, "--out", tmp_path / "run"], capsys)[0] == 0

@@ -62,7 +62,7 @@ def small_battery() -> Battery:
     n = 0
     for split, frames in (("train", ["smiled because", "was happy because"]), ("heldout", ["laughed when"])):
         for name, cond, c, d in (("Lily", "conflict", " she", " he"), ("Mia", "conflict", " she", " he"),
-                                 ("Tom", "agree", " he", " she")):  # fmt: skip
+                                 ("Tom", "agree", " he", " she")):
             for f in frames:
                 items.append(item("pron", cond, split, f"{name} {f}", c, d, n, f.split()[0]))
                 n += 1
@@ -100,7 +100,7 @@ def _hf_model(kind: str, vocab: int, seed: int):  # noqa: ANN202
     torch.manual_seed(seed)
     if kind == "neox":
         cfg = GPTNeoXConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=32, max_position_embeddings=64)  # fmt: skip
+                            intermediate_size=32, max_position_embeddings=64)
         return GPTNeoXForCausalLM(cfg).eval()
     cfg = GPT2Config(vocab_size=vocab, n_embd=16, n_layer=2, n_head=2, n_positions=64)
     return GPT2LMHeadModel(cfg).eval()
@@ -142,7 +142,7 @@ def hub_cache(tmp_path_factory):  # noqa: ANN001, ANN201
             files = root / "src" / name / rev
             model.save_pretrained(files)
             PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>", unk_token="<|unk|>") \
-                .save_pretrained(files)  # fmt: skip
+                .save_pretrained(files)
             _add_snapshot(repo, rev, files)
             models[(name, rev)] = model
     return root / "cache", models, raw

@@ -22,7 +22,7 @@ RVP3 = [
     "pronoun_gender_ref", "reflexive_gender", "det_an_choice", "a_an_adjective", "irregular_past",
     "plural_was_were", "negation_bare_verb", "comparative_er", "modal_agreement", "modal_agreement_v2",
     "irregular_past_v2", "negation_bare_verb_v2",
-]  # fmt: skip
+]
 RVP4 = RVP3 + ["pronoun_gender_ref_v2", "reflexive_gender_v2", "pronoun_gender_noun"]
 KEY = ("prefix", "correct", "distractor", "family", "condition", "split", "template_id")
 
@@ -118,7 +118,7 @@ GOOD = {
     "family": "f", "condition": "conflict", "probe": "f.conflict", "category": "rule_vs_prior",
     "template_id": "t", "split": "heldout", "prefix": "Lily cried because", "correct": " she",
     "distractor": " he", "chance": 0.5, "item_id": "f.conflict/heldout/0000",
-}  # fmt: skip
+}
 
 
 def _without(key):  # noqa: ANN001, ANN202

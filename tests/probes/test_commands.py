@@ -68,7 +68,7 @@ def own_run(tmp_path):  # noqa: ANN201
 def test_score_a_run_then_resume(own_run, capsys):
     t = own_run
     args = ["score", "--battery", t / "b.jsonl", "--run", t / "run", "--tokenizer", t / "tok.json",
-            "--out", t / "traj.parquet"]  # fmt: skip
+            "--out", t / "traj.parquet"]
     code, text, err = run(args, capsys)
     assert code == 0, err
     assert "scored 3 checkpoint(s), 0 already" in text and "margins: pronoun_gender_ref" in text
@@ -106,7 +106,7 @@ def test_score_errors_are_one_line(own_run, tmp_path, capsys):
         (base + ["--run", t / "run", "--tokenizer", t / "tok.json", "--margins", "det_an_choice"],
          "declares no margin"),
         (["score", "--battery", t / "none.jsonl", "--run", t / "run", "--out", t / "o.parquet"], "not found"),
-    ]  # fmt: skip
+    ]
     for args, needle in cases:
         code, _, err = run(args, capsys)
         assert needle in one_line_error(code, err), (args, err)

@@ -42,7 +42,7 @@ def lm_eval_runs(tmp_path_factory):  # noqa: ANN201
     split = builders.split_tokenizer(b)
     torch.manual_seed(0)
     cfg = GPTNeoXConfig(vocab_size=split.get_vocab_size(), hidden_size=8, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=16, max_position_embeddings=32)  # fmt: skip
+                        num_attention_heads=2, intermediate_size=16, max_position_embeddings=32)
     builders.save_revision(GPTNeoXForCausalLM(cfg).eval(), split, root, SPLIT, "step10", root / "cache")
     bfile = root / "pgr.v1.jsonl"
     save_battery(b, bfile)
@@ -58,7 +58,7 @@ def lm_eval_runs(tmp_path_factory):  # noqa: ANN201
 
 def _offline(mp: pytest.MonkeyPatch, root: Path, hc, dconfig) -> None:  # noqa: ANN001
     for var, value in (("HF_HUB_OFFLINE", "1"), ("HF_HUB_CACHE", str(root / "cache")),
-                       ("HF_DATASETS_CACHE", str(root / "datasets"))):  # fmt: skip
+                       ("HF_DATASETS_CACHE", str(root / "datasets"))):
         mp.setenv(var, value)
     mp.setattr(hc, "HF_HUB_OFFLINE", True)
     mp.setattr(hc, "HF_HUB_CACHE", str(root / "cache"))
@@ -97,7 +97,7 @@ def _lm_eval(tasks: Path, model: str, rev: str, out: Path) -> None:
         model="hf", model_args=f"pretrained={model},revision={rev}", tasks=[group], device="cpu",
         task_manager=TaskManager(include_path=str(tasks), include_defaults=False), batch_size=16,
         log_samples=True, evaluation_tracker=tracker,
-    )  # fmt: skip
+    )
     samples = results.pop("samples")
     tracker.save_results_aggregated(results=results, samples=samples)
     for task in results["configs"]:
@@ -117,7 +117,7 @@ def test_export_lists_distractor_first_and_scores_acc_only(lm_eval_runs, capsys)
     fam = "ungrok_pgrv1_pronoun_gender_ref"
     assert group["task"] == [f"{fam}_{c}_{s}" for c, s in
                              (("agree", "heldout"), ("agree", "train"), ("conflict", "heldout"), ("conflict", "train"))] \
-        + ["ungrok_pgrv1_margin_pronoun_gender_ref"]  # fmt: skip
+        + ["ungrok_pgrv1_margin_pronoun_gender_ref"]
     cfg = yaml.safe_load((tasks / f"{fam}_conflict_heldout.yaml").read_text())
     assert cfg["output_type"] == "multiple_choice" and cfg["target_delimiter"] == ""
     assert [m["metric"] for m in cfg["metric_list"]] == ["acc"] and cfg["metadata"][
@@ -145,10 +145,10 @@ def test_lm_eval_logs_match_ungrok_item_for_item(offline_env, tmp_path, capsys):
     revs = ",".join(REVS)
     ref, got = tmp_path / "ref.parquet", tmp_path / "got.parquet"
     code, _, err = run(["score", "--battery", bfile, "--hf", MODEL, "--revisions", revs, "--items", "--out", ref],
-                       capsys)  # fmt: skip
+                       capsys)
     assert code == 0, err
     code, text, err = run(["score", "--battery", bfile, "--from-lm-eval", root / "results", "--items",
-                           "--out", got], capsys)  # fmt: skip
+                           "--out", got], capsys)
     assert code == 0 and "imported 3 lm-eval run(s) (3 new)" in text, err
 
     a, b = _same_items(ref, got, 3 * 48)
@@ -188,10 +188,10 @@ def test_multi_token_continuations_sum_like_ungrok(offline_env, tmp_path, capsys
     root, bfile = offline_env
     ref, got = tmp_path / "ref.parquet", tmp_path / "got.parquet"
     code, _, err = run(["score", "--battery", bfile, "--hf", SPLIT, "--revisions", "step10", "--items",
-                        "--out", ref], capsys)  # fmt: skip
+                        "--out", ref], capsys)
     assert code == 0, err
     code, _, err = run(["score", "--battery", bfile, "--from-lm-eval", root / "results-split", "--items",
-                        "--out", got], capsys)  # fmt: skip
+                        "--out", got], capsys)
     assert code == 0, err
     _same_items(ref, got, 48)
     ma, mb = (_sorted(margins_path_for(p), ["step"]) for p in (ref, got))

@@ -58,7 +58,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
         cfg = parse_config({
             "model": {"preset": "tiny"}, "sampler": {"context": 64, "batch_size": 16, "steps": 300},
             "checkpoints": {"rules": [{"start": 300, "every": 300}]}, "seed": 7,
-        })  # fmt: skip
+        })
         train(cfg, root / "sw", root / "run", progress=False, device="cpu")
         model = load_checkpoint(run_checkpoints(root / "run")[-1], device="cpu").model
         tok = TokenizerFile.load(Corpus(root / "sw").tokenizer_path)

@@ -37,12 +37,12 @@ def test_batched_scores_equal_the_per_item_reference(battery, tokenizer):
     # groups are plain means over their items
     for g in s.groups():
         idx = [i for i, it in enumerate(battery.items)
-               if (it["family"], it["condition"], it["split"]) == (g.family, g.condition, g.split)]  # fmt: skip
+               if (it["family"], it["condition"], it["split"]) == (g.family, g.condition, g.split)]
         assert g.n_items == len(idx) and g.n_skipped == 0
         assert g.accuracy == pytest.approx(np.mean(ref_c[idx] > ref_d[idx]))
         assert g.mean_margin == pytest.approx(np.mean(ref_c[idx] - ref_d[idx]), abs=1e-5)
         norm = [ref_c[i] / lens[battery.items[i]["correct"]]
-                - ref_d[i] / len(tokenizer.encode(battery.items[i]["distractor"])) for i in idx]  # fmt: skip
+                - ref_d[i] / len(tokenizer.encode(battery.items[i]["distractor"])) for i in idx]
         assert g.mean_margin_norm == pytest.approx(np.mean(norm), abs=1e-5)
     assert sum(r["correct"] for r in s.item_rows()) == int(s.correct.sum())
 
@@ -87,7 +87,7 @@ class CountingModel:
 def test_single_token_items_need_one_row_per_unique_prefix(battery, tokenizer):
     pron = [it for it in battery.items if it["family"] == "pron"]
     flipped = [{**it, "correct": it["distractor"], "distractor": it["correct"], "item_id": it["item_id"] + "f"}
-               for it in pron]  # same prefixes again  # fmt: skip
+               for it in pron]  # same prefixes again
     pron = Battery(tuple(pron + flipped))
     counting = CountingModel(GPTLogits(tiny_gpt(tokenizer.vocab_size)))
     BatteryPlan(pron, tokenizer).score(counting)
@@ -97,7 +97,7 @@ def test_single_token_items_need_one_row_per_unique_prefix(battery, tokenizer):
 def test_multi_token_contexts_share_one_row_per_trie_leaf(tokenizer):
     # contexts P, P+an, P+a (egg/dog), P+an+old; P and P+an are prefixes of others -> leaves P+a, P+an+old
     b = Battery((item("d", "conflict", "train", "Lily ate", " an egg", " a egg", 0),
-                 item("d", "agree", "train", "Lily ate", " a dog", " an old dog", 1)))  # fmt: skip
+                 item("d", "agree", "train", "Lily ate", " a dog", " an old dog", 1)))
     counting = CountingModel(GPTLogits(tiny_gpt(tokenizer.vocab_size)))
     BatteryPlan(b, tokenizer).score(counting)
     assert counting.rows == 2

@@ -147,7 +147,7 @@ def test_item_table_agrees_with_group_rows_and_resumes(tmp_path, battery, tok):
     assert len(items) == 3 * len(battery) and len({(r["step"], r["item_id"]) for r in items}) == len(items)
     for r in rows:
         mine = [i for i in items if (i["step"], i["family"], i["condition"], i["split"])
-                == (r["step"], r["family"], r["condition"], r["split"])]  # fmt: skip
+                == (r["step"], r["family"], r["condition"], r["split"])]
         assert len(mine) == r["n_items"] and sum(i["correct"] for i in mine) / len(mine) == r["accuracy"]
         margins = [i["logp_correct"] - i["logp_distractor"] for i in mine]
         assert sum(margins) / len(margins) == pytest.approx(r["mean_margin"])

@@ -148,7 +148,7 @@ def make_run_dir(root: Path) -> Path:
         "classifier_sha256": DEFAULT_CONFIG.sha256(),
         "classifier": DEFAULT_CONFIG.model_dump(mode="json"),
         "records": records,
-    }))  # fmt: skip
+    }))
     (run_dir / "scoreboard.json").write_text(json.dumps(SCOREBOARD))
     return run_dir
 
@@ -196,26 +196,26 @@ def make_hub_dir(folder: Path, scale: bool = True) -> Path:
             c = _hub_focal(model, s)
             other_agree = 0.5 if (model == "org/tiny-s" and s >= 1000) else 1.0
             for fam, cond, acc in ((FOCAL, "conflict", c), (FOCAL, "agree", 1.0), (OTHER, "conflict", 1.0),
-                                   (OTHER, "agree", other_agree)):  # fmt: skip
+                                   (OTHER, "agree", other_agree)):
                 traj.append(dict(run=model, step=s, revision=f"step{s}", family=fam, condition=cond, split="heldout",
                                  accuracy=acc, n_items=12, n_skipped=0, mean_margin=0.0, mean_margin_norm=0.0,
-                                 battery_sha256="cd" * 32))  # fmt: skip
+                                 battery_sha256="cd" * 32))
             margins.append(dict(run=model, step=s, revision=f"step{s}", rule=FOCAL, cm=4 * c - 2, pm=1 - c, n_cm=12,
-                                n_pm=12, prompts_sha256="ef" * 32))  # fmt: skip
+                                n_pm=12, prompts_sha256="ef" * 32))
     pq.write_table(pa.Table.from_pylist(traj), folder / "traj.parquet")
     pq.write_table(pa.Table.from_pylist(margins), folder / "traj.margins.parquet")
     models = {}
     for model, (n, rank) in HUB_MODELS.items():
         revs = [dict(revision=f"step{s}", step=s, status="scored", why=None, seconds=2.0, peak_rss_mib=500.0)
-                for s in _hub_steps(model)]  # fmt: skip
+                for s in _hub_steps(model)]
         if model == HUB_SKIPPED_REVISION[0]:
             revs.insert(3, dict(revision="step4", step=4, status="skipped", why=HUB_SKIPPED_REVISION[2],
-                                seconds=None, peak_rss_mib=None))  # fmt: skip
+                                seconds=None, peak_rss_mib=None))
         models[model] = dict(n_params=n, size_rank=rank, revisions=revs,
-                             notes=[HUB_NOTE] if model == "org/tiny-s" else [])  # fmt: skip
+                             notes=[HUB_NOTE] if model == "org/tiny-s" else [])
     suite = {"battery": "batteries/rvp31.jsonl", "battery_sha256": "cd" * 32, "models": models,
              "skipped": [dict(model=HUB_SKIPPED_REVISION[0], revision="step4", why=HUB_SKIPPED_REVISION[2]),
-                         HUB_GATED]}  # fmt: skip
+                         HUB_GATED]}
     (folder / "suite.json").write_text(json.dumps(suite))
     records = summarize(traj, margins)
     doc: dict = {"records": records}
@@ -224,7 +224,7 @@ def make_hub_dir(folder: Path, scale: bool = True) -> Path:
         doc["scale"] = {"family": FOCAL, "condition": "conflict", "split": "heldout",
                         "models": [dict(model=m, n_params=n, size_rank=k, final_accuracy=finals[m])
                                    for m, (n, k) in HUB_MODELS.items()],
-                        "rho": HUB_RHO, "ci": HUB_CI, "n_boot": HUB_NBOOT, "seed": 0, "note": HUB_SCALE_NOTE}  # fmt: skip
+                        "rho": HUB_RHO, "ci": HUB_CI, "n_boot": HUB_NBOOT, "seed": 0, "note": HUB_SCALE_NOTE}
     (folder / "hub_fates.json").write_text(json.dumps(doc))
     return folder
 
@@ -248,7 +248,7 @@ PATCH_P2F = {"embed": 0.05, "L0H0": 0.1, "L1H0": 0.3, "mlp:L0": 0.2, "mlp:L1": 0
 PATCH_F2P = {"embed": 0.0, "L1H0": -0.2, "mlp:L0": 0.4, "mlp:L1": 1.12, "all": 0.95}
 # direction removal, low/seed1: step -> block -> (dcm, other_abs_delta, dbpb)
 DIRECTION = {600: {"block1": (-2.0, 0.5, 0.02), "block2": (-9.4, 0.76, 0.07)},
-             1500: {"block1": (-0.3, 0.1, 0.0), "block2": (-1.5, 0.2, 0.01)}}  # fmt: skip
+             1500: {"block1": (-0.3, 0.1, 0.0), "block2": (-1.5, 0.2, 0.01)}}
 DECOMP_ERROR = 2.5e-5
 
 
@@ -257,7 +257,7 @@ def _mech_rows(run: str, top: dict) -> list[dict]:
 
     def add(step, instrument, component, metric, value):
         rows.append(dict(run=run, step=step, rule=FOCAL, instrument=instrument, component=component, metric=metric,
-                         value=float(value), prompts_sha256="ab" * 32))  # fmt: skip
+                         value=float(value), prompts_sha256="ab" * 32))
 
     for i, s in enumerate(STEPS):
         parts = {"attn:L0": 0.1 * i, "attn:L1": 0.3 * i, "mlp:L0": -0.05 * i, "mlp:L1": 0.02 * i}
@@ -283,7 +283,7 @@ def _ngram_rows(run: str, order: int, steps: list[int], focal: tuple[float, floa
         for fam, (c, a) in ((FOCAL, focal), (OTHER, (1.0, 1.0))):
             for cond, acc in (("conflict", c), ("agree", a)):
                 rows.append(dict(run=f"{run}#ngram{order}", step=s, family=fam, condition=cond, split="heldout",
-                                 accuracy=acc, n_items=12, mean_margin=0.0))  # fmt: skip
+                                 accuracy=acc, n_items=12, mean_margin=0.0))
     return rows
 
 
@@ -297,14 +297,14 @@ def add_mech(run_dir: Path) -> Path:
         rows = _mech_rows(f"{cell}/seed{seed}", top)
         if (cell, seed) == ("low", 1):
             for metric, dst, vals in (("recovery_peak_to_final", 1500, PATCH_P2F),
-                                      ("recovery_final_to_peak", 600, PATCH_F2P)):  # fmt: skip
+                                      ("recovery_final_to_peak", 600, PATCH_F2P)):
                 rows += [dict(run="low/seed1", step=dst, rule=FOCAL, instrument="patch", component=c, metric=metric,
-                              value=v, prompts_sha256="ab" * 32) for c, v in vals.items()]  # fmt: skip
+                              value=v, prompts_sha256="ab" * 32) for c, v in vals.items()]
             for step, blocks in DIRECTION.items():
                 for block, values in blocks.items():
                     for metric, v in zip(("dcm", "other_abs_delta", "dbpb"), values, strict=True):
                         rows.append(dict(run="low/seed1", step=step, rule=FOCAL, instrument="direction",
-                                         component=block, metric=metric, value=v, prompts_sha256="ab" * 32))  # fmt: skip
+                                         component=block, metric=metric, value=v, prompts_sha256="ab" * 32))
         pq.write_table(pa.Table.from_pylist(rows), sdir / "traj.mech.parquet")
     for seed in SEEDS:  # n-gram baseline of cell high, every checkpoint
         rows = [r for n, f in NGRAM_FOCAL.items() for r in _ngram_rows(f"high/seed{seed}", n, STEPS, f)]
@@ -404,7 +404,7 @@ def add_monitor(run_dir: Path) -> Path:
             now = {FOCAL: focal[i], OTHER: other[i]}
             warnings = [f"step {s}: {r}: {st}" for r, st in now.items() if st != prev[r] and st in MONITOR_WARN]
             lines.append({"step": s, "rules": {r: {"rule": r, "state": st} for r, st in now.items()},
-                          "warnings": warnings, "display": ""})  # fmt: skip
+                          "warnings": warnings, "display": ""})
             prev = now
         path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return run_dir

@@ -45,7 +45,7 @@ def test_without_chromium_the_browser_test_fails_in_ci_and_skips_elsewhere(ci):
     env = {**os.environ, "CI": ci, "UNGROK_CHROMIUM": "/nonexistent/chromium", "OMP_NUM_THREADS": "1"}
     test = "tests/report/test_browser.py::test_phase_diagram_renders_after_the_focal_rule"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-rfEs",
-                           test], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+                           test], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     text = proc.stdout + proc.stderr
     if ci:  # an error at setup: the run fails, nothing is skipped
         assert proc.returncode == 1 and "Failed: CI=true but chromium is not installed" in text, text

@@ -27,7 +27,7 @@ def _tiny_run(root):
     run_dir = root / "run"
     run_dir.mkdir()
     (run_dir / "experiment.json").write_text(json.dumps({"name": "tiny", "cells": {"a": {"kind": "built"}},
-                                                         "seeds": [1]}))  # fmt: skip
+                                                         "seeds": [1]}))
     return run_dir
 
 

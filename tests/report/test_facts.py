@@ -87,4 +87,4 @@ def test_family_order_and_scoreboard_counts(data):
     assert scoreboard_counts(data.scoreboard) == {
         "PASS": 1, "FAIL": 1, "UNSCOREABLE": 1, "falsifiers": 2, "triggered": 1, "silent": 1,
         "falsifiers_unscoreable": 0,
-    }  # fmt: skip
+    }

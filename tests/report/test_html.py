@@ -179,7 +179,7 @@ def test_experiment_without_ladders(tmp_path):
     import json
 
     (tmp_path / "experiment.json").write_text(json.dumps({"name": "one", "cells": {"a": {"kind": "built"}},
-                                                          "seeds": [0]}))  # fmt: skip
+                                                          "seeds": [0]}))
     html = render_html(load_run(tmp_path))
     assert "No ladders" in _section(html, "ladders")
     assert "cells/a/seed0" in _section(html, "notes")

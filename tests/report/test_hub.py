@@ -71,7 +71,7 @@ def test_loads_suite_in_size_order(hub):
     assert list(hub.models) == [S, M, L]
     assert hub.notes == []
     assert [(m.count("scored"), m.count("skipped"), m.count("failed")) for m in hub.models.values()] == [
-        (16, 0, 0), (16, 0, 0), (15, 1, 0)]  # fmt: skip
+        (16, 0, 0), (16, 0, 0), (15, 1, 0)]
     for model in HUB_MODELS:
         steps, values = _series(model)
         assert hub.conflict[(model, FOCAL)].steps == tuple(steps)
@@ -128,7 +128,7 @@ def test_scale_sentence_shows_the_planted_statistic(hub, hub_html):
     assert f"<li>{text}</li>" in html
     assert HUB_SCALE_NOTE in html
     finals = {r["model"].text: r["final heldout conflict accuracy"].text
-              for r in table_with(html, "final heldout conflict accuracy")}  # fmt: skip
+              for r in table_with(html, "final heldout conflict accuracy")}
     assert finals == {S: "0.25", M: "0.70", L: "1.00"}
 
 
@@ -136,7 +136,7 @@ def test_scale_sentence_shows_the_planted_statistic(hub, hub_html):
     ({"models": "two"}, "only 2 models have a final accuracy; a rank correlation needs at least 3, so no ρ"),
     ({"rho": None}, "Spearman ρ is undefined over these 3 models"),
     ({"ci": None}, "= +0.87 over 3 models; its bootstrap CI is undefined."),
-])  # fmt: skip
+])
 def test_scale_sentence_is_honest_when_undefined(hub, change, says):
     sc = hub.scale.model_dump()
     if change.get("models") == "two":
@@ -153,7 +153,7 @@ def test_skipped_list_and_notes_verbatim(hub_html):
     html = hub_html
     rows = [(r["model"].text, r["revision"].text, r["status"].text, r["why"].text) for r in table_with(html, "why")]
     assert rows == [(L, "step4", "skipped", "revision not found on the hub"),
-                    (HUB_GATED["model"], "(whole model)", "skipped", HUB_GATED["why"])]  # fmt: skip
+                    (HUB_GATED["model"], "(whole model)", "skipped", HUB_GATED["why"])]
     assert "target &#39; she&#39; splits into 2 tokens: scored as multi-token" in html  # escaped, verbatim
     assert HUB_NOTE.startswith("target ' she'")
 

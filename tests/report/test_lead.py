@@ -19,7 +19,7 @@ from ungrok.report.lead import headline_sentences
 
 # Every section a run can have, top to bottom.
 ORDER = ["focal", "focal_trajectories", "monitor", "phase", "scoreboard", "pilot", "others", "summary", "grid",
-         "ladders", "support", "hub", "mechanism", "notes", "constants"]  # fmt: skip
+         "ladders", "support", "hub", "mechanism", "notes", "constants"]
 
 
 def _ids(html: str) -> list[str]:
@@ -65,16 +65,16 @@ def test_headline_counts_verdicts_cm_and_the_transient(shared_data, shared_html)
         "agree gate failed in 1.",
         "It emerged and then collapsed (smoothed held-out conflict accuracy reached ≥ 0.8, then ended ≤ 0.6) in 3 "
         "of 10 runs: 'high_k50' seed 2; 'low' seeds 1, 2.",
-    ]  # fmt: skip
+    ]
     head = section(shared_html, "focal")
     assert f"Focal rule: <code>{FOCAL}</code>" in head and "(the anchor rule)" in head
     rows = {r["cell"].text: r for r in table_with(head, "emerged, then collapsed")}
     assert list(rows) == list(CELLS)
     got = {c: ("".join(b[0] for b in r["seeds"].badges), r["mean CM_final"].text, r["emerged, then collapsed"].text)
-           for c, r in rows.items()}  # fmt: skip
+           for c, r in rows.items()}
     assert got == {"high": ("RR", "+2.00", "no"), "high_k50": ("RD", "+0.50", "seed 2"),
                    "high_k100": ("NN", "-2.00", "no"), "low": ("Dd", "+0.50", "seeds 1, 2"),
-                   "low_r1": ("RN", "+0.00", "no")}  # fmt: skip
+                   "low_r1": ("RN", "+0.00", "no")}
 
 
 def test_focal_figure_puts_cm_beside_accuracy_in_every_cell(shared_data):
@@ -132,7 +132,7 @@ def test_without_experiment_json_focal_the_spec_decides(run_dir):
     spec = {"name": "x", "seeds": [1, 2], "batteries": {"main": "battery.jsonl"},
             "classifier": {"anchor_family": "no_such_family"},  # no battery probes the anchor ...
             "cells": {"high": {"storyworld": {"tokens": 100000, "seed": 0}}},
-            "predictions": [{"name": "P0", "expr": f"{OTHER} has conflict_final >= 0 in all seeds of cell high"}]}  # fmt: skip
+            "predictions": [{"name": "P0", "expr": f"{OTHER} has conflict_final >= 0 in all seeds of cell high"}]}
     (run_dir / "experiment.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     assert load_focal(run_dir) == OTHER  # ... so Experiment.focal is the first predicted family
     assert focal_rule(load_run(run_dir)) == (OTHER, "the experiment's focal rule")

@@ -151,11 +151,11 @@ def test_patching_and_direction(mdata, mech_html):
     # direction: the block with the largest |dCM| at each checkpoint
     effects = direction_effects(run, FOCAL)
     assert [(d.step, d.block, d.dcm, d.other_abs_delta, d.dbpb) for d in effects] == [
-        (600, "block2", *DIRECTION[600]["block2"]), (1500, "block2", *DIRECTION[1500]["block2"])]  # fmt: skip
+        (600, "block2", *DIRECTION[600]["block2"]), (1500, "block2", *DIRECTION[1500]["block2"])]
     rows = table_with(mech_html, "block (largest |ΔCM|)")
     assert [(r["checkpoint"].text, r["CM there"].text, r["ΔCM"].text, r["other families' mean |Δ|"].text,
              r["Δbpb"].text) for r in rows] == [("peak 600", "+2.00", "-9.40", "0.76", "+0.070"),
-                                               ("final 1500", "-1.00", "-1.50", "0.20", "+0.010")]  # fmt: skip
+                                               ("final 1500", "-1.00", "-1.50", "0.20", "+0.010")]
 
 
 def test_figures_plot_the_store(mdata):

@@ -29,7 +29,7 @@ def test_planted_states_give_the_hand_computed_leads_and_counts(watched):
     runs = warning_runs(watched)
     tp = runs[("high_k50", 2, FOCAL)]
     assert (tp.fate, tp.warning, tp.collapse, tp.total_steps, tp.lead, tp.outcome) == ("DISPLACED", 500, 700, 1500,
-                                                                                      200, "TP")  # fmt: skip
+                                                                                      200, "TP")
     late = runs[("low", 1, FOCAL)]
     assert (late.warning, late.collapse, late.lead, late.outcome) == (800, 700, -100, "TP")
     alarm = runs[("high", 2, FOCAL)]
@@ -68,9 +68,9 @@ def test_section_tables(watched):
     text = html_lib.unescape(sec)
     assert (f"Over 8 scored runs of the focal rule {FOCAL}: precision 0.67 (2 of 3 warned runs ended DISPLACED), "
             "recall 1.00 (2 of 2 DISPLACED runs warned), 1 false alarm; median lead 3.3% of the run over 2 true "
-            "positives. Left out: 1 with a failed agree gate, 1 the monitor did not watch.") in text  # fmt: skip
+            "positives. Left out: 1 with a failed agree gate, 1 the monitor did not watch.") in text
     assert ("Over 17 scored runs of the experiment (every rule, cell and seed): precision 0.50 (2 of 4 warned "
-            "runs ended DISPLACED), recall 1.00") in text  # fmt: skip
+            "runs ended DISPLACED), recall 1.00") in text
     fam_rows = {r[0].text: [c.text for c in r[1:]] for r in fam_t[1:]}
     assert fam_rows[FOCAL] == ["8", "2", "3", "2", "1", "0", "0.67", "1.00", "3.3%", "2"]
     assert fam_rows[OTHER] == ["9", "0", "1", "0", "1", "0", "0.00", "–", "–", "1"]

@@ -111,7 +111,7 @@ def test_bad_or_missing_parts_become_notes(run_dir):
     doc["sweeps"] = {"bad": {"knobs": ["a"], "cells": {"high": {"a": [1]}}},
                      "odd": {"knobs": ["a"], "cells": {"high": {"a": 1}, "low": {"b": 1}}},
                      "flat": {"high": {"a": 1}},
-                     "some": {"knobs": ["a"], "cells": {"high": {"a": 1}, "gone": {"a": 2}}}}  # fmt: skip
+                     "some": {"knobs": ["a"], "cells": {"high": {"a": 1}, "gone": {"a": 2}}}}
     doc["focal"] = {"rule": "rule_without_verdicts"}
     path.write_text(json.dumps(doc))
     data = load_run(run_dir)

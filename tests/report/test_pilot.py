@@ -21,13 +21,13 @@ def pilot_records():
              conflict_max=0.9, cm_final=-0.5, agree_final=1.0, agree_max=1.0),
         dict(cell="low", seed=PILOT_SEED, family=FOCAL, fate="NEVER", agree_gate="fail", conflict_final=0.0,
              conflict_max=0.1, agree_final=0.5, agree_max=1.0),
-    ]  # fmt: skip
+    ]
 
 
 def add_pilot(run_dir):
     (run_dir / "pilot_fates.json").write_text(json.dumps({"records": pilot_records()}))
     entry = dict(cell="web", seed=RECORD_SEED, family=FOCAL, verdict="RECOVERED", agree_gate="pass",
-                 cm_final=None, peak=0.95, final=0.91, traj_sha256="d" * 64)  # fmt: skip
+                 cm_final=None, peak=0.95, final=0.91, traj_sha256="d" * 64)
     (run_dir / "pilot.json").write_text(json.dumps([entry]))
     (run_dir / "registry.json").write_text(json.dumps({"pilot": {"record": {"path": "pilot.json"}}}))
     return run_dir

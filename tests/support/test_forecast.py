@@ -15,7 +15,7 @@ def _corpus(tmp_path):  # noqa: ANN001, ANN202
     tok.save(str(tmp_path / "tok.json"))
     (tmp_path / "d.txt").write_text("Sue went home and she slept.\n\nSue went home and he slept.")
     build_corpus(lambda: iter_documents([tmp_path / "d.txt"]), tmp_path / "c",
-                 BuildOptions(tokenizer=str(tmp_path / "tok.json"), shard_tokens=100), {})  # fmt: skip
+                 BuildOptions(tokenizer=str(tmp_path / "tok.json"), shard_tokens=100), {})
     return tmp_path / "c"
 
 

@@ -180,7 +180,7 @@ def test_long_stream_across_chunks_matches_reference(seed):
     arr = np.array(tokens, dtype=np.uint32)
     cuts = [CHUNK - 1, CHUNK, 2 * CHUNK + 3, n - 5]
     parts = [count_array(plan, arr[a : z + plan.lookahead()], n_own=z - a)
-             for a, z in zip([0, *cuts], [*cuts, n], strict=True)]  # fmt: skip
+             for a, z in zip([0, *cuts], [*cuts, n], strict=True)]
     for got in (count_array(plan, arr), sum(parts[1:], parts[0])):
         assert got.tokens == n
         assert got.window[k].tolist() == ref_window(tokens, cues, rule, prior, 16)

@@ -160,7 +160,7 @@ def test_torchrun_with_two_gloo_ranks_matches_one_process(corpus, tiny_yaml, tmp
     cfg = tiny_yaml(sampler={"steps": 2}, checkpoints={"rules": [{"start": 0, "every": 1}]})
     train(load_train_config(cfg), corpus, tmp_path / "one", progress=False)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "ungrok.cli", "train", "--config", str(cfg), "--data", str(corpus), "--out", str(tmp_path / "two")]  # fmt: skip
+           "-m", "ungrok.cli", "train", "--config", str(cfg), "--data", str(corpus), "--out", str(tmp_path / "two")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("trained:") == 1  # rank 0 speaks for the run

@@ -71,7 +71,7 @@ def test_bad_configs_are_one_line_errors(tmp_path, doc, needle):
         (
             {"model": {"preset": "tiny", "context": 300_000}, "sampler": {"context": 250_000}},
             "sampler.context 250,000 is too long for",
-        ),  # fmt: skip
+        ),
         (
             {"model": {"preset": "tiny", "vocab_size": 1000}},
             "corpus vocab_size 1,456 is larger than the model's",

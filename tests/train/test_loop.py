@@ -129,7 +129,7 @@ def test_a_different_config_is_refused_unless_forced(corpus, tiny_config, tmp_pa
     )
     assert forced.status == "trained"
     assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").glob("*.json")) == [
-        "model_000000.json", "model_000005.json"]  # fmt: skip
+        "model_000000.json", "model_000005.json"]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(UngrokError, match="not an ungrok training run"):
@@ -175,7 +175,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(corpus, tiny_config
     failed = json.loads((tmp_path / "r" / "failed.json").read_text())
     assert failed["step"] == 8 and failed["last_checkpoint"] == 5
     assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").glob("*.json")) == [
-        "model_000000.json", "model_000005.json"]  # fmt: skip
+        "model_000000.json", "model_000005.json"]
     assert all(torch.isfinite(t).all() for t in weights(tmp_path / "r", 5).values())
     assert not (tmp_path / "r" / "complete.json").exists()
     assert [r["step"] for r in read_jsonl(tmp_path / "r" / "train_log.jsonl")] == list(range(8))

@@ -89,7 +89,7 @@ def test_trainer_callback_on_a_real_hf_trainer(setup, tmp_path):
         output_dir=str(tmp_path), max_steps=5, per_device_train_batch_size=4, learning_rate=1e-2,
         report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, seed=0,
         disable_tqdm=True,
-    )  # fmt: skip
+    )
     Trainer(model=model, args=args, train_dataset=data, callbacks=[cb]).train()
     # every 2 steps, plus the final reading at train end
     assert [r["step"] for r in cb.history] == [2, 4, 5]
@@ -136,7 +136,7 @@ def test_train_cli_with_a_live_monitor(corpus, tiny_yaml, tmp_path, capsys):
     out = tmp_path / "run"
     try:
         main(["train", "--config", str(cfg), "--data", str(corpus), "--out", str(out),
-              "--monitor-battery", str(bat)])  # fmt: skip
+              "--monitor-battery", str(bat)])
     except SystemExit as e:
         assert not e.code, capsys.readouterr().err
     lines = [json.loads(x) for x in (out / "monitor.jsonl").read_text().splitlines()]

@@ -157,7 +157,7 @@ def test_train_cli_logs_loss_lr_tokens_and_monitor_readings(corpus, tiny_yaml, t
     save_battery(build_battery([RULE]), bat)
     out = tmp_path / "run"
     args = ["train", "--config", str(tiny_yaml(sampler={"steps": 30})), "--data", str(corpus), "--out", str(out),
-            "--monitor-battery", str(bat), "--log", "tensorboard,wandb", "--log", "trackio"]  # fmt: skip
+            "--monitor-battery", str(bat), "--log", "tensorboard,wandb", "--log", "trackio"]
     try:
         main(args)
     except SystemExit as e:
@@ -179,7 +179,7 @@ class ScriptedMonitor:
         battery, margins, tokfile, tok, girls = pronoun_setup(RULE)
         self.stub = PronounStub(tok, girls)
         self.monitor = RuleMonitor(battery, tokfile, [RULE], [margins],
-                                   ClassifierConfig(min_step=0), watch=WatchConfig(min_step=0))  # fmt: skip
+                                   ClassifierConfig(min_step=0), watch=WatchConfig(min_step=0))
         self.biases = list(biases)
 
     def on_probe(self, step: int, model) -> dict:
@@ -222,7 +222,7 @@ def test_monitor_callback_logs_to_trackers_inside_hf_trainer(tmp_path):
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<|unk|>", pad_token="<|endoftext|>")
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=32, n_embd=16, n_layer=1,
-                                       n_head=2, bos_token_id=0, eos_token_id=0))  # fmt: skip
+                                       n_head=2, bos_token_id=0, eos_token_id=0))
     rows = [hf_tok(it["prefix"] + it["correct"])["input_ids"] for it in battery.items if it["split"] == "train"][:16]
     width = max(map(len, rows))
     data = [{"input_ids": r + [0] * (width - len(r)), "labels": r + [-100] * (width - len(r))} for r in rows]
@@ -233,7 +233,7 @@ def test_monitor_callback_logs_to_trackers_inside_hf_trainer(tmp_path):
         output_dir=str(out), max_steps=5, per_device_train_batch_size=4, learning_rate=1e-2, report_to=[],
         save_strategy="no", logging_steps=1, use_cpu=True, seed=0, disable_tqdm=True,
         include_num_input_tokens_seen=True,
-    )  # fmt: skip
+    )
     trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[cb])
     trainer.train()
     losses = {h["step"]: h["loss"] for h in trainer.state.log_history if "loss" in h}
@@ -263,7 +263,7 @@ def test_experiment_train_section_logs_each_cell_seed(corpus, tiny_config, tmp_p
     corpus_dir(tmp_path, "c").parent.mkdir(parents=True)
     corpus_dir(tmp_path, "c").symlink_to(corpus)
     job = RunJob(run_dir=str(tmp_path), cell="c", seed=7, train_doc=tiny_config(log="tensorboard").model_dump(mode="json"),
-                 batteries=(str(bat),), monitor_rules=(RULE,), classifier={})  # fmt: skip
+                 batteries=(str(bat),), monitor_rules=(RULE,), classifier={})
     run_cell_seed(job)
     out = seed_dir(tmp_path, "c", 7)
     ea = tensorboard_events(out / "tensorboard")
@@ -279,9 +279,9 @@ def test_experiment_file_refuses_an_unknown_tracker(tmp_path):
     from ungrok.experiment.spec import load_experiment
 
     train = {"model": {"preset": "tiny"}, "sampler": {"context": 32, "batch_size": 4, "steps": 20},
-             "log": ["tensorboard", "comet"]}  # fmt: skip
+             "log": ["tensorboard", "comet"]}
     doc = {"name": "t", "seeds": [1], "rules": [RULE], "batteries": {"main": "battery.jsonl"}, "train": train,
-           "cells": {"a": {"storyworld": {"tokens": 100_000, "seed": 0}}}}  # fmt: skip
+           "cells": {"a": {"storyworld": {"tokens": 100_000, "seed": 0}}}}
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(UngrokError, match=r"cells\.a\.train: field log: unknown tracker 'comet'"):
@@ -295,7 +295,7 @@ def test_unknown_tracker_is_one_line_and_exit_2(corpus, tiny_yaml, tmp_path, cap
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as e:
         main(["train", "--config", str(tiny_yaml()), "--data", str(corpus), "--out", str(out),
-              "--log", "tensorboard,tensorbord"])  # fmt: skip
+              "--log", "tensorboard,tensorbord"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1, err
     assert "unknown tracker 'tensorbord' (choose from tensorboard, wandb, trackio)" in err[0]

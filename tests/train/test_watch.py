@@ -117,7 +117,7 @@ def _live_rows(series: dict[str, list[tuple]], cfg: WatchConfig = DEFAULT_WATCH)
         step = i * 50
         lines = [m for r, w in watches.items() if (m := w.observe(step, *series[r][i]))]
         rows.append({"step": step, "rules": {r: w.summary() for r, w in watches.items()}, "warnings": lines,
-                     "watch_sha256": cfg.sha256()})  # fmt: skip
+                     "watch_sha256": cfg.sha256()})
     return rows
 
 
@@ -131,7 +131,7 @@ SERIES = {
             (16,) * 12 + (10, 8, 6, 16, 16, 16),
             strict=True,
         )
-    ],  # fmt: skip
+    ],
     "margin": [
         (c / 16, 1.0, m / 4)
         for c, m in zip(
@@ -139,7 +139,7 @@ SERIES = {
             (0, 4, 8, 12, 12, 10, 6, 4, 2, 1, 0, -1, -2, -2, -3, -3, -3, -3),
             strict=True,
         )
-    ],  # fmt: skip
+    ],
 }
 
 
@@ -164,7 +164,7 @@ def test_replay_reproduces_the_live_watch_exactly(cfg):
 def test_replay_of_a_log_without_raw_readings_inverts_the_display_values():
     rows = _live_rows(SERIES)
     legacy = [{**r, "rules": {k: {f: v for f, v in e.items() if f not in ("raw", "warning", "warned_at")}
-                              for k, e in r["rules"].items()}} for r in rows]  # fmt: skip
+                              for k, e in r["rules"].items()}} for r in rows]
     for rule, seq in SERIES.items():
         back = readings(legacy, rule)
         assert [s for s, *_ in back] == [r["step"] for r in rows]

@@ -61,7 +61,7 @@ def _print_kill(prov: dict, dst: Path, dt: float) -> None:
     )
     inv = prov["invariants"]
     out.print(f"  {inv['tokens']:,} tokens, identical count; bytes outside flipped sites identical "
-              f"({inv['verified_shards']} shards verified) in {dt:.1f}s")  # fmt: skip
+              f"({inv['verified_shards']} shards verified) in {dt:.1f}s")
 
 
 def register(app: typer.Typer) -> None:
@@ -98,7 +98,7 @@ def kill(
     t0 = time.perf_counter()
     with _progress("kill", read_manifest(src).total_tokens) as p:
         prov = kill_corpus(src, out_dir, rule, rate, seed, cues=cue_list, force=force, workers=workers,
-                           rules_dir=rules_dir, progress=lambda n: p.advance(p.task_ids[0], n))  # fmt: skip
+                           rules_dir=rules_dir, progress=lambda n: p.advance(p.task_ids[0], n))
     _print_kill(prov, out_dir, time.perf_counter() - t0)
 
 
@@ -132,14 +132,14 @@ def ladder(
     t0 = time.perf_counter()
     with _progress("ladder", read_manifest(src).total_tokens) as p:
         summary = build_ladder(src, out_dir, rule, rate_list, seed, cues=cue_list, force=force, workers=workers,
-                               rules_dir=rules_dir, progress=lambda n: p.advance(p.task_ids[0], n))  # fmt: skip
+                               rules_dir=rules_dir, progress=lambda n: p.advance(p.task_ids[0], n))
     dt = time.perf_counter() - t0
     out.print(f"ladder for {summary['rule']} in one pass -> {out_dir} ({dt:.1f}s)")
     for r in summary["rungs"]:
         s = r["support"]
         out.print(f"  {r['dir']}: {r['flipped_sites']:,}/{r['eligible_sites']:,} flipped, ratio "
                   f"{s['before']['ratio']:.4g} -> {s['after']['ratio']:.4g} (predicted "
-                  f"{s['predicted_after']['ratio']:.4g})")  # fmt: skip
+                  f"{s['predicted_after']['ratio']:.4g})")
 
 
 @edit_app.command("rescue")
@@ -172,7 +172,7 @@ def rescue(
     t0 = time.perf_counter()
     prov = build_rescue(src, out_dir, rule, dose, unit=unit, unit_from=unit_from, placement=placement,
                         window=window, steps=steps, seed=seed, battery_files=battery or [], rules_dir=rules_dir,
-                        force=force)  # fmt: skip
+                        force=force)
     dt = time.perf_counter() - t0
     inj, acc = prov["injected"], prov["accounting"]
     out.print(
@@ -181,7 +181,7 @@ def rescue(
         f"{inj['tokens']:,} tokens ({prov['placement']}) -> {out_dir} in {dt:.1f}s"
     )
     out.print("  accounting: " + ", ".join(f"{k} {v:,} ({acc['fraction'][k]:.1%})" for k, v in acc["measured"].items())
-              + "; disjointness D1-D3 passed")  # fmt: skip
+              + "; disjointness D1-D3 passed")
     if prov.get("window"):
         out.print(
             f"  phased exposure: see {out_dir / 'phase.yaml'} (switch at step {prov['window']['switch_step']})"
@@ -207,7 +207,7 @@ def scan(
     guard_output(out_file, inputs=[src, rules_dir], force=force, suffixes=(".json",))
     with _progress("scan", read_manifest(src).total_tokens) as p:
         doc = scan_cues(src, rule, min_events=min_events, min_ratio=min_ratio, rules_dir=rules_dir,
-                        progress=lambda n: p.advance(p.task_ids[0], n))  # fmt: skip
+                        progress=lambda n: p.advance(p.task_ids[0], n))
     write_cue_file(out_file, doc, force=force)
     share = doc["battery_share_of_rule_events"]
     out.print(

@@ -50,7 +50,7 @@ def run_cmd(
     run_experiment(
         experiment, out, workers=workers, executor=executor, address=address,
         overrides=parse_sets(set_ or []) or None, phase=phase,
-    )  # fmt: skip
+    )
 
 
 def register(app: typer.Typer) -> None:

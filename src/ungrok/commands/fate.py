@@ -54,7 +54,7 @@ def classify(
 
     if json_out is not None:
         guard_output(json_out, inputs=[trajectories, margins, margins_path_for(trajectories), config],
-                     force=force, suffixes=(".json",), flag="--json")  # fmt: skip
+                     force=force, suffixes=(".json",), flag="--json")
     doc = load_yaml(config, "classifier config") if config else {}
     if not isinstance(doc, dict):
         raise UngrokError(f"{config}: expected a mapping of classifier constants")

@@ -32,7 +32,7 @@ def hub_score(
             help="auto (Pythia's 154 revisions; OLMo's stepN-tokensM branches), thinned "
             "(the paper's 41-revision Pythia grid), or a comma-separated list."
         ),
-    ] = "auto",  # fmt: skip
+    ] = "auto",
     margins: Annotated[
         bool, typer.Option("--margins/--no-margins", help="Also score CM/PM of the battery's rules.")
     ] = True,
@@ -75,7 +75,7 @@ def hub_score(
         models, revisions, battery, out, margins=margins, executor=executor, workers=workers,
         address=address, device=device, dtype=dtype, batch_tokens=batch_tokens,
         offline=True if offline else None, progress=True, rules_dir=rules_dir,
-    )  # fmt: skip
+    )
     con = output_console()
     for line in summary.lines():
         style = "red" if line.startswith("failed") else "yellow" if line.startswith(("skipped", "note")) else None
@@ -88,7 +88,7 @@ def hub_score(
         first = failed[0]
         where = first["model"] if first["revision"] is None else f"{first['model']}@{first['revision']}"
         raise TasksFailed(f"{len(failed)} task(s) failed ({where}: {first['why']}{'; ...' if len(failed) > 1 else ''}); "
-                          f"the rest is written to {out}, rerun to retry the failed ones")  # fmt: skip
+                          f"the rest is written to {out}, rerun to retry the failed ones")
 
 
 def _fmt(x: Any, spec: str = ".3f") -> str:
@@ -132,7 +132,7 @@ def hub_classify(
     for model, recs in by_model.items():
         n = sizes.get(model, {}).get("n_params")
         t = Table("family", "fate", "gate", "conflict final/max", "agree final", "CM final",
-                  title=f"{model}" + (f" ({n:,} parameters)" if n else ""))  # fmt: skip
+                  title=f"{model}" + (f" ({n:,} parameters)" if n else ""))
         for r in recs:
             t.add_row(
                 r["family"] + ("" if r["confirmatory"] else " (exploratory)"),
@@ -147,11 +147,11 @@ def hub_classify(
         con.print(f"unclassified {u['model']}: {u['why']}", style="yellow", highlight=False, soft_wrap=True)
     finals = ", ".join(f"{m['model']} {_fmt(m['final_accuracy'])}" for m in scale["models"])
     con.print(f"depth by scale ({scale['family']}, held-out conflict final, by size): {finals}",
-              highlight=False, soft_wrap=True)  # fmt: skip
+              highlight=False, soft_wrap=True)
     if scale["rho"] is not None:
         ci = scale["ci"]
         ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}] (95% CI, {scale['n_boot']} item resamples, seed {scale['seed']})" \
-            if ci else ""  # fmt: skip
+            if ci else ""
         con.print(
             f"Spearman rho(size, final conflict) = {scale['rho']:.3f}{ci_text}",
             highlight=False,
@@ -160,7 +160,7 @@ def hub_classify(
     if scale["note"]:
         con.print(f"note: {scale['note']}", style="yellow", highlight=False, soft_wrap=True)
     con.print(f"classifier sha256 {result['classifier_sha256'][:12]}…; wrote {Path(out) / HUB_FATES}",
-              highlight=False, soft_wrap=True)  # fmt: skip
+              highlight=False, soft_wrap=True)
 
 
 @hub_app.command("mech")
@@ -193,7 +193,7 @@ def hub_mech_cmd(
     spec = [r for item in revisions for r in item.split(",")]
     summary = hub_mech(models, spec[0] if len(spec) == 1 else spec, rule, battery, out, executor=executor,
                        workers=workers, address=address, device=device, offline=True if offline else None,
-                       force=force, rules_dir=rules_dir)  # fmt: skip
+                       force=force, rules_dir=rules_dir)
     con = output_console()
     for line in summary.lines():
         style = "red" if line.startswith("failed") else "yellow" if line.startswith("skipped") else None

@@ -21,13 +21,13 @@ def _f(x: float | None, fmt: str = "+.2f") -> str:
 
 def _values(rows: Sequence[Mapping[str, Any]], step: int, instrument: str) -> dict[tuple[str, str], float]:
     return {(r["component"], r["metric"]): r["value"] for r in rows
-            if r["step"] == step and r["instrument"] == instrument}  # fmt: skip
+            if r["step"] == step and r["instrument"] == instrument}
 
 
 def _top_head(heads: Mapping[tuple[str, str], float]) -> tuple[str, dict[str, float]] | None:
     """The head with the largest |attribution| (first in L, H order on ties), and its metrics."""
     names = sorted({c for c, m in heads if m == "attribution"},
-                   key=lambda c: tuple(int(x) for x in c[1:].split("H")))  # fmt: skip
+                   key=lambda c: tuple(int(x) for x in c[1:].split("H")))
     best = None
     for c in names:
         a = heads[(c, "attribution")]
@@ -120,12 +120,12 @@ def mech(
     cfg, source = run_classifier(run_dir)  # the frozen registry's constants when there is one
     s = mech_run(run_dir, [r for x in rule for r in x.split(",") if r.strip()], battery=battery,
                  tokenizer=tokenizer, instruments=insts, force=force, rules_dir=rules_dir,
-                 log=lambda m: con.print(m, soft_wrap=True, highlight=False), min_step=cfg.min_step)  # fmt: skip
+                 log=lambda m: con.print(m, soft_wrap=True, highlight=False), min_step=cfg.min_step)
     done = ", ".join(f"{i} {n}" for i, n in s.computed.items() if n)
     kept = sum(s.skipped.values())
     con.print(f"{s.run}: {len(s.checkpoints)} checkpoints, {s.loads} loads in {s.seconds:.1f}s; computed "
               f"{done or 'nothing new'}" + (f"; {kept} unit(s) already in the store" if kept else "")
-              + f" -> {s.store}" + (f", {s.ngram}" if s.ngram else ""), soft_wrap=True, highlight=False)  # fmt: skip
+              + f" -> {s.store}" + (f", {s.ngram}" if s.ngram else ""), soft_wrap=True, highlight=False)
     con.print(f"classifier constants: {source or 'the defaults (no registry.json or experiment.yaml)'} "
               f"(min_step {cfg.min_step}: the CM peak is sought from there)", soft_wrap=True, highlight=False)
     rows = _store_rows(s.store, s.run)
@@ -134,7 +134,7 @@ def mech(
         points = [("peak", rr.peak), ("final", rr.final)] if rr.peak is not None else [("final", rr.final)]
         table = Table(title=f"{r}  ({s.run})", caption=f"n-gram baseline: {ngram_letters(s.ngram, s.run, r, cfg)}")
         cols = ["", "step", "CM", "gap", "embed", "ctx", "top head", "share", "ablation ΔCM", "OV cos",
-                "best patch", "decode (last block)"]  # fmt: skip
+                "best patch", "decode (last block)"]
         for c in cols:
             table.add_column(c, justify="left" if c in ("", "top head", "best patch") else "right")
         for label, step in points:

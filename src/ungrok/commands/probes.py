@@ -61,7 +61,7 @@ def show(battery_file: Annotated[Path, typer.Argument(help="Battery JSONL file."
     out.print(f"sha256 {battery.sha256}", soft_wrap=True)
     if battery.file_sha256 != battery.sha256:
         out.print(f"file sha256 {battery.file_sha256} (the file is not in canonical form; the battery's "
-                  "identity is the canonical hash above)", soft_wrap=True)  # fmt: skip
+                  "identity is the canonical hash above)", soft_wrap=True)
 
 
 @probes_app.command("export")

@@ -44,7 +44,7 @@ def score(
             help="Rules whose CM/PM to score (repeat or comma-separate; default: every battery "
             "family with a margin section)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     no_margins: Annotated[bool, typer.Option("--no-margins", help="Score no margins.")] = False,
     rules_dir: Annotated[
         Optional[Path], typer.Option("--rules-dir", help="Folder of user rule YAML files.")
@@ -101,13 +101,13 @@ def score(
     store = TrajectoryStore(out, items=items)
     prompt_sets = [] if no_margins else margin_rules(bat.families, _split_list(margins), rules_dir)
     sources = _run_sources(run, tokenizer, run_name, device, precision) if run is not None else \
-        _hf_sources(hf, revisions, run_name, device, dtype, precision)  # type: ignore[arg-type]  # fmt: skip
+        _hf_sources(hf, revisions, run_name, device, dtype, precision)  # type: ignore[arg-type]
 
     with bar("checkpoints", len(sources)) as p:
         summary = score_checkpoints(
             store, sources, bat, prompt_sets, bos=bos, batch_tokens=batch_tokens,
             on_checkpoint=lambda _src, _scored: p.advance(p.task_ids[0], 1),
-        )  # fmt: skip
+        )
     con = output_console()
     con.print(
         f"scored {summary.scored} checkpoint(s), {summary.already} already in {out}; battery sha256 "
@@ -118,7 +118,7 @@ def score(
     )
     if summary.items_skipped:
         con.print(f"{summary.items_skipped} item(s) skipped: prefix or continuation encodes to nothing",
-                  soft_wrap=True)  # fmt: skip
+                  soft_wrap=True)
     _show_last(con, store, sources[-1].run, bat.sha256)
 
 

@@ -70,10 +70,10 @@ def train(
     loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
     if result.status == "complete":
         con.print(f"{out}: already trained with this config ({result.steps:,} steps, final loss {loss}); "
-                  "nothing to do", highlight=False)  # fmt: skip
+                  "nothing to do", highlight=False)
         return
     con.print(f"{result.status}: {out}  ({result.steps:,} steps, {result.tokens:,} tokens, final loss {loss}, "
-              f"{len(result.checkpoints)} checkpoints) in {result.wall_s:.1f}s", highlight=False)  # fmt: skip
+              f"{len(result.checkpoints)} checkpoints) in {result.wall_s:.1f}s", highlight=False)
 
 
 @model_app.command("info")

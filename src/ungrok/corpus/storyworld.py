@@ -415,7 +415,7 @@ _TEMPLATE_ORDER = (
     "intro", "name", "two_name", "noun", "neutral", "frame", "reflexive", "det_an", "a_an_adjective",
     "irregular_past", "negation_bare_verb", "modal_agreement", "plural_was_were", "comparative_er",
     "filler", "bridge", "possessive",
-)  # fmt: skip
+)
 PUNCT = {",", "."}
 _SUBJECT_SLOTS = {"N", "N2", "FN", "GN", "OCC", "FOCC"}
 _CUE_SLOTS = {"N", "N2", "FN", "GN"}

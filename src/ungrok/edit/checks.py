@@ -214,7 +214,7 @@ def check_kill_bytes(dst: str | Path, rules_dir: str | Path | None = None) -> di
             changed += int(diff.size)
     if changed != prov.get("flipped_sites"):
         raise UngrokError(f"D4: {dst} differs from its source at {changed:,} tokens; the manifest records "
-                          f"{prov.get('flipped_sites')} flipped sites")  # fmt: skip
+                          f"{prov.get('flipped_sites')} flipped sites")
     return {"checked": True, "changed_tokens": changed}
 
 
@@ -253,7 +253,7 @@ def check_edited(
             check_names(prov.get("names", []), battery)
             r["D1"] = "passed"
             check_universe(sentence_universe(prov.get("frames", []), prov.get("names", []),
-                                             prov.get("pronouns", [])), battery)  # fmt: skip
+                                             prov.get("pronouns", [])), battery)
             synth = d / prov["injected"]["corpus"] if prov.get("injected") else None
             r["D2_D3"] = check_injected(synth, battery) if synth else "no injected text in this phase"
             if prov.get("placement") == "replace" or not prov.get("injected"):

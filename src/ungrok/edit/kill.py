@@ -160,7 +160,7 @@ def edit_shard(job: ShardJob, progress: Callable[[int], None] | None = None) -> 
     order = np.argsort(job.rates)
     nested = all(np.isin(flat[order[i]], flat[order[i + 1]]).all() for i in range(R - 1))
     return ShardResult(job.index, b0 - a0, eligible, flipped, eligible_w, flipped_w, counted,
-                       [h.hexdigest() for h in hashes], bool(nested))  # fmt: skip
+                       [h.hexdigest() for h in hashes], bool(nested))
 
 
 def verify_shard(
@@ -235,7 +235,7 @@ def _ratio(rule: int, prior: int) -> float:
 
 
 def support_check(rule: str, before: dict, after: dict, rate: float, F: int, counted: int,
-                  inexact: str | None = None) -> dict[str, Any]:  # fmt: skip
+                  inexact: str | None = None) -> dict[str, Any]:
     """Compare the measured post-edit support with the exact and the registered prediction.
 
     `inexact` None (the plan's flips change nothing else the counter scores): the measured

@@ -271,10 +271,10 @@ def accounting_spec(text: RescueText, spec: RuleSpec, tok: Any) -> RuleSpec:
         conflict = [c for c in spec.cues if c.role == "conflict"] or list(spec.cues)
         prior_forms = [t for c in conflict for t in c.prior] or [" he"]
     cues = [{"name": "rescue_rule", "words": list(text.classes[0].names), "rule": rule_forms,
-             "prior": prior_forms, "role": "conflict"}]  # fmt: skip
+             "prior": prior_forms, "role": "conflict"}]
     if len(text.classes) > 1:
         cues.append({"name": "rescue_control", "words": list(text.classes[1].names), "rule": prior_forms,
-                     "prior": rule_forms, "role": "agree"})  # fmt: skip
+                     "prior": rule_forms, "role": "agree"})
     return RuleSpec.model_validate(
         {"name": "rescue_accounting", "cues": cues, "event": {"kind": "window", "window": window}}
     )
@@ -607,7 +607,7 @@ def build_rescue(
                 result = _with_injection(b, tmp, n_events, prov)
             else:
                 info = {"start": phase.start, "end": phase.end, "steps": phase.steps,
-                        "switch_step": phase.switch_step, "dose_in_window": effective}  # fmt: skip
+                        "switch_step": phase.switch_step, "dose_in_window": effective}
                 a_prov = {**prov, "window": {**info, "phase": "A"}}
                 b_prov = {**prov, "window": {**info, "phase": "B"}}
                 if phase.early:
@@ -630,7 +630,7 @@ def sentence_universe_of(text: RescueText) -> list[str]:
 
 def _write_phase_file(tmp: Path, dst: Path, phase: Phase) -> None:
     doc = {"sampler": {"steps": phase.steps, "phase_b": {"data": str(dst.resolve() / PHASE_B),
-                                                           "switch_step": phase.switch_step}}}  # fmt: skip
+                                                           "switch_step": phase.switch_step}}}
     head = (
         f"# Phased rescue exposure: train with --data {dst.resolve()} and merge this sampler section\n"
         f"# into the training config (steps [0, {phase.switch_step}) read --data, later steps read phase_b).\n"

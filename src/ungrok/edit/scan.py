@@ -41,12 +41,12 @@ DEFAULT_EXCLUDE = (
     "She", "Her",
     "Grandma", "Granny", "Mrs", "Miss", "Aunt", "Princess", "Mommy", "Mummy", "Mum", "Mama", "Mom", "Lady", "Queen",
     "Car", "Mad", "May", "June", "Joy", "Honey", "Angel",
-)  # fmt: skip
+)
 SCAN_CHUNK = 8_000_000
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(tokens, n_own, W, cand, is_rule, is_prior, rule_cnt, prior_cnt):  # fmt: skip
+def _scan(tokens, n_own, W, cand, is_rule, is_prior, rule_cnt, prior_cnt):
     """Backward pass: at a candidate position the next rule/prior target positions are known."""
     n = tokens.shape[0]
     V = cand.shape[0]
@@ -230,6 +230,6 @@ def resolve_cues(
             )
         source = {"mode": "scan", "selected": [r["word"] for r in doc["selected"]], "cue_ids": len(doc["cue_ids"]),
                   "min_events": min_events, "min_ratio": min_ratio,
-                  "battery_share_of_rule_events": doc["battery_share_of_rule_events"]}  # fmt: skip
+                  "battery_share_of_rule_events": doc["battery_share_of_rule_events"]}
         return CueList([(i,) for i in doc["cue_ids"]], source)
     return None

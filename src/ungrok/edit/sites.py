@@ -142,7 +142,7 @@ class KillPlan:
         """Context tokens a chunk must read before its own range."""
         if self.kind == "window":
             longest = max([self.kill_cues.max_len if self.kill_cues else 1]
-                          + [m.max_len for m in self.count_cues])  # fmt: skip
+                          + [m.max_len for m in self.count_cues])
             return self.window + longest - 1
         if self.kind == "ngram":
             return max(self.rule_patterns.max_len - 1, 0) if self.rule_patterns else 0
@@ -195,7 +195,7 @@ class KillPlan:
         weight = np.zeros(n, dtype=np.int32)
         _window_scan(toks, self.window, kill_lut, kill_end, kill_multi is not None, self.src_lut, self.dst_lut,
                      len(self.channels), count_lut, count_end, use_count_end, self.count_rule, self.count_prior,
-                     site_ch, weight)  # fmt: skip
+                     site_ch, weight)
         pos = np.flatnonzero(site_ch[lo:hi] >= 0) + lo
         return ChunkSites(
             pos, site_ch[pos].astype(np.int64), weight[pos].astype(np.int64), int(weight[lo:hi].sum())
@@ -238,7 +238,7 @@ class KillPlan:
 
 @numba.njit(cache=True, nogil=True)
 def _window_scan(tokens, W, kill_lut, kill_end, use_kill_end, src_ch, dst_ch, n_ch, count_lut, count_end,
-                 use_count_end, count_rule, count_prior, site_ch, weight):  # fmt: skip
+                 use_count_end, count_rule, count_prior, site_ch, weight):
     """One backward pass: at each cue end, the first source/target after it is already known.
 
     A position is a cue end if its token is a one-token cue (lookup table) or a longer cue
@@ -280,7 +280,7 @@ def _window_scan(tokens, W, kill_lut, kill_end, use_kill_end, src_ch, dst_ch, n_
 
 
 @numba.njit(cache=True, nogil=True)
-def _lookahead_scan(tokens, lo, hi, src_ch, next_mask, rule_lut, pos, ch, w):  # fmt: skip
+def _lookahead_scan(tokens, lo, hi, src_ch, next_mask, rule_lut, pos, ch, w):
     """Sites (a flip source before an accepted token) and counted one-token rule events in [lo, hi)."""
     n = tokens.shape[0]
     V = src_ch.shape[0]
@@ -321,21 +321,21 @@ def _flip_role(ch: Channel, rule: Any, prior: Any) -> str | None:
 
 
 def _window_inexact(channels: list[Channel], count_rule: np.ndarray, count_prior: np.ndarray,
-                    cue_seqs: list[list[Seq]]) -> str | None:  # fmt: skip
+                    cue_seqs: list[list[Seq]]) -> str | None:
     cue_tokens = {t for seqs in cue_seqs for seq in seqs for t in seq}
     for ch in channels:
         if ch.src in cue_tokens or ch.dst in cue_tokens:
             return f"kill flip {ch.src_text!r} -> {ch.dst_text!r} changes a counted cue token"
         for g in range(count_rule.shape[0]):
             why = _flip_role(ch, set(np.flatnonzero(count_rule[g]).tolist()),
-                             set(np.flatnonzero(count_prior[g]).tolist()))  # fmt: skip
+                             set(np.flatnonzero(count_prior[g]).tolist()))
             if why:
                 return f"kill flip {ch.src_text!r} -> {ch.dst_text!r}: {why}"
     return None
 
 
 def _lookahead_inexact(channels: list[Channel], rule: tuple[Seq, ...], prior: tuple[Seq, ...],
-                       next_mask: np.ndarray) -> str | None:  # fmt: skip
+                       next_mask: np.ndarray) -> str | None:
     rule1 = {s[0] for s in rule if len(s) == 1}
     prior1 = {s[0] for s in prior if len(s) == 1}
     multi = {t for s in (*rule, *prior) if len(s) > 1 for t in s}
@@ -344,7 +344,7 @@ def _lookahead_inexact(channels: list[Channel], rule: tuple[Seq, ...], prior: tu
             return f"kill flip {ch.src_text!r} -> {ch.dst_text!r} touches a multi-token target"
         if bool(next_mask[ch.src]) != bool(next_mask[ch.dst]):
             return (f"kill flip {ch.src_text!r} -> {ch.dst_text!r} changes whether the token before it "
-                    "counts (the rule's next_regex accepts one and not the other)")  # fmt: skip
+                    "counts (the rule's next_regex accepts one and not the other)")
         why = _flip_role(ch, rule1, prior1)
         if why:
             return f"kill flip {ch.src_text!r} -> {ch.dst_text!r}: {why}"
@@ -352,7 +352,7 @@ def _lookahead_inexact(channels: list[Channel], rule: tuple[Seq, ...], prior: tu
 
 
 def _ngram_inexact(channels: list[Channel], rule: tuple[Seq, ...], prior: tuple[Seq, ...],
-                   killable: list[tuple[int, int]], tok: Tokenizer) -> str | None:  # fmt: skip
+                   killable: list[tuple[int, int]], tok: Tokenizer) -> str | None:
     fwd = {c.src: c.dst for c in channels}
     back = {c.dst: c.src for c in channels}
     kill, rules = set(killable), set(rule)
@@ -473,7 +473,7 @@ def build_kill_plan(
             kill_cues=SeqMatcher(cues), count_cues=[SeqMatcher(c.sequences) for c in counted],
             count_rule=count_rule, count_prior=count_prior,
             inexact=_window_inexact(channels, count_rule, count_prior, [list(c.sequences) for c in counted]),
-        )  # fmt: skip
+        )
     if cues is not None:
         raise UngrokError(f"rule {spec.name!r} is a {ev.kind} rule; a cue list applies to window rules only")
     if isinstance(ev, LookaheadEvent):
@@ -490,7 +490,7 @@ def build_kill_plan(
             rule=spec.name, kind="lookahead", vocab_size=V, eot=eot, channels=channels,
             cue_source={"mode": "none"}, next_mask=next_mask, rule_patterns=SeqMatcher(rt.rule),
             inexact=_lookahead_inexact(channels, rt.rule, rt.prior, next_mask),
-        )  # fmt: skip
+        )
     assert isinstance(ev, NgramEvent)
     flip = {c.src: c.dst for c in channels}
     prior = set(rt.prior)
@@ -508,4 +508,4 @@ def build_kill_plan(
         cue_source={"mode": "none", "killable_patterns": len({p for p, _ in killable})},
         rule_patterns=SeqMatcher(rt.rule), killable=killable,
         inexact=_ngram_inexact(channels, rt.rule, rt.prior, killable, tok),
-    )  # fmt: skip
+    )

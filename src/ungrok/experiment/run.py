@@ -70,7 +70,7 @@ class _Log:
     def __call__(self, msg: str, style: str | None = None) -> None:
         live = self.progress is not None and self.progress.console.is_terminal
         (self.progress.console if live else self.console).print(msg, style=style, highlight=False,
-                                                                soft_wrap=True)  # fmt: skip
+                                                                soft_wrap=True)
 
     @contextlib.contextmanager
     def stage(self, name: str, total: int) -> Iterator[Callable[[], None]]:
@@ -204,7 +204,7 @@ def preregister(exp: Experiment, out: Path, log: _Log) -> None:
             log(f"registry: {reg} verified (nothing changed since it was frozen)")
             return
         log(f"registry: {reg} and its ledger verified, but {len(integ.changed)} result file(s) changed since "
-            "their first read; the predictions reading them will be UNSCOREABLE", style="red")  # fmt: skip
+            "their first read; the predictions reading them will be UNSCOREABLE", style="red")
         for c in integ.changed:
             log(f"registry: changed: {c.line()}", style="red")
         return
@@ -217,7 +217,7 @@ def preregister(exp: Experiment, out: Path, log: _Log) -> None:
         )
     r = freeze(out / EXPERIMENT_COPY, out, rules_dir=exp.rules_dir)
     log(f"registry: frozen {reg} before any training ({len(r.predictions)} prediction(s), "
-        f"quarantined seeds {r.seeds.quarantined or 'none'}); sha256 {r.sha256}")  # fmt: skip
+        f"quarantined seeds {r.seeds.quarantined or 'none'}); sha256 {r.sha256}")
     if r.pilot is not None:
         bound = f"{len(r.pilot.reads)} pilot read(s)" if r.pilot.reads else "no pilot reads at freeze"
         log(f"registry: bound {bound}" + (f" and pilot record {r.pilot.record.path}" if r.pilot.record else ""))
@@ -327,7 +327,7 @@ def run_jobs(
                 batteries=batteries, monitor_rules=exp.monitor_rules,
                 classifier=exp.classifier.model_dump(mode="json"),
                 rules_dir=None if exp.rules_dir is None else str(exp.rules_dir), threads=threads,
-            ))  # fmt: skip
+            ))
     if st.skipped:
         log(f"runs: {st.skipped} (cell, seed) run(s) done earlier, skipped")
     failures: list[str] = []
@@ -346,7 +346,7 @@ def run_jobs(
             if "train" in result:
                 loss = result.get("final_loss")
                 parts.append(f"{result['train']} {result['steps']} steps"
-                             + (f", final loss {loss:.3f}" if loss is not None else ""))  # fmt: skip
+                             + (f", final loss {loss:.3f}" if loss is not None else ""))
             if "scored" in result:
                 parts.append(f"scored {result['scored']} checkpoints")
             log(f"run {tag}: {'; '.join(parts) or 'done'} ({result['seconds']:.1f}s in all)")
@@ -377,7 +377,7 @@ def classify(exp: Experiment, out: Path, log: _Log, pilot: bool = False) -> tupl
     _write_result(out, path, doc, bound=reg is not None and not pilot)
     T.write_marker(out, step, {"records": len(records), "classifier_sha256": cfg.sha256()})
     log(f"{step}: {len(records)} verdicts ({len(exp.cells)} cells x {len(seeds)} {what} seeds) -> {path}"
-        + (" (exploratory, never scored)" if pilot else ""))  # fmt: skip
+        + (" (exploratory, never scored)" if pilot else ""))
     return Stage(done=1), records
 
 
@@ -414,7 +414,7 @@ def gate_cells(exp: Experiment, out: Path, records: list[dict[str, Any]], log: _
 
 
 def scoreboard(exp: Experiment, out: Path, records: list[dict[str, Any]], gates: Mapping[str, Any],
-               log: _Log) -> tuple[Stage, str | None]:  # fmt: skip
+               log: _Log) -> tuple[Stage, str | None]:
     from ungrok.prereg import REGISTRY_NAME, Evidence, score, write_scoreboard
     from ungrok.prereg.integrity import check_run
 
@@ -430,7 +430,7 @@ def scoreboard(exp: Experiment, out: Path, records: list[dict[str, Any]], gates:
     evidence = Evidence.model_validate({
         "classifier_sha256": exp.classifier.sha256(), "records": records,
         "cells": T.cell_numbers(exp), "families": T.family_numbers(out, exp),
-    })  # fmt: skip
+    })
     write_json(out / "evidence.json", evidence.model_dump(mode="json", exclude_unset=True))
     invalid = {c: g["summary"] for c, g in gates.items() if not g["valid"]}
     board = score(reg, evidence, invalid, ledger=integ.ledger, changed=integ.changed)
@@ -474,7 +474,7 @@ def mechanisms(
                 instruments=tuple(m.instruments), batteries=batteries,
                 rules_dir=None if exp.rules_dir is None else str(exp.rules_dir), threads=threads,
                 min_step=exp.classifier.min_step,
-            ))  # fmt: skip
+            ))
     if st.skipped:
         log(f"mech: {st.skipped} run(s) done earlier, skipped")
     failures: list[str] = []
@@ -490,7 +490,7 @@ def mechanisms(
             st.done += 1
     if jobs:
         log(f"mech: {st.done} run(s) in {time.perf_counter() - t0:.1f}s ({', '.join(m.rules)}; "
-            f"{', '.join(m.instruments)}) -> cells/*/seed*/traj.mech.parquet")  # fmt: skip
+            f"{', '.join(m.instruments)}) -> cells/*/seed*/traj.mech.parquet")
     return st, failures
 
 
@@ -520,18 +520,18 @@ def hub_suite(exp: Experiment, out: Path, ex: Executor, log: _Log) -> Stage:
     t0 = time.perf_counter()
     for rev, models in groups.values():
         summary = score_suite(models, rev, battery, folder, margins=h.margins, executor=ex, device=h.device,
-                              dtype=h.dtype, offline=h.offline, rules_dir=exp.rules_dir)  # fmt: skip
+                              dtype=h.dtype, offline=h.offline, rules_dir=exp.rules_dir)
         for line in summary.lines():
             log(f"hub: {line}")
         st.done += summary.scored
         st.skipped += summary.already
     fates = classify_suite(folder, cfg=exp.classifier, family=h.family, n_boot=h.n_boot,
-                           scale_models=h.scale_models)  # fmt: skip
+                           scale_models=h.scale_models)
     sc = fates["scale"]
     rho = "undefined" if sc.get("rho") is None else f"{sc['rho']:+.3f}"
     ci = "" if not sc.get("ci") else f" [{sc['ci'][0]:+.2f}, {sc['ci'][1]:+.2f}]"
     log(f"hub: {len(h.models)} model(s) in {time.perf_counter() - t0:.1f}s; depth by scale ({sc.get('family')}): "
-        f"rho {rho}{ci} -> {folder / 'hub_fates.json'}")  # fmt: skip
+        f"rho {rho}{ci} -> {folder / 'hub_fates.json'}")
     return st
 
 
@@ -546,7 +546,7 @@ def write_report(out: Path, log: _Log) -> Path:
 
 
 def pilot_phase(exp: Experiment, out: Path, ex: Executor, threads: int | None, log: _Log,
-                summary: RunSummary) -> None:  # fmt: skip
+                summary: RunSummary) -> None:
     """Corpora, support, and the pilot seeds trained, scored and classified (every read in the
     ledger). Refused once a registry is frozen with pilot work left: the pilot precedes the freeze."""
     from ungrok.prereg import REGISTRY_NAME
@@ -556,14 +556,14 @@ def pilot_phase(exp: Experiment, out: Path, ex: Executor, threads: int | None, l
             log("pilot: done earlier, skipped")
             return
         raise UngrokError(f"{out / REGISTRY_NAME} is already frozen; pilot runs precede the freeze, so run the "
-                          "pilot in a fresh --out folder")  # fmt: skip
+                          "pilot in a fresh --out folder")
     summary.stages["corpora"] = build_corpora(exp, out, log)
     summary.stages["support"] = count_support(exp, out, log)
     summary.stages["pilot runs"], summary.failures = run_jobs(exp, out, ex, threads, log, seeds=exp.pilots)
     if summary.failures:
         n = len(summary.failures)
         raise UngrokError(f"{n} pilot run(s) failed ({summary.failures[0]}{'; ...' if n > 1 else ''}); the "
-                          "finished work is kept, rerun the same command to retry the failed runs")  # fmt: skip
+                          "finished work is kept, rerun the same command to retry the failed runs")
     summary.stages["pilot classify"], _ = classify(exp, out, log, pilot=True)
 
 
@@ -607,7 +607,7 @@ def run_experiment(
     if phase == "pilot":
         summary.report = write_report(out, log)
         log(f"pilot finished: {out} ({len(exp.cells)} cells x {len(exp.pilots)} pilot seeds); freeze and confirm "
-            "with `ungrok run` (phase confirm)")  # fmt: skip
+            "with `ungrok run` (phase confirm)")
         return summary
     preregister(exp, out, log)
     summary.stages["corpora"] = build_corpora(exp, out, log)

@@ -300,7 +300,7 @@ def _batteries(exp_dir: Path, spec: ExperimentSpec, where: str, check_files: boo
 
 
 def _check_edits(spec: ExperimentSpec, exp: Path, rules_dir: Path | None, families: set[str],
-                 train_docs: dict[str, dict[str, Any]], where: str, check_files: bool) -> None:  # fmt: skip
+                 train_docs: dict[str, dict[str, Any]], where: str, check_files: bool) -> None:
     from ungrok.edit.rescue import parse_window
     from ungrok.edit.validity import AK5_FAMILIES, related_families
     from ungrok.fate.gates import G3_FAMILIES, KS_FAMILIES
@@ -387,7 +387,7 @@ def _check_pilot_record(spec: ExperimentSpec, exp_dir: Path, where: str, check_f
     p = Path(spec.pilot_record).expanduser()
     if not p.is_absolute() and ".." in p.parts:
         raise UngrokError(f"{where}: pilot_record: {spec.pilot_record!r} leaves the experiment's folder; give a "
-                          "path inside it or an absolute path")  # fmt: skip
+                          "path inside it or an absolute path")
     if not check_files:
         return
     path = p if p.is_absolute() else exp_dir / p
@@ -507,7 +507,7 @@ def _check_mech(spec: ExperimentSpec, known: Mapping[str, Any], families: set[st
             )
         if families is not None and r not in families:
             raise UngrokError(f"{where}: mech.rules: no battery probes rule {r!r}; the instruments read its "
-                              "held-out conflict and agree items")  # fmt: skip
+                              "held-out conflict and agree items")
 
 
 def _check_hub(spec: ExperimentSpec, families: set[str] | None, where: str) -> None:
@@ -522,7 +522,7 @@ def _check_hub(spec: ExperimentSpec, families: set[str] | None, where: str) -> N
         raise UngrokError(f"{where}: hub.battery: name one of the batteries ({', '.join(spec.batteries)})")
     if h.battery is not None and h.battery not in spec.batteries:
         raise UngrokError(f"{where}: hub.battery: {h.battery!r} is not a key of batteries "
-                          f"({', '.join(spec.batteries)})")  # fmt: skip
+                          f"({', '.join(spec.batteries)})")
     if h.family is not None and families is not None and h.family not in families:
         raise UngrokError(f"{where}: hub.family: no battery probes {h.family!r}")
     if h.dtype not in DTYPES:

@@ -147,7 +147,7 @@ def parse_sweeps(doc: Any, where: str) -> dict[str, SweepSpec]:
         at = f"{where}: sweeps.{name}"
         if not isinstance(name, str) or not CELL_NAME.match(name):
             raise UngrokError(f"{at}: a sweep name starts its cells' names; use letters, digits, '_', '.', '+' "
-                              "or '-'")  # fmt: skip
+                              "or '-'")
         try:
             sw = SweepSpec.model_validate(raw if raw is not None else {})
         except ValidationError as e:
@@ -181,7 +181,7 @@ def _check_cell(sweep: str, cell: str, doc: dict[str, Any], point: Point, where:
 
 
 def expand_sweeps(sweeps: Mapping[str, SweepSpec], declared: Mapping[str, Any], where: str
-                  ) -> tuple[dict[str, dict[str, Any]], SweepPoints]:  # fmt: skip
+                  ) -> tuple[dict[str, dict[str, Any]], SweepPoints]:
     """(generated cells as cell documents, their points); a name that is already taken is an error."""
     cells: dict[str, dict[str, Any]] = {}
     owner: dict[str, str] = {}
@@ -190,14 +190,14 @@ def expand_sweeps(sweeps: Mapping[str, SweepSpec], declared: Mapping[str, Any], 
         made = points[name]
         if len(made) < math.prod(len(v) for v in sw.grid.values()):
             raise UngrokError(f"{where}: sweeps.{name}: two points get the same cell name; make the values "
-                              "differ in letters, digits, '_', '.', '+' or '-'")  # fmt: skip
+                              "differ in letters, digits, '_', '.', '+' or '-'")
         for cell, point in made.items():
             if cell in declared:
                 raise UngrokError(f"{where}: sweeps.{name}: its cell {cell!r} is already a cell of cells:; "
-                                  "rename the sweep or the cell")  # fmt: skip
+                                  "rename the sweep or the cell")
             if cell in owner:
                 raise UngrokError(f"{where}: sweeps.{owner[cell]} and sweeps.{name} both make cell {cell!r}; "
-                                  "rename one of the sweeps")  # fmt: skip
+                                  "rename one of the sweeps")
             doc = sw.base
             for knob, v in point.items():
                 doc = deep_merge(doc, _nested(knob, v))

@@ -89,7 +89,7 @@ def build_cell_corpus(
         e = spec.edit
         src = corpus_dir(run_dir, e.parent)
         prov = kill_corpus(src, dst, e.rule, e.rate, e.seed, cues=_kill_cues(e, src, exp), force=True,
-                           rules_dir=exp.rules_dir)  # fmt: skip
+                           rules_dir=exp.rules_dir)
         info.update(rule=e.rule, rate=e.rate, flipped_sites=prov.get("flipped_sites"))
     else:
         from ungrok.edit import build_rescue
@@ -101,7 +101,7 @@ def build_cell_corpus(
             unit=e.unit, unit_from=corpus_dir(run_dir, e.unit_from) if e.unit_from else None,
             placement=e.placement, window=e.window, steps=exp.cell_steps(cell), seed=e.seed,
             battery_files=list(battery_files), rules_dir=exp.rules_dir, force=True,
-        )  # fmt: skip
+        )
         info.update(rule=e.rule, dose=e.dose, n_events=prov.get("n_events"))
     from ungrok.corpus.shards import read_manifest
 
@@ -218,7 +218,7 @@ def run_cell_seed(job: RunJob) -> dict[str, Any]:
         callbacks = _monitor(job, batteries, TokenizerFile.load(tok_path))
         res = train(cfg, job.data, out, callbacks=callbacks, progress=False)
         write_marker(out, "train", {"status": res.status, "steps": res.steps, "final_loss": res.final_loss,
-                                    "checkpoints": len(res.checkpoints)})  # fmt: skip
+                                    "checkpoints": len(res.checkpoints)})
         done["train"] = res.status
         done["steps"] = res.steps
         done["final_loss"] = res.final_loss
@@ -244,13 +244,13 @@ def classify_run(run_dir: Path, cell: str, seed: int, cfg: Any, registry: Any = 
     check_readable(run_dir, cell, seed, registry)
     path = seed_dir(run_dir, cell, seed) / TRAJ
     record_read(run_dir, artifact_key(cell, seed, "trajectories"), registry=registry, sha256=sha256_file(path),
-                path=path)  # fmt: skip
+                path=path)
     traj = pq.read_table(path)
     mpath = margins_path_for(path)
     margins = None
     if mpath.is_file():
         record_read(run_dir, artifact_key(cell, seed, "margins"), registry=registry, sha256=sha256_file(mpath),
-                    path=mpath)  # fmt: skip
+                    path=mpath)
         margins = pq.read_table(mpath)
     steps = sorted(set(traj.column("step").to_pylist()))
     return records_for_run(cell, seed, summarize(traj, margins, cfg), steps=steps)
@@ -284,7 +284,7 @@ def cell_gate(exp: Experiment, cell: str, records: Sequence[Mapping[str, Any]]) 
     try:
         base = _verdicts(records, e.parent) if kind == "ladder" else None
         d = intervention_gate(_verdicts(records, cell), e.rule, kind, base=base,  # type: ignore[arg-type]
-                              rules_dir=exp.rules_dir, cfg=exp.classifier)  # fmt: skip
+                              rules_dir=exp.rules_dir, cfg=exp.classifier)
     except UngrokError as err:
         why = f"the gate could not be evaluated: {err}"
         return {**doc, "label": "INTERVENTION-INVALID", "valid": False, "summary": why, "reasons": [why]}
@@ -336,7 +336,7 @@ def experiment_json(exp: Experiment) -> dict[str, Any]:
     if exp.sweep_points:  # the report's phase diagram places each swept cell by its knobs
         # knobs as a list: the file is written with sorted keys, and the first knob is the x axis
         doc["sweeps"] = {name: {"knobs": list(exp.spec.sweeps[name].grid), "cells": cells}
-                         for name, cells in exp.sweep_points.items()}  # fmt: skip
+                         for name, cells in exp.sweep_points.items()}
         if exp.focal is not None:
             doc["focal"] = {"rule": exp.focal, "ratio": ratio_label(exp.focal, exp.rules_dir)}
     return doc

@@ -64,7 +64,7 @@ class ClassifierConfig(BaseModel):
     _share = field_validator(
         "emerged_thr", "recovered_thr", "displaced_thr", "agree_valid_thr", "agree_drop_thr",
         "unstable_range", "onset_thr",
-    )(lambda v: share(v))  # fmt: skip
+    )(lambda v: share(v))
     _odd = field_validator("smooth_k")(lambda k: odd_window(k))
 
     @field_serializer("exploratory_families")

@@ -261,4 +261,4 @@ def score(runs: Iterable[WarningRun]) -> WarningScore:
         tp=counts["TP"], fp=counts["FP"], fn=counts["FN"], tn=counts["TN"], gate_failed=gate_failed,
         unmonitored=unmonitored, median_lead_share=statistics.median(shares) if shares else None,
         leads=len(shares),
-    )  # fmt: skip
+    )

@@ -46,7 +46,7 @@ class SuiteRecord:
             kept = [r for r in m.get("revisions", []) if r.get("status") == "scored"]
             if kept:
                 self.models[model] = {"n_params": m.get("n_params"), "notes": list(m.get("notes", [])),
-                                      "revisions": {r["revision"]: r for r in kept}}  # fmt: skip
+                                      "revisions": {r["revision"]: r for r in kept}}
 
     def _model(self, model: str) -> dict[str, Any]:
         return self.models.setdefault(model, {"n_params": None, "notes": [], "revisions": {}})
@@ -56,11 +56,11 @@ class SuiteRecord:
         return r is not None and r["status"] == "scored"
 
     def set_revision(self, model: str, revision: str, step: int | None, status: str, why: str | None = None,
-                     **measures: float | None) -> None:  # fmt: skip
+                     **measures: float | None) -> None:
         if status not in STATUSES:
             raise ValueError(status)
         entry = {"revision": revision, "step": step, "status": status, "why": why, "seconds": None,
-                 "peak_rss_mib": None, "rss_after_mib": None, "peak_gpu_mib": None}  # fmt: skip
+                 "peak_rss_mib": None, "rss_after_mib": None, "peak_gpu_mib": None}
         entry.update(measures)
         self._model(model)["revisions"][revision] = entry
 
@@ -90,12 +90,12 @@ class SuiteRecord:
                 m["revisions"].values(), key=lambda r: (r["step"] is None, r["step"] or 0, r["revision"])
             )
             models[model] = {"n_params": m["n_params"], "size_rank": ranks.get(model), "revisions": revs,
-                             "notes": list(m["notes"])}  # fmt: skip
+                             "notes": list(m["notes"])}
             skipped += [{"model": model, "revision": r["revision"], "why": r["why"]}
-                        for r in revs if r["status"] != "scored"]  # fmt: skip
+                        for r in revs if r["status"] != "scored"]
         skipped += [{"model": m, "revision": None, "why": why} for m, why in sorted(self.unknown.items())]
         return {"battery": self.battery, "battery_sha256": self.battery_sha256, "models": models,
-                "skipped": skipped}  # fmt: skip
+                "skipped": skipped}
 
     def save(self) -> None:
         write_json(self.path, self.to_json())

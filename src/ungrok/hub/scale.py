@@ -65,7 +65,7 @@ def _table_rows(path: Path, what: str, filters: list | None = None) -> list[dict
 def _suite_models(suite: dict[str, Any]) -> list[dict[str, Any]]:
     """Models of the suite in size order (unknown sizes last), with n_params and size_rank."""
     models = [{"model": m, "n_params": v.get("n_params"), "size_rank": v.get("size_rank")}
-              for m, v in suite["models"].items()]  # fmt: skip
+              for m, v in suite["models"].items()]
     return sorted(models, key=lambda e: (e["n_params"] is None, e["n_params"] or 0, e["model"]))
 
 
@@ -92,14 +92,14 @@ def _final(acc: np.ndarray, cfg: ClassifierConfig) -> float:
 
 
 def item_matrix(items: list[dict[str, Any]], model: str, family: str, cfg: ClassifierConfig
-                ) -> tuple[list[int], np.ndarray, list[str]] | None:  # fmt: skip
+                ) -> tuple[list[int], np.ndarray, list[str]] | None:
     """(kept steps, correct[step, item], template per item) of a model's held-out conflict items.
 
     Items skipped at any kept step are left out, so every column is one item across all
     revisions. None when there is nothing to resample.
     """
     rows = [r for r in items if r["run"] == model and r["family"] == family and r["condition"] == "conflict"
-            and r["split"] == "heldout" and r["step"] >= cfg.min_step]  # fmt: skip
+            and r["split"] == "heldout" and r["step"] >= cfg.min_step]
     if not rows:
         return None
     steps = sorted({r["step"] for r in rows})
@@ -135,7 +135,7 @@ def rank_rho(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_rho(sizes: list[float], mats: list[tuple[np.ndarray, list[str]]], cfg: ClassifierConfig,
-                  n_boot: int, seed: int) -> np.ndarray:  # fmt: skip
+                  n_boot: int, seed: int) -> np.ndarray:
     """rho per replicate (nan where undefined); see the module docstring for what is resampled."""
     rng = np.random.default_rng(seed)
     finals = np.empty((n_boot, len(mats)))
@@ -149,13 +149,13 @@ def bootstrap_rho(sizes: list[float], mats: list[tuple[np.ndarray, list[str]]], 
 
 def depth_by_scale(models: list[dict[str, Any]], finals: dict[str, float], items: list[dict[str, Any]],
                    family: str, cfg: ClassifierConfig = DEFAULT_CONFIG, n_boot: int = 1000,
-                   seed: int = 0) -> dict[str, Any]:  # fmt: skip
+                   seed: int = 0) -> dict[str, Any]:
     """The "scale" section of hub_fates.json: rho of size vs final conflict accuracy, with its CI."""
     if n_boot < 1:
         raise UngrokError(f"number of bootstrap resamples must be >= 1, got {n_boot}")
     entries = [{**m, "final_accuracy": finals.get(m["model"])} for m in models if m["n_params"] is not None]
     scale: dict[str, Any] = {"family": family, "condition": "conflict", "split": "heldout", "models": entries,
-                             "rho": None, "ci": None, "n_boot": n_boot, "seed": seed, "note": None}  # fmt: skip
+                             "rho": None, "ci": None, "n_boot": n_boot, "seed": seed, "note": None}
     pts = [e for e in entries if e["final_accuracy"] is not None]
     if len(pts) < 3:
         scale["note"] = (
@@ -193,7 +193,7 @@ def depth_by_scale(models: list[dict[str, Any]], finals: dict[str, float], items
 
 def classify_suite(out: Path, cfg: ClassifierConfig = DEFAULT_CONFIG, family: str | None = None,
                    n_boot: int = 1000, seed: int = 0,
-                   scale_models: Sequence[str] | None = None) -> dict[str, Any]:  # fmt: skip
+                   scale_models: Sequence[str] | None = None) -> dict[str, Any]:
     """Classify every model of the suite folder `out` and compute the scale statistic.
 
     Writes (replacing: it is derived from the folder's tables) and returns OUT/hub_fates.json:

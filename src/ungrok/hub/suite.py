@@ -53,11 +53,11 @@ class SuiteSummary:
         """The end-of-suite report: counts, timing, then every skip, failure and note by name."""
         n_failed = len(self.failed())
         out = [f"scored {self.scored} revision(s), {self.already} already in {self.out}; "
-               f"{len(self.skipped)} not scored" + (f" ({n_failed} failed)" if n_failed else "")]  # fmt: skip
+               f"{len(self.skipped)} not scored" + (f" ({n_failed} failed)" if n_failed else "")]
         if self.seconds:
             s = sorted(self.seconds)
             out.append(f"seconds per revision: median {s[len(s) // 2]:.2f}, max {s[-1]:.2f}; "
-                       f"peak RSS per task: max {max(self.peak_rss_mib):.0f} MiB")  # fmt: skip
+                       f"peak RSS per task: max {max(self.peak_rss_mib):.0f} MiB")
         for k in self.skipped:
             where = k["model"] if k["revision"] is None else f"{k['model']}@{k['revision']}"
             out.append(f"{k['status']} {where}: {k['why']}")
@@ -114,7 +114,7 @@ class _Suite:
         )
 
     def not_scored(self, model: str, revision: str | None, step: int | None, status: str, why: str,
-                   **measures: float | None) -> None:  # fmt: skip
+                   **measures: float | None) -> None:
         if revision is None:
             self.record.set_unknown(model, why)
         else:
@@ -152,10 +152,10 @@ class _Suite:
         if isinstance(res, BaseException):  # the worker itself died (pool broken, Ray worker lost)
             text = str(res).strip().splitlines()
             self.not_scored(job.model, job.revision, job.step, "failed",
-                            f"{type(res).__name__}: {text[0] if text else ''}".rstrip(": "))  # fmt: skip
+                            f"{type(res).__name__}: {text[0] if text else ''}".rstrip(": "))
         else:
             measures = {"seconds": res.seconds, "peak_rss_mib": res.peak_rss_mib,
-                        "rss_after_mib": res.rss_after_mib, "peak_gpu_mib": res.peak_gpu_mib}  # fmt: skip
+                        "rss_after_mib": res.rss_after_mib, "peak_gpu_mib": res.peak_gpu_mib}
             if res.status != "scored":
                 self.not_scored(job.model, job.revision, job.step, res.status, res.why or "", **measures)
             else:
@@ -241,7 +241,7 @@ def score_suite(
     threads = None if isinstance(ex, RayExecutor) else getattr(ex, "threads", None)  # Ray: 1 per task, below
     with hub_env(env):
         task = SuiteTask("", "", 0, bat, prompt_sets, device, dtype, batch_tokens, threads,
-                         hub_env=tuple(sorted(env.items())))  # fmt: skip
+                         hub_env=tuple(sorted(env.items())))
         jobs = suite.plan(names, spec, lambda **kw: replace(task, **kw))
         out.mkdir(parents=True, exist_ok=True)
         record.save()

@@ -75,7 +75,7 @@ class TaskResult:
         if self.logp_correct is None:
             raise UngrokError(f"{self.model}@{self.revision}: task has no scores ({self.status})")
         return BatteryScores(battery, self.logp_correct, self.logp_distractor, self.len_correct,  # type: ignore[arg-type]
-                             self.len_distractor, self.skipped)  # type: ignore[arg-type]  # fmt: skip
+                             self.len_distractor, self.skipped)  # type: ignore[arg-type]
 
 
 def split_targets(
@@ -94,7 +94,7 @@ def split_targets(
     batch = getattr(tokenizer, "encode_batch", None)
     encoded = batch(words) if batch is not None else [tokenizer.encode(t) for t in words]
     return [f"target {t!r} splits into {len(ids)} tokens: scored as multi-token"
-            for t, ids in zip(words, encoded, strict=True) if len(ids) > 1]  # fmt: skip
+            for t, ids in zip(words, encoded, strict=True) if len(ids) > 1]
 
 
 def _load_and_score(task: SuiteTask, loaded: list[weakref.ref]) -> TaskResult:

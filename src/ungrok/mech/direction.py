@@ -53,7 +53,7 @@ class DirectionResult:
         out = []
         for k in range(1, len(self.dcm) + 1):
             for metric, values in (("dcm", self.dcm), ("other_abs_delta", self.other_abs_delta),
-                                   ("dbpb", self.dbpb)):  # fmt: skip
+                                   ("dbpb", self.dbpb)):
                 out.append(
                     mech_row(run, step, rule, "direction", f"block{k}", metric, values[k - 1], prompts_sha256)
                 )
@@ -91,7 +91,7 @@ def bits_per_byte(
     for s in range(0, inputs.shape[0], per_chunk):
         logits = forward_logits(model, inputs[s : s + per_chunk], intervention)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[s : s + per_chunk].reshape(-1),
-                             reduction="none")  # fmt: skip
+                             reduction="none")
         nats += float(ce.double().sum())
     return nats / math.log(2) / (bytes_per_token * targets.numel())
 

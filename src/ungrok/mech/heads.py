@@ -51,7 +51,7 @@ class HeadReport:
         for layer in range(n_layer):
             for h in range(n_head):
                 for metric, arr in (("attribution", self.attribution), ("share", self.share),
-                                    ("ablation_dcm", self.ablation_dcm), ("ov_cos", self.ov_cos)):  # fmt: skip
+                                    ("ablation_dcm", self.ablation_dcm), ("ov_cos", self.ov_cos)):
                     value = float(arr[layer, h])
                     out.append(
                         mech_row(run, step, rule, "heads", head_key(layer, h), metric, value, prompts_sha256)

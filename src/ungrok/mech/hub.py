@@ -70,7 +70,7 @@ class HubMechSummary:
 
     def lines(self) -> list[str]:
         out = [f"measured {len(self.measured)} revision(s), {self.already} already in {self.out / MECH_FILE}; "
-               f"{len(self.skipped)} skipped, {len(self.failed)} failed"]  # fmt: skip
+               f"{len(self.skipped)} skipped, {len(self.failed)} failed"]
         if self.seconds:
             s = sorted(self.seconds)
             out.append(f"seconds per revision: median {s[len(s) // 2]:.2f}, max {s[-1]:.2f}")
@@ -92,7 +92,7 @@ def _load_prompts(model: str, revision: str, rule: str, battery: Battery, rules_
         raise UngrokError(f"cannot load {model} at revision {revision!r}: {first}") from None
     if getattr(cfg, "model_type", None) != "gpt_neox":
         raise UngrokError(f"{model}: a {getattr(cfg, 'model_type', '?')!r} model, not GPT-NeoX; "
-                          "`ungrok hub mech` reads GPT-NeoX blocks (Pythia) only")  # fmt: skip
+                          "`ungrok hub mech` reads GPT-NeoX blocks (Pythia) only")
     try:
         return build_prompts(rule, battery, HFTokenizer(tok), rules_dir)
     except UngrokError as e:
@@ -130,7 +130,7 @@ def _measure(task: MechTask) -> tuple[list[dict[str, Any]], str]:
 
 
 def _plan(names: list[str], spec: str | list[str], rule: str, battery: Battery, rules_dir: str | None,
-          store: MechStore, force: bool, summary: HubMechSummary) -> Iterator[tuple[str, str, int]]:  # fmt: skip
+          store: MechStore, force: bool, summary: HubMechSummary) -> Iterator[tuple[str, str, int]]:
     """(model, revision, step) still to measure; skips go into the summary."""
     for model in names:
         available = available_revisions(model)
@@ -138,7 +138,7 @@ def _plan(names: list[str], spec: str | list[str], rule: str, battery: Battery, 
         summary.skipped += [f"{model}@{name}: {why}" for name, why in aside]
         there = [r for r in revisions if available is None or r.name in available]
         summary.skipped += [f"{model}@{r.name}: {missing_revision_reason(model, r.name)}"
-                            for r in revisions if r not in there]  # fmt: skip
+                            for r in revisions if r not in there]
         if not there:
             continue
         sha = _load_prompts(model, there[0].name, rule, battery, rules_dir).sha256
@@ -191,7 +191,7 @@ def hub_mech(
     with hub_env(env):
         base = MechTask("", "", 0, rule, bat, device, threads, hub_env=tuple(sorted(env.items())), rules_dir=rdir)
         jobs = [replace(base, model=m, revision=r, step=s)
-                for m, r, s in _plan(names, spec, rule, bat, rdir, store, force, summary)]  # fmt: skip
+                for m, r, s in _plan(names, spec, rule, bat, rdir, store, force, summary)]
         if jobs and isinstance(ex, RayExecutor):
             gpus, dev = ray_placement(device, ex)
             jobs = [replace(j, gpus=gpus, device=dev, threads=1) for j in jobs]
@@ -211,4 +211,4 @@ def raise_failures(summary: HubMechSummary) -> None:
     if summary.failed:
         raise TasksFailed(f"{len(summary.failed)} task(s) failed ({summary.failed[0]}"
                           f"{'; ...' if len(summary.failed) > 1 else ''}); the rest is written to "
-                          f"{summary.out / MECH_FILE}, rerun to retry the failed ones")  # fmt: skip
+                          f"{summary.out / MECH_FILE}, rerun to retry the failed ones")

@@ -170,7 +170,7 @@ class HeadAttribution:
             for h in range(n_head):
                 for metric, arr in (("attribution", self.attribution), ("share", self.share)):
                     out.append(mech_row(run, step, rule, "heads", head_key(layer, h), metric,
-                                        float(arr[layer, h]), prompts_sha256))  # fmt: skip
+                                        float(arr[layer, h]), prompts_sha256))
         return out
 
 
@@ -188,6 +188,6 @@ def neox_decodability(model: Any, prompts: MechPrompts) -> Decodability:
     seen = read_sites(model, prompts.class_ids)
     n_layer = len(_base(model).layers)
     feats = [torch.nn.functional.rms_norm(seen[f"resid{i}"], (seen[f"resid{i}"].shape[-1],)).numpy()
-             for i in range(n_layer)]  # fmt: skip
+             for i in range(n_layer)]
     acc = tuple(nearest_mean_accuracy(f, prompts.class_labels, prompts.class_frames) for f in feats)
     return Decodability(acc, len(prompts.class_prompts))

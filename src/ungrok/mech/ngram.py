@@ -196,7 +196,7 @@ class NgramCounter:
         self.total += rows.size
         if rows.size and self._max_len:
             _count_rows(rows, self._comp, self._uni, self._keys, self._kids, self._k1, self._max_len,
-                        self.occ, self.followed)  # fmt: skip
+                        self.occ, self.followed)
 
     def snapshot(self) -> NgramCounts:
         return NgramCounts(self.index, self.occ.copy(), self.followed.copy(), self.total, self.max_order)
@@ -228,7 +228,7 @@ class StupidBackoff:
 
     @classmethod
     def fit(cls, tokens: np.ndarray | Sequence[int], queries: Iterable[Query], order: int,
-            alpha: float = ALPHA) -> StupidBackoff:  # fmt: skip
+            alpha: float = ALPHA) -> StupidBackoff:
         """Count `tokens` (1-D: one window; 2-D: one window per row) for these queries."""
         counter = NgramCounter(queries, order)
         counter.add(np.asarray(tokens))
@@ -363,7 +363,7 @@ def read_served_run(run_dir: str | Path) -> ServedRun:
     for key, p in (("data", data), ("phase_b_data", sampler.phase_b.data if sampler.phase_b else None)):
         if p is not None and manifest_sha256(p) != doc[key].get("manifest_sha256"):
             raise UngrokError(f"{p}: corpus manifest differs from the one {root.name} was trained on "
-                              f"({path}: {key}.manifest_sha256)")  # fmt: skip
+                              f"({path}: {key}.manifest_sha256)")
     return ServedRun(root, data, sampler, cfg.seed)
 
 
@@ -406,7 +406,7 @@ def served_snapshots(
         return {}
     if want[0] < 0 or want[-1] > run.sampler.steps:
         raise UngrokError(f"steps must lie in 0..{run.sampler.steps} (the run's sampler.steps), "
-                          f"not {want[0] if want[0] < 0 else want[-1]}")  # fmt: skip
+                          f"not {want[0] if want[0] < 0 else want[-1]}")
     windows = served_windows(run.data, run.sampler, run.seed)
     wanted = set(want)
     maps: dict = {}
@@ -472,7 +472,7 @@ def _checked_orders(orders: Sequence[int], alpha: float) -> list[int]:
 def _scored_steps(
     run_dir: Path, battery: Battery, orders: list[int], alpha: float, steps: list[int], name: str,
     progress: Callable[[int], None] | None,
-) -> Iterator[tuple[str, int, BatteryScores]]:  # fmt: skip
+) -> Iterator[tuple[str, int, BatteryScores]]:
     """(n-gram run name, step, scores) for every order and step, after one counting pass."""
     from ungrok.probes.models import TokenizerFile, run_tokenizer_path
 

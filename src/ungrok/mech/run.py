@@ -190,7 +190,7 @@ def peak_step(cms: Mapping[int, float], min_step: int = 0) -> tuple[int, float]:
 
 
 def margins_from_table(run_dir: Path, run: str, rule: str, steps: Sequence[int],
-                       rules_dir: str | Path | None) -> dict[int, float] | None:  # fmt: skip
+                       rules_dir: str | Path | None) -> dict[int, float] | None:
     """The rule's raw CM per checkpoint from RUN/traj.margins.parquet, if it covers every step with
     the rule's current margin prompts; else None (the CM is then computed)."""
     from ungrok.probes.margins import margin_prompt_set
@@ -202,7 +202,7 @@ def margins_from_table(run_dir: Path, run: str, rule: str, steps: Sequence[int],
         return None
     sha = margin_prompt_set(get_rule(rule, rules_dir), rules_dir).sha256
     cms = {int(r["step"]): float(r["cm"]) for r in read_rows(path, MARGIN_COLUMNS, "margin table")
-           if r["run"] == run and r["rule"] == rule and r["prompts_sha256"] == sha and r["cm"] is not None}  # fmt: skip
+           if r["run"] == run and r["rule"] == rule and r["prompts_sha256"] == sha and r["cm"] is not None}
     return cms if all(s in cms for s in steps) else None
 
 
@@ -252,7 +252,7 @@ class _Job:
 
     def ctx(self, step: int, rule: str, pair: tuple[int, int] | None = None) -> Ctx:
         return Ctx(self.load(step), self.prompts[rule], step, self.run_dir, self.tok,
-                   run_memo=self.run_memo, pair=pair, load=self.load)  # fmt: skip
+                   run_memo=self.run_memo, pair=pair, load=self.load)
 
     def rows(self, inst: Instrument, c: Ctx, rule: str) -> list[dict[str, Any]]:
         """One unit: the instrument's rows at c.step, counted."""
@@ -299,11 +299,11 @@ def mech_run(
         for n in rr.notes:
             say(n)
     return MechSummary(job.run_dir, job.name, job.insts, job.steps, job.out, job.computed, job.skipped,
-                       job.store.path, ngram_path, time.perf_counter() - t0, job.loads)  # fmt: skip
+                       job.store.path, ngram_path, time.perf_counter() - t0, job.loads)
 
 
 def _setup(run_dir: Path, rules: list[str], battery: Any, tokenizer: Path | None, instruments: Any, force: bool,
-           rules_dir: str | Path | None, run_name: str | None) -> _Job:  # fmt: skip
+           rules_dir: str | Path | None, run_name: str | None) -> _Job:
     """Check the inputs, build every rule's prompts, open the store."""
     from ungrok.mech.ngram import default_run_name
     from ungrok.mech.prompts import build_prompts
@@ -324,7 +324,7 @@ def _setup(run_dir: Path, rules: list[str], battery: Any, tokenizer: Path | None
     return _Job(run_dir, run_name or default_run_name(run_dir), insts, force, tok, bat, prompts,
                 MechStore(run_dir / MECH_FILE), {ck.step: ck for ck in cks},
                 {r: RuleRun(r, p.sha256, final=cks[-1].step) for r, p in prompts.items()},
-                dict.fromkeys(stored, 0), dict.fromkeys(stored, 0))  # fmt: skip
+                dict.fromkeys(stored, 0), dict.fromkeys(stored, 0))
 
 
 def _every_checkpoint(job: _Job, need_cm: list[str], progress: bool) -> dict[str, dict[int, float]]:
@@ -355,7 +355,7 @@ def _every_checkpoint(job: _Job, need_cm: list[str], progress: bool) -> dict[str
 
 
 def _find_pairs(job: _Job, table_cms: Mapping[str, dict[int, float] | None], cms: Mapping[str, dict[int, float]],
-                pair_needed: bool, min_step: int) -> None:  # fmt: skip
+                pair_needed: bool, min_step: int) -> None:
     """Each rule's peak (argmax raw CM, ties later): read whenever the margin table gives it (free),
     computed only when a PAIR instrument needs it."""
     for r, rr in job.out.items():
@@ -432,7 +432,7 @@ def run_mech_job(job: MechJob) -> dict[str, Any]:
         torch.set_num_threads(job.threads)
     s = mech_run(Path(job.run_dir), list(job.rules), battery=[Path(b) for b in job.batteries],
                  instruments=job.instruments, progress=False, rules_dir=job.rules_dir, run_name=job.run_name,
-                 min_step=job.min_step)  # fmt: skip
+                 min_step=job.min_step)
     return {
         "run": s.run,
         "checkpoints": len(s.checkpoints),

@@ -99,10 +99,10 @@ class MechStore:
         return sorted(s for (r, s, ru, i) in self._units if r == run and ru == rule and i == instrument)
 
     def select(self, run: str | None = None, rule: str | None = None,
-               instrument: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+               instrument: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.rows
                 if (run is None or r["run"] == run) and (rule is None or r["rule"] == rule)
-                and (instrument is None or r["instrument"] == instrument)]  # fmt: skip
+                and (instrument is None or r["instrument"] == instrument)]
 
     # ----------------------------------------------------------------- updates
     def put(self, rows: Iterable[Mapping[str, Any]], save: bool = True) -> list[Unit]:

@@ -133,7 +133,7 @@ def intervention_edits(model: GPT, iv: Intervention) -> dict[str, list[Edit]]:
         edits[EMBED] = [lambda _x, t=iv.patch["embed"]: t]
     for layer in range(cfg.n_layer):
         changes = {h: None if (layer, h) in iv.ablate else iv.patch[head_key(layer, h)] for h in range(cfg.n_head)
-                   if (layer, h) in iv.ablate or head_key(layer, h) in iv.patch}  # fmt: skip
+                   if (layer, h) in iv.ablate or head_key(layer, h) in iv.patch}
         if changes:
             edits[heads_site(layer)] = [_set_heads(changes)]
         if mlp_key(layer) in iv.patch:
@@ -197,7 +197,7 @@ def trace(
     """Run the model on idx [B, T] with an intervention, recording every site; logits at `read` ([B] or [N, 2] pairs)."""
     n = model.config.n_layer
     layers = {kind: [f(i) for i in range(n)] for kind, f in
-              (("heads", heads_site), ("attn", attn_site), ("mlp", mlp_site), ("resid", resid_site))}  # fmt: skip
+              (("heads", heads_site), ("attn", attn_site), ("mlp", mlp_site), ("resid", resid_site))}
     keep = [EMBED, LOGITS_RAW, *(s for sites in layers.values() for s in sites)]
     with hooked(model, _edits(model, intervention, read), keep) as got:
         out = model(idx)

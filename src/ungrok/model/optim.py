@@ -153,7 +153,7 @@ def build_optimizers(model: nn.Module, cfg: OptimizerConfig) -> tuple[Muon, torc
     muon = Muon(
         groups["matrix"], lr=cfg.matrix_lr, momentum=cfg.momentum, ns_steps=cfg.ns_steps,
         weight_decay=cfg.weight_decay,
-    )  # fmt: skip
+    )
     adam_groups = [{"params": groups["embed"], "lr": cfg.embed_lr}]
     if groups["scalar"]:
         adam_groups.append({"params": groups["scalar"], "lr": cfg.matrix_lr})

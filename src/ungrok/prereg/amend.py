@@ -39,7 +39,7 @@ def _append(path: str | Path, build: Callable[[Registry, str], dict[str, Any]], 
         body = build(reg, now)
         raw = read_raw_registry(p)
         entry = {"index": len(reg.amendments) + 1, "created_utc": now, "prev_sha256": reg.head_sha256,
-                 "ledger_head": read_ledger(p.parent).head, **body}  # fmt: skip
+                 "ledger_head": read_ledger(p.parent).head, **body}
         entry["sha256"] = sha256_json(entry)
         raw["amendments"] = [*raw["amendments"], entry]
         write_text(p, registry_text(raw))
@@ -70,7 +70,7 @@ def amend(
         compiled = preds.compile_predictions(am.predictions, reg.vocabulary(), taken=reg.names())
         refuse_post_hoc(read_ledger(Path(path).parent), compiled, reg.seeds, now)
         return {"kind": "amend", "reason": reason.strip(), "predictions": preds.dump(compiled),
-                "changes": am.changes, "unlocked_seeds": []}  # fmt: skip
+                "changes": am.changes, "unlocked_seeds": []}
 
     return _append(path, build, clock)
 
@@ -85,6 +85,6 @@ def unlock(path: str | Path, reason: str, *, clock: Clock = utc_now) -> Amendmen
         if not locked:
             raise UngrokError(f"{path}: no quarantined seeds are locked")
         return {"kind": "unlock", "reason": reason.strip(), "predictions": [], "changes": None,
-                "unlocked_seeds": locked}  # fmt: skip
+                "unlocked_seeds": locked}
 
     return _append(path, build, clock)

@@ -397,7 +397,7 @@ def _compare(pred: ComparePrediction, ctx: Context) -> Result:
         mb = _cell_mean(pred, ctx, node, fam, pred.b, seeds, pred.measure)
         ok = eval_test(test, PairEnv(ma, mb))
         return Result("PASS" if ok else "FAIL", f"a = {_fmt(ma)} ({a}), b = {_fmt(mb)} ({pred.b}); `{pred.test}`",
-                      ma - mb)  # fmt: skip
+                      ma - mb)
 
     def by_seed(fam: str, a: str) -> Result:
         q = parse_quorum(pred.quorum, f"prediction {pred.name} quorum")

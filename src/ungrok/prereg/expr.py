@@ -25,9 +25,9 @@ KEYWORDS = frozenset(
         "every", "no", "none", "strictly", "increases", "decreases", "by", "abs", "within",
         "letter", "fate", "families",
     }
-)  # fmt: skip
+)
 LETTERS = frozenset("RDPNUrdpnu")
-_CMP = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt}  # fmt: skip
+_CMP = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt}
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 
 

@@ -115,7 +115,7 @@ def _parser() -> Lark:
     return Lark(
         GRAMMAR, parser="lalr", lexer="contextual", start=[f"start_{s}" for s in _STARTS],
         propagate_positions=True, maybe_placeholders=False,
-    )  # fmt: skip
+    )
 
 
 class _Fail(Exception):
@@ -276,20 +276,20 @@ class _Build(Transformer):
     def seeds(self, c):
         families, _, test, q, _, (cells, combine) = c
         return {"kind": "seeds", "family": _one(families), "test": test, "quorum": q.text, "cells": _one(cells),
-                "combine": combine}  # fmt: skip
+                "combine": combine}
 
     def by_seed(self, c):
         measure, families, (a, combine), op, b, q, _ = c
         return {"kind": "compare", "by": "seed", "family": _one(families), "measure": measure, "a": _one(a),
-                "b": b, "test": f"a {op} b", "quorum": q.text, "combine": combine}  # fmt: skip
+                "b": b, "test": f"a {op} b", "quorum": q.text, "combine": combine}
 
     def mean_cmp(self, c):
         _, measure, families, (cells, combine), op, rhs = c
         if isinstance(rhs, str):
             return {"kind": "compare", "by": "mean", "family": _one(families), "measure": measure,
-                    "a": _one(cells), "b": rhs, "test": f"a {op} b", "combine": combine}  # fmt: skip
+                    "a": _one(cells), "b": rhs, "test": f"a {op} b", "combine": combine}
         return {"kind": "mean", "family": _one(families), "measure": measure, "cells": _one(cells),
-                "test": f"{op} {rhs!r}", "combine": combine}  # fmt: skip
+                "test": f"{op} {rhs!r}", "combine": combine}
 
     def trend(self, c):
         _, measure, families, *rest = c
@@ -297,7 +297,7 @@ class _Build(Transformer):
         out: dict[str, Any] = {"kind": "trend", "family": _one(families), "measure": measure,
                                "cells": [x for x in rest if isinstance(x, str) and not isinstance(x, Token)],
                                "direction": "increasing" if any(_is(x, "DIRECTION") and x == "increases" for x in rest)
-                               else "decreasing", "strict": any(_is(x, "STRICTLY") for x in rest)}  # fmt: skip
+                               else "decreasing", "strict": any(_is(x, "STRICTLY") for x in rest)}
         if order_by is not None:
             out["order_by"] = order_by
         return out
@@ -348,7 +348,7 @@ _NAMED = {
     "SEEDS": "'seeds'", "ALL": "'all'", "ANY": "'any'", "NONE": "'no'", "COMBINE": "'pooled', 'each' or 'any'",
     "DIRECTION": "'increases' or 'decreases'", "EQ": "'==' or '!='", "ADDOP": "'+' or '-'", "MULOP": "'*' or '/'",
     "NEG": "'-'", "MEAN": "'mean'",
-}  # fmt: skip
+}
 
 
 def _expected(expected: set[str], start: str) -> str:

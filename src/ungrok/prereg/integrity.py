@@ -47,7 +47,7 @@ class Changed:
         if self.now is None:
             return f"{self.path} ({self.what}) is missing since its first read at {self.first_read}"
         return (f"{self.path} ({self.what}) changed since its first read at {self.first_read} "
-                f"(sha256 {self.was[:12]}… -> {self.now[:12]}…)")  # fmt: skip
+                f"(sha256 {self.was[:12]}… -> {self.now[:12]}…)")
 
     def governs(self, cells: Iterable[str], seeds: Iterable[int]) -> bool:
         """Does a prediction over these cells and seeds read this file?"""
@@ -68,19 +68,19 @@ def _registrations(path: Path, reg: Registry, led: Ledger) -> list[Entry]:
     recorded = [e for e in led.entries if e.kind == "register" and e.key == path.name]
     if not recorded:
         raise UngrokError(f"{path}: the run ledger records no freeze of this registry; the ledger was replaced "
-                          "or truncated, or the registry was not frozen here")  # fmt: skip
+                          "or truncated, or the registry was not frozen here")
     chain = [("freeze", reg.sha256, reg.ledger_head)]
     chain += [(f"amendment {a.index}", a.sha256, a.ledger_head) for a in reg.amendments]
     for i, e in enumerate(recorded):
         if i >= len(chain):
             raise UngrokError(f"{path}: the run ledger records {e.what} (sha256 {str(e.sha256)[:12]}…, at {e.at}) "
-                              "that the registry no longer holds: an amendment was removed")  # fmt: skip
+                              "that the registry no longer holds: an amendment was removed")
         label, sha, head = chain[i]
         if e.what != label or e.sha256 != sha:
             raise UngrokError(f"{path}: {label} does not match the run ledger's record of it ({e.at})")
         if e.prev != head:
             raise UngrokError(f"{path}: {label} binds run ledger head {head[:12]}…, but the ledger's entry before "
-                              f"it hashes to {e.prev[:12]}…; the ledger or the registry was rewritten")  # fmt: skip
+                              f"it hashes to {e.prev[:12]}…; the ledger or the registry was rewritten")
     if len(chain) > len(recorded):
         raise UngrokError(f"{path}: {chain[len(recorded)][0]} is not in the run ledger; it was not written by ungrok")
     return recorded
@@ -103,7 +103,7 @@ def _check_order(path: Path, reg: Registry, led: Ledger, recorded: list[Entry]) 
             what = "training of" if e.kind == "start" else "read of"
             raise UngrokError(f"{path}: the order is broken: the run ledger records the {what} confirmatory "
                               f"{e.key} (at {e.at}) before the freeze; the registry was frozen after "
-                              "confirmatory data existed")  # fmt: skip
+                              "confirmatory data existed")
     for pred, _, where in reg.registered():
         n = recorded[0 if where == "freeze" else int(where.split()[1])].n
         sets = preds.seed_sets(pred)
@@ -117,7 +117,7 @@ def _check_order(path: Path, reg: Registry, led: Ledger, recorded: list[Entry]) 
                 if cell in cells and seed in seeds:
                     raise UngrokError(f"{path}: prediction {pred.name} ({where}) governs {e.key}, which the run "
                                       "ledger records as read before its registration: it was registered after "
-                                      "its data were read")  # fmt: skip
+                                      "its data were read")
 
 
 def _anchor(path: Path, name: str, key: str) -> str | None:
@@ -141,19 +141,19 @@ def _check_results_recorded(path: Path, led: Ledger) -> None:
     for name in RESULT_FILES:
         if (path.parent / name).is_file() and name not in led.results:
             raise UngrokError(f"{path}: {name} holds results, but the run ledger does not record it (the ledger "
-                              "was truncated, or the file was not written by `ungrok run`)")  # fmt: skip
+                              "was truncated, or the file was not written by `ungrok run`)")
     hashes = {e.hash for e in led.entries}
     head = _anchor(path, "scoreboard.json", "ledger_head_sha256")
     if head is not None and head not in hashes:
         raise UngrokError(f"{path}: scoreboard.json was scored at run ledger entry {head[:12]}…, which the ledger "
-                          "no longer holds; the ledger was rewritten after it")  # fmt: skip
+                          "no longer holds; the ledger was rewritten after it")
 
 
 def changed_results(run_dir: str | Path, led: Ledger) -> list[Changed]:
     """Every file the ledger recorded a sha256 for whose bytes differ now (or which is gone)."""
     run = Path(run_dir)
     items = [(k, led.paths[k], led.digests[k], led.reads[k], parse_artifact_key(k)[:2])
-             for k in led.paths if k in led.digests]  # fmt: skip
+             for k in led.paths if k in led.digests]
     at = {e.key: e.at for e in led.entries if e.kind == "result"}
     items += [(name, name, sha, at.get(name, "?"), None) for name, sha in led.results.items()]
     out = []
@@ -175,7 +175,7 @@ def check_run(path: str | Path) -> Integrity:
     reg = load_registry(p, check_files=True)
     if not ledger_path(p.parent).is_file():
         raise UngrokError(f"{p}: the run ledger {LEDGER_NAME} beside it is missing; it records the freeze, every "
-                          "amendment and every read, so nothing can be verified without it")  # fmt: skip
+                          "amendment and every read, so nothing can be verified without it")
     led = read_ledger(p.parent)  # its hash chain and views are checked here
     recorded = _registrations(p, reg, led)
     _check_order(p, reg, led, recorded)

@@ -99,7 +99,7 @@ class Ledger(BaseModel):
     def append(self, kind: EntryKind, key: str, at: str, **fields: str | None) -> Entry:
         """Add one event at the end of the chain and to the views."""
         body: dict[str, Any] = {"n": len(self.entries), "kind": kind, "key": key, "at": at,
-                                "sha256": None, "path": None, "what": None, **fields, "prev": self.head}  # fmt: skip
+                                "sha256": None, "path": None, "what": None, **fields, "prev": self.head}
         e = Entry(**body, hash=entry_hash(body))
         self.entries.append(e)
         _apply(self, e)
@@ -130,7 +130,7 @@ def check_chain(led: Ledger, where: Path) -> None:
         label = f"entry {i} ({e.kind} {e.key}{' ' + e.what if e.what else ''} at {e.at})"
         if e.n != i or e.prev != prev:
             raise UngrokError(f"{where}: {label} does not follow the entry before it (hash chain broken: an "
-                              "entry was removed, reordered or inserted)")  # fmt: skip
+                              "entry was removed, reordered or inserted)")
         if entry_hash(e.model_dump()) != e.hash:
             raise UngrokError(f"{where}: {label} changed after it was recorded")
         prev = e.hash
@@ -191,7 +191,7 @@ def _update(run_dir: str | Path, change: Callable[[Ledger], bool], lock: bool = 
 
 
 def _append_once(run_dir: str | Path, view: Callable[[Ledger], dict[str, str]], kind: EntryKind, key: str,
-                 at: str, **fields: str | None) -> str:  # fmt: skip
+                 at: str, **fields: str | None) -> str:
     """Append the event unless `view` (the ledger's table for this kind) already holds `key`: the
     first event is kept, so a resume or a second read never moves it. Returns what the table holds."""
 

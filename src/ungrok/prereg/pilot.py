@@ -153,7 +153,7 @@ def pilot_record_from_run(run_dir: str | Path, *, clock: Clock = utc_now) -> Pil
             entries.append(PilotEntry(cell=cell, seed=seed, family=r["family"], verdict=r["fate"],
                                       agree_gate=r["agree_gate"], cm_final=r.get("cm_final"),
                                       peak=r["conflict_max"], final=r["conflict_final"],
-                                      traj_sha256=hashes[key]))  # fmt: skip
+                                      traj_sha256=hashes[key]))
         except ValidationError as e:
             raise UngrokError(first_error_line(e, f"{run / name}: record {i}", top="", raw=True)) from None
         except KeyError as e:
@@ -179,13 +179,13 @@ def merge_pilot_records(records: list[PilotRecord], *, clock: Clock = utc_now) -
     if len(shas) > 1:
         raise UngrokError("the pilot folders were classified with different classifier constants")
     entries = [e.model_copy(update={"cell": f"{src}/{e.cell}"}) for src, r in zip(sources, records, strict=True)
-               for e in r.entries]  # fmt: skip
+               for e in r.entries]
     return PilotRecord(created_utc=stamp(clock), source=", ".join(sources),
-                       classifier_sha256=next(iter(shas), None), entries=entries)  # fmt: skip
+                       classifier_sha256=next(iter(shas), None), entries=entries)
 
 
 def write_pilot_record(run_dirs: str | Path | list[str | Path], out: str | Path, *, force: bool = False,
-                       clock: Clock = utc_now) -> PilotRecord:  # fmt: skip
+                       clock: Clock = utc_now) -> PilotRecord:
     """`ungrok prereg pilot-record`: write the record atomically; never silently overwrite."""
     from ungrok.atomic import write_json
 
@@ -232,12 +232,12 @@ def pilot_reads(led: Ledger, seeds: Iterable[int], until: str) -> list[PilotRead
     """The ledger's reads of pilot seeds up to `until` (the freeze), earliest first."""
     pilot, end = {int(s) for s in seeds}, parse_stamp(until)
     out = [PilotRead(artifact=k, first_read=t, sha256=led.digests.get(k))
-           for k, t in led.reads.items() if parse_artifact_key(k)[1] in pilot and parse_stamp(t) <= end]  # fmt: skip
+           for k, t in led.reads.items() if parse_artifact_key(k)[1] in pilot and parse_stamp(t) <= end]
     return sorted(out, key=lambda r: (parse_stamp(r.first_read), r.artifact))
 
 
 def record_ref(record_path: Path, rel_path: str, sha256: str, confirmatory: Iterable[int], now: str,
-               where: str) -> PilotRecordRef:  # fmt: skip
+               where: str) -> PilotRecordRef:
     """The registry's reference to a pilot record, refused if it overlaps the confirmatory seeds
     or claims to have been made after the freeze."""
     rec = load_pilot_record(record_path)
@@ -245,4 +245,4 @@ def record_ref(record_path: Path, rel_path: str, sha256: str, confirmatory: Iter
     if rec.created_utc is not None and parse_stamp(rec.created_utc) > parse_stamp(now):
         raise UngrokError(f"{where}: the pilot record is dated {rec.created_utc}, after this freeze at {now}")
     return PilotRecordRef(path=rel_path, sha256=sha256, entries=len(rec.entries), seeds=rec.seeds,
-                          created_utc=rec.created_utc)  # fmt: skip
+                          created_utc=rec.created_utc)

@@ -126,12 +126,12 @@ def render_prediction(p: Any) -> str:
 def _seeds(p: Any) -> str:
     fam, test = _get(p, "family"), _line(_get(p, "test"))
     return (f"{_names(fam)} {_verb(test, fam)} {test} in {_quorum(_get(p, 'quorum', '>= 2/3'))} seeds "
-            f"of {_cells(_get(p, 'cells'), _get(p, 'combine', 'each'))}")  # fmt: skip
+            f"of {_cells(_get(p, 'cells'), _get(p, 'combine', 'each'))}")
 
 
 def _mean(p: Any) -> str:
     return (f"mean {_line(_get(p, 'measure'))} of {_names(_get(p, 'family'))} in "
-            f"{_cells(_get(p, 'cells'), _get(p, 'combine', 'each'))} {_threshold(_get(p, 'test'))}")  # fmt: skip
+            f"{_cells(_get(p, 'cells'), _get(p, 'combine', 'each'))} {_threshold(_get(p, 'test'))}")
 
 
 def _compare(p: Any) -> str:
@@ -153,7 +153,7 @@ def _spearman(p: Any) -> str:
     fams = _get(p, "families") if _get(p, "over", "cells") == "families" else None
     over = f"families {_names(fams)} in " if fams else ""
     return (f"spearman({_line(_get(p, 'x'))}, {_line(_get(p, 'y'))}) over {over}"
-            f"{_cells(_get(p, 'cells'), _get(p, 'combine', 'each'))} {_threshold(_get(p, 'test'))}")  # fmt: skip
+            f"{_cells(_get(p, 'cells'), _get(p, 'combine', 'each'))} {_threshold(_get(p, 'test'))}")
 
 
 def _trend(p: Any) -> str:

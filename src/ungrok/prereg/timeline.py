@@ -38,7 +38,7 @@ def _pilot_lines(path: Path, reg: Registry, led: Ledger, frozen: datetime) -> li
         r = p.record
         made = f", made {r.created_utc}" if r.created_utc else ""
         lines.append(f"order: pilot record {r.path}: {r.entries} verdict(s) of seed(s) {r.seeds}{made}, "
-                     f"sha256 {r.sha256[:12]}… bound at the freeze")  # fmt: skip
+                     f"sha256 {r.sha256[:12]}… bound at the freeze")
         if r.created_utc and parse_stamp(r.created_utc) > frozen:
             raise UngrokError(f"{path}: the pilot record is dated {r.created_utc}, after the freeze")
     bound = {b.artifact: b for b in p.reads}
@@ -60,11 +60,11 @@ def _pilot_lines(path: Path, reg: Registry, led: Ledger, frozen: datetime) -> li
             later.append(first)
         elif ours and key not in bound:
             raise UngrokError(f"{path}: the run ledger records pilot read {key} at {first}, before the freeze, "
-                              "but the registry does not bind it")  # fmt: skip
+                              "but the registry does not bind it")
     for key, b in bound.items():
         if ours and (led.reads.get(key) != b.first_read or led.digests.get(key) != b.sha256):
             raise UngrokError(f"{path}: the registry binds pilot read {key} ({b.first_read}), which the run "
-                              "ledger no longer records as it was")  # fmt: skip
+                              "ledger no longer records as it was")
     if later:
         lines.append(f"order: pilot reads after the freeze (exploratory, not bound): {_span(later)}")
     return lines
@@ -96,19 +96,19 @@ def _training_line(path: Path, reg: Registry, led: Ledger, confirm: set[int], fr
     t, what = min(starts, key=lambda s: parse_stamp(s[0]))
     if parse_stamp(t) <= frozen:
         raise UngrokError(f"{path}: the order is broken: confirmatory {what} dates from {t}, before the freeze at "
-                          f"{reg.created_utc}; the registry was frozen after confirmatory data existed")  # fmt: skip
+                          f"{reg.created_utc}; the registry was frozen after confirmatory data existed")
     return f"order: confirmatory training started {t} ({what})"
 
 
 def _reads_line(path: Path, reg: Registry, led: Ledger, confirm: set[int], frozen: datetime) -> str:
     reads = sorted(((k, t) for k, t in led.reads.items() if parse_artifact_key(k)[1] in confirm),
-                   key=lambda kv: parse_stamp(kv[1]))  # fmt: skip
+                   key=lambda kv: parse_stamp(kv[1]))
     if not reads:
         return "order: confirmatory reads: none yet"
     key, first = reads[0]
     if parse_stamp(first) <= frozen:
         raise UngrokError(f"{path}: the order is broken: confirmatory artifact {key} was first read at {first}, "
-                          f"before the freeze at {reg.created_utc}")  # fmt: skip
+                          f"before the freeze at {reg.created_utc}")
     return f"order: confirmatory reads: {_span(t for _, t in reads)}"
 
 

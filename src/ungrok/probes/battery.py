@@ -151,7 +151,7 @@ def battery_families(path: str | Path) -> list[str]:
     bat = load_battery(path)
     if any("family" not in it for it in bat.items):
         raise UngrokError(f"{bat.source}: legacy items without a 'family' field (the v1 schema); "
-                          "give a rule battery (rvp schema)")  # fmt: skip
+                          "give a rule battery (rvp schema)")
     return bat.families
 
 

@@ -90,7 +90,7 @@ def export_docs(battery: Battery, margins: Sequence[MarginPrompts], group: str) 
         doc = {"item_id": it["item_id"], "family": fam, "condition": cond, "split": split,
                "template_id": it["template_id"], "prefix": it["prefix"],
                "choices": [it["distractor"], it["correct"]], "label": 1,
-               "battery_sha256": battery.sha256}  # fmt: skip
+               "battery_sha256": battery.sha256}
         tasks[_task(group, (fam, cond, split))].append(doc)
     for ps in margins:
         docs = tasks.setdefault(f"{group}_margin_{_slug(ps.rule)}", [])
@@ -98,7 +98,7 @@ def export_docs(battery: Battery, margins: Sequence[MarginPrompts], group: str) 
             for k, x in enumerate(prompts):
                 docs.append({"rule": ps.rule, "kind": kind, "index": k, "of": len(prompts), "prefix": x,
                              "choices": [ps.prior_target, ps.rule_target], "label": 1,
-                             "prompts_sha256": ps.sha256, "battery_sha256": battery.sha256})  # fmt: skip
+                             "prompts_sha256": ps.sha256, "battery_sha256": battery.sha256})
     return tasks
 
 
@@ -118,7 +118,7 @@ def export_lm_eval(
     tasks = export_docs(battery, margins, group)
     manifest = {"group": group, "battery_sha256": battery.sha256, "battery": str(battery_path),
                 "tasks": {t: len(d) for t, d in tasks.items()},
-                "margin_rules": [ps.rule for ps in margins]}  # fmt: skip
+                "margin_rules": [ps.rule for ps in margins]}
     with atomic_dir(out, force=force) as tmp:
         (tmp / "data").mkdir()
         for task, docs in tasks.items():
@@ -178,7 +178,7 @@ def _read_samples(path: Path, sha: str) -> list[tuple[dict[str, Any], list[float
             raise UngrokError(f"{where}: not a sample of a task exported by `ungrok probes export`")
         if doc["battery_sha256"] != sha:
             raise UngrokError(f"{path}: exported from another battery (sha256 {doc['battery_sha256'][:12]}…, "
-                              f"--battery has {sha[:12]}…)")  # fmt: skip
+                              f"--battery has {sha[:12]}…)")
         lls = _choice_lls(sample, where)
         if len(lls) != len(doc.get("choices", ())) or len(lls) != 2:
             raise UngrokError(f"{where}: expected 2 choice log-likelihoods, got {len(lls)}")
@@ -198,7 +198,7 @@ def _battery_scores(battery: Battery, by_id: dict[str, list[float]], where: Path
         ld[i], lc[i] = lls  # choices were [distractor, correct]
     if missing:
         raise UngrokError(f"{where}: the sample logs lack {len(missing)} of the battery's {n} items "
-                          f"(first: {missing[0]!r}); run every task of the exported group")  # fmt: skip
+                          f"(first: {missing[0]!r}); run every task of the exported group")
     zeros = np.zeros(n, dtype=np.int64)  # lm-eval logs no token counts
     return BatteryScores(battery, lc, ld, zeros, zeros, np.zeros(n, dtype=bool))
 
@@ -215,12 +215,12 @@ def _margins(docs: list[tuple[dict[str, Any], list[float]]], where: Path) -> lis
         for kind, n in m["of"].items():
             if len(m[kind]) != n:
                 raise UngrokError(f"{where}: the sample logs lack {n - len(m[kind])} of rule {rule!r}'s "
-                                  f"{n} {kind} margin prompts; run every task of the exported group")  # fmt: skip
+                                  f"{n} {kind} margin prompts; run every task of the exported group")
         cm, pm = [m["cm"][k] for k in sorted(m["cm"])], [m["pm"][k] for k in sorted(m["pm"])]
         if not cm:
             continue
         out.append(MarginScore(rule, float(np.mean(cm)), float(np.mean(pm)) if pm else None,
-                               len(cm), len(pm), m["sha"]))  # fmt: skip
+                               len(cm), len(pm), m["sha"]))
     return sorted(out, key=lambda s: s.rule)
 
 
@@ -229,7 +229,7 @@ def _runs(results_dir: Path) -> list[tuple[Path, list[Path]]]:
     samples = sorted(p for p in results_dir.rglob("samples_*.jsonl") if _SAMPLES.fullmatch(p.name))
     if not samples:
         raise UngrokError(f"{results_dir}: no lm-eval sample logs (samples_<task>_<date>.jsonl); "
-                          "run lm_eval with --log_samples --output_path")  # fmt: skip
+                          "run lm_eval with --log_samples --output_path")
     runs: dict[Path, list[Path]] = {}
     for s in samples:
         date = _SAMPLES.fullmatch(s.name)["date"]  # type: ignore[index]
@@ -267,11 +267,11 @@ def import_lm_eval(
         step = parse_step(revision or "")
         if step is None:
             raise UngrokError(f"{res}: revision {revision!r} names no training step (stepN); "
-                              "evaluate hub revisions such as revision=step1000")  # fmt: skip
+                              "evaluate hub revisions such as revision=step1000")
         run = run_name or name
         if (run, step) in seen:
             raise UngrokError(f"{res}: run {run!r} step {step} is also in {seen[(run, step)]}; "
-                              "keep one lm-eval run per revision")  # fmt: skip
+                              "keep one lm-eval run per revision")
         seen[(run, step)] = res
         by_id: dict[str, list[float]] = {}
         margin_docs = []
@@ -298,10 +298,10 @@ def store_imported(store: Any, runs: Sequence[ImportedRun], battery: Battery) ->
     for r in runs:
         for m in r.margins:
             clash = next((s for (run, _, rule), s in have.items()
-                          if run == r.run and rule == m.rule and s != m.prompts_sha256), None)  # fmt: skip
+                          if run == r.run and rule == m.rule and s != m.prompts_sha256), None)
             if clash is not None:
                 raise UngrokError(f"{store.margins_path}: run {r.run!r} has {m.rule} margins from other "
-                                  f"prompts (sha256 {clash[:12]}…); write to another --out")  # fmt: skip
+                                  f"prompts (sha256 {clash[:12]}…); write to another --out")
         added += not store.has_scores(r.run, r.step, battery.sha256)
         store.add_scores(r.run, r.step, r.revision, battery.sha256, r.groups)
         store.add_items(r.run, r.step, r.revision, r.scores)

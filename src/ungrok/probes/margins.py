@@ -103,7 +103,7 @@ class MarginPlan:
         if self.pairs.skipped.any():
             i = int(np.flatnonzero(self.pairs.skipped)[0])
             rule = next(ps.rule for ps, (s, a, b) in zip(self.prompt_sets, self._spans, strict=True)
-                        if s <= i < s + a + b)  # fmt: skip
+                        if s <= i < s + a + b)
             p, t1, t2 = triples[i]
             raise UngrokError(
                 f"rule {rule!r}: margin prompt {p!r} or target {t1!r}/{t2!r} encodes to nothing "

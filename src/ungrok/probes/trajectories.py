@@ -204,7 +204,7 @@ class TrajectoryStore:
         groups = set(battery.counts())
         for r in self.rows:
             if (r["run"] == run and r["battery_sha256"] != battery.sha256
-                    and (r["family"], r["condition"], r["split"]) in groups):  # fmt: skip
+                    and (r["family"], r["condition"], r["split"]) in groups):
                 raise UngrokError(
                     f"{self.path}: run {run!r} already has {r['family']} rows from another battery "
                     f"(sha256 {r['battery_sha256'][:12]}…); write to another --out"

@@ -77,7 +77,7 @@ def _chromium(args: list[str], timeout: float) -> subprocess.CompletedProcess[st
         raise UngrokError("chromium not found; install the Debian 'chromium' package (.ci/ensure-chromium)")
     with tempfile.TemporaryDirectory(prefix="ungrok-chromium-") as profile:
         cmd = [exe, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--hide-scrollbars",
-               "--force-device-scale-factor=1", f"--user-data-dir={profile}", *args]  # fmt: skip
+               "--force-device-scale-factor=1", f"--user-data-dir={profile}", *args]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
@@ -105,7 +105,7 @@ def render_check(
         probe = Path(d) / report.name
         probe.write_text(text[:cut] + CHECK_SCRIPT + text[cut:], encoding="utf-8")
         proc = _chromium([f"--window-size={width},{height}", "--virtual-time-budget=10000", "--dump-dom",
-                          probe.as_uri()], timeout)  # fmt: skip
+                          probe.as_uri()], timeout)
     m = re.search(rf'<pre id="{CHECK_ID}">(.*?)</pre>', proc.stdout, re.S)
     if m is None:
         raise UngrokError("chromium rendered the page but the render check did not run")
@@ -113,7 +113,7 @@ def render_check(
 
 
 def screenshot(report: str | Path, png: str | Path, width: int = 1280, height: int = 1600,
-               timeout: float = 60.0) -> Path:  # fmt: skip
+               timeout: float = 60.0) -> Path:
     """Save the top width × height pixels of the rendered report as a PNG."""
     report, png = Path(report).resolve(), Path(png).resolve()
     if not report.is_file():

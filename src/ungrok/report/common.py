@@ -37,7 +37,7 @@ Html = Markup | str  # what a table cell, caption or section part may be: text (
 def env() -> Environment:
     """The templates under report/templates (package data), autoescaped; an undefined name is an error."""
     return Environment(loader=PackageLoader("ungrok", "report/templates"), autoescape=True,
-                       undefined=StrictUndefined)  # fmt: skip
+                       undefined=StrictUndefined)
 
 
 def render(name: str, **context: Any) -> Markup:
@@ -94,7 +94,7 @@ def fate_badge(rec: dict[str, Any] | None, seed: int, who: str | None = None) ->
         return Markup(_parts().badge("fate missing", f"{who}: no verdict", "·"))
     fate, gate = rec["fate"], rec["agree_gate"]
     title = (f"{who}: {fate}, agree gate {'passed' if gate == 'pass' else 'failed'}, conflict final "
-             f"{fmt(rec['conflict_final'])} (max {fmt(rec['conflict_max'])})")  # fmt: skip
+             f"{fmt(rec['conflict_final'])} (max {fmt(rec['conflict_max'])})")
     if rec.get("cm_final") is not None:
         title += f", CM_final {fmt(rec['cm_final'], signed=True)}"
     cls = f"fate fate-{fate.lower()}" + (" gate-fail" if gate == "fail" else "")

@@ -190,16 +190,16 @@ def read_fates(path: Path, notes: list[str], missing: str) -> tuple[dict[str, An
             cfg = ClassifierConfig(**doc["classifier"])
         except (ValidationError, TypeError) as e:
             notes.append(f"{name}: classifier constants unreadable ({e.__class__.__name__}); "
-                         "figures use the default constants")  # fmt: skip
+                         "figures use the default constants")
     if sha and cfg.sha256() != sha:
         notes.append(f"{name} was classified with constants sha256 {sha[:12]}…, which differ "
-                     f"from the constants the figures smooth with ({cfg.sha256()[:12]}…)")  # fmt: skip
+                     f"from the constants the figures smooth with ({cfg.sha256()[:12]}…)")
     return doc, cfg, sha
 
 
 def _load_fates(data: ReportData, run_dir: Path) -> None:
     got = read_fates(run_dir / "fates.json", data.notes, "fates.json is missing: no verdicts, so the phase "
-                     "grid, the onset markers and the dose-response plots are omitted")  # fmt: skip
+                     "grid, the onset markers and the dose-response plots are omitted")
     if got is None:
         return
     doc, data.classifier, data.classifier_sha256 = got
@@ -365,10 +365,10 @@ def _load_scoreboard(data: ReportData, run_dir: Path) -> None:
         data.notes.append("scoreboard.json has no 'outcomes' list; the scoreboard is omitted")
         return
     bad = [i for i, o in enumerate(doc["outcomes"]) if not isinstance(o, dict) or "name" not in o
-           or o.get("status") not in ("PASS", "FAIL", "UNSCOREABLE")]  # fmt: skip
+           or o.get("status") not in ("PASS", "FAIL", "UNSCOREABLE")]
     if bad:
         data.notes.append(f"scoreboard.json outcome {bad[0]} lacks a name or a PASS/FAIL/UNSCOREABLE "
-                          "status; the scoreboard is omitted")  # fmt: skip
+                          "status; the scoreboard is omitted")
         return
     data.scoreboard = doc
 

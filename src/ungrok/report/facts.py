@@ -223,13 +223,13 @@ def _cell_sentence(data: ReportData, cell: str, fams: list[str]) -> str:
     if not good:
         return f"{head}, no rule ended RECOVERED with the agree gate passed in every seed: " + "; ".join(others) + "."
     return (f"{head}, {len(good)} of {len(fams)} rules ended RECOVERED with the agree gate passed in every "
-            f"seed; the others: " + "; ".join(others) + ".")  # fmt: skip
+            f"seed; the others: " + "; ".join(others) + ".")
 
 
 def transient_definition(cfg: ClassifierConfig) -> str:
     """What the records' `transient` flag means, in the classifier's own thresholds."""
     return (f"smoothed held-out conflict accuracy reached ≥ {cfg.emerged_thr:g}, then ended "
-            f"≤ {cfg.displaced_thr:g}")  # fmt: skip
+            f"≤ {cfg.displaced_thr:g}")
 
 
 def _transient_sentence(data: ReportData) -> str:
@@ -259,7 +259,7 @@ def _ladder_sentences(data: ReportData) -> list[str]:
             acc = ", ".join(fmt(t.mean_conflict_final) for _, _, t in series)
             text = (f"{'Kill' if lad.kind == 'kill' else 'Rescue'} ladder on '{lad.parent}' for {rule} "
                     f"({lad.axis} {xs}): RECOVERED with the agree gate passed in {rec} seeds; mean final "
-                    f"conflict accuracy {acc}")  # fmt: skip
+                    f"conflict accuracy {acc}")
             cms = [t.mean_cm_final for _, _, t in series]
             if all(c is not None for c in cms):
                 text += "; mean CM_final " + ", ".join(fmt(c, signed=True) for c in cms) + " nats"
@@ -287,10 +287,10 @@ def _rescue_sentences(series: list[tuple[float, str, CellTally]], lad: Ladder, r
         against = f"against {base.recovered_valid} of {base.seeds} in the parent '{lad.parent}'"
         if t.recovered_valid == 0:
             out.append(f"Rescue at dose {fmt_num(x)} ('{cell}') did not restore {rule} in any seed "
-                       f"(0 of {t.seeds} RECOVERED with the agree gate passed, {against}).")  # fmt: skip
+                       f"(0 of {t.seeds} RECOVERED with the agree gate passed, {against}).")
         else:
             out.append(f"Rescue at dose {fmt_num(x)} ('{cell}') restored {rule} (RECOVERED with the agree gate "
-                       f"passed) in {t.recovered_valid} of {t.seeds} seeds, {against}.")  # fmt: skip
+                       f"passed) in {t.recovered_valid} of {t.seeds} seeds, {against}.")
     return out
 
 
@@ -300,7 +300,7 @@ def _sign_sentence(data: ReportData) -> str | None:
         return None
     agree = sum((r["cm_final"] > 0) == (r["conflict_final"] > 0.5) for r in both)
     return (f"Final CM was positive exactly when final conflict accuracy was above 0.5 in {agree} of "
-            f"{len(both)} (run, rule) pairs with margins.")  # fmt: skip
+            f"{len(both)} (run, rule) pairs with margins.")
 
 
 def _forecast_sentence(data: ReportData) -> str | None:
@@ -324,7 +324,7 @@ def _forecast_sentence(data: ReportData) -> str | None:
         return None
     return (f"Support forecasts from the counted rule:prior ratios: of {survive} (cell, rule) pairs forecast "
             f"'likely survives', {survive_ok} ended RECOVERED with the agree gate passed in every seed; of "
-            f"{lost} forecast 'likely lost', {lost_ok} had no RECOVERED seed; {risk} {'was' if risk == 1 else 'were'} 'at risk'.")  # fmt: skip
+            f"{lost} forecast 'likely lost', {lost_ok} had no RECOVERED seed; {risk} {'was' if risk == 1 else 'were'} 'at risk'.")
 
 
 def _scoreboard_sentence(data: ReportData) -> str:
@@ -333,7 +333,7 @@ def _scoreboard_sentence(data: ReportData) -> str:
         return "There is no scoreboard: no pre-registered prediction was scored in this run directory."
     c = scoreboard_counts(sb)
     text = (f"Pre-registered predictions: {c['PASS']} PASS, {c['FAIL']} FAIL, {c['UNSCOREABLE']} "
-            f"UNSCOREABLE")  # fmt: skip
+            f"UNSCOREABLE")
     if c["falsifiers"]:
         text += (f"; falsifiers: {c['triggered']} of {c['triggered'] + c['silent']} applicable triggered"
                  + (f" ({c['falsifiers_unscoreable']} unscoreable)" if c["falsifiers_unscoreable"] else ""))
@@ -344,19 +344,19 @@ def summary_sentences(data: ReportData) -> list[str]:
     """The "what the runs show" paragraph, one fact per sentence."""
     if data.records is None:
         return ["No verdicts are available (fates.json is missing), so nothing is claimed about the runs.",
-                _scoreboard_sentence(data)]  # fmt: skip
+                _scoreboard_sentence(data)]
     fams = families(data)
     runs = sorted({(r["cell"], r["seed"]) for r in data.records})
     expected = len(data.cells) * len(data.seeds)
     out = [f"This report covers {len(runs)} training run{'s' if len(runs) != 1 else ''} "
            f"({len(data.cells)} cells × {len(data.seeds)} seeds: {', '.join(map(str, data.seeds))}) "
-           f"and {len(fams)} rules."]  # fmt: skip
+           f"and {len(fams)} rules."]
     if len(runs) < expected:
         have = set(runs)
         missing = [f"{c}/seed{s}" for c in data.cells for s in data.seeds if (c, s) not in have]
         out.append(f"{len(missing)} of {expected} runs have no verdicts: {', '.join(missing)}.")
     out += [_cell_sentence(data, cell, fams) for cell in data.cells if any(
-        r["cell"] == cell for r in data.records)]  # fmt: skip
+        r["cell"] == cell for r in data.records)]
     out.append(_transient_sentence(data))
     out += _ladder_sentences(data)
     for extra in (_sign_sentence(data), _forecast_sentence(data)):
@@ -367,5 +367,5 @@ def summary_sentences(data: ReportData) -> list[str]:
         n = sum(len(w["warnings"]) for lines in data.monitor.values() for w in lines)
         runs_w = sum(1 for lines in data.monitor.values() if lines)
         out.append(f"The live monitor raised {n} warning{'s' if n != 1 else ''} in {runs_w} of "
-                   f"{len(data.monitor)} monitored runs.")  # fmt: skip
+                   f"{len(data.monitor)} monitored runs.")
     return out

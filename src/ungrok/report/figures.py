@@ -104,11 +104,11 @@ def draw_accuracy(ax, data: ReportData, cell: str, family: str) -> None:
     steps = sorted(by_step)
     if steps:
         ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
-                        color=BAND_COLOR, alpha=0.18, lw=0, label="seed range", gid=f"band/{cell}")  # fmt: skip
+                        color=BAND_COLOR, alpha=0.18, lw=0, label="seed range", gid=f"band/{cell}")
     if agree_by_step:
         a_steps = sorted(agree_by_step)
         ax.plot(a_steps, [mean(agree_by_step[s]) for s in a_steps], color=AGREE_COLOR, ls="--", lw=1.1,
-                label="agree control (seed mean)", gid=f"agree/{cell}")  # fmt: skip
+                label="agree control (seed mean)", gid=f"agree/{cell}")
     ax.axhline(cfg.recovered_thr, color="#999999", lw=0.6, ls=":")
     ax.axhline(cfg.displaced_thr, color="#999999", lw=0.6, ls=":")
     ax.set_ylim(-0.03, 1.03)
@@ -145,7 +145,7 @@ def _legend(fig: Figure, axes: list, extra: tuple[Line2D, ...] = (), ncols_max: 
         seen.setdefault(h.get_label(), h)
     if seen:
         fig.legend(list(seen.values()), list(seen.keys()), loc="outside lower center", ncols=min(len(seen), ncols_max),
-                   frameon=False)  # fmt: skip
+                   frameon=False)
 
 
 def draw_cm(ax, data: ReportData, cell: str, rule: str) -> None:
@@ -168,7 +168,7 @@ def draw_cm(ax, data: ReportData, cell: str, rule: str) -> None:
         zero = rec.get("cm_zero_crossing")
         if zero is not None and zero in steps:
             ax.plot([zero], [sm[steps.index(zero)]], "o", color=color, ms=5, mec="white", mew=0.8,
-                    gid=f"zero/{cell}/{seed}")  # fmt: skip
+                    gid=f"zero/{cell}/{seed}")
     ax.set_xlabel("step")
 
 
@@ -226,11 +226,11 @@ def dose_response_figure(data: ReportData, ladder: Ladder, rule: str) -> Figure 
                     if sel:
                         ax.scatter([x for x, _ in sel], [y for _, y in sel], marker=marker, s=28, zorder=3,
                                    facecolors=color if gate == "pass" else "none", edgecolors=color,
-                                   label=f"seed {seed}", gid=f"{key}/{seed}/{gate}")  # fmt: skip
+                                   label=f"seed {seed}", gid=f"{key}/{seed}/{gate}")
             means = [(x, t.mean_conflict_final if key == "conflict_final" else t.mean_cm_final) for x, _, t in series]
             means = [(x, y) for x, y in means if y is not None]
             ax.plot([x for x, _ in means], [y for _, y in means], color="black", lw=1.3, marker="_", ms=12,
-                    label="mean over seeds", zorder=2, gid=f"{key}/mean")  # fmt: skip
+                    label="mean over seeds", zorder=2, gid=f"{key}/mean")
             if key == "conflict_final":
                 ax.axhline(cfg.recovered_thr, color="#999999", lw=0.6, ls=":")
                 ax.axhline(cfg.displaced_thr, color="#999999", lw=0.6, ls=":")

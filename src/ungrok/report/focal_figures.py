@@ -53,7 +53,7 @@ def warning_steps(data: ReportData, rule: str) -> dict[tuple[str, int], int]:
 def focal_cells(data: ReportData, rule: str) -> list[str]:
     """Cells, in experiment order, with a held-out trajectory or a CM series of the rule."""
     return [c for c in data.cells
-            if any((c, s, rule) in data.conflict or (c, s, rule) in data.margins for s in data.seeds)]  # fmt: skip
+            if any((c, s, rule) in data.conflict or (c, s, rule) in data.margins for s in data.seeds)]
 
 
 def _pairs(n: int) -> tuple[Figure, list[tuple[Axes, Axes]]]:
@@ -78,7 +78,7 @@ def _pairs(n: int) -> tuple[Figure, list[tuple[Axes, Axes]]]:
 
 def _mark_warning(ax: Axes, step: int, color: str, gid: str) -> None:
     ax.plot([step, step], [0.0, 1.0], transform=ax.get_xaxis_transform(), color=color, ls=":", lw=1.2,
-            marker="v", markevery=[1], ms=6, clip_on=False, gid=gid)  # fmt: skip
+            marker="v", markevery=[1], ms=6, clip_on=False, gid=gid)
 
 
 def _empty(ax: Axes, text: str, gid: str) -> None:
@@ -116,11 +116,11 @@ def focal_figure(data: ReportData, rule: str) -> Figure | None:
         extra = list(CM_MARKER_PROXIES)
         if warnings:
             extra.append(Line2D([], [], color=AGREE_COLOR, ls=":", marker="v", ms=6,
-                                label="monitor's first displacement warning (seed colour)"))  # fmt: skip
+                                label="monitor's first displacement warning (seed colour)"))
         axes = [a for pair in pairs for a in pair]
         _legend(fig, axes, tuple(extra), ncols_max=legend_columns(fig, 3.2))
         fig.suptitle(f"{rule}: held-out conflict accuracy (left, smoothed as the classifier sees it) and "
-                     f"contrast margin CM (right), per cell; k = {cfg.smooth_k}", fontsize=10)  # fmt: skip
+                     f"contrast margin CM (right), per cell; k = {cfg.smooth_k}", fontsize=10)
     return fig
 
 

@@ -101,7 +101,7 @@ def render_page(
 ) -> str:
     """The page around the sections: (id, title, html) each, in order, with a link bar."""
     page = env().get_template("page.html").render(title=title, meta=meta, sections=sections, what=what,
-                                                  fate_colors=FATE_COLORS, status_colors=STATUS_COLORS)  # fmt: skip
+                                                  fate_colors=FATE_COLORS, status_colors=STATUS_COLORS)
     return page + "\n"
 
 

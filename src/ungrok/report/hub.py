@@ -194,13 +194,13 @@ def record_model(r: dict[str, Any]) -> str:
 
 def _load_fates(hub: HubData, folder: Path) -> None:
     got = read_fates(folder / "hub_fates.json", hub.notes, "hub_fates.json is missing (run `ungrok hub "
-                     "classify`): no verdicts and no depth-by-scale statistic")  # fmt: skip
+                     "classify`): no verdicts and no depth-by-scale statistic")
     if got is None:
         return
     doc, hub.classifier, hub.classifier_sha256 = got
     if isinstance(doc.get("unclassified"), list):
         hub.unclassified = [{"model": str(u.get("model")), "why": str(u.get("why"))}
-                            for u in doc["unclassified"] if isinstance(u, dict)]  # fmt: skip
+                            for u in doc["unclassified"] if isinstance(u, dict)]
     records, seen, dropped = [], set(), 0
     for i, r in enumerate(doc["records"]):
         why = check_record(r, HUB_RECORD_REQUIRED)
@@ -241,9 +241,9 @@ def load_hub(folder: str | Path, strict: bool = True) -> HubData:
             raise
         return HubData(folder=str(folder), error=str(e), notes=[f"suite.json unusable: {e}"])
     models = dict(sorted(suite.models.items(), key=lambda kv: (kv[1].n_params is None, kv[1].size_rank or 0,
-                                                               kv[1].n_params or 0, kv[0])))  # fmt: skip
+                                                               kv[1].n_params or 0, kv[0])))
     hub = HubData(folder=str(folder), models=models, battery=suite.battery, battery_sha256=suite.battery_sha256,
-                  skipped=[s.model_dump() for s in suite.skipped])  # fmt: skip
+                  skipped=[s.model_dump() for s in suite.skipped])
     if not models:
         hub.notes.append("suite.json lists no models")
     _load_traj(hub, folder)
@@ -303,7 +303,7 @@ def scale_sentence(hub: HubData) -> str:
     what = f"Depth by scale ({sc.family}, {sc.split} {sc.condition} accuracy at the end of training)"
     if n < 3:
         text = (f"{what}: only {n} model{'s' if n != 1 else ''} ha{'ve' if n != 1 else 's'} a final accuracy; "
-                "a rank correlation needs at least 3, so no ρ is reported")  # fmt: skip
+                "a rank correlation needs at least 3, so no ρ is reported")
         if sc.rho is not None:
             text += f" (the file gives ρ = {fmt(sc.rho, signed=True)}, which is not meaningful over {n} points)"
         return text + "."
@@ -312,10 +312,10 @@ def scale_sentence(hub: HubData) -> str:
     text = f"{what}: Spearman ρ(model size, final accuracy) = {fmt(sc.rho, signed=True)} over {n} models"
     if sc.ci is not None:
         boot = [f"{sc.n_boot:,} resamples" if sc.n_boot is not None else None,
-                f"seed {sc.seed}" if sc.seed is not None else None]  # fmt: skip
+                f"seed {sc.seed}" if sc.seed is not None else None]
         extra = ", ".join(b for b in boot if b)
         text += (f", 95% bootstrap CI [{fmt(sc.ci[0], signed=True)}, {fmt(sc.ci[1], signed=True)}]"
-                 + (f" ({extra})" if extra else ""))  # fmt: skip
+                 + (f" ({extra})" if extra else ""))
     else:
         text += "; its bootstrap CI is undefined"
     return text + ". Positive ρ: larger models end with higher accuracy."
@@ -331,7 +331,7 @@ def hub_sentences(hub: HubData) -> list[str]:
     fams = hub_families(hub)
     out = [f"The suite covers {len(hub.models)} model{'s' if len(hub.models) != 1 else ''} ({names}; smallest "
            f"first) and {len(fams)} rule famil{'ies' if len(fams) != 1 else 'y'}; {scored} of {n_listed} listed "
-           f"revisions were scored, {skipped} skipped and {failed} failed."]  # fmt: skip
+           f"revisions were scored, {skipped} skipped and {failed} failed."]
     if hub.records is not None:
         idx = hub_record_index(hub)
         for fam in fams:
@@ -353,10 +353,10 @@ def hub_sentences(hub: HubData) -> list[str]:
     fam = scale_family(hub)
     thr = hub.classifier.emerged_thr
     firsts = [(model, first_step_at(hub.conflict.get((model, fam)), thr)) for model in hub.models
-              if (model, fam) in hub.conflict]  # fmt: skip
+              if (model, fam) in hub.conflict]
     if firsts:
         parts = [f"{short_name(m)} {'step ' + str(s) if s is not None else 'never'}" for m, s in firsts]
         out.append(f"First scored revision with raw held-out {fam} conflict accuracy ≥ {thr:g}: "
-                   + "; ".join(parts) + ".")  # fmt: skip
+                   + "; ".join(parts) + ".")
     out.append(scale_sentence(hub))
     return out

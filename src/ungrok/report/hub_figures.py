@@ -44,7 +44,7 @@ def hub_figure(hub: HubData, family: str) -> Figure | None:
             label = f"{short_name(model)} ({fmt_params(hub.models[model].n_params)})"
             c = hub.conflict[(model, family)]
             ax.plot(c.steps, c.values, color=colors[model], lw=1.3, marker=".", ms=3, label=label,
-                    gid=f"conflict/{model}")  # fmt: skip
+                    gid=f"conflict/{model}")
             a = hub.agree.get((model, family))
             if a is not None:
                 ax.plot(a.steps, a.values, color=colors[model], lw=1.0, ls="--", gid=f"agree/{model}")
@@ -68,7 +68,7 @@ def hub_figure(hub: HubData, family: str) -> Figure | None:
         _legend(fig, axes, (
             Line2D([], [], color=AGREE_COLOR, lw=1.3, label="conflict"),
             Line2D([], [], color=AGREE_COLOR, lw=1.0, ls="--", label="agree control"),
-        ), ncols_max=legend_columns(fig, 2.0))  # fmt: skip
+        ), ncols_max=legend_columns(fig, 2.0))
         fig.suptitle(f"{family}: public checkpoints, coloured by model size", fontsize=10)
     return fig
 

@@ -35,7 +35,7 @@ def focal_cells(data: ReportData, rule: str) -> list[FocalCell]:
         recs = seed_records(data, cell, rule)
         out.append(FocalCell(cell, len(recs), tally(data, cell, rule).mean_cm_final,
                              tuple(r["seed"] for r in recs if r.get("transient")),
-                             sum(r.get("transient") is not None for r in recs)))  # fmt: skip
+                             sum(r.get("transient") is not None for r in recs)))
     return out
 
 
@@ -51,7 +51,7 @@ def headline_sentences(data: ReportData, rule: str) -> list[str]:
     failed = sum(r["agree_gate"] == "fail" for r in recs)
     grid = f"{len(data.cells)} cells × {len(data.seeds)} seeds"
     first = (f"In all {runs} runs ({grid}), {rule} ended {ended}" if len(recs) == runs else
-             f"Of the {runs} runs ({grid}), {len(recs)} have a verdict for {rule}: it ended {ended}")  # fmt: skip
+             f"Of the {runs} runs ({grid}), {len(recs)} have a verdict for {rule}: it ended {ended}")
     first += f"; the agree gate failed in {failed}." if failed else "; the agree gate passed in all."
     cells = [c for c in focal_cells(data, rule) if c.transient]
     known = sum(c.transient_known for c in focal_cells(data, rule))

@@ -290,5 +290,5 @@ def max_decomp_error(data: ReportData, rule: str) -> float | None:
     """The largest |gap - sum of parts| the decomposition reported for the rule, over all runs."""
     assert data.mech is not None
     errs = [abs(v) for run in data.mech.runs.values()
-            for v in run.by_component(rule, "decomp", "nats").get("error", {}).values()]  # fmt: skip
+            for v in run.by_component(rule, "decomp", "nats").get("error", {}).values()]
     return max(errs) if errs else None

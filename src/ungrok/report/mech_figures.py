@@ -33,12 +33,12 @@ def _cells_with(data: ReportData, rule: str, instrument: str, metric: str) -> li
     assert data.mech is not None
     runs = data.mech.runs
     return [c for c in data.cells
-            if any((c, s) in runs and runs[(c, s)].by_component(rule, instrument, metric) for s in data.seeds)]  # fmt: skip
+            if any((c, s) in runs and runs[(c, s)].by_component(rule, instrument, metric) for s in data.seeds)]
 
 
 def _seed_proxies(data: ReportData) -> tuple[Line2D, ...]:
     return tuple(Line2D([], [], color=AGREE_COLOR, lw=1.1, ls=seed_linestyle(data, s), label=f"seed {s}")
-                 for s in data.seeds)  # fmt: skip
+                 for s in data.seeds)
 
 
 def _runs(data: ReportData, cell: str) -> list[tuple[int, MechRun]]:
@@ -70,7 +70,7 @@ def _layer_styles(components: set[str]) -> dict[str, tuple[str, float, str]]:
 
 
 def _cell_figure(data: ReportData, cells: list[str], height: float, ylabel: str, title: str,
-                 draw: Callable[[Axes, str], None], sharey: bool = True) -> Figure:  # fmt: skip
+                 draw: Callable[[Axes, str], None], sharey: bool = True) -> Figure:
     """One panel per cell, `draw(ax, cell)` filling each; shared x label, seed legend and title."""
     import matplotlib
 
@@ -104,10 +104,10 @@ def decomposition_figure(data: ReportData, rule: str) -> Figure | None:
                 color, lw, label = styles[comp]
                 steps = sorted(comps[comp])
                 ax.plot(steps, [comps[comp][s] for s in steps], color=color, lw=lw, ls=seed_linestyle(data, seed),
-                        label=label, gid=f"decomp/{cell}/{seed}/{comp}")  # fmt: skip
+                        label=label, gid=f"decomp/{cell}/{seed}/{comp}")
 
     return _cell_figure(data, cells, 2.5, "logit gap (nats, pre-softcap)",
-                        f"{rule}: logit-gap decomposition (direct vs contextual)", draw, sharey=False)  # fmt: skip
+                        f"{rule}: logit-gap decomposition (direct vs contextual)", draw, sharey=False)
 
 
 def head_share_figure(data: ReportData, rule: str) -> Figure | None:
@@ -117,7 +117,7 @@ def head_share_figure(data: ReportData, rule: str) -> Figure | None:
         return None
     assert data.mech is not None
     heads = sorted({h for run in data.mech.runs.values() for h in run.by_component(rule, "heads", "share")},
-                   key=natural_key)  # fmt: skip
+                   key=natural_key)
     palette = list(SEED_COLORS) if len(heads) <= len(SEED_COLORS) else _graded("tab20", len(heads))
     colors = {h: palette[i % len(palette)] for i, h in enumerate(heads)}
 
@@ -130,16 +130,16 @@ def head_share_figure(data: ReportData, rule: str) -> Figure | None:
             for head, by_step in shares.items():
                 steps = sorted(by_step)
                 ax.plot(steps, [by_step[s] for s in steps], color=colors[head], lw=1.1, ls=ls, label=head,
-                        gid=f"share/{cell}/{seed}/{head}")  # fmt: skip
+                        gid=f"share/{cell}/{seed}/{head}")
             last = max(s for v in shares.values() for s in v)
             at_last = {h: v[last] for h, v in shares.items() if last in v}
             top = max(at_last, key=lambda h: at_last[h])
             ax.annotate(top, (last, at_last[top]), xytext=(3, 0), textcoords="offset points", fontsize=7.5,
-                        color=colors[top], va="center", gid=f"top/{cell}/{seed}")  # fmt: skip
+                        color=colors[top], va="center", gid=f"top/{cell}/{seed}")
         ax.set_ylim(-0.03, 1.03)
 
     return _cell_figure(data, cells, 2.4, "share of |attribution|",
-                        f"{rule}: attention heads' share of the logit gap", draw)  # fmt: skip
+                        f"{rule}: attention heads' share of the logit gap", draw)
 
 
 def decodability_figure(data: ReportData, rule: str) -> Figure | None:
@@ -149,7 +149,7 @@ def decodability_figure(data: ReportData, rule: str) -> Figure | None:
         return None
     assert data.mech is not None
     blocks = sorted({b for run in data.mech.runs.values() for b in run.by_component(rule, "decode", "accuracy")},
-                    key=natural_key)  # fmt: skip
+                    key=natural_key)
     colors = dict(zip(blocks, _graded("viridis_r", len(blocks)), strict=True))
 
     def draw(ax: Axes, cell: str) -> None:
@@ -158,7 +158,7 @@ def decodability_figure(data: ReportData, rule: str) -> Figure | None:
             for block, by_step in run.by_component(rule, "decode", "accuracy").items():
                 steps = sorted(by_step)
                 ax.plot(steps, [by_step[s] for s in steps], color=colors[block], lw=1.1,
-                        ls=seed_linestyle(data, seed), label=block, gid=f"decode/{cell}/{seed}/{block}")  # fmt: skip
+                        ls=seed_linestyle(data, seed), label=block, gid=f"decode/{cell}/{seed}/{block}")
         ax.set_ylim(-0.03, 1.03)
 
     return _cell_figure(data, cells, 2.3, "cue decodability", f"{rule}: cue decodability per block", draw)

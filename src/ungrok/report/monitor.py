@@ -111,7 +111,7 @@ def rule_sentence(data: ReportData) -> str:
     if "legacy" in shas:
         who = "Some logs predate" if named else "These monitor logs predate"
         parts.append(f"{who} the hashed warning rule; their warnings are read with the rule "
-                     "of their day (displacing or displaced after emerged).")  # fmt: skip
+                     "of their day (displacing or displaced after emerged).")
     if named != [own]:
         parts.append(f"This package's warning rule is {own}; bench/monitor.py replays logs under it.")
     return " ".join(parts)
@@ -143,12 +143,12 @@ def score_sentence(s: WarningScore, what: str) -> str:
     text = (f"Over {s.scored} scored run{'s' if s.scored != 1 else ''} of {what}: precision "
             f"{fmt_ratio(s.precision)} ({s.tp} of {s.warned} warned runs ended DISPLACED), recall "
             f"{fmt_ratio(s.recall)} ({s.tp} of {s.positives} DISPLACED runs warned), {s.fp} false "
-            f"alarm{'s' if s.fp != 1 else ''}")  # fmt: skip
+            f"alarm{'s' if s.fp != 1 else ''}")
     if s.median_lead_share is not None:
         text += f"; median lead {fmt_pct(s.median_lead_share)} of the run over {s.leads} true positive{'s' if s.leads != 1 else ''}"
     text += "."
     left = [f"{n} {why}" for n, why in ((s.gate_failed, "with a failed agree gate"),
-                                        (s.unmonitored, "the monitor did not watch")) if n]  # fmt: skip
+                                        (s.unmonitored, "the monitor did not watch")) if n]
     if left:
         text += " Left out: " + ", ".join(left) + "."
     return text

@@ -95,15 +95,15 @@ def load_phase(data: ReportData, run_dir: Path) -> PhaseData | None:
         ok = (isinstance(knobs, list) and knobs and all(isinstance(k, str) for k in knobs)
               and isinstance(pts, dict) and pts and all(
                   isinstance(p, dict) and set(p) == set(knobs) and all(_scalar(v) for v in p.values())
-                  for p in pts.values()))  # fmt: skip
+                  for p in pts.values()))
         if not ok:
             data.notes.append(f"experiment.json: sweep {name!r} lacks its knobs or a cell -> {{knob: value}} mapping "
-                              "over them; it is left out of the phase diagram")  # fmt: skip
+                              "over them; it is left out of the phase diagram")
             continue
         stray = [c for c in pts if c not in data.cells]
         if stray:
             data.notes.append(f"experiment.json: sweep {name!r} names cell(s) {', '.join(stray)} that are not "
-                              "cells; they are left out of the phase diagram")  # fmt: skip
+                              "cells; they are left out of the phase diagram")
         order = sorted((c for c in pts if c in data.cells), key=lambda c: [value_order(pts[c][k]) for k in knobs])
         if order:
             sweeps.append(Sweep(str(name), tuple(knobs), {c: dict(pts[c]) for c in order}))

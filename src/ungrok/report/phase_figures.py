@@ -52,13 +52,13 @@ def phase_figure(data: ReportData, sweep: Sweep, rule: str) -> Figure:
                     )
                 else:
                     ax.scatter([x], [y], s=150, c=[pt.mean_cm], cmap=cmap, norm=norm, edgecolors="#333333",
-                               linewidths=0.6, zorder=3, gid=f"point/{cell}")  # fmt: skip
+                               linewidths=0.6, zorder=3, gid=f"point/{cell}")
                 ax.annotate(pt.letters, (x, y), xytext=(0, 9), textcoords="offset points", ha="center", va="bottom",
-                            family="monospace", weight="bold", gid=f"letters/{cell}")  # fmt: skip
+                            family="monospace", weight="bold", gid=f"letters/{cell}")
                 if pt.ratio is not None:
                     ax.annotate(f"{data.phase.ratio} {pt.ratio:.3g}", (x, y), xytext=(0, -9),
                                 textcoords="offset points", ha="center", va="top", fontsize=7, color="#444444",
-                                gid=f"ratio/{cell}")  # fmt: skip
+                                gid=f"ratio/{cell}")
             ax.set_xticks(range(len(xs)), [value_label(v) for v in xs])
             ax.set_xlim(-0.6, len(xs) - 0.4)
             ax.set_xlabel(pan.x)

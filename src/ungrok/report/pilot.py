@@ -48,7 +48,7 @@ def _from_fates(path: Path, notes: list[str]) -> list[PilotRow]:
             notes.append(f"{path.name} record {i} skipped: {why}")
             continue
         rows.append(PilotRow(path.name, r["cell"], r["seed"], r["family"], r["fate"], r["agree_gate"],
-                             r["conflict_final"], r["conflict_max"], r.get("cm_final")))  # fmt: skip
+                             r["conflict_final"], r["conflict_max"], r.get("cm_final")))
     return rows
 
 
@@ -72,7 +72,7 @@ def _from_registry(run_dir: Path, notes: list[str]) -> list[PilotRow]:
         return []
     src = f"pilot record {ref['path']}"
     return [PilotRow(src, e.cell, e.seed, e.family, e.verdict, e.agree_gate, e.final, e.peak, e.cm_final)
-            for e in rec.entries]  # fmt: skip
+            for e in rec.entries]
 
 
 def load_pilot(run_dir: Path) -> PilotData | None:

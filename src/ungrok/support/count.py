@@ -100,7 +100,7 @@ def _load(path: Path) -> Counts:
 
 
 def _execute(tasks, corpus_path, plan, work: Path | None, workers: int, executor: str, address: str | None,
-             progress: Callable[[int], None] | None) -> Counts:  # fmt: skip
+             progress: Callable[[int], None] | None) -> Counts:
     """Sum the counts of every range: finished ones from their markers, the rest through the executor.
 
     The first failing range stops the count with its own exception; every range finished before

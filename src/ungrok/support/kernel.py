@@ -409,7 +409,7 @@ def _queue(tokens, lo, hi, hx, V, tok_flags, hist, use_hist, ev):
 
 @numba.njit(**_INLINE)
 def _target_bits(tokens, n, V, qt, nt, tok_longer, tok_tbits, long_idx, pair_keys, pair_lo, pair_hi,
-                 pat_tokens, pat_start, pat_len, pat_role, pat_tbits, tbits, nxt):  # fmt: skip
+                 pat_tokens, pat_start, pat_len, pat_role, pat_tbits, tbits, nxt):
     """Target bits of each queued target start, and, per search s, nxt[s, y]: the first
     entry from y on with a target of s. Entry nt is a sentinel that is never in a window."""
     W = tbits.shape[1]
@@ -428,7 +428,7 @@ def _target_bits(tokens, n, V, qt, nt, tok_longer, tok_tbits, long_idx, pair_key
             for a in range(a0, a1):
                 q = long_idx[a]
                 if pat_role[q] & HAS_TARGET and _rest_matches(tokens, n, j, pat_tokens, pat_start[q],
-                                                              pat_len[q]):  # fmt: skip
+                                                              pat_len[q]):
                     for w in range(W):
                         tbits[y, w] |= pat_tbits[q, w]
         for s in range(nxt.shape[0]):
@@ -457,7 +457,7 @@ def _cue_event(c, q, y, qt, tbits, nxt, cs_ptr, cs_search, search_window, tally)
 def _count(tokens, n_own, ext, pat_tokens, pat_start, pat_len, cue_ptr, cue_cls, la_ptr, la_grp, la_kind,
            la_next, tok_flags, tok_longer, tok_one, tok_tbits, one_idx, pat_role, pat_tbits, long_idx,
            pair_keys, pair_lo, pair_hi, cs_ptr, cs_search, cls_search, cls_swap, search_window, la_slot,
-           la_slot_pat, la_code, la_code_ok, occ, win, la):  # fmt: skip
+           la_slot_pat, la_code, la_code_ok, occ, win, la):
     """Chunk by chunk: pass A queues positions by what starts there; pass B drains the queues."""
     n = tokens.shape[0]
     V = tok_flags.shape[0] - 1
@@ -507,7 +507,7 @@ def _count(tokens, n_own, ext, pat_tokens, pat_start, pat_len, cue_ptr, cue_cls,
                 if _rest_matches(tokens, n, j, pat_tokens, pat_start[q], pat_len[q]):
                     occ[q] += 1
         _target_bits(tokens, n, V, qt, nt, tok_longer, tok_tbits, long_idx, pair_keys, pair_lo, pair_hi,
-                     pat_tokens, pat_start, pat_len, pat_role, pat_tbits, tbits, nxt)  # fmt: skip
+                     pat_tokens, pat_start, pat_len, pat_role, pat_tbits, tbits, nxt)
         for x in range(nl):  # lookahead targets: is the next token in the group's set?
             j = ql[x]
             t = tokens[j]
@@ -519,7 +519,7 @@ def _count(tokens, n_own, ext, pat_tokens, pat_start, pat_len, cue_ptr, cue_cls,
                     q = long_idx[a]
                     L = pat_len[q]
                     if (pat_role[q] & HAS_LOOKAHEAD and j + L < n and tokens[j + L] < V
-                            and _rest_matches(tokens, n, j, pat_tokens, pat_start[q], L)):  # fmt: skip
+                            and _rest_matches(tokens, n, j, pat_tokens, pat_start[q], L)):
                         for e in range(la_ptr[q], la_ptr[q + 1]):
                             la[la_grp[e], la_kind[e]] += la_next[la_grp[e], tokens[j + L]]
         for x in range(nc):  # cues
@@ -534,7 +534,7 @@ def _count(tokens, n_own, ext, pat_tokens, pat_start, pat_len, cue_ptr, cue_cls,
                     q = long_idx[a]
                     c = j + pat_len[q] - 1
                     if pat_role[q] & HAS_CUE and _rest_matches(tokens, n, j, pat_tokens, pat_start[q],
-                                                               pat_len[q]):  # fmt: skip
+                                                               pat_len[q]):
                         y = qy[x]
                         while qt[y] <= c:  # targets must start after the cue's last token
                             y += 1
@@ -579,5 +579,5 @@ def count_array(plan: Plan, tokens: np.ndarray, n_own: int | None = None) -> Cou
         k.tok_longer, k.tok_one, k.tok_tbits, k.one_idx, k.pat_role, k.pat_tbits, k.long_idx, k.pair_keys,
         k.pair_lo, k.pair_hi, k.cs_ptr, k.cs_search, k.cls_search, k.cls_swap, k.search_window, k.la_slot,
         k.la_slot_pat, k.la_code, k.la_code_ok, out.occurrences, out.window, out.lookahead,
-    )  # fmt: skip
+    )
     return out

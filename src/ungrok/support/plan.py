@@ -39,7 +39,7 @@ class CompiledRules:
         h = hashlib.sha256()
         p = self.plan
         for a in (p.pat_tokens, p.pat_start, p.pat_len, p.cue_ptr, p.cue_cls, p.cls_window, p.tgt_ptr,
-                  p.tgt_cls, p.tgt_kind, p.la_ptr, p.la_grp, p.la_kind, p.la_next):  # fmt: skip
+                  p.tgt_cls, p.tgt_kind, p.la_ptr, p.la_grp, p.la_kind, p.la_next):
             h.update(np.ascontiguousarray(a).tobytes())
             h.update(b"|")
         return h.hexdigest()[:16]
@@ -104,7 +104,7 @@ def rows_from_counts(compiled: CompiledRules, counts: Counts, mode: str) -> dict
             r["classes"] = per_class
         elif s.mode == "ngram":
             r = row(int(counts.occurrences[s.rule_patterns].sum()), int(counts.occurrences[s.prior_patterns].sum()),
-                    None)  # fmt: skip
+                    None)
         else:
             r = row(int(counts.lookahead[s.group, 0]), int(counts.lookahead[s.group, 1]), None)
         r["event"] = s.mode

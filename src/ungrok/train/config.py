@@ -126,7 +126,7 @@ def _window_sizes(m: Manifest, max_tokens: int | None) -> list[int]:
 
 
 def check_corpus(data: str | Path, model: ModelConfig, sampler: SamplerConfig, max_tokens: int | None,
-                 label: str = "--data") -> Manifest:  # fmt: skip
+                 label: str = "--data") -> Manifest:
     """Refuse, in one line, a corpus this model and sampler cannot train on."""
     m = read_manifest(data)
     if m.vocab_size > model.vocab_size:

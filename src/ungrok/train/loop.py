@@ -80,7 +80,7 @@ def matmul_precision(precision: str | None, device: torch.device) -> str:
 
 
 def forward_backward(net: nn.Module, rows: torch.Tensor, micro: int, device: torch.device,
-                     precision: str = "fp32") -> torch.Tensor:  # fmt: skip
+                     precision: str = "fp32") -> torch.Tensor:
     """Mean loss over the rows, gradients accumulated over micro-batches of `micro` rows.
 
     bf16 autocasts the matmuls only; weights, gradients and optimiser state stay fp32."""
@@ -154,7 +154,7 @@ def train(
         done = json.loads(run.complete.read_text(encoding="utf-8"))
         distributed.leave_world(world)
         return TrainResult(run.root, "complete", done["steps"], done["final_loss"], done["tokens"],
-                           done["checkpoints"], done["wall_s"])  # fmt: skip
+                           done["checkpoints"], done["wall_s"])
     try:
         return _train(cfg, mcfg, data, run, world, dev, list(callbacks), status, progress)
     finally:
@@ -162,7 +162,7 @@ def train(
 
 
 def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, world: distributed.World,
-           dev: torch.device, callbacks: list, status: str, progress: bool) -> TrainResult:  # fmt: skip
+           dev: torch.device, callbacks: list, status: str, progress: bool) -> TrainResult:
     s_cfg, steps = cfg.sampler, cfg.sampler.steps
     if dev.type == "cpu":
         keep_freed_memory()  # per-step temporaries stay mapped (ungrok.train.heap)
@@ -179,7 +179,7 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
 
         # the RoPE tables are the only buffers and are equal everywhere: no per-forward sync
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                      forward_sync_buffers=False)  # fmt: skip
+                                      forward_sync_buffers=False)
     if cfg.compile:
         net = compiled(net)
     precision = matmul_precision(cfg.precision, dev)
@@ -234,7 +234,7 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
                 log_record = {
                     "step": step, "loss": loss, "lr": muon.param_groups[0]["lr"], "lr_mult": mult, "wd": wd,
                     "tokens": (step + 1) * tokens_per_step, "time_s": round(elapsed0 + session, 3),
-                }  # fmt: skip
+                }
                 append_jsonl(run.log, log_record)
                 curves.log_train(log_record)
                 lines["log"] += 1
@@ -242,19 +242,19 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
                 display.update(step, loss, tok_s, step + 1 in saves)
     wall = elapsed0 + time.perf_counter() - t0
     result = TrainResult(run.root, "resumed" if start > 0 else "trained", steps, last_loss,
-                         steps * tokens_per_step, saves, round(wall, 3))  # fmt: skip
+                         steps * tokens_per_step, saves, round(wall, 3))
     if world.is_main:
         from ungrok.atomic import write_json
 
         write_json(run.complete, {
             "steps": steps, "final_loss": last_loss, "tokens": result.tokens, "checkpoints": saves,
             "wall_s": result.wall_s, "device": str(dev), "world_size": world.size,
-        })  # fmt: skip
+        })
     return result
 
 
 def _open_trackers(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, start: int,
-                   main: bool) -> trackers.Trackers:  # fmt: skip
+                   main: bool) -> trackers.Trackers:
     """The run's curves in the trackers it asked for (rank 0 only), named after OUT's last two folders."""
     if not (cfg.log and main):
         return trackers.Trackers()
@@ -273,10 +273,10 @@ def _restore(state: dict, model: GPT, muon: Muon, adamw: torch.optim.Optimizer, 
 
 
 def _save(run: RunDir, cfg: TrainConfig, model: GPT, optimizers: tuple[Muon, torch.optim.Optimizer],
-          callbacks: list, step: int, tokens_per_step: int, elapsed: float, lines: dict[str, int]) -> None:  # fmt: skip
+          callbacks: list, step: int, tokens_per_step: int, elapsed: float, lines: dict[str, int]) -> None:
     """Checkpoint `step`, then the full trainer state that resumes from it."""
     save_checkpoint(model, run.checkpoints, step, cfg.checkpoints.dtype,
-                    extra={"tokens": step * tokens_per_step, "seed": cfg.seed})  # fmt: skip
+                    extra={"tokens": step * tokens_per_step, "seed": cfg.seed})
     muon, adamw = optimizers
     state: dict[str, Any] = {
         "step": step,

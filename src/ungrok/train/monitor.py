@@ -52,7 +52,7 @@ class RuleMonitor:
         keep = [
             it for i, it in enumerate(battery.items)
             if battery.group_key(i)[0] in fams and battery.group_key(i)[2] == split
-        ]  # fmt: skip
+        ]
         if not keep:
             raise UngrokError(f"monitor: the battery has no {split} items for {', '.join(fams)}")
         self.split = split
@@ -111,7 +111,7 @@ class RuleMonitor:
 _WATCH_STATE = (
     "steps", "conflict", "agree", "cm", "cm_steps", "smoothed_conflict", "smoothed_agree", "smoothed_cm", "state",
     "gate_passed", "trigger_run", "warned_at", "best",
-)  # fmt: skip
+)
 
 
 def monitor_for_corpus(
@@ -146,7 +146,7 @@ class MonitorCallback(_trainer_callback_base()):
     """
 
     def __init__(self, monitor: RuleMonitor, every: int = 50, log_path: str | Path | None = None,
-                 log: Sequence[str] | str = ()):  # fmt: skip
+                 log: Sequence[str] | str = ()):
         if every < 1:
             raise UngrokError(f"monitor cadence must be >= 1 step, got {every}")
         try:
@@ -180,19 +180,19 @@ class MonitorCallback(_trainer_callback_base()):
             state.log_history.append(
                 {"step": step, "ungrok_warnings": len(record["warnings"]),
                  **{f"ungrok/{r}/conflict": s["conflict"] for r, s in record["rules"].items()}}
-            )  # fmt: skip
+            )
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.log and state.is_world_process_zero and self.curves is None:
             out = Path(args.output_dir).resolve()
             self.curves = open_trackers(self.log, out, f"{out.parent.name}/{out.name}", args.to_sanitized_dict(),
-                                        int(state.global_step))  # fmt: skip
+                                        int(state.global_step))
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         if self.curves is not None and logs and "loss" in logs:
             tokens = getattr(state, "num_input_tokens_seen", 0) or None  # counted when the Trainer is asked to
             self.curves.log_train({"step": int(state.global_step), "loss": logs["loss"],
-                                   "lr": logs.get("learning_rate"), "tokens": tokens})  # fmt: skip
+                                   "lr": logs.get("learning_rate"), "tokens": tokens})
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if model is not None and state.global_step % self.every == 0:

@@ -106,7 +106,7 @@ def prepare(run: RunDir, resolved: dict, force: bool) -> Literal["new", "resume"
         if diff:
             diff = diff.removeprefix("config.")  # fields of the YAML read as they are written there
             raise UngrokError(f"{run.root} holds a run with a different config ({diff}); "
-                              "use --force to replace it or choose another --out")  # fmt: skip
+                              "use --force to replace it or choose another --out")
         return "complete" if run.complete.is_file() else "resume"
     if run.root.is_dir() and any(run.root.iterdir()) and not run.config.is_file() and not force:
         raise UngrokError(f"{run.root}: exists and is not an ungrok training run; choose another --out")
@@ -126,11 +126,11 @@ def verify_checkpoints(run: RunDir, steps: list[int]) -> None:
         ck = checkpoint_paths(run.checkpoints, s)
         if not ck.meta.is_file():
             raise UngrokError(f"{ck.meta}: missing checkpoint of this run; the run folder is damaged "
-                              "(use --force to train again)")  # fmt: skip
+                              "(use --force to train again)")
         meta = read_meta(ck)
         if not ck.weights.is_file() or sha256_file(ck.weights) != meta["sha256"]:
             raise UngrokError(f"{ck.weights}: corrupt or missing checkpoint (sha256 does not match "
-                              f"{ck.meta.name}); the run folder is damaged (use --force to train again)")  # fmt: skip
+                              f"{ck.meta.name}); the run folder is damaged (use --force to train again)")
 
 
 def settle_outputs(run: RunDir, state: dict | None, saves: list[int]) -> None:
@@ -171,5 +171,5 @@ def truncate_jsonl(path: Path, lines: int) -> None:
     complete = len(kept) == lines and (lines == 0 or text.count("\n") >= lines)
     if not complete:
         raise UngrokError(f"{path}: holds fewer than the {lines} lines the resume state expects; "
-                          "the run folder is damaged (use --force to start again)")  # fmt: skip
+                          "the run folder is damaged (use --force to start again)")
     write_text(path, "".join(line + "\n" for line in kept))

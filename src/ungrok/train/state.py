@@ -44,7 +44,7 @@ def save_resume_state(folder: Path, state: dict[str, Any]) -> Path:
     with atomic_path(folder / name) as tmp:
         torch.save(state, tmp)
     write_json(folder / INDEX, {"format": FORMAT, "step": state["step"], "file": name,
-                                "sha256": sha256_file(folder / name)})  # fmt: skip
+                                "sha256": sha256_file(folder / name)})
     for old in folder.glob("state_*.pt"):
         if old.name != name:
             old.unlink()
@@ -68,10 +68,10 @@ def load_resume_state(folder: Path) -> dict[str, Any] | None:
         raise UngrokError(f"{index}: not an ungrok resume state (format {meta.get('format')!r})")
     if not file.is_file():
         raise UngrokError(f"{file}: resume state named by {index.name} is missing; "
-                          f"remove {folder} to restart from step 0")  # fmt: skip
+                          f"remove {folder} to restart from step 0")
     if sha256_file(file) != expected:
         raise UngrokError(f"{file}: corrupt resume state (sha256 does not match {index.name}); "
-                          f"remove {folder} to restart from step 0")  # fmt: skip
+                          f"remove {folder} to restart from step 0")
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises several types for damaged files

@@ -103,9 +103,9 @@ class WandbTracker:
             run_id = secrets.token_hex(8)  # W&B run ids: lowercase letters and digits
             write_text(id_file, run_id + "\n")
         settings = wandb.Settings(silent=True, console="off", x_disable_stats=True, x_disable_machine_info=True,
-                                  disable_git=True, save_code=False, reinit="create_new")  # fmt: skip
+                                  disable_git=True, save_code=False, reinit="create_new")
         self.run = wandb.init(mode="offline", dir=str(folder), project=PROJECT, name=name, id=run_id,
-                              resume="allow", config=dict(config), settings=settings)  # fmt: skip
+                              resume="allow", config=dict(config), settings=settings)
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
         self.run.log(dict(values), step=step)
@@ -128,7 +128,7 @@ class TrackioTracker:
         with _quiet():
             self.run = self.trackio.init(project=PROJECT, name=name, config=dict(config),
                                          resume="allow" if start > 0 else "never", embed=False,
-                                         auto_log_cpu=False, auto_log_gpu=False)  # fmt: skip
+                                         auto_log_cpu=False, auto_log_gpu=False)
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
         self.run.log(dict(values), step=step)
@@ -208,7 +208,7 @@ class Trackers:
 
 
 def open_trackers(names: Sequence[str], folder: Path, name: str, config: Mapping[str, Any],
-                  start: int = 0) -> Trackers:  # fmt: skip
+                  start: int = 0) -> Trackers:
     """Open each named backend: TensorBoard in FOLDER/tensorboard, W&B in FOLDER/wandb, trackio local."""
     opened: list[Tracker] = []
     try:

@@ -30,4 +30,4 @@ def section_constants(data: Inputs) -> Markup:
     rows = [[code(k), v] for k, v in cfg.model_dump(mode="json").items()]
     return join([markup('<p class="meta">Constants of the trajectory classifier and margin instruments used for the '
                         "figures (sha256 <code>{}</code>).</p>", cfg.sha256()),
-                 table(["constant", "value"], rows)])  # fmt: skip
+                 table(["constant", "value"], rows)])

@@ -19,6 +19,6 @@ def section_grid(data: ReportData) -> Markup:
     head = ["rule", *(markup('{}<span class="sub">{}</span>', c, cell_label(data, c)) for c in data.cells)]
     idx = record_index(data)
     rows = [[code(f) + ("" if data.classifier.is_confirmatory(f) else " (exploratory)"),
-             *(letters(data, c, f, idx) for c in data.cells)] for f in fams]  # fmt: skip
+             *(letters(data, c, f, idx) for c in data.cells)] for f in fams]
     return join([markup('<p class="meta">One letter per seed, in seed order {}. Hover a letter for its numbers.</p>',
-                        ", ".join(map(str, data.seeds))), legend(), table(head, rows, cls="grid")])  # fmt: skip
+                        ", ".join(map(str, data.seeds))), legend(), table(head, rows, cls="grid")])

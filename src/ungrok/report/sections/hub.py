@@ -17,7 +17,7 @@ def _models_table(hub: HubData, fams: list[str]) -> Markup:
         secs = [r.seconds for r in m.revisions if r.seconds is not None]
         params = "–" if m.n_params is None else f"{m.n_params:,} ({fmt_params(m.n_params)})"
         row: list[Markup | str | int] = [code(model), params, "–" if m.size_rank is None else m.size_rank,
-                                         f"{m.count('scored')} / {m.count('skipped')} / {m.count('failed')}"]  # fmt: skip
+                                         f"{m.count('scored')} / {m.count('skipped')} / {m.count('failed')}"]
         for fam in fams:
             rec = idx.get((model, fam))
             if rec is None:
@@ -29,7 +29,7 @@ def _models_table(hub: HubData, fams: list[str]) -> Markup:
         row.append(f"{sum(secs):,.1f}" if secs else "–")
         rows.append(row)
     head = ["model", "parameters", "size rank", "revisions scored / skipped / failed", *map(code, fams),
-            "scoring time (s)"]  # fmt: skip
+            "scoring time (s)"]
     return table(head, rows, cls="grid", num_cols=(1, 2, len(head) - 1))
 
 
@@ -38,9 +38,9 @@ def _scale_table(hub: HubData) -> Markup:
     if sc is None or not sc.models:
         return Markup("")
     rows = [[code(m.model), "–" if m.n_params is None else fmt_params(m.n_params),
-             "–" if m.size_rank is None else m.size_rank, fmt(m.final_accuracy)] for m in sc.models]  # fmt: skip
+             "–" if m.size_rank is None else m.size_rank, fmt(m.final_accuracy)] for m in sc.models]
     return table(["model", "parameters", "size rank", f"final {sc.split} {sc.condition} accuracy"], rows,
-                 num_cols=(1, 2, 3))  # fmt: skip
+                 num_cols=(1, 2, 3))
 
 
 def _skipped_table(hub: HubData) -> Markup:
@@ -86,12 +86,12 @@ def section_hub(hub: HubData) -> Markup:
         out.append(legend())
     if hub.unclassified:
         out.append(note("Not classified by `ungrok hub classify`: "
-                        + "; ".join(f"{u['model']}: {u['why']}" for u in hub.unclassified)))  # fmt: skip
+                        + "; ".join(f"{u['model']}: {u['why']}" for u in hub.unclassified)))
     out.append(_models_table(hub, fams))
     cfg = hub.classifier
     out.append(markup('<p class="meta">One letter per model and family (the verdict of `ungrok hub classify`), '
                       "then its final held-out conflict accuracy (smoothed, k = {}, mean of the final window, "
-                      "steps ≥ {}). Size rank 1 = smallest.</p>", cfg.smooth_k, cfg.min_step))  # fmt: skip
+                      "steps ≥ {}). Size rank 1 = smallest.</p>", cfg.smooth_k, cfg.min_step))
     out.append(Markup("<h3>Trajectories by model size</h3>"))
     drawn = 0
     for fam in fams:
@@ -103,7 +103,7 @@ def section_hub(hub: HubData) -> Markup:
                      "per model from dark (smallest) to light (largest); conflict solid, agree control dashed. The "
                      "x axis is symlog: linear from 0 to 1, logarithmic above, so step 0 sits at the left edge. "
                      "Grey: steps below {}, which the classifier does not see. Dotted lines at {:g} and {:g}.",
-                     fam, cfg.min_step, cfg.recovered_thr, cfg.displaced_thr)  # fmt: skip
+                     fam, cfg.min_step, cfg.recovered_thr, cfg.displaced_thr)
         if any(k[1] == fam for k in hub.margins):
             cap += Markup(" Right: the rule's raw CM per model.")
         out.append(figure(png, f"public-checkpoint trajectories of {fam}", cap))

@@ -19,7 +19,7 @@ from ungrok.report.hub import HubData
 _INTRO = Markup("<p><strong>Descriptive only.</strong> The rule's logit gap (rule minus prior target, mean "
                 "over its CM prompts) on each public checkpoint, split exactly into the embedding stream, "
                 "what the blocks wrote (ctx) and the bias vectors, read from the unmodified transformers "
-                "model through nnsight (docs/mechanism.md). No verdict depends on it.</p>")  # fmt: skip
+                "model through nnsight (docs/mechanism.md). No verdict depends on it.</p>")
 
 
 def _by_key(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, dict[tuple[str, str, str], float]]]:
@@ -49,7 +49,7 @@ def _row(step: int, v: dict[tuple[str, str, str], float]) -> list[Any]:
             fmt(attn if d else None, signed=True), fmt(mlp if d else None, signed=True),
             fmt(d.get("bias"), signed=True),
             markup("{} {} ({})", code(top[0]), fmt(top[1], signed=True), fmt(top[2])) if top else "–",
-            " · ".join(fmt(x) for _, x in blocks) or "–", "–" if "error" not in d else f"{d['error']:.1g}"]  # fmt: skip
+            " · ".join(fmt(x) for _, x in blocks) or "–", "–" if "error" not in d else f"{d['error']:.1g}"]
 
 
 def section_hub_mech(hub: HubData) -> Markup | None:
@@ -68,7 +68,7 @@ def section_hub_mech(hub: HubData) -> Markup | None:
         return note(f"{MECH_FILE} holds no rows.")
     out = [_INTRO]
     head = ["step", "gap", "embed", "ctx", "attention", "MLP", "bias", "top head (attribution, share)",
-            "decodability per block", "max error"]  # fmt: skip
+            "decodability per block", "max error"]
     for (model, rule), steps in sorted(_by_key(rows).items()):
         out.append(markup("<h3><code>{}</code> · <code>{}</code></h3>", model, rule))
         out.append(table(head, [_row(s, steps[s]) for s in sorted(steps)], num_cols=(0, 1, 2, 3, 4, 5, 6, 9)))
@@ -77,5 +77,5 @@ def section_hub_mech(hub: HubData) -> Markup | None:
                       "carries the largest |attribution| (its term through its columns of the attention output "
                       "projection); share = |attribution| / Σ|all heads|. Decodability: cross-frame nearest "
                       "class mean of cue against control prompts on the residual after each layer, from the "
-                      "first; 0.5 = chance.</p>"))  # fmt: skip
+                      "first; 0.5 = chance.</p>"))
     return join(out)

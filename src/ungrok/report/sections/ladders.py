@@ -15,7 +15,7 @@ def section_ladders(data: ReportData) -> Markup:
     lads = ladders(data)
     if not lads:
         return note("No ladders: experiment.json has no kill cell with a rate or rescue cell with a dose "
-                    "whose parent is a cell.")  # fmt: skip
+                    "whose parent is a cell.")
     if data.records is None:
         return note("No verdicts (fates.json is missing), so there are no dose-response plots.")
     out = []
@@ -28,7 +28,7 @@ def section_ladders(data: ReportData) -> Markup:
                 out.append(note(f"No verdicts for {rule} on this ladder."))
                 continue
             cap = (f"Per seed (filled: agree gate passed; hollow: failed) and the mean over seeds, against the "
-                   f"{lad.axis} ({lad.parent} at 0). Rule shown: {why}.")  # fmt: skip
+                   f"{lad.axis} ({lad.parent} at 0). Rule shown: {why}.")
             out.append(figure(png, f"dose-response of {rule} on the {lad.kind} ladder of {lad.parent}", cap))
             rows = []
             for x, cell, t in ladder_series(data, lad, rule):
@@ -36,8 +36,8 @@ def section_ladders(data: ReportData) -> Markup:
                 rows.append([fmt_num(x), cell, fmt(srow["ratio"], 3) if srow else "–",
                              f"{t.recovered_valid}/{t.seeds}", f"{t.died}/{t.seeds}",
                              f"{t.cm_valid}/{t.cm_seeds}" if t.cm_seeds else "–",
-                             fmt(t.mean_conflict_final), fmt(t.mean_cm_final, signed=True)])  # fmt: skip
+                             fmt(t.mean_conflict_final), fmt(t.mean_cm_final, signed=True)])
             head = [lad.axis, "cell", "rule:prior", "recovered+valid", f"died (≤ {data.classifier.displaced_thr:g})",
-                    "CM instrument-valid", "mean conflict final", "mean CM_final"]  # fmt: skip
+                    "CM instrument-valid", "mean conflict final", "mean CM_final"]
             out.append(table(head, rows, num_cols=(0, 2, 6, 7)))
     return join(out)

@@ -21,12 +21,12 @@ def section_focal(data: ReportData) -> Markup:
     if rule is None:
         return note("No rule has a verdict or a trajectory, so there is no focal rule to lead with.")
     out = [markup('<p class="lead">Focal rule: <code>{}</code> <span class="meta">({})</span></p>', rule, why),
-           items(headline_sentences(data, rule), cls="summary")]  # fmt: skip
+           items(headline_sentences(data, rule), cls="summary")]
     if data.records is None:
         return join(out)
     rows = [[c.cell, cell_label(data, c.cell), letters(data, c.cell, rule), fmt(c.mean_cm_final, signed=True),
              seeds_text(c.transient) if c.transient else ("no" if c.transient_known else "–")]
-            for c in focal_cells(data, rule)]  # fmt: skip
+            for c in focal_cells(data, rule)]
     out.append(
         table(["cell", "kind", "seeds", "mean CM_final", "emerged, then collapsed"], rows, num_cols=(3,))
     )
@@ -44,13 +44,13 @@ def section_focal_trajectories(data: ReportData) -> Markup:
     png = focal_png(data, rule)
     if png is None:
         return note(f"Neither a trajectory table (traj.parquet) nor a margin table (traj.margins.parquet) has "
-                    f"{rule}, so its trajectories are not drawn.")  # fmt: skip
+                    f"{rule}, so its trajectories are not drawn.")
     cfg = data.classifier
     warned = warning_steps(data, rule)
     if warned:
         marks = markup("Dotted line with ▼ = the live monitor's first displacement warning (<em>displacing</em> or "
                        "<em>displaced</em> after <em>emerged</em>), in {} run{}.", len(warned),
-                       "s" if len(warned) != 1 else "")  # fmt: skip
+                       "s" if len(warned) != 1 else "")
     elif data.watch is not None and rule in data.watch.rules():
         marks = Markup("The live monitor gave no displacement warning for this rule.")
     else:
@@ -61,5 +61,5 @@ def section_focal_trajectories(data: ReportData) -> Markup:
                  "mean log p(rule) − log p(prior) at the rule's prompts, smoothed over every checkpoint; dashed "
                  "vertical = behavioural onset, dot = CM zero crossing. {marks} Titles show the seeds' verdict "
                  "letters.", rule=code(rule), min_step=cfg.min_step, k=cfg.smooth_k, rec=cfg.recovered_thr,
-                 dis=cfg.displaced_thr, marks=marks)  # fmt: skip
+                 dis=cfg.displaced_thr, marks=marks)
     return figure(png, f"trajectories and contrast margins of {rule}", cap)

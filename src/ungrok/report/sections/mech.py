@@ -26,7 +26,7 @@ from ungrok.report.mech import (
 DESCRIPTIVE = Markup("<p><strong>Descriptive only.</strong> These analyses look inside the trained models after "
                      "the fact (docs/method.md §11). No verdict, agree gate or pre-registered prediction depends "
                      "on them, and they are not scored; they describe how the rule's margin is carried, not "
-                     "whether the rule survived.</p>")  # fmt: skip
+                     "whether the rule survived.</p>")
 Cell = Markup | str | int
 
 
@@ -39,7 +39,7 @@ def _steps_label(step: int | None, peak: int | None, final: int | None) -> str:
 
 def _head_cells(h: HeadAt) -> list[Cell]:
     return [h.step, fmt(h.cm, signed=True), code(h.head) if h.head else "–", fmt(h.share),
-            fmt(h.ablation_dcm, signed=True), fmt(h.ov_cos, signed=True)]  # fmt: skip
+            fmt(h.ablation_dcm, signed=True), fmt(h.ov_cos, signed=True)]
 
 
 def _head_table(data: ReportData, rule: str) -> Markup:
@@ -55,7 +55,7 @@ def _head_table(data: ReportData, rule: str) -> Markup:
             row += _head_cells(top_head(run, rule, step, cm.get(step))) if step is not None else ["–"] * 6
         rows.append([*row, PAIR_SOURCES[source]])
     head = ["cell", "seed"] + [f"{w} {c}" for w in ("peak", "final")
-                               for c in ("step", "CM", "top head", "share", "ΔCM ablated", "OV cos")] + ["peak is"]  # fmt: skip
+                               for c in ("step", "CM", "top head", "share", "ΔCM ablated", "OV cos")] + ["peak is"]
     return _titled_table(
         "Dominant head at the CM peak and the final checkpoint (Table 10 layout)", head, rows,
         (1, 2, 3, 5, 6, 7, 8, 9, 11, 12, 13),
@@ -66,16 +66,16 @@ def _head_table(data: ReportData, rule: str) -> Markup:
                "|top head's attribution| / Σ|all heads' attributions|; ΔCM ablated = CM with that head "
                "zero-ablated minus CM; OV cos = the head's OV output for the cue tokens against the "
                "rule-minus-prior unembedding direction."),
-    )  # fmt: skip
+    )
 
 
 def _titled_table(title: str, head: list[str], rows: list[list[Cell]], num_cols: tuple[int, ...],
-                  meta: Markup) -> Markup:  # fmt: skip
+                  meta: Markup) -> Markup:
     """A mechanism table under its heading with its reading note; nothing when no run has rows."""
     if not rows:
         return Markup("")
     return join([markup("<h4>{}</h4>", title), table(head, rows, num_cols=num_cols),
-                 markup('<p class="meta">{}</p>', meta)])  # fmt: skip
+                 markup('<p class="meta">{}</p>', meta)])
 
 
 def _patch_table(data: ReportData, rule: str) -> Markup:
@@ -92,17 +92,17 @@ def _patch_table(data: ReportData, rule: str) -> Markup:
                 row += ["–"] * 3
             else:
                 row += [b.step, markup("<code>{}</code> {}", b.component, fmt(b.recovery, signed=True)),
-                        fmt(b.all_recovery, signed=True)]  # fmt: skip
+                        fmt(b.all_recovery, signed=True)]
         rows.append(row)
     head = ["cell", "seed", "into final (step)", "best single component, peak → final", "all components",
-            "into peak (step)", "best single component, final → peak", "all components"]  # fmt: skip
+            "into peak (step)", "best single component, final → peak", "all components"]
     return _titled_table(
         "Activation patching between the CM peak and the final checkpoint (Table 11 layout)", head, rows,
         (1, 2, 4, 5, 7),
         Markup("Recovery = (CM_patched − CM_destination) / (CM_source − CM_destination) "
                "when one component's activations from the source checkpoint are patched into the "
                "destination checkpoint; 1 = that component alone carries the whole difference."),
-    )  # fmt: skip
+    )
 
 
 def _direction_table(data: ReportData, rule: str) -> Markup:
@@ -117,16 +117,16 @@ def _direction_table(data: ReportData, rule: str) -> Markup:
         for d in effects:
             rows.append([cell, seed, _steps_label(d.step, peak, final), fmt(cm.get(d.step), signed=True),
                          code(d.block), fmt(d.dcm, signed=True), fmt(d.other_abs_delta),
-                         fmt(d.dbpb, 3, signed=True)])  # fmt: skip
+                         fmt(d.dbpb, 3, signed=True)])
     head = ["cell", "seed", "checkpoint", "CM there", "block (largest |ΔCM|)", "ΔCM", "other families' mean |Δ|",
-            "Δbpb"]  # fmt: skip
+            "Δbpb"]
     return _titled_table(
         "Removing the cue direction", head, rows, (1, 3, 5, 6, 7),
         Markup("The class-mean difference of the residual after one block, projected out "
                "at all positions. ΔCM = change in the rule's CM; other families' mean |Δ| = mean absolute "
                "change of the other families' length-normalised held-out conflict margins (specificity); "
                "Δbpb = change in bits per byte on the run's own training text."),
-    )  # fmt: skip
+    )
 
 
 def _rule_block(data: ReportData, rule: str) -> Markup:
@@ -155,13 +155,13 @@ def _rule_block(data: ReportData, rule: str) -> Markup:
     if png is not None:
         cap = ("Each head's share of the attention attribution (|attribution| / Σ|all heads|), one colour per "
                "head, seeds as line styles; the label at the right end names each seed's top head at its last "
-               "measured checkpoint.")  # fmt: skip
+               "measured checkpoint.")
         out.append(figure(png, f"head shares of {rule}", cap))
     png = mech_figures.decodability_png(data, rule)
     if png is not None:
         cap = ("How well the residual after each block tells the rule's cue apart (cross-frame nearest class "
                "mean; 0.5 = chance, dotted). The embedding stream is left out: its last token is shared by "
-               "construction.")  # fmt: skip
+               "construction.")
         out.append(figure(png, f"cue decodability of {rule}", cap))
     out += [_head_table(data, rule), _patch_table(data, rule), _direction_table(data, rule)]
     return join(out)
@@ -226,11 +226,11 @@ def section_ngram(data: ReportData) -> Markup:
                   "gate included. Letters per seed, in seed order; <em>letter = neural</em> counts the seeds whose "
                   "n-gram letter equals the neural run's, i.e. a verdict that counts of short contexts alone would "
                   "also give. Final accuracies are the classifier's final-window means, one pair per seed "
-                  "(one pair when all seeds agree).</p>")]  # fmt: skip
+                  "(one pair when all seeds agree).</p>")]
     if unclassified:
         out.append(note(f"{len(unclassified)} n-gram series could not be classified (accuracies marked * are "
                         "the raw last step): " + "; ".join(unclassified[:5])
-                        + (" …" if len(unclassified) > 5 else "")))  # fmt: skip
+                        + (" …" if len(unclassified) > 5 else "")))
     return join(out)
 
 
@@ -244,7 +244,7 @@ def section_mech(data: ReportData) -> Markup:
         )
     elif data.mech.without_mech:
         out.append(note(f"No traj.mech.parquet for {len(data.mech.without_mech)} run(s): "
-                        + ", ".join(data.mech.without_mech) + "."))  # fmt: skip
+                        + ", ".join(data.mech.without_mech) + "."))
     out += [_rule_block(data, rule) for rule in mech_rules(data)]
     out += [Markup("<h3>Which verdicts an n-gram model would share</h3>"), section_ngram(data)]
     return join(out)

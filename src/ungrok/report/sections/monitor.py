@@ -38,7 +38,7 @@ def warning_lines(data: ReportData) -> Markup:
     if not data.monitor:
         return note("No live-monitor logs (monitor.jsonl) were found.")
     rows = [[cell, seed, line.get("step", "–"), w]
-            for (cell, seed), lines in data.monitor.items() for line in lines for w in line["warnings"]]  # fmt: skip
+            for (cell, seed), lines in data.monitor.items() for line in lines for w in line["warnings"]]
     if not rows:
         return markup(
             "<p>The live monitor raised no warning in any of the {} monitored runs.</p>", len(data.monitor)
@@ -54,16 +54,16 @@ def section_watch(data: ReportData) -> Markup:
     watch = data.watch
     if data.records is None:
         return join([INTRO, note("No verdicts (fates.json is missing), so the warnings cannot be measured "
-                                 "against them."), LINES, log])  # fmt: skip
+                                 "against them."), LINES, log])
     if watch is None or not watch.rules():
         return join([INTRO, note("The monitor logs hold no per-rule states (an older monitor.jsonl?), so "
-                                 "the warnings cannot be measured."), LINES, log])  # fmt: skip
+                                 "the warnings cannot be measured."), LINES, log])
     runs = warning_runs(data)
     idx = record_index(data)
     focal = watch.focal
     out = [INTRO, markup('<p class="meta">{}</p>', rule_sentence(data)),
            markup("<h3>Focal rule: <code>{}</code></h3>", focal),
-           markup('<p class="meta">The focal rule is {}.</p>', watch.focal_why)]  # fmt: skip
+           markup('<p class="meta">The focal rule is {}.</p>', watch.focal_why)]
     rows = []
     for cell in data.cells:
         for seed in data.seeds:
@@ -78,9 +78,9 @@ def section_watch(data: ReportData) -> Markup:
                 continue
             outcome = r.outcome or "agree gate failed: not scored"
             rows.append([cell, seed, fate_badge(rec, seed), fmt_step(r.warning), fmt_step(r.collapse),
-                         fmt_step(r.lead), fmt_pct(r.lead_share), outcome])  # fmt: skip
+                         fmt_step(r.lead), fmt_pct(r.lead_share), outcome])
     out.append(table(["cell", "seed", "fate", "first warning", "collapse", "lead (steps)", "lead (% of run)",
-                      "outcome"], rows, num_cols=(1, 3, 4, 5, 6)))  # fmt: skip
+                      "outcome"], rows, num_cols=(1, 3, 4, 5, 6)))
     scores = by_family(runs)
     if focal in scores:
         out.append(markup("<p>{}</p>", score_sentence(scores[focal], f"the focal rule {focal}")))
@@ -96,11 +96,11 @@ def section_watch(data: ReportData) -> Markup:
         if s is None:
             continue
         fam_rows.append([code(fam), s.scored, s.positives, s.warned, s.tp, s.fp, s.fn, fmt_ratio(s.precision),
-                         fmt_ratio(s.recall), fmt_pct(s.median_lead_share), s.gate_failed + s.unmonitored])  # fmt: skip
+                         fmt_ratio(s.recall), fmt_pct(s.median_lead_share), s.gate_failed + s.unmonitored])
     out.append(table(["rule", "scored runs", "DISPLACED", "warned", "true positives", "false alarms", "missed",
                       "precision", "recall", "median lead", "not scored"], fam_rows,
-                     num_cols=tuple(range(1, 11))))  # fmt: skip
+                     num_cols=tuple(range(1, 11))))
     out.append(Markup('<p class="meta">Not scored: runs whose agree gate failed or whose rule the monitor did not '
-                      "watch. The median lead is over the true positives with a collapse step.</p>"))  # fmt: skip
+                      "watch. The median lead is over the true positives with a collapse step.</p>"))
     out += [LINES, log]
     return join(out)

@@ -34,7 +34,7 @@ def trajectories(data: ReportData, rules: Sequence[str] | None = None) -> Markup
                      "dashed grey = the agree control (mean over seeds). Steps ≥ {}, smoothed with the "
                      "classifier's centred k = {} mean; dotted lines at {:g} (recovered) and {:g} (displaced). "
                      "Panel titles show the seeds' verdict letters.", code(fam), cfg.min_step, cfg.smooth_k,
-                     cfg.recovered_thr, cfg.displaced_thr)  # fmt: skip
+                     cfg.recovered_thr, cfg.displaced_thr)
         out.append(figure(png, f"trajectories of {fam}", cap))
     return join(out)
 
@@ -54,7 +54,7 @@ def contrast_margins(data: ReportData, rules: Sequence[str] | None = None) -> Ma
         cap = markup("{}: CM = mean log p(rule) − log p(prior) at the rule's prompts, smoothed over every "
                      "checkpoint. Dashed vertical = behavioural onset (last step with smoothed conflict accuracy "
                      "≥ 0.5); dot = CM zero crossing (last step with smoothed CM ≥ 0). A rule that never collapses "
-                     "has both at its last step.", code(rule))  # fmt: skip
+                     "has both at its last step.", code(rule))
         out.append(figure(png, f"CM strips of {rule}", cap))
     return join(out)
 
@@ -67,7 +67,7 @@ def section_others(data: ReportData) -> Markup:
     n = len(fams)
     head = f"{n} other rule{'s' if n != 1 else ''}" + (f" ({', '.join(fams)})" if fams else "")
     traj = (trajectories(data, fams) if fams or not data.conflict
-            else note(f"No rule besides {focal} has a held-out trajectory."))  # fmt: skip
+            else note(f"No rule besides {focal} has a held-out trajectory."))
     cm = (contrast_margins(data, cm_rules) if cm_rules or not data.margins
-          else note(f"No rule besides {focal} has a contrast margin."))  # fmt: skip
+          else note(f"No rule besides {focal} has a contrast margin."))
     return render("others.html", head=head, traj=traj, cm=cm)

@@ -22,7 +22,7 @@ def section_phase(data: ReportData) -> Markup:
         return note("No verdicts (fates.json is missing or empty), so there is no phase diagram.")
     ratio = data.phase.ratio
     out = [markup('<p class="meta">Rule shown: <code>{}</code> ({}). One point per cell; its letters are the '
-                  "seeds' verdicts in seed order {}.</p>", rule, why, ", ".join(map(str, data.seeds))), legend()]  # fmt: skip
+                  "seeds' verdicts in seed order {}.</p>", rule, why, ", ".join(map(str, data.seeds))), legend()]
     for sweep in data.phase.sweeps:
         out.append(markup("<h3>sweep <code>{}</code>: {}</h3>", sweep.name, " × ".join(sweep.knobs)))
         png = phase_png(data, sweep, rule)
@@ -30,7 +30,7 @@ def section_phase(data: ReportData) -> Markup:
                      "ascending); above it the seeds' verdict letters for <code>{}</code>, below it the counted "
                      "support ratio {} of the corpus (when support.json has it). Colour: mean CM_final over seeds "
                      "in nats, blue above 0 (the rule wins at its prompts), red below; hollow grey: no CM.",
-                     sweep.name, rule, ratio)  # fmt: skip
+                     sweep.name, rule, ratio)
         if len(sweep.knobs) > 2:
             cap += markup(" One panel per combination of {}.", ", ".join(sweep.knobs[2:]))
         out.append(figure(png, f"phase diagram of sweep {sweep.name}", cap))
@@ -38,8 +38,8 @@ def section_phase(data: ReportData) -> Markup:
         for cell, point in sweep.points.items():
             pt = phase_point(data, cell, rule)
             rows.append([cell, *(value_label(point[k]) for k in sweep.knobs), letters(data, cell, rule),
-                         fmt(pt.mean_cm, signed=True), fmt(pt.ratio, 3)])  # fmt: skip
+                         fmt(pt.mean_cm, signed=True), fmt(pt.ratio, 3)])
         n = len(sweep.knobs)
         out.append(table(["cell", *sweep.knobs, "seeds", "mean CM_final", ratio], rows,
-                         num_cols=(*range(1, n + 1), n + 2, n + 3)))  # fmt: skip
+                         num_cols=(*range(1, n + 1), n + 2, n + 3)))
     return join(out)

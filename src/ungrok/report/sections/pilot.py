@@ -23,16 +23,16 @@ def section_pilot(pilot: PilotData) -> Markup:
         recs: list[dict[str, Any]] = [
             {"fate": r.fate, "agree_gate": r.agree_gate, "conflict_final": r.final, "conflict_max": r.peak,
              "cm_final": r.cm_final} for r in rs
-        ]  # fmt: skip
+        ]
         rows.append([src, cell, code(fam), ", ".join(str(r.seed) for r in rs),
                      join(fate_badge(rec, r.seed) for rec, r in zip(recs, rs, strict=True)),
                      " ".join(fmt(r.final) for r in rs), " ".join(fmt(r.peak) for r in rs),
-                     " ".join(fmt(r.cm_final, signed=True) for r in rs)])  # fmt: skip
+                     " ".join(fmt(r.cm_final, signed=True) for r in rs)])
     out = [markup('<p class="meta"><strong>{}</strong>: verdicts of the pilot seeds, read before the predictions '
                   "were frozen. They are never scored and appear in no other section; the scoreboard and the "
-                  "phase grid read the governed seeds only.</p>", LABEL)]  # fmt: skip
+                  "phase grid read the governed seeds only.</p>", LABEL)]
     out += [note(n) for n in pilot.notes]
     if rows:
         out.append(table(["source", "cell", "rule", "pilot seeds", "verdicts", "final conflict", "peak conflict",
-                          "CM_final"], rows, cls="grid pilot"))  # fmt: skip
+                          "CM_final"], rows, cls="grid pilot"))
     return join(out)

@@ -13,7 +13,7 @@ from ungrok.report.facts import fmt, scoreboard_counts
 
 FOOT = Markup('<p class="meta">A falsifier <em>triggers</em> when its condition holds (it evaluates PASS). '
               "UNSCOREABLE means a validity gate failed or the data were read before the prediction was "
-              "registered; it is neither a pass nor a fail.</p>")  # fmt: skip
+              "registered; it is neither a pass nor a fail.</p>")
 
 
 def status(st: str) -> Markup:
@@ -40,7 +40,7 @@ def section_scoreboard(data: ReportData) -> Markup:
         )
     line = markup('<span class="status status-pass">{} PASS</span> <span class="status status-fail">{} FAIL</span> '
                   '<span class="status status-unscoreable">{} UNSCOREABLE</span>', c["PASS"], c["FAIL"],
-                  c["UNSCOREABLE"])  # fmt: skip
+                  c["UNSCOREABLE"])
     if c["falsifiers"]:
         line += markup(
             " &nbsp; falsifiers: {} of {} applicable triggered", c["triggered"], c["triggered"] + c["silent"]

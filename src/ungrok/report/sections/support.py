@@ -38,7 +38,7 @@ def section_support(data: ReportData) -> Markup:
         meta += f", counted over the {doc['mode']}" if doc.get("mode") else ""
         if thr:
             meta += (f"; forecast: likely survives at ratio ≥ {thr.get('survive_ratio')}, likely lost at ≤ "
-                     f"{thr.get('lost_ratio')}")  # fmt: skip
+                     f"{thr.get('lost_ratio')}")
         out.append(
             markup('<h3>{} <span class="meta">({}; {})</span></h3>', cell, cell_label(data, cell), meta)
         )
@@ -49,12 +49,12 @@ def section_support(data: ReportData) -> Markup:
             seen = any((cell, s, rule) in idx for s in data.seeds)
             rows.append([code(rule), r.get("event", ""), _int(r.get("rule_events")), _int(r.get("prior_events")),
                          _int(r.get("neither")), _num(r.get("ratio"), "{:.3g}"), _num(r.get("frequency"), "{:.2e}"),
-                         r.get("forecast", "–"), letters(data, cell, rule, idx) if seen else "–"])  # fmt: skip
+                         r.get("forecast", "–"), letters(data, cell, rule, idx) if seen else "–"])
         out.append(table(["rule", "event", "rule events", "prior events", "neither", "ratio (r+1)/(p+1)",
-                          "per token", "forecast", "observed"], rows, num_cols=(2, 3, 4, 5, 6)))  # fmt: skip
+                          "per token", "forecast", "observed"], rows, num_cols=(2, 3, 4, 5, 6)))
         skipped = doc.get("skipped") or {}
         if skipped:
             out.append(note("Not counted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())))
     out.append(markup('<p class="meta">The forecast reads the support law off the ratio before training; it is not '
-                      "a verdict. {} <em>observed</em> shows the seeds' verdict letters in that cell.</p>", CAVEAT))  # fmt: skip
+                      "a verdict. {} <em>observed</em> shows the seeds' verdict letters in that cell.</p>", CAVEAT))
     return join(out)
