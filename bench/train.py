@@ -11,7 +11,9 @@ Reports, in one run, at torch's default thread count (or --threads):
   attention score and value products over a T-token window, forward + backward, counted in
   full as docs/method.md §15 does. A causal kernel needs only half of that; the fraction with
   6·L·d·T is printed too;
-- dense bf16 matmul FLOP/s the same way (the CPU's bf16 units, where it has them);
+- dense bf16 matmul FLOP/s the same way (the CPU's bf16 units, where it has them), and each
+  model in bf16, bf16 compiled, with the attention core in bf16 too, and with the head and loss
+  in --loss-chunk row chunks too (`loss_chunk`), as fractions of it;
 - the demo's own run shape (d 64, context 64 x 32 rows, storyworld's 1,456-word vocabulary,
   1 thread, as `ungrok demo` trains) with today's trainer in fp32, in bf16 autocast, and in
   bf16 compiled (`precision`/`compile` in the train config), against the trainer before the
@@ -147,7 +149,8 @@ TRAINER_MODES: dict[str, dict] = {
     "bf16": {"precision": "bf16"},
     "bf16-compiled": {"precision": "bf16", "compile": True},
 }
-# The attention core in bf16 too (train.cpu_attention), measured on the larger models only.
+# The attention core in bf16 too (train.cpu_attention), measured on the larger models only;
+# then also the head and loss in row chunks (train.loss_chunk; --loss-chunk).
 BF16_ATTENTION = {"precision": "bf16", "compile": True, "cpu_attention": "bf16"}
 
 
@@ -203,6 +206,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1, help="untimed first steps")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     ap.add_argument("--probe-every", type=int, default=5)
+    ap.add_argument("--loss-chunk", type=int, default=256, help="rows per chunk for the chunked-loss mode")
     args = ap.parse_args()
     if args.worker:
         demo_worker(args.worker, args.corpus, args.demo_steps)
@@ -239,7 +243,10 @@ def main() -> None:
             probe = MarginProbe(mcfg.vocab_size)
             _, mon_s, _ = timed_run(corpus, Path(tmp) / f"{name}-probe", doc, args.warmup, [probe])
             low = {}  # the same run in bf16 and bf16 compiled (docs/training.md), against the bf16 peak
-            modes = {m: TRAINER_MODES[m] for m in ("bf16", "bf16-compiled")} | {"bf16-compiled-attn": BF16_ATTENTION}
+            modes = {m: TRAINER_MODES[m] for m in ("bf16", "bf16-compiled")} | {
+                "bf16-compiled-attn": BF16_ATTENTION,
+                "bf16-compiled-attn-chunk": {**BF16_ATTENTION, "loss_chunk": args.loss_chunk},
+            }
             for mode, knobs in modes.items():
                 low[mode], _, _ = timed_run(corpus, Path(tmp) / f"{name}-{mode}", {**doc, **knobs},
                                             args.warmup + (0 if mode == "bf16" else 1))

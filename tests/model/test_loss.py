@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ungrok.model.loss import softcap_cross_entropy
+from ungrok.model.loss import chunked_softcap_cross_entropy, softcap_cross_entropy
 
 
 def reference(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, cap: float) -> torch.Tensor:
@@ -83,3 +83,41 @@ def test_under_bf16_autocast_the_head_matmuls_are_bf16_and_the_rest_fp32():
     assert torch.allclose(gh, rh, atol=2e-3, rtol=2e-2) and torch.allclose(gw, rw, atol=2e-3, rtol=2e-2)
     fp32_loss, _ = softcap_cross_entropy(h, w, y, 15.0)
     assert not torch.equal(loss, fp32_loss)  # the matmul really ran in bf16
+
+
+@pytest.mark.parametrize("rows", [1, 7, 32, 96, 500])
+def test_chunked_loss_equals_the_one_pass_loss_in_value_and_gradients(rows):
+    """Any chunking (dividing the rows or not, larger than all of them) gives the same loss and
+    gradients as the one-pass function, and so the composition's."""
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(96, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    w = (3 * torch.randn(50, 16, generator=g, dtype=torch.float64)).requires_grad_()
+    y = torch.randint(0, 50, (96,), generator=g)
+    loss = chunked_softcap_cross_entropy(h, w, y, 15.0, rows)
+    gh, gw = torch.autograd.grad(2 * loss, (h, w))
+    ref = reference(h, w, y, 15.0)
+    rh, rw = torch.autograd.grad(2 * ref, (h, w))
+    assert torch.allclose(loss.double(), ref, atol=1e-6)
+    assert torch.allclose(gh, rh, atol=1e-7) and torch.allclose(gw, rw, atol=1e-7)
+    assert gh.dtype == h.dtype and gw.dtype == w.dtype
+
+
+def test_chunked_loss_under_bf16_autocast_tracks_the_one_pass_loss():
+    g = torch.Generator().manual_seed(4)
+    h = torch.randn(256, 32, generator=g, requires_grad=True)
+    w = (0.2 * torch.randn(300, 32, generator=g)).requires_grad_()
+    y = torch.randint(0, 300, (256,), generator=g)
+    with torch.autocast("cpu", torch.bfloat16):
+        one, _ = softcap_cross_entropy(h, w, y, 15.0)
+        chunked = chunked_softcap_cross_entropy(h, w, y, 15.0, 64)
+    a = torch.autograd.grad(one, (h, w))
+    b = torch.autograd.grad(chunked, (h, w))
+    assert abs(float(one) - float(chunked)) < 1e-5  # same bf16 logits, fp32 reductions
+    for x, z in zip(a, b, strict=True):
+        assert x.dtype == z.dtype == torch.float32
+        assert float((x - z).abs().max()) <= 0.02 * float(x.abs().max())  # bf16 matmul outputs, summed per chunk
+
+
+def test_chunk_rows_below_one_are_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        chunked_softcap_cross_entropy(torch.zeros(2, 3), torch.zeros(4, 3), torch.zeros(2, dtype=torch.long), 15.0, 0)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from ungrok.model.loss import softcap_cross_entropy
+from ungrok.model.loss import chunked_softcap_cross_entropy, softcap_cross_entropy
 
 
 class ModelConfig(BaseModel):
@@ -153,6 +153,8 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.hook_embed = HookPoint()
         self.hook_final = HookPoint()
+        # Rows per chunk of the training loss (train.loss_chunk; model/loss.py); None: one pass.
+        self.loss_chunk: int | None = None
         cos, sin = self._rope_tables(cfg.context)
         self.register_buffer("cos", cos, persistent=False)  # derived, never checkpointed
         self.register_buffer("sin", sin, persistent=False)
@@ -186,7 +188,9 @@ class GPT(nn.Module):
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor | tuple[torch.Tensor | None, torch.Tensor]:
+        """Soft-capped logits, or with targets (logits, mean loss); the logits are None when the
+        loss runs in chunks (`loss_chunk`), which never holds them all."""
         length = idx.shape[1]
         if length > self.cos.shape[1]:
             raise ValueError(f"sequence of {length} tokens exceeds the model context {self.cos.shape[1]}")
@@ -200,5 +204,8 @@ class GPT(nn.Module):
             logits = self.lm_head(h).float()
             return cap * torch.tanh(logits / cap)
         # Training: the head, cap and cross-entropy in one hand-written autograd step (model/loss.py).
-        loss, logits = softcap_cross_entropy(h.reshape(-1, h.size(-1)), self.lm_head.weight, targets.reshape(-1), cap)
+        flat_h, flat_y = h.reshape(-1, h.size(-1)), targets.reshape(-1)
+        if self.loss_chunk is not None:
+            return None, chunked_softcap_cross_entropy(flat_h, self.lm_head.weight, flat_y, cap, self.loss_chunk)
+        loss, logits = softcap_cross_entropy(flat_h, self.lm_head.weight, flat_y, cap)
         return logits.view(*h.shape[:-1], -1), loss

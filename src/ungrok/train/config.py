@@ -66,6 +66,10 @@ class TrainConfig(BaseModel):
     # The attention core under CPU bf16 autocast: fp32 (the default; a CPU without AMX tiles runs
     # its bf16 flash backward ~4x slower) or bf16 (~2.2x faster than fp32 where the CPU has AMX).
     cpu_attention: Literal["fp32", "bf16"] = "fp32"
+    # Rows per chunk of the head and loss, gradients made in the same pass (model/loss.py): the
+    # vocab-wide logits stay near the cache. None (the default): one pass over all rows, the
+    # arithmetic every registered run used.
+    loss_chunk: int | None = Field(None, ge=1)
     # Where the curves also go (ungrok.train.trackers): tensorboard, wandb (offline), trackio (local);
     # a list or a comma list. Not part of the run's identity: config.json leaves it out.
     log: tuple[str, ...] = ()

@@ -172,6 +172,7 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
     for m in model.modules():
         if hasattr(m, "cpu_core_fp32"):
             m.cpu_core_fp32 = cfg.cpu_attention == "fp32"
+    model.loss_chunk = cfg.loss_chunk
     muon, adamw = build_optimizers(model, cfg.optimizer)
     net: nn.Module = model
     if world.size > 1:
