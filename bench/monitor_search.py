@@ -20,9 +20,11 @@ import argparse
 import itertools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from monitor import folder_runs
+from ungrok.atomic import write_text
 from ungrok.executor import PoolExecutor, or_raise
 from ungrok.fate.warning import WarningRun, score
 from ungrok.fate.watch_config import DEFAULT_WATCH, WatchConfig
@@ -45,9 +47,26 @@ def grid_configs() -> list[WatchConfig]:
             for v in itertools.product(*GRID.values())]
 
 
-def _figures(runs: list[WarningRun]) -> Figures:
+def figures_of(runs: list[WarningRun]) -> Figures:
     s = score(runs)
     return (s.precision, s.recall, s.median_lead_share, s.tp, s.fp, s.fn)
+
+
+def unfinished(folders: list[Path]) -> str | None:
+    """The line to print for the first folder that is not a finished `ungrok run` folder."""
+    for f in folders:
+        if not (f / "fates.json").is_file():
+            return f"{f}: no fates.json; not a finished `ungrok run` folder"
+    return None
+
+
+def score_in_chunks(fn: Callable, folders: list[str], points: list, size: int, workers: int) -> list[list[Figures]]:
+    """fn((i, folders, chunk)) over `size`-point chunks on a process pool; per point, per folder
+    figures, in the points' order."""
+    chunks = [points[i : i + size] for i in range(0, len(points), size)]
+    tasks = [(i, folders, c) for i, c in enumerate(chunks)]
+    got = {t[0]: r for t, r in or_raise(PoolExecutor(workers, threads=1).map(fn, tasks))}
+    return [f for i in range(len(chunks)) for f in got[i]]
 
 
 def score_chunk(task: tuple[int, list[str], list[dict]]) -> list[list[Figures]]:
@@ -56,7 +75,7 @@ def score_chunk(task: tuple[int, list[str], list[dict]]) -> list[list[Figures]]:
     out = []
     for data in configs:
         cfg = WatchConfig(**data)
-        out.append([_figures([r for _, _, r in folder_runs(Path(f), [], cfg, verdicts=False)])
+        out.append([figures_of([r for _, _, r in folder_runs(Path(f), [], cfg, verdicts=False)])
                     for f in folders])
     return out
 
@@ -91,18 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--show", type=int, default=5, help="closest configs to print when none qualifies")
     args = ap.parse_args(argv)
-    for f in args.tune:
-        if not (f / "fates.json").is_file():
-            print(f"{f}: no fates.json; not a finished `ungrok run` folder", file=sys.stderr)
-            return 2
+    if (why := unfinished(args.tune)) is not None:
+        print(why, file=sys.stderr)
+        return 2
     configs = grid_configs()
     folders = [str(f) for f in args.tune]
-    chunks = [configs[i : i + 25] for i in range(0, len(configs), 25)]
-    tasks = [(i, folders, [c.model_dump() for c in chunk]) for i, chunk in enumerate(chunks)]
-    by_chunk = {
-        task[0]: got for task, got in or_raise(PoolExecutor(args.workers, threads=1).map(score_chunk, tasks))
-    }
-    figures = [f for i in range(len(chunks)) for f in by_chunk[i]]
+    figures = score_in_chunks(score_chunk, folders, [c.model_dump() for c in configs], 25, args.workers)
     targets = (args.min_precision, args.min_recall, args.min_lead)
     ranked = []
     for n, (cfg, per) in enumerate(zip(configs, figures, strict=True)):
@@ -120,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chosen: sha256 {cfg.sha256()[:16]} {json.dumps({k: getattr(cfg, k) for k in keys})}")
         for f, fig in zip(folders, per, strict=True):
             print(f"  {f}: {fmt_figures(fig)}")
-        args.out.write_text(json.dumps(cfg.model_dump(), indent=2) + "\n", encoding="utf-8")
+        write_text(args.out, json.dumps(cfg.model_dump(), indent=2) + "\n")  # atomic
         return 0
     print(
         "no config reaches the targets on every folder; the closest (folders meeting all targets, lowest precision):"

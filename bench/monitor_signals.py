@@ -34,10 +34,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from monitor_search import Figures, fmt_figures, meets
-from ungrok.executor import PoolExecutor, or_raise
+from monitor_search import Figures, figures_of, fmt_figures, meets, score_in_chunks, unfinished
 from ungrok.fate.classify import smooth
-from ungrok.fate.warning import assess, score
+from ungrok.fate.warning import assess
+from ungrok.train.watch import least_squares_slope
 
 LEVEL = dict(src=["h", "p"], emerged=[0.8, 0.9], level=[0.5, 0.55, 0.6, 0.65, 0.7], window=[1, 2],
              mode=["acc", "margin", "and", "or"], mthr=[0.0, -0.25, 0.25], sustain=[2, 3, 4, 5, 6])
@@ -88,13 +88,6 @@ def runs(folder: str, src: str) -> list[Series]:
     return out
 
 
-def _slope(ys: list[float]) -> float:
-    n = len(ys)
-    mx, my = (n - 1) / 2, sum(ys) / n
-    den = sum((i - mx) ** 2 for i in range(n))
-    return sum((i - mx) * (y - my) for i, y in enumerate(ys)) / den if den else 0.0
-
-
 def first_warning(steps: list[int], acc: list[float], mar: list[float], items: int, p: dict) -> int | None:
     """The first step at which the trigger has held at `sustain` consecutive probes."""
     kept_a: list[float] = []
@@ -112,7 +105,7 @@ def first_warning(steps: list[int], acc: list[float], mar: list[float], items: i
                 trig = m + p["z"] * (max(m * (1 - m), 0.05) / (items * len(tail))) ** 0.5 <= p["level"]
             elif p["family"] == "drop":
                 trig = (max(sm) - sm[-1] >= p["drop"] and len(kept_a) >= p["w"]
-                        and _slope(kept_a[-p["w"]:]) < p["slope"] and sm[-1] <= p["cap"])
+                        and least_squares_slope(kept_a[-p["w"]:]) < p["slope"] and sm[-1] <= p["cap"])
             else:
                 tail = kept_a[-p["window"] :]
                 low = sum(tail) / len(tail) <= p["level"]
@@ -134,8 +127,7 @@ def score_chunk(task: tuple[int, list[str], list[dict]]) -> list[list[Figures]]:
             for r, steps, acc, mar, items in runs(f, p["src"]):
                 states = [(s, "emerged") for s in steps]
                 got.append(assess(states, r, warning=first_warning(steps, acc, mar, items, p)))
-            s = score(got)
-            per.append((s.precision, s.recall, s.median_lead_share, s.tp, s.fp, s.fn))
+            per.append(figures_of(got))
         out.append(per)
     return out
 
@@ -151,16 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         "--family", choices=["level", "drop", "ci"], action="append", help="only these (default all)"
     )
     args = ap.parse_args(argv)
-    for f in args.runs:
-        if not (f / "fates.json").is_file():
-            print(f"{f}: no fates.json; not a finished `ungrok run` folder", file=sys.stderr)
-            return 2
+    if (why := unfinished(args.runs)) is not None:
+        print(why, file=sys.stderr)
+        return 2
     families = args.family or ["level", "drop", "ci"]
     pts, folders = [p for p in points() if p["family"] in families], [str(f) for f in args.runs]
-    chunks = [pts[i : i + 40] for i in range(0, len(pts), 40)]
-    tasks = [(i, folders, c) for i, c in enumerate(chunks)]
-    got = {t[0]: r for t, r in or_raise(PoolExecutor(args.workers, threads=1).map(score_chunk, tasks))}
-    figures = [f for i in range(len(chunks)) for f in got[i]]
+    figures = score_in_chunks(score_chunk, folders, pts, 40, args.workers)
     print(
         f"{len(pts)} triggers x {len(folders)} folders; targets P >= 0.8, R >= 0.9, lead >= 10% on every folder"
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from monitor_search import unfinished
 from ungrok.fate.margins import cm_summary
 from ungrok.train.rundir import read_jsonl
 
@@ -56,10 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("b", type=Path, help="the other (e.g. the fp32 precision check)")
     ap.add_argument("--focal", default="pronoun_gender_ref_v2")
     args = ap.parse_args(argv)
-    for run in (args.a, args.b):
-        if not (run / "fates.json").is_file():
-            print(f"{run}: no fates.json; not a finished `ungrok run` folder", file=sys.stderr)
-            return 2
+    if (why := unfinished([args.a, args.b])) is not None:
+        print(why, file=sys.stderr)
+        return 2
     ra, rb = records(args.a), records(args.b)
     keys = sorted(set(ra) & set(rb))
     if not keys:

@@ -9,7 +9,7 @@ import pytest
 
 from ungrok.fate.classify import classify_family
 from ungrok.fate.watch_config import DEFAULT_WATCH, WatchConfig
-from ungrok.train.watch import RuleWatch, _slope, readings, replay, replay_rule
+from ungrok.train.watch import RuleWatch, least_squares_slope, readings, replay, replay_rule
 
 
 def _feed(w, seq, start=0, every=100):
@@ -88,8 +88,8 @@ def test_cm_trigger_only_when_the_config_enables_it():
 
 
 def test_slope_is_least_squares():
-    assert _slope([3.0, 2.0, 1.0]) == pytest.approx(-1.0)
-    assert _slope([1.0, 1.0, 4.0]) == pytest.approx(1.5)  # x = 0,1,2: cov 3 / var 2
+    assert least_squares_slope([3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+    assert least_squares_slope([1.0, 1.0, 4.0]) == pytest.approx(1.5)  # x = 0,1,2: cov 3 / var 2
 
 
 def test_displaced_state_is_the_classifier_verdict_so_far():

@@ -20,6 +20,24 @@ from typing import Any
 import torch
 
 
+def _capped(h: torch.Tensor, weight: torch.Tensor, cap: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(tanh(h Wᵀ / cap), the capped logits z, logsumexp(z)) in fp32; under autocast the matmul runs low."""
+    t = (h @ weight.t()).float().div_(cap).tanh_()
+    z = t * cap
+    return t, z, torch.logsumexp(z, dim=-1)
+
+
+def _row_losses(z: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return lse - z.gather(1, targets[:, None]).squeeze(1)
+
+
+def _logit_grad(softmax: torch.Tensor, t: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Each row's loss gradient w.r.t. its pre-cap logits, (softmax − one-hot) · (1 − tanh²),
+    written over `softmax`."""
+    softmax[torch.arange(softmax.shape[0], device=softmax.device), targets] -= 1
+    return softmax.mul_(1 - t * t)  # d z / d logits = 1 − tanh²
+
+
 class SoftcapCrossEntropy(torch.autograd.Function):
     """mean_i [logsumexp(z_i) − z_i[y_i]] with z = cap · tanh(h Wᵀ / cap), computed in fp32.
 
@@ -29,10 +47,8 @@ class SoftcapCrossEntropy(torch.autograd.Function):
     def forward(ctx: Any, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, cap: float) -> Any:
         kind = h.device.type
         ctx.low = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
-        t = (h @ weight.t()).float().div_(cap).tanh_()
-        z = t * cap
-        lse = torch.logsumexp(z, dim=-1)
-        loss = (lse - z.gather(1, targets[:, None]).squeeze(1)).mean()
+        t, z, lse = _capped(h, weight, cap)
+        loss = _row_losses(z, lse, targets).mean()
         ctx.save_for_backward(h, weight, targets, t, z, lse)
         ctx.mark_non_differentiable(z)
         return loss, z
@@ -40,9 +56,8 @@ class SoftcapCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, _grad_z: Any) -> Any:
         h, weight, targets, t, z, lse = ctx.saved_tensors
-        g = (z - lse[:, None]).exp_()  # softmax(z), out of place: z was returned to the caller
-        g[torch.arange(g.shape[0], device=g.device), targets] -= 1
-        g.mul_(1 - t * t).mul_(grad_loss / g.shape[0])  # d z / d logits = 1 − tanh²
+        # softmax(z) out of place: z was returned to the caller
+        g = _logit_grad((z - lse[:, None]).exp_(), t, targets).mul_(grad_loss / targets.shape[0])
         if ctx.low is not None:
             g, w_low, h_low = g.to(ctx.low), weight.to(ctx.low), h.to(ctx.low)
             return (g @ w_low).to(h.dtype), (g.t() @ h_low).to(weight.dtype), None, None
@@ -76,13 +91,9 @@ class ChunkedSoftcapCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         for s in range(0, n, rows):
             hc, y = h[s : s + rows], targets[s : s + rows]
-            t = (hc @ weight.t()).float().div_(cap).tanh_()  # under autocast the matmuls run low
-            z = t * cap
-            lse = torch.logsumexp(z, dim=-1)
-            total += (lse - z.gather(1, y[:, None]).squeeze(1)).sum()
-            g = z.sub_(lse[:, None]).exp_()  # softmax(z), in z's place
-            g[torch.arange(g.shape[0], device=g.device), y] -= 1
-            g.mul_(t.mul_(t).neg_().add_(1))  # d z / d logits = 1 − tanh²
+            t, z, lse = _capped(hc, weight, cap)
+            total += _row_losses(z, lse, y).sum()
+            g = _logit_grad(z.sub_(lse[:, None]).exp_(), t, y)  # softmax(z), in z's place
             g = g if autocast else g.to(h.dtype)  # autocast casts the matmul operands itself
             grad_h[s : s + rows] = (g @ weight).to(h.dtype)
             grad_w += g.t() @ hc

@@ -56,7 +56,7 @@ def _smoothed_last(values: list[float], k: int) -> float:
     return math.fsum(tail) / len(tail)
 
 
-def _slope(ys: list[float]) -> float:
+def least_squares_slope(ys: list[float]) -> float:
     n = len(ys)
     mx = (n - 1) / 2
     my = math.fsum(ys) / n
@@ -170,7 +170,7 @@ class RuleWatch:
         return (
             peak > 0
             and ge(peak - now, max(c.cm_lost_nats, c.cm_lost_share * peak))
-            and _slope(sm[-c.cm_slope_window :]) < 0
+            and least_squares_slope(sm[-c.cm_slope_window :]) < 0
         )
 
     def warning(self, step: int) -> str:
