@@ -47,3 +47,10 @@ def test_a_failed_task_is_one_line_and_only_foreign_errors_name_their_type():
     assert failure_line(UngrokError("cannot load m at revision 'step1'\nmore detail")) == "cannot load m at revision 'step1'"
     assert failure_line(RuntimeError("out of memory\ntraceback-ish")) == "RuntimeError: out of memory"
     assert failure_line(KeyError()) == "KeyError"
+
+
+def test_first_line_quotes_a_library_error_in_one_line():
+    from ungrok.errors import first_line
+
+    assert first_line(OSError("no such revision 'step9'\nTraceback detail\n")) == "no such revision 'step9'"
+    assert first_line(ValueError("  \n  ")) == "ValueError"  # no message: the type's name

@@ -37,6 +37,12 @@ def first_error_line(err: ValidationError, where: str, *, top: str = "top level"
     return f"{where}: {loc}: {msg}"
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none: how a
+    library error is quoted inside one of our own lines."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 def failure_line(e: BaseException) -> str:
     """One line for a task that raised: our own message as it is, anything else with its type."""
     text = str(e).strip()

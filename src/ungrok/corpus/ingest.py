@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_line
 
 TxtMode = Literal["blocks", "file"]
 SUFFIXES = (".txt", ".jsonl", ".parquet")
@@ -162,7 +162,7 @@ def _batches(ds: object, where: str) -> Iterator[dict]:
             except StopIteration:
                 return
             except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid/ArrowIOError among them
-                reason = held.errors[-1] if held.errors else _first_line(e)
+                reason = held.errors[-1] if held.errors else first_line(e)
                 raise UngrokError(f"{where}: cannot read a data file ({reason})") from None
             yield batch
     finally:
@@ -176,16 +176,12 @@ def _hf_saved_documents(path: Path, field: str, split: str) -> Iterator[str]:
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:  # datasets raises many kinds
-        raise UngrokError(f"{path}: not a loadable saved dataset ({_first_line(e)})") from None
+        raise UngrokError(f"{path}: not a loadable saved dataset ({first_line(e)})") from None
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise UngrokError(f"{path}: no split {split!r} (has {', '.join(ds.keys())})")
         ds = ds[split]
     yield from _hf_column(ds, field, str(path))
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _looks_like_path(source: str) -> bool:
@@ -248,10 +244,10 @@ def _stream_folder(folder: Path, config: str | None, split: str, where: str) -> 
         configs = [] if config else list(_card_configs(folder))
         hint = f"; its card names configs {', '.join(configs)} (set --hf-config)" if configs else ""
         raise UngrokError(
-            f"{where}: not a dataset repository (no data files datasets can read: {_first_line(e)}){hint}"
+            f"{where}: not a dataset repository (no data files datasets can read: {first_line(e)}){hint}"
         ) from None
     except ValueError as e:  # an unknown config, or a card that does not parse
-        raise UngrokError(f"{where}: {_first_line(e)} (set --hf-config)") from None
+        raise UngrokError(f"{where}: {first_line(e)} (set --hf-config)") from None
     return _pick_split(dd, split, where)
 
 
@@ -285,11 +281,11 @@ def _stream_hub(name: str, config: str | None, split: str) -> object:
                 f"downloading it (run once online, or `hf download {name} --repo-type dataset`)"
             ) from None
         raise UngrokError(
-            f"{where}: cannot reach the Hugging Face Hub ({_first_line(e)}); "
+            f"{where}: cannot reach the Hugging Face Hub ({first_line(e)}); "
             "set HF_HUB_OFFLINE=1 to read a cached copy"
         ) from None
     except Exception as e:  # datasets raises many kinds (not found, gated, unknown config)
-        raise UngrokError(f"{where}: cannot load ({_first_line(e)})") from None
+        raise UngrokError(f"{where}: cannot load ({first_line(e)})") from None
     return _pick_split(dd, split, where)
 
 

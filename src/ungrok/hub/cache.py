@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_line
 
 # Variables a worker must share with the process that planned the suite.
 HUB_ENV_VARS = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")
@@ -103,8 +103,7 @@ def hub_refs(repo_id: str) -> set[str] | None:
     try:
         refs = list_repo_refs(repo_id)
     except (RepositoryNotFoundError, HFValidationError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UnknownModel(f"{repo_id}: unknown model id on the hub ({first})") from None
+        raise UnknownModel(f"{repo_id}: unknown model id on the hub ({first_line(e)})") from None
     except Exception:  # noqa: BLE001 - no answer: the loader will say what is wrong per revision
         return None
     return {r.name for r in refs.branches} | {r.name for r in refs.tags}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ungrok.errors import TasksFailed, UngrokError, failure_line
+from ungrok.errors import TasksFailed, UngrokError, failure_line, first_line
 from ungrok.executor import Executor, RayExecutor, make_executor
 from ungrok.hub.cache import available_revisions, hub_env, hub_env_for, missing_revision_reason
 from ungrok.hub.revisions import check_grids, parse_revision_spec, plan_steps, resolve_revisions
@@ -79,22 +79,21 @@ class HubMechSummary:
 
 def _load_prompts(model: str, revision: str, rule: str, battery: Battery, rules_dir: str | None) -> Any:
     """The rule's prompts under the model's tokenizer; refuses a model without GPT-NeoX blocks."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     from ungrok.mech.prompts import build_prompts
-    from ungrok.probes.models import HFTokenizer
+    from ungrok.probes.models import load_hf_tokenizer
 
     try:
         cfg = AutoConfig.from_pretrained(model, revision=revision)
-        tok = AutoTokenizer.from_pretrained(model, revision=revision)
     except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UngrokError(f"cannot load {model} at revision {revision!r}: {first}") from None
+        raise UngrokError(f"cannot load {model} at revision {revision!r}: {first_line(e)}") from None
+    tok = load_hf_tokenizer(model, revision)
     if getattr(cfg, "model_type", None) != "gpt_neox":
         raise UngrokError(f"{model}: a {getattr(cfg, 'model_type', '?')!r} model, not GPT-NeoX; "
                           "`ungrok hub mech` reads GPT-NeoX blocks (Pythia) only")
     try:
-        return build_prompts(rule, battery, HFTokenizer(tok), rules_dir)
+        return build_prompts(rule, battery, tok, rules_dir)
     except UngrokError as e:
         raise UngrokError(f"{model}: {e}") from None
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ungrok.errors import UngrokError
+from ungrok.errors import UngrokError, first_line
 
 DTYPES = ("float32", "bfloat16")
 PRECISIONS = ("fp32", "bf16")
@@ -262,7 +262,7 @@ def load_hf(
     A revision the hub (or, offline, the local cache) does not have is one error line.
     """
     import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
@@ -270,13 +270,28 @@ def load_hf(
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()
     try:
-        tok = AutoTokenizer.from_pretrained(name, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=torch_dtype)
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UngrokError(f"cannot load {name} at revision {revision!r}: {first}") from None
+        tok = load_hf_tokenizer(name, revision)
+        with _hub_load(name, revision):
+            model = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=torch_dtype)
     finally:
         if bars:
             transformers.utils.logging.enable_progress_bar()
     model.to(dev).eval()
-    return HFLogits(model, precision), HFTokenizer(tok)
+    return HFLogits(model, precision), tok
+
+
+@contextlib.contextmanager
+def _hub_load(name: str, revision: str) -> Iterator[None]:
+    """A `from_pretrained` that fails (no such repository, revision or file) as one error line."""
+    try:
+        yield
+    except (OSError, ValueError) as e:
+        raise UngrokError(f"cannot load {name} at revision {revision!r}: {first_line(e)}") from None
+
+
+def load_hf_tokenizer(name: str, revision: str) -> HFTokenizer:
+    """The tokenizer of a hub model at a revision, wrapped for the scorer."""
+    from transformers import AutoTokenizer
+
+    with _hub_load(name, revision):
+        return HFTokenizer(AutoTokenizer.from_pretrained(name, revision=revision))
