@@ -16,7 +16,7 @@ from ungrok.hashing import sha256_json
 from ungrok.prereg import predictions as preds
 from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
 from ungrok.prereg.integrity import check_run
-from ungrok.prereg.ledger import locked, read_ledger, record_registration
+from ungrok.prereg.ledger import Ledger, locked, record_registration
 from ungrok.prereg.registry import Amendment, Registry, read_raw_registry, refuse_post_hoc, registry_text
 from ungrok.yamlfile import load_yaml
 
@@ -28,18 +28,19 @@ class AmendFile(BaseModel):
     changes: str | None = None
 
 
-def _append(path: str | Path, build: Callable[[Registry, str], dict[str, Any]], clock: Clock) -> Amendment:
+def _append(path: str | Path, build: Callable[[Registry, Ledger, str], dict[str, Any]], clock: Clock) -> Amendment:
     p = Path(path)
     with locked(p.parent):
-        reg = check_run(p).registry  # a registry or ledger that `verify` refuses is never amended
+        integ = check_run(p)  # a registry or ledger that `verify` refuses is never amended
+        reg, led = integ.registry, integ.ledger  # the lock keeps both as checked until the write
         now = stamp(clock)
         last = reg.amendments[-1].created_utc if reg.amendments else reg.created_utc
         if parse_stamp(now) <= parse_stamp(last):
             raise UngrokError(f"{p}: the clock reads {now}, not after the registry's last entry ({last})")
-        body = build(reg, now)
+        body = build(reg, led, now)
         raw = read_raw_registry(p)
         entry = {"index": len(reg.amendments) + 1, "created_utc": now, "prev_sha256": reg.head_sha256,
-                 "ledger_head": read_ledger(p.parent).head, **body}
+                 "ledger_head": led.head, **body}
         entry["sha256"] = sha256_json(entry)
         raw["amendments"] = [*raw["amendments"], entry]
         write_text(p, registry_text(raw))
@@ -66,9 +67,9 @@ def amend(
     if not am.predictions and not (am.changes and am.changes.strip()):
         raise UngrokError("amendment file: nothing to amend (give predictions and/or changes)")
 
-    def build(reg: Registry, now: str) -> dict[str, Any]:
+    def build(reg: Registry, led: Ledger, now: str) -> dict[str, Any]:
         compiled = preds.compile_predictions(am.predictions, reg.vocabulary(), taken=reg.names())
-        refuse_post_hoc(read_ledger(Path(path).parent), compiled, reg.seeds, now)
+        refuse_post_hoc(led, compiled, reg.seeds, now)
         return {"kind": "amend", "reason": reason.strip(), "predictions": preds.dump(compiled),
                 "changes": am.changes, "unlocked_seeds": []}
 
@@ -80,7 +81,7 @@ def unlock(path: str | Path, reason: str, *, clock: Clock = utc_now) -> Amendmen
     if not reason or not reason.strip():
         raise UngrokError("unlocking the quarantine needs a --reason")
 
-    def build(reg: Registry, now: str) -> dict[str, Any]:
+    def build(reg: Registry, _led: Ledger, now: str) -> dict[str, Any]:
         locked = sorted(reg.locked_seeds())
         if not locked:
             raise UngrokError(f"{path}: no quarantined seeds are locked")
