@@ -25,7 +25,6 @@ from ungrok.errors import UngrokError
 
 TRACKERS = ("tensorboard", "wandb", "trackio")
 PROJECT = "ungrok"  # the W&B and trackio project every run logs to
-_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
 
 
 class Tracker(Protocol):
@@ -54,8 +53,12 @@ def require(names: Sequence[str]) -> None:
     import importlib.util
 
     for name in names:
-        if importlib.util.find_spec(_MODULES[name]) is None:
-            raise UngrokError(f"--log {name} needs the {_MODULES[name]} package: pip install 'ungrok[trackers]'")
+        if importlib.util.find_spec(name) is None:  # each tracker's package has the tracker's name
+            raise _missing(name)
+
+
+def _missing(name: str) -> UngrokError:
+    return UngrokError(f"--log {name} needs the {name} package: pip install 'ungrok[trackers]'")
 
 
 def _import(name: str) -> Any:
@@ -64,7 +67,7 @@ def _import(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise UngrokError(f"--log {name} needs the {name} package: pip install 'ungrok[trackers]'") from None
+        raise _missing(name) from None
 
 
 class TensorBoardTracker:
