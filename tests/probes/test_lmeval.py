@@ -13,9 +13,11 @@ import yaml
 
 from cli_helpers import one_line_error, run
 from hub import builders
+from ungrok.errors import UngrokError
 from ungrok.probes.battery import build_battery, save_battery
-from ungrok.probes.lmeval import group_name
-from ungrok.probes.trajectories import items_path_for, margins_path_for
+from ungrok.probes.lmeval import ImportedRun, _battery_scores, group_name, store_imported
+from ungrok.probes.margins import MarginScore
+from ungrok.probes.trajectories import TrajectoryStore, items_path_for, margins_path_for
 
 MODEL = "org/neox-s"
 # step100 keeps the rule (6/6 held-out conflict), step200 half of it (3/6), step300 has a zero
@@ -107,6 +109,21 @@ def _lm_eval(tasks: Path, model: str, rev: str, out: Path) -> None:
 def test_group_name_drops_the_dots_of_the_stem():
     assert group_name("/x/rvp3.1.jsonl") == "ungrok_rvp31"
     assert group_name("pgr.v1.jsonl") == "ungrok_pgrv1"
+
+
+def test_imported_margins_keep_the_stores_rows_and_prompt_set(battery, tmp_path):
+    scores = _battery_scores(battery, {it["item_id"]: [0.0, 1.0] for it in battery.items}, tmp_path)
+
+    def imported(step: int, sha: str, cm: float = 1.0) -> ImportedRun:
+        margins = [MarginScore("pron", cm, None, 2, 0, sha)]
+        return ImportedRun("m", step, f"step{step}", scores, scores.groups(), margins, tmp_path)
+
+    out = tmp_path / "t.parquet"
+    assert store_imported(TrajectoryStore(out), [imported(1, "a" * 64)], battery) == 1
+    assert store_imported(TrajectoryStore(out), [imported(1, "a" * 64, cm=9.0)], battery) == 0
+    assert pq.read_table(margins_path_for(out)).column("cm").to_pylist() == [1.0]  # kept, not doubled
+    with pytest.raises(UngrokError, match=r"run 'm' has pron margins from other prompts \(sha256 a{12}…\)"):
+        store_imported(TrajectoryStore(out), [imported(2, "b" * 64)], battery)
 
 
 def test_export_lists_distractor_first_and_scores_acc_only(lm_eval_runs, capsys):

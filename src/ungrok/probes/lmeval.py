@@ -41,6 +41,7 @@ from ungrok.probes.battery import Battery
 from ungrok.probes.margins import MarginPrompts, MarginScore
 from ungrok.probes.revisions import parse_step
 from ungrok.probes.score import BatteryScores, GroupScore
+from ungrok.probes.trajectories import TrajectoryStore
 
 EXPORT_MANIFEST = "ungrok-lm-eval.json"
 _SAMPLES = re.compile(r"samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[0-9.\-]+)\.jsonl")
@@ -287,26 +288,19 @@ def import_lm_eval(
     return sorted(out, key=lambda r: (r.run, r.step))
 
 
-def store_imported(store: Any, runs: Sequence[ImportedRun], battery: Battery) -> int:
+def store_imported(store: TrajectoryStore, runs: Sequence[ImportedRun], battery: Battery) -> int:
     """Add imported runs to a TrajectoryStore, keeping rows already there; save once. Returns new checkpoints.
 
     The store's own rules hold: one battery per (run, group), one prompt set per (run, rule)."""
     for run in dict.fromkeys(r.run for r in runs):
         store.check_compatible(run, battery, ())
-    have = {(m["run"], m["step"], m["rule"]): m["prompts_sha256"] for m in store.margin_rows}
     added = 0
     for r in runs:
         for m in r.margins:
-            clash = next((s for (run, _, rule), s in have.items()
-                          if run == r.run and rule == m.rule and s != m.prompts_sha256), None)
-            if clash is not None:
-                raise UngrokError(f"{store.margins_path}: run {r.run!r} has {m.rule} margins from other "
-                                  f"prompts (sha256 {clash[:12]}…); write to another --out")
+            store.check_prompts(r.run, m.rule, m.prompts_sha256)
         added += not store.has_scores(r.run, r.step, battery.sha256)
         store.add_scores(r.run, r.step, r.revision, battery.sha256, r.groups)
         store.add_items(r.run, r.step, r.revision, r.scores)
-        new = [m for m in r.margins if (r.run, r.step, m.rule) not in have]
-        store.add_margins(r.run, r.step, r.revision, new)
-        have.update({(r.run, r.step, m.rule): m.prompts_sha256 for m in new})
+        store.add_margins(r.run, r.step, r.revision, r.margins)
     store.save()
     return added

@@ -210,12 +210,16 @@ class TrajectoryStore:
                     f"(sha256 {r['battery_sha256'][:12]}…); write to another --out"
                 )
         for ps in prompt_sets:
-            for r in self.margin_rows:
-                if r["run"] == run and r["rule"] == ps.rule and r["prompts_sha256"] != ps.sha256:
-                    raise UngrokError(
-                        f"{self.margins_path}: run {run!r} has {ps.rule} margins from other prompts "
-                        f"(sha256 {r['prompts_sha256'][:12]}…); write to another --out"
-                    )
+            self.check_prompts(run, ps.rule, ps.sha256)
+
+    def check_prompts(self, run: str, rule: str, prompts_sha256: str) -> None:
+        """Refuse a rule's margins from other prompts than the run's rows already have."""
+        for r in self.margin_rows:
+            if r["run"] == run and r["rule"] == rule and r["prompts_sha256"] != prompts_sha256:
+                raise UngrokError(
+                    f"{self.margins_path}: run {run!r} has {rule} margins from other prompts "
+                    f"(sha256 {r['prompts_sha256'][:12]}…); write to another --out"
+                )
 
     def add_scores(
         self, run: str, step: int, revision: str | None, battery_sha256: str, groups: Sequence[GroupScore]
@@ -238,7 +242,10 @@ class TrajectoryStore:
         self._items_done.add(key)
 
     def add_margins(self, run: str, step: int, revision: str | None, scores: Sequence[MarginScore]) -> None:
+        """A row per rule not yet in the store at (run, step); rows already there are kept."""
         for m in scores:
+            if (run, step, m.rule) in self._margin_done:
+                continue
             self.margin_rows.append(
                 {
                     "run": run,
@@ -330,11 +337,8 @@ def score_checkpoints(
             summary.items_skipped = scores.n_skipped
             store.add_scores(src.run, src.step, src.revision, battery.sha256, scores.groups())
             store.add_items(src.run, src.step, src.revision, scores)
-        if need_margins:
-            wanted = {ps.rule for ps in need_margins}
-            store.add_margins(
-                src.run, src.step, src.revision, [m for m in mplan.score(model) if m.rule in wanted]
-            )
+        if need_margins:  # add_margins keeps the rules already there
+            store.add_margins(src.run, src.step, src.revision, mplan.score(model))
         store.save()
         summary.scored += 1
         if on_checkpoint:
