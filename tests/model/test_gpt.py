@@ -102,6 +102,20 @@ def test_forward_matches_a_step_by_step_reference():
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_in_place_cap_under_no_grad_gives_the_same_bits(bf16):
+    """Scoring caps the logits in place (no autograd to keep); it must be the graph path's arithmetic."""
+    model = _weighted_model()
+    idx = torch.randint(0, 97, (3, 9))
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        graph = model(idx)
+        with torch.no_grad():
+            scored = model(idx)
+    assert graph.requires_grad and not scored.requires_grad
+    assert torch.equal(graph.detach(), scored)
+    assert scored.abs().max() < model.config.softcap and scored.abs().max() > 1.0
+
+
 def _record_sites(model: GPT, run):  # noqa: ANN001, ANN202
     """What every HookPoint held during run(), by module name (read-only forward hooks, removed after)."""
     seen = {}
