@@ -104,7 +104,7 @@ def test_forward_matches_a_step_by_step_reference():
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_the_in_place_cap_under_no_grad_gives_the_same_bits(bf16):
-    """Scoring caps the logits in place (no autograd to keep); it must be the graph path's arithmetic."""
+    """Scoring caps the logits mostly in place (no autograd to keep); it must be the graph path's arithmetic."""
     model = _weighted_model()
     idx = torch.randint(0, 97, (3, 9))
     with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
@@ -114,6 +114,19 @@ def test_the_in_place_cap_under_no_grad_gives_the_same_bits(bf16):
     assert graph.requires_grad and not scored.requires_grad
     assert torch.equal(graph.detach(), scored)
     assert scored.abs().max() < model.config.softcap and scored.abs().max() > 1.0
+
+
+def test_the_no_grad_cap_leaves_the_heads_output_to_its_hooks():
+    """mech/trace.py records lm_head's output (the raw logits) with a hook: the cap must not overwrite it."""
+    model = _weighted_model()
+    seen = []
+    handle = model.lm_head.register_forward_hook(lambda _m, _a, out: seen.append(out))
+    with torch.no_grad():
+        capped = model(torch.randint(0, 97, (2, 7)))
+    handle.remove()
+    raw = seen[0]
+    assert not torch.equal(raw, capped) and raw.abs().max() > capped.abs().max()
+    assert torch.equal(15 * torch.tanh(raw / 15), capped)
 
 
 def _record_sites(model: GPT, run):  # noqa: ANN001, ANN202

@@ -204,9 +204,9 @@ class GPT(nn.Module):
             logits = self.lm_head(h).float()
             if torch.is_grad_enabled():
                 return cap * torch.tanh(logits / cap)
-            # Scoring: the same three ops in place, so the rows x vocabulary cap allocates no
-            # new buffers (the same bits; about 7 ms of a paper-11.5m rvp3.1 checkpoint).
-            return logits.div_(cap).tanh_().mul_(cap)
+            # Scoring: one new buffer for the rows x vocabulary cap instead of three (the same bits).
+            # Not in place on the head's output: a hook on lm_head (mech/trace.py) may hold it.
+            return (logits / cap).tanh_().mul_(cap)
         # Training: the head, cap and cross-entropy in one hand-written autograd step (model/loss.py).
         flat_h, flat_y = h.reshape(-1, h.size(-1)), targets.reshape(-1)
         if self.loss_chunk is not None:
