@@ -70,8 +70,13 @@ def block_features(model: GPT, prompts: MechPrompts) -> list[np.ndarray]:
     return [_norm(r[rows, last]).double().numpy() for r in tr.resid]
 
 
+def decodability(features: Sequence[np.ndarray], prompts: MechPrompts) -> Decodability:
+    """Cross-frame cue-vs-control decodability of per-block features of the class prompts, read
+    from any model (this package's GPT or a GPT-NeoX one)."""
+    acc = tuple(nearest_mean_accuracy(f, prompts.class_labels, prompts.class_frames) for f in features)
+    return Decodability(acc, len(prompts.class_prompts))
+
+
 def cue_decodability(model: GPT, prompts: MechPrompts) -> Decodability:
     """Cross-frame cue-vs-control decodability after every block."""
-    feats = block_features(model, prompts)
-    acc = tuple(nearest_mean_accuracy(f, prompts.class_labels, prompts.class_frames) for f in feats)
-    return Decodability(acc, len(prompts.class_prompts))
+    return decodability(block_features(model, prompts), prompts)

@@ -28,6 +28,35 @@ from ungrok.mech.trace import Intervention, contrast_margin, head_key
 from ungrok.model.gpt import GPT, _norm
 
 
+def head_rows(metrics: Sequence[tuple[str, np.ndarray]], run: str, step: int, rule: str,
+              prompts_sha256: str) -> list[dict[str, Any]]:
+    """Store rows of [n_layer, n_head] arrays, head by head, each head's metrics in the given order."""
+    n_layer, n_head = metrics[0][1].shape
+    return [mech_row(run, step, rule, "heads", head_key(layer, h), metric, float(arr[layer, h]), prompts_sha256)
+            for layer in range(n_layer) for h in range(n_head) for metric, arr in metrics]
+
+
+@dataclass(frozen=True)
+class HeadAttribution:
+    """Each head's decomposition term ([n_layer, n_head], signed nats) and its share of Σ|terms|:
+    the part of the head views any decomposition gives (the GPT-NeoX instruments have only this)."""
+
+    attribution: np.ndarray
+    share: np.ndarray
+
+    def rows(self, run: str, step: int, rule: str, prompts_sha256: str) -> list[dict[str, Any]]:
+        return head_rows((("attribution", self.attribution), ("share", self.share)),
+                         run, step, rule, prompts_sha256)
+
+
+def head_attribution(dec: Decomposition) -> HeadAttribution:
+    """The head table of a decomposition; share is NaN when no head contributes at all."""
+    attr = np.array(dec.heads, dtype=np.float64)
+    total = float(np.abs(attr).sum())
+    share = np.abs(attr) / total if total > 0 else np.full_like(attr, np.nan)
+    return HeadAttribution(attr, share)
+
+
 @dataclass(frozen=True)
 class HeadReport:
     """Arrays are [n_layer, n_head]; NaN where undefined (no attribution at all, no cue token)."""
@@ -46,17 +75,9 @@ class HeadReport:
         return divmod(flat, self.attribution.shape[1])
 
     def rows(self, run: str, step: int, rule: str, prompts_sha256: str) -> list[dict[str, Any]]:
-        out = []
-        n_layer, n_head = self.attribution.shape
-        for layer in range(n_layer):
-            for h in range(n_head):
-                for metric, arr in (("attribution", self.attribution), ("share", self.share),
-                                    ("ablation_dcm", self.ablation_dcm), ("ov_cos", self.ov_cos)):
-                    value = float(arr[layer, h])
-                    out.append(
-                        mech_row(run, step, rule, "heads", head_key(layer, h), metric, value, prompts_sha256)
-                    )
-        return out
+        return head_rows((("attribution", self.attribution), ("share", self.share),
+                          ("ablation_dcm", self.ablation_dcm), ("ov_cos", self.ov_cos)),
+                         run, step, rule, prompts_sha256)
 
 
 @torch.no_grad()
@@ -92,13 +113,11 @@ def head_report(
     decomposition and unablated CM are computed unless the caller already has them)."""
     cfg = model.config
     dec = decomposition if decomposition is not None else decompose_gap(model, prompts)
-    attr = np.array(dec.heads, dtype=np.float64)
-    total = float(np.abs(attr).sum())
-    share = np.abs(attr) / total if total > 0 else np.full_like(attr, np.nan)
+    att = head_attribution(dec)
     cm = contrast_margin(model, prompts) if cm is None else cm
     dcm = np.zeros((cfg.n_layer, cfg.n_head))
     for layer in range(cfg.n_layer):
         for h in range(cfg.n_head):
             dcm[layer, h] = contrast_margin(model, prompts, Intervention(ablate=frozenset({(layer, h)}))) - cm
     ov = ov_cosines(model, prompts.cue_ids, prompts.rule_id, prompts.prior_id)
-    return HeadReport(cm, attr, share, dcm, ov, len(prompts.cue_ids))
+    return HeadReport(cm, att.attribution, att.share, dcm, ov, len(prompts.cue_ids))

@@ -116,7 +116,8 @@ def mech_task(task: MechTask) -> MechResult:
 
 def _measure(task: MechTask) -> tuple[list[dict[str, Any]], str]:
     """Everything that holds the weights, in one frame that is gone when it returns."""
-    from ungrok.mech.neox import decompose_neox, head_attribution, neox_decodability
+    from ungrok.mech.heads import head_attribution
+    from ungrok.mech.neox import decompose_neox, neox_decodability
     from ungrok.mech.prompts import build_prompts
     from ungrok.probes.models import load_hf
 

@@ -7,8 +7,8 @@ with its realised mean and std held fixed it is, per part c:
     term(c) = (c - mean(c)) * g / std(x_final) . (w_rule - w_prior),  plus b . (w_rule - w_prior)
 
 where g, b are the LayerNorm's gain and bias. The attention term splits into heads
-through the column slices of the `dense` projection applied to its input (the head
-table is those terms); the bias vectors (each `dense` bias, each MLP output bias, the
+through the column slices of the `dense` projection applied to its input (heads.py's
+head_attribution tabulates those terms); the bias vectors (each `dense` bias, each MLP output bias, the
 final LayerNorm bias) add terms that do not depend on the tokens except through std,
 reported together as "bias". Cue decodability is decode.py's cross-frame nearest class
 mean on the RMS-normalised last-position residual after each layer.
@@ -26,18 +26,15 @@ output outside a trace); it is imported on first use (the `interp` extra).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from ungrok.errors import UngrokError
-from ungrok.mech.decode import Decodability, nearest_mean_accuracy
+from ungrok.mech.decode import Decodability, decodability
 from ungrok.mech.decompose import TOLERANCE, Decomposition, summarize_terms
 from ungrok.mech.prompts import MechPrompts, pad
-from ungrok.mech.rows import mech_row
-from ungrok.mech.trace import head_key
+from ungrok.model.gpt import _norm
 
 
 def _base(model: Any) -> Any:
@@ -156,38 +153,8 @@ def decompose_neox(model: Any, prompts: MechPrompts, tol: float = TOLERANCE) -> 
     )
 
 
-@dataclass(frozen=True)
-class HeadAttribution:
-    """Each head's decomposition term ([n_layer, n_head], signed nats) and its share of Σ|terms|."""
-
-    attribution: np.ndarray
-    share: np.ndarray
-
-    def rows(self, run: str, step: int, rule: str, prompts_sha256: str) -> list[dict[str, Any]]:
-        out = []
-        n_layer, n_head = self.attribution.shape
-        for layer in range(n_layer):
-            for h in range(n_head):
-                for metric, arr in (("attribution", self.attribution), ("share", self.share)):
-                    out.append(mech_row(run, step, rule, "heads", head_key(layer, h), metric,
-                                        float(arr[layer, h]), prompts_sha256))
-        return out
-
-
-def head_attribution(dec: Decomposition) -> HeadAttribution:
-    """The head table of a decomposition; share is NaN when no head contributes at all."""
-    attr = np.array(dec.heads, dtype=np.float64)
-    total = float(np.abs(attr).sum())
-    share = np.abs(attr) / total if total > 0 else np.full_like(attr, np.nan)
-    return HeadAttribution(attr, share)
-
-
 def neox_decodability(model: Any, prompts: MechPrompts) -> Decodability:
     """Cross-frame cue-vs-control decodability of the residual after each GPT-NeoX layer."""
     _check_fp32(model)
     seen = read_sites(model, prompts.class_ids)
-    n_layer = len(_base(model).layers)
-    feats = [torch.nn.functional.rms_norm(seen[f"resid{i}"], (seen[f"resid{i}"].shape[-1],)).numpy()
-             for i in range(n_layer)]
-    acc = tuple(nearest_mean_accuracy(f, prompts.class_labels, prompts.class_frames) for f in feats)
-    return Decodability(acc, len(prompts.class_prompts))
+    return decodability([_norm(seen[f"resid{i}"]).numpy() for i in range(len(_base(model).layers))], prompts)
