@@ -71,18 +71,9 @@ from ungrok.limits import check_disk_room
 from ungrok.rules.registry import load_rules, load_shared_lists
 from ungrok.rules.spec import RuleSpec, StoryworldExpression
 
-__all__ = [
-    "BATTERY_BOYS",
-    "BATTERY_GIRLS",
-    "BOY_NAMES",
-    "FEM_NOUNS",
-    "GIRL_NAMES",
-    "MARGIN_FRAMES",
-    "MARGIN_SUBJECTS",
-    "MASC_NOUNS",
-    "PROBE_FRAMES",
-    "RESCUE_BOYS",
-    "RESCUE_GIRLS",
+__all__ = [  # the upper-case lists are read from the rule registry on first use (module __getattr__)
+    "BATTERY_BOYS", "BATTERY_GIRLS", "BOY_NAMES", "FEM_NOUNS", "GIRL_NAMES", "MARGIN_FRAMES",  # noqa: F822
+    "MARGIN_SUBJECTS", "MASC_NOUNS", "PROBE_FRAMES", "RESCUE_BOYS", "RESCUE_GIRLS",  # noqa: F822
     "StoryworldConfig",
     "StoryworldReport",
     "build_storyworld",
@@ -108,33 +99,6 @@ DOCS_PER_CHUNK = 8192  # ~0.6M tokens a chunk: bounded memory, ~70 chunks for 50
 P_PROTAGONIST = 0.5  # a sentence's first name is the story's protagonist this often
 
 # --------------------------------------------------------------------------- word lists
-# Lists the rules already declare come from the rule registry (rules/builtin/_lists.yaml and
-# the focal rule's frames), so storyworld holds no second copy of them.
-_SHARED = load_shared_lists()
-_RULES = load_rules()
-BATTERY_GIRLS: list[str] = _SHARED["GIRLS_V2"]  # docs/method.md §3.2: the battery cue inventories
-BATTERY_BOYS: list[str] = _SHARED["BOYS_V2"]
-FEM_NOUNS: list[str] = _SHARED["FEM_NOUNS"]
-MASC_NOUNS: list[str] = _SHARED["MASC_NOUNS"]
-# docs/method.md §8.3: kept out of the generated text so a rescue injection stays disjoint.
-RESCUE_GIRLS: list[str] = _SHARED["RESCUE_GIRLS"]
-RESCUE_BOYS: list[str] = _SHARED["RESCUE_BOYS"]
-RESCUE_FRAMES: list[str] = _SHARED["RESCUE_FRAMES"]
-# Irregular verbs (docs/method.md §3.2): base -> (past, over-regularised).
-IRREGULARS = {v["base"]: (v["past"], v["over"]) for v in _SHARED["IRREGULARS"]}
-MARGIN_SUBJECTS = [s.removeprefix("The ") for s in _SHARED["NEUTRAL_SUBJECTS"]]
-# The focal probe frames (rvp3.1, then rvp4's additions) and the contrast-margin frames
-# (docs/method.md §5.1).
-PROBE_FRAMES = list(
-    dict.fromkeys(
-        f["text"]
-        for name in ("pronoun_gender_ref", "pronoun_gender_ref_v2")
-        for probe in _RULES[name].probes
-        if probe.condition == "conflict"
-        for f in probe.slots["f"]
-    )
-)
-MARGIN_FRAMES = [f.removeprefix("{n} ") for f in _RULES["pronoun_gender_ref"].margin.neutral_frames]
 # Story characters beyond the battery (none is a rescue name or a homograph).
 OTHER_GIRLS = _w(
     "Alice Hannah Chloe Julia Olivia Sophie Ava Leah Maya Isla Freya Poppy Holly Megan Laura "
@@ -148,9 +112,6 @@ OTHER_BOYS = _w(
     "Ralph Roy Scott Toby Victor Wayne Zack Andy Bruce Derek Edgar Glen Jeff Kyle Lewis Neil "
     "Percy Seth Troy Vince Archie Bobby Ernie"
 )
-GIRL_NAMES = BATTERY_GIRLS + OTHER_GIRLS
-BOY_NAMES = BATTERY_BOYS + OTHER_BOYS
-
 # Neutral subjects used in the probe-frame construction (never a margin subject).
 OTHER_SUBJECTS = _w(
     "cook driver baker painter pilot singer dancer clerk guard coach writer builder gardener "
@@ -273,18 +234,56 @@ LISTS: dict[str, list[str]] = {
 # fmt: on
 
 
-# Choice slots storyworld fills itself: (rule phrase, prior phrase) per item, and the family
-# they support. A rule's own {CHOICE} slot comes from its YAML `storyworld:` block.
-CHOICES: dict[str, tuple[str, list[tuple[str, str]]]] = {
-    "AN_OLD": ("a_an_adjective", [("an old", "a old")]),
-    **{f"IRR:{b}": ("irregular_past", [(p, o)]) for b, (p, o) in IRREGULARS.items()},
-}
+@functools.cache
+def _registry_lists() -> dict[str, Any]:
+    """The lists the rules already declare (rules/builtin/_lists.yaml and the focal rule's
+    frames), so storyworld holds no second copy of them; read on first use, not at import."""
+    shared, rules = load_shared_lists(), load_rules()
+    irregulars = {v["base"]: (v["past"], v["over"]) for v in shared["IRREGULARS"]}
+    return {
+        "BATTERY_GIRLS": shared["GIRLS_V2"],  # docs/method.md §3.2: the battery cue inventories
+        "BATTERY_BOYS": shared["BOYS_V2"],
+        "GIRL_NAMES": shared["GIRLS_V2"] + OTHER_GIRLS,
+        "BOY_NAMES": shared["BOYS_V2"] + OTHER_BOYS,
+        "FEM_NOUNS": shared["FEM_NOUNS"],
+        "MASC_NOUNS": shared["MASC_NOUNS"],
+        # docs/method.md §8.3: kept out of the generated text so a rescue injection stays disjoint.
+        "RESCUE_GIRLS": shared["RESCUE_GIRLS"],
+        "RESCUE_BOYS": shared["RESCUE_BOYS"],
+        "RESCUE_FRAMES": shared["RESCUE_FRAMES"],
+        # Irregular verbs (docs/method.md §3.2): base -> (past, over-regularised).
+        "IRREGULARS": irregulars,
+        "MARGIN_SUBJECTS": [s.removeprefix("The ") for s in shared["NEUTRAL_SUBJECTS"]],
+        # The focal probe frames (rvp3.1, then rvp4's additions) and the contrast-margin frames
+        # (docs/method.md §5.1).
+        "PROBE_FRAMES": list(dict.fromkeys(
+            f["text"] for name in ("pronoun_gender_ref", "pronoun_gender_ref_v2")
+            for probe in rules[name].probes if probe.condition == "conflict" for f in probe.slots["f"]
+        )),
+        "MARGIN_FRAMES": [f.removeprefix("{n} ") for f in rules["pronoun_gender_ref"].margin.neutral_frames],
+        # Choice slots storyworld fills itself: (rule phrase, prior phrase) per item, and the family
+        # they support. A rule's own {CHOICE} slot comes from its YAML `storyworld:` block.
+        "CHOICES": {
+            "AN_OLD": ("a_an_adjective", [("an old", "a old")]),
+            **{f"IRR:{b}": ("irregular_past", [(p, o)]) for b, (p, o) in irregulars.items()},
+        },
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """The registry's lists as module attributes (BATTERY_GIRLS, PROBE_FRAMES, ...)."""
+    lists = {} if name.startswith("_") else _registry_lists()  # dunder probes load nothing
+    if name not in lists:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return lists[name]
+
 
 # Templates by category. Slots: {N} name (often the protagonist), {N2} a second name,
 # {FN} frame name, {P} pronoun for the nearest subject before it, {R} reflexive for the
 # name before it, {POSS} possessive her/his for the name before it, {GN} gender noun,
 # {OCC}/{FOCC} neutral subject, {CAPP} She/He for the protagonist, {DET} a/an for the
-# next word, CHOICES keys, LISTS keys.
+# next word, CHOICES keys, LISTS keys. The "frame" sentences are built from PROBE_FRAMES
+# (`_own_templates`).
 TEMPLATES: dict[str, list[str]] = {
     "intro": [
         "Once upon a time , there was a kid named {N} , and {P} lived in a little house .",
@@ -327,8 +326,6 @@ TEMPLATES: dict[str, list[str]] = {
         "The {OCC} looked at the {animal} , and then {P} {vp_past} .",
         "One day , the {OCC} woke up , and {P} {vp_past} .",
     ],
-    "frame": [f"{{FN}} {f} {{P}} {{frest}} ." for f in PROBE_FRAMES]
-    + [f"The {{FOCC}} {f} {{P}} {{frest}} ." for f in PROBE_FRAMES],
     "reflexive": [
         "{rintro} , {N} {rverb} {R} , and {P} {vp_past} .",
         "{rintro} , {N} {rverb} {R} , so {P} {vp_past} .",
@@ -400,6 +397,15 @@ TEMPLATES: dict[str, list[str]] = {
         "{rintro} , {N} lost {POSS} {toy} , so {P} was sad .",
     ],
 }
+
+
+def _own_templates() -> dict[str, list[str]]:
+    """TEMPLATES with the probe-frame construction over the focal rule's frames."""
+    frames = _registry_lists()["PROBE_FRAMES"]
+    named = [f"{{FN}} {f} {{P}} {{frest}} ." for f in frames]
+    return {**TEMPLATES, "frame": named + [f"The {{FOCC}} {f} {{P}} {{frest}} ." for f in frames]}
+
+
 # Share of the non-opening sentences per category, before the frame and two-name
 # sentences (set by knobs) take their part; None: the rule's own `storyworld.weight`.
 # fmt: off
@@ -532,7 +538,7 @@ class StoryworldReport(BaseModel):
 def expressed_rules(rules: dict[str, RuleSpec] | None = None) -> dict[str, StoryworldExpression]:
     """The rules storyworld writes from their YAML `storyworld:` block, by name (default: the
     built-in registry)."""
-    rules = _RULES if rules is None else rules
+    rules = load_rules() if rules is None else rules
     return {name: spec.storyworld for name, spec in sorted(rules.items()) if spec.storyworld is not None}
 
 
@@ -540,9 +546,10 @@ def _templates(expressed: dict[str, StoryworldExpression]) -> list[tuple[str, st
     """(category, template) in generation order: storyworld's own and the built-in rules'
     at their fixed places, then any other rule's."""
     order = list(_TEMPLATE_ORDER) + [r for r in expressed if r not in _TEMPLATE_ORDER]
+    own = _own_templates()
     out: list[tuple[str, str]] = []
     for cat in order:
-        texts = TEMPLATES.get(cat) or (expressed[cat].templates if cat in expressed else [])
+        texts = own.get(cat) or (expressed[cat].templates if cat in expressed else [])
         out += [(cat, t) for t in texts]
     return out
 
@@ -578,14 +585,16 @@ def storyworld_words(extra: tuple[str, ...] = ()) -> tuple[list[str], list[str]]
     """(words, punctuation) of the closed lexicon: all the generator can emit (with the
     built-in rules' expressions and `extra`), every battery word, the rescue names and
     frames and the margin subjects."""
-    own = [t for texts in TEMPLATES.values() for t in texts] + [p for ps in LISTS.values() for p in ps]
-    own += [x for _, items in CHOICES.values() for pair in items for x in pair]
+    lx = _registry_lists()
+    own = [t for texts in _own_templates().values() for t in texts] + [p for ps in LISTS.values() for p in ps]
+    own += [x for _, items in lx["CHOICES"].values() for pair in items for x in pair]
     words = _words(own) - PUNCT
     words |= set(_expression_words(expressed_rules())) | set(extra)
-    words |= set(GIRL_NAMES + BOY_NAMES + RESCUE_GIRLS + RESCUE_BOYS + FEM_NOUNS + MASC_NOUNS)
-    words |= set(MARGIN_SUBJECTS + OTHER_SUBJECTS + BATTERY_WORDS)
+    for key in ("GIRL_NAMES", "BOY_NAMES", "RESCUE_GIRLS", "RESCUE_BOYS", "FEM_NOUNS", "MASC_NOUNS"):
+        words |= set(lx[key])
+    words |= set(lx["MARGIN_SUBJECTS"] + OTHER_SUBJECTS + BATTERY_WORDS)
     words |= {"she", "he", "herself", "himself", "She", "He", "a", "an", "A", "An"}
-    for f in RESCUE_FRAMES:
+    for f in lx["RESCUE_FRAMES"]:
         words |= {w.strip(",.") for w in f.replace("{n}", "").replace("{p}", "").split()}
     words.discard("")
     punct = sorted(set(BATTERY_PUNCT) | PUNCT)
@@ -607,10 +616,11 @@ def forbidden_prompts(names: list[str] | None = None) -> list[str]:
     """Prompts the default corpus never holds as a token sequence: the battery pronoun-frame
     prompts (names and gender nouns), the contrast-margin prompts and the rvp5 pronoun and
     reflexive prompts."""
-    names = list(BATTERY_GIRLS + BATTERY_BOYS) if names is None else names
-    out = [f"{n} {f}" for n in names for f in PROBE_FRAMES]
-    out += [f"The {x} {f}" for x in FEM_NOUNS + MASC_NOUNS for f in MARGIN_FRAMES]
-    out += [f"The {s} {f}" for s in MARGIN_SUBJECTS for f in MARGIN_FRAMES]
+    lx = _registry_lists()
+    names = list(lx["BATTERY_GIRLS"] + lx["BATTERY_BOYS"]) if names is None else names
+    out = [f"{n} {f}" for n in names for f in lx["PROBE_FRAMES"]]
+    out += [f"The {x} {f}" for x in lx["FEM_NOUNS"] + lx["MASC_NOUNS"] for f in lx["MARGIN_FRAMES"]]
+    out += [f"The {s} {f}" for s in lx["MARGIN_SUBJECTS"] for f in lx["MARGIN_FRAMES"]]
     out += [fr.format(n=n) for n in names for fr in OOD_FRAMES]
     return out
 
@@ -684,9 +694,10 @@ class _Engine:
         self.CAP_SHE, self.CAP_HE = self.sid("She"), self.sid("He")
         self.A, self.AN = self.sid("a"), self.sid("an")
 
+        lx = _registry_lists()
         hold = cfg.holdout_battery_names
-        girls = OTHER_GIRLS if hold else GIRL_NAMES
-        boys = OTHER_BOYS if hold else BOY_NAMES
+        girls = OTHER_GIRLS if hold else lx["GIRL_NAMES"]
+        boys = OTHER_BOYS if hold else lx["BOY_NAMES"]
         frame_girls = girls if cfg.allow_probe_prompts else OTHER_GIRLS
         frame_boys = boys if cfg.allow_probe_prompts else OTHER_BOYS
         self.girls = self.ids(girls)
@@ -695,16 +706,17 @@ class _Engine:
         self.frame_boys = self.ids(frame_boys)
         self.in_frame_pool = np.zeros(self.vocab_size, dtype=bool)
         self.in_frame_pool[np.concatenate([self.frame_girls, self.frame_boys])] = True
-        self.fem, self.masc = self.ids(FEM_NOUNS), self.ids(MASC_NOUNS)
-        self.occ = self.ids(MARGIN_SUBJECTS + OTHER_SUBJECTS)
-        self.focc = self.ids(MARGIN_SUBJECTS + OTHER_SUBJECTS if cfg.allow_probe_prompts else OTHER_SUBJECTS)
+        self.fem, self.masc = self.ids(lx["FEM_NOUNS"]), self.ids(lx["MASC_NOUNS"])
+        occ = lx["MARGIN_SUBJECTS"] + OTHER_SUBJECTS
+        focc = occ if cfg.allow_probe_prompts else OTHER_SUBJECTS
+        self.occ, self.focc = self.ids(occ), self.ids(focc)
         self.name_words = {
             "N": girls + boys,
             "N2": girls + boys,
             "FN": frame_girls + frame_boys,
-            "GN": FEM_NOUNS + MASC_NOUNS,
-            "OCC": MARGIN_SUBJECTS + OTHER_SUBJECTS,
-            "FOCC": MARGIN_SUBJECTS + OTHER_SUBJECTS if cfg.allow_probe_prompts else OTHER_SUBJECTS,
+            "GN": lx["FEM_NOUNS"] + lx["MASC_NOUNS"],
+            "OCC": occ,
+            "FOCC": focc,
         }
         self.templates = [self._compile(cat, text) for cat, text in _templates(self.expressed)]
         self.is_frame = np.array([t.cat == "frame" for t in self.templates])
@@ -805,8 +817,9 @@ class _Engine:
             return _Slot(name, "capp", col, 1, 1, alts=[("She",), ("He",)])
         if name == "DET":
             return _Slot(name, "det", col, 1, 1, alts=[("a",), ("an",)])
-        if name in CHOICES or (name == "CHOICE" and cat in self.expressed):
-            fam, items = CHOICES[name] if name in CHOICES else (cat, self.expressed[cat].choices)
+        choices = _registry_lists()["CHOICES"]
+        if name in choices or (name == "CHOICE" and cat in self.expressed):
+            fam, items = choices[name] if name in choices else (cat, self.expressed[cat].choices)
             rule, rmin = self._phrases([r for r, _ in items])
             prior, pmin = self._phrases([p for _, p in items])
             w = max(rule.shape[1], prior.shape[1])
@@ -892,8 +905,7 @@ class _Engine:
 
     def _check_forbidden(self) -> None:
         trie: dict[str, Any] = {}
-        names = [n for n in BATTERY_GIRLS + BATTERY_BOYS]
-        for p in forbidden_prompts(names):
+        for p in forbidden_prompts():
             node = trie
             for w in _words_of(p):
                 node = node.setdefault(w, {})
@@ -934,7 +946,7 @@ class _Engine:
         p[cats["two_name"]] = tw / len(cats["two_name"])
         p[cats["bridge"]] = br / len(cats["bridge"])
         p[cats["possessive"]] = po / len(cats["possessive"])
-        half = len(PROBE_FRAMES)
+        half = len(_registry_lists()["PROBE_FRAMES"])
         for k, i in enumerate(cats["frame"]):
             share = (1 - cfg.frame_neutral_share) if k < half else cfg.frame_neutral_share
             p[i] = f * share / half
