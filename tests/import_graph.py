@@ -49,10 +49,15 @@ def _type_checking(node: ast.If) -> bool:
 
 
 def lazy_exports(tree: ast.AST, package: str) -> dict[str, str]:
-    """name -> module for a package __init__ that defines `__getattr__` over `_EXPORTS`
-    (values are dotted names, or a submodule's short name); {} for any other module."""
+    """name -> module for a package __init__ that defines `__getattr__` (a function, or
+    `__getattr__ = lazy_getattr(__name__, _EXPORTS)`) over `_EXPORTS` (values are dotted
+    names, or a submodule's short name); {} for any other module."""
     body = getattr(tree, "body", [])
-    if not any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in body):
+    if not any(
+        (isinstance(n, ast.FunctionDef) and n.name == "__getattr__")
+        or (isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__getattr__" for t in n.targets))
+        for n in body
+    ):
         return {}
     for n in body:
         if (

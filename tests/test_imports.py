@@ -55,6 +55,8 @@ def test_the_checker_sees_lazy_relative_and_package_imports():
     assert exports == {"f": "u.q.x", "g": "u.q.y"}
     assert _edges("from u.q import g\n", "u.p.a", known, lazy={"u.q": exports}) == {"u.q", "u.q.y"}
     assert lazy_exports(ast.parse("_EXPORTS = {'f': 'x'}\n"), "u.q") == {}
+    shared = "_EXPORTS = {'f': 'x'}\n__getattr__ = lazy_getattr(__name__, _EXPORTS)\n"
+    assert lazy_exports(ast.parse(shared), "u.q") == {"f": "u.q.x"}  # the shared helper's form
 
 
 def test_cycles_are_components_of_more_than_one_module():

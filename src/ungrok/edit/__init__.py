@@ -7,26 +7,20 @@ pay for numba or the support engine.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ungrok.lazy import lazy_getattr
 
 _EXPORTS = {
-    "kill_corpus": "ungrok.edit.kill",
-    "CueList": "ungrok.edit.kill",
-    "build_ladder": "ungrok.edit.ladder",
-    "build_rescue": "ungrok.edit.rescue",
-    "scan_cues": "ungrok.edit.scan",
-    "load_cue_file": "ungrok.edit.scan",
-    "check_edited": "ungrok.edit.checks",
-    "load_forbidden": "ungrok.edit.checks",
-    "intervention_gate": "ungrok.edit.validity",
-    "GateDecision": "ungrok.edit.validity",
+    "kill_corpus": "kill",
+    "CueList": "kill",
+    "build_ladder": "ladder",
+    "build_rescue": "rescue",
+    "scan_cues": "scan",
+    "load_cue_file": "scan",
+    "check_edited": "checks",
+    "load_forbidden": "checks",
+    "intervention_gate": "validity",
+    "GateDecision": "validity",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ungrok.edit' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

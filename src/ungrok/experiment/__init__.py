@@ -8,8 +8,7 @@ Names are imported on first use, so reading this package does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ungrok.lazy import lazy_getattr
 
 _EXPORTS = {
     "CellSpec": "cells",
@@ -30,9 +29,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ungrok.experiment' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ungrok.experiment.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

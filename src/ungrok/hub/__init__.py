@@ -14,8 +14,7 @@ Names are imported lazily so `import ungrok.hub` does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ungrok.lazy import lazy_getattr
 
 _EXPORTS = {
     "score_suite": "suite",
@@ -29,9 +28,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ungrok.hub' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ungrok.hub.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -12,8 +12,7 @@ Score one loaded model on a battery:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ungrok.lazy import lazy_getattr
 
 _EXPORTS = {
     "Battery": "battery",
@@ -51,9 +50,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ungrok.probes' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ungrok.probes.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
