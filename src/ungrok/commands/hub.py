@@ -81,14 +81,7 @@ def hub_score(
         style = "red" if line.startswith("failed") else "yellow" if line.startswith(("skipped", "note")) else None
         con.print(line, style=style, highlight=False, soft_wrap=True)
     con.print(f"next: ungrok hub classify {out}", highlight=False, soft_wrap=True)
-    failed = summary.failed()
-    if failed:  # everything is written and listed above; the exit status says the suite is incomplete
-        from ungrok.errors import TasksFailed
-
-        first = failed[0]
-        where = first["model"] if first["revision"] is None else f"{first['model']}@{first['revision']}"
-        raise TasksFailed(f"{len(failed)} task(s) failed ({where}: {first['why']}{'; ...' if len(failed) > 1 else ''}); "
-                          f"the rest is written to {out}, rerun to retry the failed ones")
+    summary.raise_failures()  # everything is written and listed above; exit 1 says the suite is incomplete
 
 
 def _fmt(x: Any, spec: str = ".3f") -> str:

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ungrok.errors import UngrokError
+from ungrok.errors import TasksFailed, UngrokError
 from ungrok.executor import Executor, RayExecutor, make_executor
 from ungrok.hub.cache import available_revisions, hub_env, hub_env_for, missing_revision_reason
 from ungrok.hub.record import SuiteRecord
-from ungrok.hub.revisions import check_grids, parse_revision_spec, plan_steps, resolve_revisions
+from ungrok.hub.revisions import Revision, check_grids, parse_revision_spec, plan_steps, resolve_revisions
 from ungrok.probes.score import DEFAULT_BATCH_TOKENS
 
 TRAJ = "traj.parquet"
@@ -55,15 +55,34 @@ class SuiteSummary:
         out = [f"scored {self.scored} revision(s), {self.already} already in {self.out}; "
                f"{len(self.skipped)} not scored" + (f" ({n_failed} failed)" if n_failed else "")]
         if self.seconds:
-            s = sorted(self.seconds)
-            out.append(f"seconds per revision: median {s[len(s) // 2]:.2f}, max {s[-1]:.2f}; "
+            out.append(f"{seconds_line(self.seconds)}; "
                        f"peak RSS per task: max {max(self.peak_rss_mib):.0f} MiB")
-        for k in self.skipped:
-            where = k["model"] if k["revision"] is None else f"{k['model']}@{k['revision']}"
-            out.append(f"{k['status']} {where}: {k['why']}")
+        out += [f"{k['status']} {_where(k)}: {k['why']}" for k in self.skipped]
         for model, notes in self.notes.items():
             out += [f"note {model}: {n}" for n in notes]
         return out
+
+    def raise_failures(self) -> None:
+        """Exit 1 once everything is written and listed: the suite is incomplete (see raise_if_failed)."""
+        raise_if_failed([f"{_where(k)}: {k['why']}" for k in self.failed()], self.out)
+
+
+def _where(k: dict[str, Any]) -> str:
+    return k["model"] if k["revision"] is None else f"{k['model']}@{k['revision']}"
+
+
+def seconds_line(seconds: Sequence[float]) -> str:
+    """The timing line of a suite or `hub mech` summary (seconds: not empty)."""
+    s = sorted(seconds)
+    return f"seconds per revision: median {s[len(s) // 2]:.2f}, max {s[-1]:.2f}"
+
+
+def raise_if_failed(failed: Sequence[str], written: Path) -> None:
+    """Exit 1 (not bad input) when tasks failed, naming the first ("model@revision: why"); what
+    succeeded is already in `written`."""
+    if failed:
+        raise TasksFailed(f"{len(failed)} task(s) failed ({failed[0]}{'; ...' if len(failed) > 1 else ''}); "
+                          f"the rest is written to {written}, rerun to retry the failed ones")
 
 
 def model_list(models: Sequence[str] | str) -> list[str]:
@@ -86,6 +105,19 @@ def ray_placement(device: str, ex: RayExecutor) -> tuple[int, str]:
             return 0, "cpu"
         raise UngrokError(f"--device {device}: the Ray cluster has no GPU")
     return 1, "cuda"  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU
+
+
+def plan_revisions(
+    model: str, spec: str | list[str]
+) -> tuple[list[tuple[str, str]], list[tuple[Revision, str | None]]]:
+    """A model's grid before any weights move: (name, why) for the names set aside, then each
+    revision in step order with why it cannot load (None: it is there or unknown until loaded).
+
+    Raises UngrokError for an unknown model or a grid that needs refs the model lacks."""
+    available = available_revisions(model)
+    revisions, aside = plan_steps(resolve_revisions(model, spec, available))  # OLMo auto: from its refs
+    return aside, [(r, None if available is None or r.name in available
+                    else missing_revision_reason(model, r.name)) for r in revisions]
 
 
 @contextlib.contextmanager
@@ -126,19 +158,15 @@ class _Suite:
         jobs = []
         for model in models:
             try:
-                available = available_revisions(model)
-                names = resolve_revisions(model, spec, available)  # OLMo auto: from its refs
+                aside, revisions = plan_revisions(model, spec)
             except UngrokError as e:  # unknown model, or no step branches to list
                 self.not_scored(model, None, None, "skipped", str(e))
                 continue
-            revisions, aside = plan_steps(names)
             for name, why in aside:
                 self.not_scored(model, name, None, "skipped", why)
-            for rev in revisions:
-                if available is not None and rev.name not in available:
-                    self.not_scored(
-                        model, rev.name, rev.step, "skipped", missing_revision_reason(model, rev.name)
-                    )
+            for rev, missing in revisions:
+                if missing is not None:
+                    self.not_scored(model, rev.name, rev.step, "skipped", missing)
                 elif self.done(model, rev.step):
                     self.summary.already += 1
                     if not self.record.has_scored(model, rev.name):

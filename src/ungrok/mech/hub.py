@@ -23,11 +23,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ungrok.errors import TasksFailed, UngrokError, failure_line, first_line
+from ungrok.errors import UngrokError, failure_line, first_line
 from ungrok.executor import Executor, RayExecutor, make_executor
-from ungrok.hub.cache import available_revisions, hub_env, hub_env_for, missing_revision_reason
-from ungrok.hub.revisions import check_grids, parse_revision_spec, plan_steps, resolve_revisions
-from ungrok.hub.suite import model_list, ray_placement
+from ungrok.hub.cache import hub_env, hub_env_for
+from ungrok.hub.revisions import check_grids, parse_revision_spec
+from ungrok.hub.suite import model_list, plan_revisions, raise_if_failed, ray_placement, seconds_line
 from ungrok.mech.store import MECH_FILE, MechStore
 from ungrok.probes.battery import Battery
 
@@ -72,8 +72,7 @@ class HubMechSummary:
         out = [f"measured {len(self.measured)} revision(s), {self.already} already in {self.out / MECH_FILE}; "
                f"{len(self.skipped)} skipped, {len(self.failed)} failed"]
         if self.seconds:
-            s = sorted(self.seconds)
-            out.append(f"seconds per revision: median {s[len(s) // 2]:.2f}, max {s[-1]:.2f}")
+            out.append(seconds_line(self.seconds))
         return out + [f"skipped {s}" for s in self.skipped] + [f"failed {s}" for s in self.failed]
 
 
@@ -133,12 +132,10 @@ def _plan(names: list[str], spec: str | list[str], rule: str, battery: Battery, 
           store: MechStore, force: bool, summary: HubMechSummary) -> Iterator[tuple[str, str, int]]:
     """(model, revision, step) still to measure; skips go into the summary."""
     for model in names:
-        available = available_revisions(model)
-        revisions, aside = plan_steps(resolve_revisions(model, spec, available))
+        aside, revisions = plan_revisions(model, spec)
+        aside += [(r.name, missing) for r, missing in revisions if missing is not None]
         summary.skipped += [f"{model}@{name}: {why}" for name, why in aside]
-        there = [r for r in revisions if available is None or r.name in available]
-        summary.skipped += [f"{model}@{r.name}: {missing_revision_reason(model, r.name)}"
-                            for r in revisions if r not in there]
+        there = [r for r, missing in revisions if missing is None]
         if not there:
             continue
         sha = _load_prompts(model, there[0].name, rule, battery, rules_dir).sha256
@@ -208,7 +205,4 @@ def hub_mech(
 
 def raise_failures(summary: HubMechSummary) -> None:
     """Exit 1 (not bad input) when tasks failed; what succeeded is already written."""
-    if summary.failed:
-        raise TasksFailed(f"{len(summary.failed)} task(s) failed ({summary.failed[0]}"
-                          f"{'; ...' if len(summary.failed) > 1 else ''}); the rest is written to "
-                          f"{summary.out / MECH_FILE}, rerun to retry the failed ones")
+    raise_if_failed(summary.failed, summary.out / MECH_FILE)
