@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from ungrok.commands import fmt_value
 from ungrok.errors import UngrokError
 from ungrok.progress import output_console
 
@@ -22,14 +23,6 @@ def _read_parquet(path: Path, what: str):  # noqa: ANN202 - pyarrow is imported 
         return pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as e:
         raise UngrokError(f"{path}: not a readable parquet {what} ({e})") from None
-
-
-def _fmt(x: object) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.3f}"
-    return str(x)
 
 
 def classify(
@@ -87,10 +80,10 @@ def classify(
             r["agree_gate"],
             f"{r['conflict_final']:.3f} / {r['conflict_max']:.3f}",
             f"{r['agree_final']:.3f}",
-            _fmt(r["onset"]),
-            _fmt(r.get("cm_final")) + ("" if r.get("cm_instrument_valid", True) else " (guard fail)"),
-            _fmt(r.get("cm_zero_crossing")),
-            _fmt(r.get("timing")),
+            fmt_value(r["onset"]),
+            fmt_value(r.get("cm_final")) + ("" if r.get("cm_instrument_valid", True) else " (guard fail)"),
+            fmt_value(r.get("cm_zero_crossing")),
+            fmt_value(r.get("timing")),
         )
     out.print(t)
     out.print(

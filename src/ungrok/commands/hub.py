@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from ungrok.commands import fmt_value
 from ungrok.progress import output_console
 
 hub_app = typer.Typer(
@@ -84,10 +85,6 @@ def hub_score(
     summary.raise_failures()  # everything is written and listed above; exit 1 says the suite is incomplete
 
 
-def _fmt(x: Any, spec: str = ".3f") -> str:
-    return "-" if x is None else format(x, spec) if isinstance(x, float) else str(x)
-
-
 @hub_app.command("classify")
 def hub_classify(
     out: Annotated[Path, typer.Argument(help="Suite folder written by `ungrok hub score`.")],
@@ -133,12 +130,12 @@ def hub_classify(
                 r["agree_gate"],
                 f"{r['conflict_final']:.3f} / {r['conflict_max']:.3f}",
                 f"{r['agree_final']:.3f}",
-                _fmt(r.get("cm_final")),
+                fmt_value(r.get("cm_final")),
             )
         con.print(t)
     for u in result["unclassified"]:
         con.print(f"unclassified {u['model']}: {u['why']}", style="yellow", highlight=False, soft_wrap=True)
-    finals = ", ".join(f"{m['model']} {_fmt(m['final_accuracy'])}" for m in scale["models"])
+    finals = ", ".join(f"{m['model']} {fmt_value(m['final_accuracy'])}" for m in scale["models"])
     con.print(f"depth by scale ({scale['family']}, held-out conflict final, by size): {finals}",
               highlight=False, soft_wrap=True)
     if scale["rho"] is not None:

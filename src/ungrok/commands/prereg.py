@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from ungrok.commands import fmt_value
 from ungrok.errors import UngrokError
 from ungrok.progress import output_console
 
@@ -103,14 +104,6 @@ def pilot_record_cmd(
     )
 
 
-def _fmt(v: object) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:+.3f}"
-    return str(v)
-
-
 def score_cmd(
     registry: Annotated[Path, typer.Argument(help="registry.json written by `ungrok prereg freeze`")],
     evidence: Annotated[
@@ -144,7 +137,7 @@ def score_cmd(
             verdict += {True: " (falsifier TRIGGERED)", False: " (falsifier silent)", None: " (falsifier)"}[
                 o.triggered
             ]
-        t.add_row(o.name, o.group or "", tests.get(o.name, o.kind), verdict, _fmt(o.value), o.reason)
+        t.add_row(o.name, o.group or "", tests.get(o.name, o.kind), verdict, fmt_value(o.value, "+.3f"), o.reason)
     c = output_console()
     for ch in integ.changed:
         c.print(f"warning: result {ch.line()}: the predictions reading it are UNSCOREABLE",
