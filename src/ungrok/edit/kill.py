@@ -31,16 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from ungrok.atomic import atomic_dir
 from ungrok.corpus.shards import Corpus, ShardInfo
 from ungrok.corpus.tokenizer import load_tokenizer
 from ungrok.edit.outputs import (
-    copy_tokenizer,
+    new_folder,
     read_span,
     refuse_existing,
     shard_starts,
     source_identity,
-    write_corpus_manifest,
+    write_corpus,
 )
 from ungrok.edit.seqmatch import Seq
 from ungrok.edit.sites import KillPlan, build_kill_plan
@@ -359,7 +358,6 @@ def finish_output(
         ShardInfo(file=c.manifest.shards[s.index].file, tokens=s.tokens, sha256=s.sha256[r])
         for s in edit.shards
     ]
-    copy_tokenizer(c, out)
     eligible, flipped = edit.eligible(), edit.flipped(r)
     per_channel = [
         {
@@ -397,12 +395,12 @@ def finish_output(
     }
     if total != c.manifest.total_tokens:
         raise UngrokError(f"{out}: {total:,} tokens written but the source has {c.manifest.total_tokens:,}")
-    write_corpus_manifest(out, c.manifest, shards, c.manifest.documents, prov)
+    write_corpus(out, c, shards, c.manifest.documents, prov)
     after = _measure(out, setup.spec, workers, rules_dir)
     F = int(sum(int(s.flipped_weight[r]) for s in edit.shards))
     counted = int(sum(s.counted for s in edit.shards))
     prov["support"] = support_check(setup.spec.name, setup.before, after, rate, F, counted, plan.inexact)
-    write_corpus_manifest(out, c.manifest, shards, c.manifest.documents, prov)
+    write_corpus(out, c, shards, c.manifest.documents, prov)
     return prov
 
 
@@ -426,12 +424,8 @@ def kill_corpus(
     check_at_least(workers, 1, "--workers")
     refuse_existing(dst, force, inputs=[src])
     setup = prepare_kill(src, rule, cues, workers, rules_dir)
-    try:
-        with atomic_dir(dst, force) as tmp:
-            edit = run_pass(setup.corpus, setup.plan, [rate], [tmp], seed, workers, chunk, progress)
-            if edit.eligible() == 0:
-                raise UngrokError(f"rule {setup.spec.name!r}: no eligible site in {src}; nothing to kill")
-            prov = finish_output(setup, edit, 0, rate, seed, tmp, workers, rules_dir)
-    except FileExistsError:
-        raise UngrokError(f"{dst} already exists; use --force to replace it") from None
-    return prov
+    with new_folder(dst, force) as tmp:
+        edit = run_pass(setup.corpus, setup.plan, [rate], [tmp], seed, workers, chunk, progress)
+        if edit.eligible() == 0:
+            raise UngrokError(f"rule {setup.spec.name!r}: no eligible site in {src}; nothing to kill")
+        return finish_output(setup, edit, 0, rate, seed, tmp, workers, rules_dir)

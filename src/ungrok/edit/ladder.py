@@ -14,14 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ungrok.atomic import atomic_dir, write_json
+from ungrok.atomic import write_json
 from ungrok.edit.kill import CHUNK_TOKENS, CueList, check_rates, finish_output, prepare_kill, run_pass
-from ungrok.edit.outputs import refuse_existing
+from ungrok.edit.outputs import new_folder, refuse_existing
 from ungrok.errors import UngrokError
 from ungrok.limits import check_at_least, check_seed
 from ungrok.rules.spec import RuleSpec
 
 LADDER_FILE = "ladder.json"
+# What ladder.json repeats of each rung's provenance.
+RUNG_KEYS = ("eligible_sites", "flipped_sites", "flip_rate", "support")
 
 
 def rung_name(rate: float) -> str:
@@ -61,41 +63,29 @@ def build_ladder(
     check_at_least(workers, 1, "--workers")
     refuse_existing(out_dir, force, inputs=[src], corpus=False)
     setup = prepare_kill(src, rule, cues, workers, rules_dir)
-    try:
-        with atomic_dir(out_dir, force) as tmp:
-            outs = [tmp / rung_name(p) for p in rates]
-            for o in outs:
-                o.mkdir()
-            edit = run_pass(setup.corpus, setup.plan, rates, outs, seed, workers, chunk, progress)
-            if edit.eligible() == 0:
-                raise UngrokError(f"rule {setup.spec.name!r}: no eligible site in {src}; nothing to kill")
-            if not all(s.nested for s in edit.shards):  # by construction; checked on the written flips
-                raise UngrokError("ladder rates do not flip nested site sets; refusing the ladder")
-            rungs = []
-            for r, p in enumerate(rates):
-                extra = {"ladder": {"rates": rates, "one_pass": True, "nested": True}}
-                prov = finish_output(setup, edit, r, p, seed, outs[r], workers, rules_dir, extra)
-                rungs.append(
-                    {
-                        "rate": p,
-                        "dir": rung_name(p),
-                        "eligible_sites": prov["eligible_sites"],
-                        "flipped_sites": prov["flipped_sites"],
-                        "flip_rate": prov["flip_rate"],
-                        "support": prov["support"],
-                    }
-                )
-            summary = {
-                "format": "ungrok-ladder/1",
-                "rule": setup.spec.name,
-                "seed": seed,
-                "rates": rates,
-                "nested": True,
-                "one_pass": True,
-                "source": prov["source"],
-                "rungs": rungs,
-            }
-            write_json(tmp / LADDER_FILE, summary)
-    except FileExistsError:
-        raise UngrokError(f"{out_dir} already exists; use --force to replace it") from None
+    with new_folder(out_dir, force) as tmp:
+        outs = [tmp / rung_name(p) for p in rates]
+        for o in outs:
+            o.mkdir()
+        edit = run_pass(setup.corpus, setup.plan, rates, outs, seed, workers, chunk, progress)
+        if edit.eligible() == 0:
+            raise UngrokError(f"rule {setup.spec.name!r}: no eligible site in {src}; nothing to kill")
+        if not all(s.nested for s in edit.shards):  # by construction; checked on the written flips
+            raise UngrokError("ladder rates do not flip nested site sets; refusing the ladder")
+        rungs = []
+        for r, p in enumerate(rates):
+            extra = {"ladder": {"rates": rates, "one_pass": True, "nested": True}}
+            prov = finish_output(setup, edit, r, p, seed, outs[r], workers, rules_dir, extra)
+            rungs.append({"rate": p, "dir": rung_name(p), **{k: prov[k] for k in RUNG_KEYS}})
+        summary = {
+            "format": "ungrok-ladder/1",
+            "rule": setup.spec.name,
+            "seed": seed,
+            "rates": rates,
+            "nested": True,
+            "one_pass": True,
+            "source": prov["source"],
+            "rungs": rungs,
+        }
+        write_json(tmp / LADDER_FILE, summary)
     return summary

@@ -7,15 +7,18 @@ is recorded in the manifest's `source` field, next to the source corpus's identi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ungrok.atomic import atomic_dir
 from ungrok.corpus.shards import TOKENIZER, Corpus, Manifest, ShardInfo, write_manifest
+from ungrok.errors import UngrokError
 from ungrok.hashing import manifest_sha256
 from ungrok.outputs import guard_output
 
@@ -41,26 +44,30 @@ def source_identity(c: Corpus) -> dict[str, Any]:
     }
 
 
-def link_or_copy(src: Path, dst: Path) -> str:
-    """Hard-link an unchanged shard (instant, no extra disk); copy where links are impossible."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-        return "hardlink"
-    except OSError:
-        shutil.copyfile(src, dst)
-        return "copy"
+def link_shards(c: Corpus, out_dir: Path) -> list[str]:
+    """Hard-link every source shard into out_dir (instant, no extra disk), copying where links are
+    impossible; returns the modes used."""
+    modes = set()
+    for s in c.manifest.shards:
+        src, dst = c.path / s.file, out_dir / s.file
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+            modes.add("hardlink")
+        except OSError:
+            shutil.copyfile(src, dst)
+            modes.add("copy")
+    return sorted(modes)
 
 
-def copy_tokenizer(c: Corpus, out_dir: Path) -> None:
+def write_corpus(
+    out_dir: Path, c: Corpus, shards: list[ShardInfo], documents: int, source: dict[str, Any]
+) -> Manifest:
+    """The source's tokenizer, and a manifest with the source's dtype, vocabulary and tokenizer
+    and the given shards: what makes out_dir an ordinary corpus folder."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(c.tokenizer_path, out_dir / TOKENIZER)
-
-
-def write_corpus_manifest(
-    out_dir: Path, like: Manifest, shards: list[ShardInfo], documents: int, source: dict[str, Any]
-) -> Manifest:
-    """A manifest with the source's dtype, vocabulary and tokenizer, and the given shards."""
+    like = c.manifest
     m = Manifest(
         dtype=like.dtype,
         vocab_size=like.vocab_size,
@@ -73,6 +80,17 @@ def write_corpus_manifest(
     )
     write_manifest(out_dir, m)
     return m
+
+
+@contextlib.contextmanager
+def new_folder(dst: str | Path, force: bool) -> Iterator[Path]:
+    """`atomic_dir`, refusing in one line a destination that appeared while the edit ran
+    (`refuse_existing` checked it before any work)."""
+    try:
+        with atomic_dir(dst, force) as tmp:
+            yield tmp
+    except FileExistsError:
+        raise UngrokError(f"{dst} already exists; use --force to replace it") from None
 
 
 def read_span(c: Corpus, starts: np.ndarray, start: int, stop: int) -> np.ndarray:

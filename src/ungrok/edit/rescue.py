@@ -37,18 +37,17 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ungrok.atomic import atomic_dir
 from ungrok.corpus.shards import DEFAULT_SHARD_TOKENS, Corpus, ShardInfo, ShardWriter, write_manifest
 from ungrok.corpus.tokenizer import UNK, load_tokenizer
 from ungrok.edit.checks import Forbidden, check_injected, check_names, check_universe, load_forbidden
 from ungrok.edit.outputs import (
-    copy_tokenizer,
-    link_or_copy,
+    link_shards,
+    new_folder,
     read_span,
     refuse_existing,
     shard_starts,
     source_identity,
-    write_corpus_manifest,
+    write_corpus,
 )
 from ungrok.edit.sites import encode_words
 from ungrok.errors import UngrokError
@@ -475,13 +474,10 @@ class _Build:
     rules_dir: Any
 
 
-def _plain_base(b: _Build, out: Path, prov: dict[str, Any]) -> dict[str, Any]:
+def _plain_base(b: _Build, out: Path, prov: dict[str, Any]) -> None:
     c = b.corpus
-    modes = {link_or_copy(c.path / s.file, out / s.file) for s in c.manifest.shards}
-    copy_tokenizer(c, out)
-    prov = {**prov, "injected": None, "placement": None, "base_shards": sorted(modes)}
-    write_corpus_manifest(out, c.manifest, list(c.manifest.shards), c.manifest.documents, prov)
-    return prov
+    prov = {**prov, "injected": None, "placement": None, "base_shards": link_shards(c, out)}
+    write_corpus(out, c, list(c.manifest.shards), c.manifest.documents, prov)
 
 
 def _with_injection(b: _Build, out: Path, n_events: int, prov: dict[str, Any]) -> dict[str, Any]:
@@ -492,16 +488,14 @@ def _with_injection(b: _Build, out: Path, n_events: int, prov: dict[str, Any]) -
     writer = ShardWriter(synth, c.manifest.dtype, shard_tokens)
     inj = generate(SentenceTable(b.text, tok), tok, c.manifest.eot_id, n_events, b.seed, writer)
     synth_shards = writer.finish()
-    copy_tokenizer(c, synth)
     synth_prov = {"edit": "rescue-injected", "rule": b.spec.name, "n_events": n_events, "seed": b.seed}
-    write_corpus_manifest(synth, c.manifest, synth_shards, inj.documents, synth_prov)
+    write_corpus(synth, c, synth_shards, inj.documents, synth_prov)
     accounting = measure_injected(synth, accounting_spec(b.text, b.spec, tok), n_events, len(b.text.classes))
     disjoint = check_injected(synth, b.battery)
     removed = None
     if b.placement == "append":
-        modes = {link_or_copy(c.path / s.file, out / s.file) for s in c.manifest.shards}
+        base_note: Any = link_shards(c, out)
         base_shards, base_docs = list(c.manifest.shards), c.manifest.documents
-        base_note: Any = sorted(modes)
     else:
         lut = forbidden_tokens(b.spec, b.lists, tok, b.text, max(c.manifest.vocab_size, tok.get_vocab_size()))
         starts, ends, neutral = neutral_documents(c, lut)
@@ -520,7 +514,6 @@ def _with_injection(b: _Build, out: Path, n_events: int, prov: dict[str, Any]) -
     shards = base_shards + [
         ShardInfo(file=f"{SYNTH}/{s.file}", tokens=s.tokens, sha256=s.sha256) for s in synth_shards
     ]
-    copy_tokenizer(c, out)
     prov = {
         **prov,
         "placement": b.placement,
@@ -537,7 +530,7 @@ def _with_injection(b: _Build, out: Path, n_events: int, prov: dict[str, Any]) -
         "disjointness": {"D1": "passed", "D2_D3": disjoint, "battery": b.battery.summary()},
         "removed": removed,
     }
-    m = write_corpus_manifest(out, c.manifest, shards, base_docs + inj.documents, prov)
+    m = write_corpus(out, c, shards, base_docs + inj.documents, prov)
     if b.placement == "replace" and m.total_tokens != c.manifest.total_tokens:
         raise UngrokError(
             f"D4: replace placement wrote {m.total_tokens:,} tokens, source has {c.manifest.total_tokens:,}"
@@ -601,24 +594,21 @@ def build_rescue(
         "frames": list(text.frames),
         "source": source_identity(c),
     }
-    try:
-        with atomic_dir(dst, force) as tmp:
-            if phase is None:
-                result = _with_injection(b, tmp, n_events, prov)
+    with new_folder(dst, force) as tmp:
+        if phase is None:
+            result = _with_injection(b, tmp, n_events, prov)
+        else:
+            info = {"start": phase.start, "end": phase.end, "steps": phase.steps,
+                    "switch_step": phase.switch_step, "dose_in_window": effective}
+            a_prov = {**prov, "window": {**info, "phase": "A"}}
+            b_prov = {**prov, "window": {**info, "phase": "B"}}
+            if phase.early:
+                result = _with_injection(b, tmp, n_events, a_prov)
+                _plain_base(b, tmp / PHASE_B, b_prov)
             else:
-                info = {"start": phase.start, "end": phase.end, "steps": phase.steps,
-                        "switch_step": phase.switch_step, "dose_in_window": effective}
-                a_prov = {**prov, "window": {**info, "phase": "A"}}
-                b_prov = {**prov, "window": {**info, "phase": "B"}}
-                if phase.early:
-                    result = _with_injection(b, tmp, n_events, a_prov)
-                    _plain_base(b, tmp / PHASE_B, b_prov)
-                else:
-                    _plain_base(b, tmp, a_prov)
-                    result = _with_injection(b, tmp / PHASE_B, n_events, b_prov)
-                _write_phase_file(tmp, Path(dst), phase)
-    except FileExistsError:
-        raise UngrokError(f"{dst} already exists; use --force to replace it") from None
+                _plain_base(b, tmp, a_prov)
+                result = _with_injection(b, tmp / PHASE_B, n_events, b_prov)
+            _write_phase_file(tmp, Path(dst), phase)
     return result
 
 
