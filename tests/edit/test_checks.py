@@ -16,7 +16,6 @@ from ungrok.edit.checks import (
     check_names,
     check_universe,
     load_forbidden,
-    sentence_universe,
 )
 from ungrok.edit.kill import kill_corpus
 from ungrok.edit.rescue import build_rescue
@@ -41,10 +40,10 @@ def test_d1_and_d2_text_level(battery):
     check_names(["Mary", "Noah"], battery)
     with pytest.raises(UngrokError, match=r"D1: rescue name 'lily' collides with battery cue 'Lily'"):
         check_names(["Mary", "lily"], battery)
-    universe = sentence_universe(["{n} saw that Sue cried because {p} left."], ["Mary"], ["she"])
-    assert universe == ["Mary saw that Sue cried because she left."]
-    with pytest.raises(UngrokError, match=r"D2: battery prefix 'Sue cried because'"):
-        check_universe(universe, battery)
+    frames = ["{n} saw that Sue cried because {p} left."]
+    with pytest.raises(UngrokError, match=r"D2: battery prefix 'Sue cried because'.*"
+                       r"sentence 'Mary saw that Sue cried because she left.'"):
+        check_universe(frames, ["Mary"], ["she"], battery)
 
 
 def test_reference_batteries_pass_for_the_paper_rescue(story, reference, tmp_path):
@@ -154,4 +153,4 @@ def test_check_refuses_unedited_corpora(story, capsys):
 
 def test_empty_battery_passes_anything():
     check_names(["Lily"], Forbidden())
-    check_universe(["Lily smiled because she won."], Forbidden())
+    check_universe(["{n} smiled because {p} won."], ["Lily"], ["she"], Forbidden())

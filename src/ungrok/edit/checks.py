@@ -89,14 +89,10 @@ def check_names(names: list[str], battery: Forbidden) -> None:
             raise UngrokError(f"D1: rescue name {n!r} collides with battery cue {w!r} ({where})")
 
 
-def sentence_universe(frames: list[str], names: list[str], pronouns: list[str]) -> list[str]:
-    """Every sentence a rescue generator with these frames, names and pronouns can emit."""
-    return [f.replace("{n}", n).replace("{p}", p) for f in frames for n in names for p in pronouns]
-
-
-def check_universe(sentences: list[str], battery: Forbidden) -> None:
-    """D2: no battery prefix is a substring of any sentence the generator can emit."""
-    text = "\n".join(sentences)
+def check_universe(frames: list[str], names: list[str], pronouns: list[str], battery: Forbidden) -> None:
+    """D2: no battery prefix is a substring of any sentence a rescue generator with these frames,
+    names and pronouns can emit."""
+    text = "\n".join(f.replace("{n}", n).replace("{p}", p) for f in frames for n in names for p in pronouns)
     for prefix, where in battery.prefixes.items():
         at = text.find(prefix)
         if at >= 0:
@@ -252,8 +248,7 @@ def check_edited(
             r: dict[str, Any] = {"edit": "rescue", "battery": battery.summary()}
             check_names(prov.get("names", []), battery)
             r["D1"] = "passed"
-            check_universe(sentence_universe(prov.get("frames", []), prov.get("names", []),
-                                             prov.get("pronouns", [])), battery)
+            check_universe(prov.get("frames", []), prov.get("names", []), prov.get("pronouns", []), battery)
             synth = d / prov["injected"]["corpus"] if prov.get("injected") else None
             r["D2_D3"] = check_injected(synth, battery) if synth else "no injected text in this phase"
             if prov.get("placement") == "replace" or not prov.get("injected"):

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ungrok.corpus.shards import DEFAULT_SHARD_TOKENS, Corpus, ShardInfo, ShardWriter, write_manifest
+from ungrok.corpus.shards import DEFAULT_SHARD_TOKENS, Corpus, ShardInfo, ShardWriter
 from ungrok.corpus.tokenizer import UNK, load_tokenizer
 from ungrok.edit.checks import Forbidden, check_injected, check_names, check_universe, load_forbidden
 from ungrok.edit.outputs import (
@@ -567,7 +567,7 @@ def build_rescue(
     text = rescue_text(spec, lists)
     battery = load_forbidden(rules_dir, battery_files)
     check_names(text.names, battery)
-    check_universe(sentence_universe_of(text), battery)
+    check_universe(list(text.frames), text.names, text.pronouns, battery)
     c = Corpus(src)
     tok = load_tokenizer(c.tokenizer_path)
     unit_info = _resolve_unit(unit, unit_from, spec, rules_dir)
@@ -612,12 +612,6 @@ def build_rescue(
     return result
 
 
-def sentence_universe_of(text: RescueText) -> list[str]:
-    from ungrok.edit.checks import sentence_universe
-
-    return sentence_universe(list(text.frames), text.names, text.pronouns)
-
-
 def _write_phase_file(tmp: Path, dst: Path, phase: Phase) -> None:
     doc = {"sampler": {"steps": phase.steps, "phase_b": {"data": str(dst.resolve() / PHASE_B),
                                                            "switch_step": phase.switch_step}}}
@@ -627,20 +621,3 @@ def _write_phase_file(tmp: Path, dst: Path, phase: Phase) -> None:
     )
     (tmp / PHASE_FILE).write_text(head + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
 
-
-__all__ = [
-    "ACCOUNTING_MIN",
-    "PLACEMENTS",
-    "Phase",
-    "RescueText",
-    "SentenceTable",
-    "accounting_spec",
-    "build_rescue",
-    "generate",
-    "measure_injected",
-    "neutral_documents",
-    "parse_window",
-    "removal_plan",
-    "rescue_text",
-    "write_manifest",
-]
