@@ -46,6 +46,11 @@ class MechRun:
 
     series: dict[SeriesKey, dict[int, float]] = field(default_factory=dict)
 
+    def add(self, r: dict[str, Any]) -> None:
+        """One store row into its series (a later row for the same step replaces it)."""
+        key = (str(r["rule"]), str(r["instrument"]), str(r["component"]), str(r["metric"]))
+        self.series.setdefault(key, {})[int(r["step"])] = float(r["value"])
+
     def rules(self) -> set[str]:
         return {k[0] for k in self.series}
 
@@ -54,8 +59,10 @@ class MechRun:
         found = {k[2]: v for k, v in self.series.items() if k[0] == rule and k[1] == instrument and k[3] == metric}
         return {c: found[c] for c in sorted(found, key=natural_key)}
 
-    def steps(self, rule: str, instrument: str) -> list[int]:
-        return sorted({s for k, v in self.series.items() if k[0] == rule and k[1] == instrument for s in v})
+    def steps(self, rule: str, instrument: str | None = None) -> list[int]:
+        """Steps with rows for the rule from the instrument (from any instrument when None)."""
+        found = (v for k, v in self.series.items() if k[0] == rule and instrument in (None, k[1]))
+        return sorted({s for v in found for s in v})
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,7 @@ def _load_mech_run(data: ReportData, path: Path, where: str) -> MechRun | None:
             continue
         if not finite(r["value"]):
             continue  # NaN is how the instruments write "undefined" (no attribution yet, no cue token)
-        key = (str(r["rule"]), str(r["instrument"]), str(r["component"]), str(r["metric"]))
-        run.series.setdefault(key, {})[int(r["step"])] = float(r["value"])
+        run.add(r)
     if unknown:
         data.notes.append(f"{where}: unknown instrument(s) {', '.join(sorted(unknown))} left out")
     if dropped:

@@ -4,8 +4,6 @@ own-run mechanism section; it reads the store itself because it is the folder's 
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from ungrok.errors import UngrokError
 from ungrok.report.common import code, join, markup, note, table
 from ungrok.report.facts import fmt
 from ungrok.report.hub import HubData
+from ungrok.report.mech import MechRun, top_head
 
 _INTRO = Markup("<p><strong>Descriptive only.</strong> The rule's logit gap (rule minus prior target, mean "
                 "over its CM prompts) on each public checkpoint, split exactly into the embedding stream, "
@@ -22,34 +21,26 @@ _INTRO = Markup("<p><strong>Descriptive only.</strong> The rule's logit gap (rul
                 "model through nnsight (docs/mechanism.md). No verdict depends on it.</p>")
 
 
-def _by_key(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, dict[tuple[str, str, str], float]]]:
-    """(model, rule) -> step -> (instrument, component, metric) -> value."""
-    out: dict[tuple[str, str], dict[int, dict[tuple[str, str, str], float]]] = defaultdict(lambda: defaultdict(dict))
+def _runs(rows: list[dict[str, Any]]) -> dict[str, MechRun]:
+    """Model id -> its rows; NaN kept (the table shows it as –, decodability keeps its place per block)."""
+    runs: dict[str, MechRun] = {}
     for r in rows:
-        out[(r["run"], r["rule"])][int(r["step"])][(r["instrument"], r["component"], r["metric"])] = r["value"]
-    return out
+        runs.setdefault(r["run"], MechRun()).add(r)
+    return runs
 
 
-def _top_head(v: dict[tuple[str, str, str], float]) -> tuple[str, float, float] | None:
-    """(head, attribution, share) with the largest |attribution|, first in store order on ties."""
-    heads = [(c, a) for (i, c, m), a in v.items() if i == "heads" and m == "attribution" and not math.isnan(a)]
-    if not heads:
-        return None
-    c, a = max(heads, key=lambda t: abs(t[1]))
-    return c, a, v.get(("heads", c, "share"), math.nan)
-
-
-def _row(step: int, v: dict[tuple[str, str, str], float]) -> list[Any]:
-    d = {c: x for (i, c, _m), x in v.items() if i == "decomp"}
+def _row(run: MechRun, rule: str, step: int) -> list[Any]:
+    d = {c: v[step] for c, v in run.by_component(rule, "decomp", "nats").items() if step in v}
     attn = sum(x for c, x in d.items() if c.startswith("attn:") and "H" not in c.removeprefix("attn:"))
     mlp = sum(x for c, x in d.items() if c.startswith("mlp:"))
-    top = _top_head(v)
-    blocks = sorted((int(c.removeprefix("block")), x) for (i, c, _m), x in v.items() if i == "decode")
+    top = top_head(run, rule, step, None)
+    blocks = [v[step] for v in run.by_component(rule, "decode", "accuracy").values() if step in v]
     return [step, fmt(d.get("gap"), signed=True), fmt(d.get("embed"), signed=True), fmt(d.get("ctx"), signed=True),
             fmt(attn if d else None, signed=True), fmt(mlp if d else None, signed=True),
             fmt(d.get("bias"), signed=True),
-            markup("{} {} ({})", code(top[0]), fmt(top[1], signed=True), fmt(top[2])) if top else "–",
-            " · ".join(fmt(x) for _, x in blocks) or "–", "–" if "error" not in d else f"{d['error']:.1g}"]
+            markup("{} {} ({})", code(top.head), fmt(top.attribution, signed=True), fmt(top.share))
+            if top.head else "–",
+            " · ".join(fmt(x) for x in blocks) or "–", "–" if "error" not in d else f"{d['error']:.1g}"]
 
 
 def section_hub_mech(hub: HubData) -> Markup | None:
@@ -69,9 +60,11 @@ def section_hub_mech(hub: HubData) -> Markup | None:
     out = [_INTRO]
     head = ["step", "gap", "embed", "ctx", "attention", "MLP", "bias", "top head (attribution, share)",
             "decodability per block", "max error"]
-    for (model, rule), steps in sorted(_by_key(rows).items()):
-        out.append(markup("<h3><code>{}</code> · <code>{}</code></h3>", model, rule))
-        out.append(table(head, [_row(s, steps[s]) for s in sorted(steps)], num_cols=(0, 1, 2, 3, 4, 5, 6, 9)))
+    for model, run in sorted(_runs(rows).items()):
+        for rule in sorted(run.rules()):
+            out.append(markup("<h3><code>{}</code> · <code>{}</code></h3>", model, rule))
+            body = [_row(run, rule, s) for s in run.steps(rule)]
+            out.append(table(head, body, num_cols=(0, 1, 2, 3, 4, 5, 6, 9)))
     out.append(Markup('<p class="meta">Nats, pre-softmax. gap = embed + ctx + bias, ctx = attention + MLP '
                       "summed over layers; max error = the worst prompt's |gap − sum of parts|. The top head "
                       "carries the largest |attribution| (its term through its columns of the attention output "
