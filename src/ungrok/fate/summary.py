@@ -10,11 +10,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ungrok.errors import UngrokError
-from ungrok.fate.classify import classify_table, letter, transient_signature
+from ungrok.fate.classify import Verdict, classify_table, letter, transient_signature
 from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
 from ungrok.fate.margins import cm_summary, timing_test
 
 MARGIN_COLUMNS = ("run", "step", "rule", "cm", "pm")
+# The numbers a record copies from its Verdict under the same names (cls and valid are written
+# as fate and agree_gate); the evidence model and the prediction vocabulary read this list too.
+VERDICT_MEASURES = tuple(k for k in Verdict.model_fields if k not in ("cls", "valid"))
 
 
 def _margin_series(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[int, tuple]]:
@@ -55,12 +58,7 @@ def summarize(
             "letter": letter(v),
             "agree_gate": "pass" if v.valid else "fail",
             "confirmatory": cfg.is_confirmatory(family),
-            "conflict_final": v.conflict_final,
-            "conflict_max": v.conflict_max,
-            "agree_final": v.agree_final,
-            "agree_max": v.agree_max,
-            "n_checkpoints": v.n_checkpoints,
-            "onset": v.onset,
+            **{k: getattr(v, k) for k in VERDICT_MEASURES},
             "transient": transient_signature(v, cfg),
         }
         series = margin.get((str(run), family))

@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from ungrok.errors import UngrokError
 from ungrok.fate.classify import Fate, Verdict
 from ungrok.fate.classify import letter as verdict_letter
+from ungrok.fate.summary import VERDICT_MEASURES
 from ungrok.jsonfile import load_json_model
 
-BEHAVIOUR_MEASURES = ("conflict_final", "conflict_max", "agree_final", "agree_max", "onset", "n_checkpoints")
 CM_MEASURES = ("cm_final", "cm_peak", "cm_peak_step", "cm_zero_crossing", "pm_final", "pm_at_peak")
-BUILTIN_MEASURES = BEHAVIOUR_MEASURES + CM_MEASURES
+BUILTIN_MEASURES = VERDICT_MEASURES + CM_MEASURES
 ACCURACIES = ("conflict_final", "conflict_max", "agree_final", "agree_max")  # fractions of items: [0, 1]
 NUMBERS = ACCURACIES + ("cm_final", "cm_peak", "pm_final", "pm_at_peak")
 
@@ -95,16 +95,7 @@ class SeedRecord(BaseModel):
         return self.agree_gate == "pass"
 
     def verdict(self) -> Verdict:
-        return Verdict(
-            cls=self.fate,
-            valid=self.valid,
-            conflict_final=self.conflict_final,
-            conflict_max=self.conflict_max,
-            agree_final=self.agree_final,
-            agree_max=self.agree_max,
-            n_checkpoints=self.n_checkpoints,
-            onset=self.onset,
-        )
+        return Verdict(cls=self.fate, valid=self.valid, **{k: getattr(self, k) for k in VERDICT_MEASURES})
 
     def letter_or_derived(self) -> str:
         return self.letter if self.letter is not None else verdict_letter(self.verdict())
