@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,19 +88,20 @@ class KillPlan:
     killable: list[tuple[int, int]] = field(default_factory=list)  # (rule pattern id, flip offset)
     inexact: str | None = None  # why S - F, C + F may miss the post-edit counts; None: exact (module doc)
 
-    @functools.cached_property
-    def src_lut(self) -> np.ndarray:
+    def _lut(self, pairs: Iterable[tuple[int, int]]) -> np.ndarray:
+        """token id -> value for each (token, value) pair (a later pair wins), -1 elsewhere."""
         lut = np.full(self.vocab_size, -1, dtype=np.int64)
-        for k, c in enumerate(self.channels):
-            lut[c.src] = k
+        for t, v in pairs:
+            lut[t] = v
         return lut
 
     @functools.cached_property
+    def src_lut(self) -> np.ndarray:
+        return self._lut((c.src, k) for k, c in enumerate(self.channels))
+
+    @functools.cached_property
     def dst_lut(self) -> np.ndarray:
-        lut = np.full(self.vocab_size, -1, dtype=np.int64)
-        for k, c in enumerate(self.channels):
-            lut[c.dst] = k
-        return lut
+        return self._lut((c.dst, k) for k, c in enumerate(self.channels))
 
     def _split(self, m: SeqMatcher) -> tuple[np.ndarray, SeqMatcher | None]:
         """One-token patterns as a lookup table (what numba reads per token); longer ones kept for matching."""
@@ -129,10 +131,7 @@ class KillPlan:
     @property
     def flip_lut(self) -> np.ndarray:
         """token id -> the id it becomes when flipped, or -1."""
-        lut = np.full(self.vocab_size, -1, dtype=np.int64)
-        for c in self.channels:
-            lut[c.src] = c.dst
-        return lut
+        return self._lut((c.src, c.dst) for c in self.channels)
 
     @property
     def dst_ids(self) -> np.ndarray:
