@@ -97,7 +97,7 @@ def _seed_of(e: Entry) -> int | None:
 def _check_order(path: Path, reg: Registry, led: Ledger, recorded: list[Entry]) -> None:
     """Order by position in the chain (clocks can lie, the chain cannot be reordered): no
     confirmatory run before the freeze, no governed read before a prediction's registration."""
-    confirm = set(reg.seeds.governed) | set(reg.seeds.quarantined)
+    confirm = reg.seeds.confirmatory
     for e in led.entries[: recorded[0].n]:
         if _seed_of(e) in confirm:
             what = "training of" if e.kind == "start" else "read of"
@@ -106,10 +106,7 @@ def _check_order(path: Path, reg: Registry, led: Ledger, recorded: list[Entry]) 
                               "confirmatory data existed")
     for pred, _, where in reg.registered():
         n = recorded[0 if where == "freeze" else int(where.split()[1])].n
-        sets = preds.seed_sets(pred)
-        seeds = set(reg.seeds.governed if "governed" in sets else []) | set(
-            reg.seeds.quarantined if "quarantined" in sets else []
-        )
+        seeds = set(reg.seeds.read_by(pred))
         cells = set(preds.governed_cells(pred))
         for e in led.entries[:n]:
             if e.kind == "read":

@@ -76,6 +76,16 @@ class SeedSets(BaseModel):
     governed: list[int]
     quarantined: list[int] = []
 
+    @property
+    def confirmatory(self) -> set[int]:
+        """Every seed a prediction may read: governed and quarantined (never the pilot's)."""
+        return set(self.governed) | set(self.quarantined)
+
+    def read_by(self, pred: Any) -> list[int]:
+        """The seeds a (possibly composite) prediction reads, governed first."""
+        sets = preds.seed_sets(pred)
+        return (self.governed if "governed" in sets else []) + (self.quarantined if "quarantined" in sets else [])
+
 
 class Amendment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -227,7 +237,7 @@ class ExperimentPrereg(BaseModel):
     def _pilot_apart(self) -> ExperimentPrereg:
         if len(set(self.pilot_seeds)) != len(self.pilot_seeds):
             raise ValueError("pilot_seeds: a seed is listed twice")
-        both = sorted(set(self.pilot_seeds) & (set(self.seeds.governed) | set(self.seeds.quarantined)))
+        both = sorted(set(self.pilot_seeds) & self.seeds.confirmatory)
         if both:
             raise ValueError(f"seed(s) {both} are both pilot and governed or quarantined")
         return self
@@ -380,8 +390,7 @@ def _pilot_record_ref(exp: ExperimentPrereg, exp_path: Path, dest: Path, now: st
     where = f"{exp_path}: pilot_record"
     if not path.is_file():
         raise UngrokError(f"{where}: {path} not found")
-    confirmatory = [*exp.seeds.governed, *exp.seeds.quarantined]
-    return record_ref(path, _rel(path, dest.parent), sha256_file(path), confirmatory, now, where)
+    return record_ref(path, _rel(path, dest.parent), sha256_file(path), exp.seeds.confirmatory, now, where)
 
 
 def _refuse_after_training(run: Path, led: Any, exp: ExperimentPrereg) -> None:
@@ -409,11 +418,7 @@ def _refuse_after_training(run: Path, led: Any, exp: ExperimentPrereg) -> None:
 def refuse_post_hoc(led: Any, compiled: list[Any], seeds: SeedSets, moment: str) -> None:
     """Refuse predictions (at a freeze or an amendment) on seeds whose results were already read."""
     for p in compiled:
-        sets = preds.seed_sets(p)
-        seed_list = (seeds.governed if "governed" in sets else []) + (
-            seeds.quarantined if "quarantined" in sets else []
-        )
-        refuse_if_read(led, p.name, preds.governed_cells(p), seed_list, moment)
+        refuse_if_read(led, p.name, preds.governed_cells(p), seeds.read_by(p), moment)
 
 
 # --------------------------------------------------------------------------- load and verify

@@ -129,7 +129,7 @@ def _check_evidence(reg: Registry, ev: Evidence) -> None:
             f"registered {reg.classifier_sha256[:12]}…; re-classify with the frozen constants"
         )
     cells, locked = set(reg.cells), reg.locked_seeds()
-    seeds = set(reg.seeds.governed) | set(reg.seeds.quarantined)
+    seeds = reg.seeds.confirmatory
     pilot: set[int] = set()
     if reg.pilot is not None:
         pilot = set(reg.pilot.seeds) | set(reg.pilot.record.seeds if reg.pilot.record else ())
@@ -161,23 +161,16 @@ def _check_evidence(reg: Registry, ev: Evidence) -> None:
 def _post_hoc(reg: Registry, led: Ledger | None, pred: object, when: str) -> str | None:
     if led is None:
         return None
-    hits = reads_not_after(led, preds.governed_cells(pred), _seeds_of(reg, pred), when)
+    hits = reads_not_after(led, preds.governed_cells(pred), reg.seeds.read_by(pred), when)
     if not hits:
         return None
     key, first = hits[0]
     return f"post hoc: {key} was first read at {first}, before this prediction was registered at {when}"
 
 
-def _seeds_of(reg: Registry, pred: object) -> list[int]:
-    sets = preds.seed_sets(pred)
-    return (reg.seeds.governed if "governed" in sets else []) + (
-        reg.seeds.quarantined if "quarantined" in sets else []
-    )
-
-
 def _changed(reg: Registry, changed: Iterable[Changed], pred: object) -> str | None:
     for c in changed:
-        if c.governs(preds.governed_cells(pred), _seeds_of(reg, pred)):
+        if c.governs(preds.governed_cells(pred), reg.seeds.read_by(pred)):
             return f"a result it reads changed: {c.line()}"
     return None
 

@@ -118,7 +118,7 @@ def order_lines(path: str | Path, reg: Registry) -> list[str]:
     p = Path(path)
     led = read_ledger(p.parent)
     frozen = parse_stamp(reg.created_utc)
-    confirm = set(reg.seeds.governed) | set(reg.seeds.quarantined)
+    confirm = reg.seeds.confirmatory
     lines = _pilot_lines(p, reg, led, frozen)
     lines.append(f"order: freeze {reg.created_utc}, sha256 {reg.sha256}")
     lines.append(_training_line(p, reg, led, confirm, frozen))
