@@ -37,10 +37,12 @@ MinEvents = Annotated[int, typer.Option(help="--scan: decided events a cue needs
 MinRatio = Annotated[float, typer.Option(help="--scan: smoothed rule:prior ratio a cue needs.")]
 
 
-def _progress(desc: str, total: int):  # noqa: ANN202
-    from ungrok.progress import bar
+def _token_bar(desc: str, src: Path):  # noqa: ANN202 - a context manager yielding advance(n)
+    """A progress bar over SRC's tokens; yields the callback a pass advances it with."""
+    from ungrok.corpus.shards import read_manifest
+    from ungrok.progress import optional_bar
 
-    return bar(desc, total)
+    return optional_bar(True, desc, read_manifest(src).total_tokens)
 
 
 def _print_kill(prov: dict, dst: Path, dt: float) -> None:
@@ -85,7 +87,6 @@ def kill(
     force: Force = False,
 ) -> None:
     """Flip the rule's eligible sites to the prior form at RATE; token count and other bytes unchanged."""
-    from ungrok.corpus.shards import read_manifest
     from ungrok.edit.kill import check_rates, kill_corpus
     from ungrok.edit.outputs import refuse_existing
     from ungrok.edit.scan import resolve_cues
@@ -96,9 +97,9 @@ def kill(
     refuse_existing(out_dir, force, inputs=[src, cues, rules_dir])
     cue_list = resolve_cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
     t0 = time.perf_counter()
-    with _progress("kill", read_manifest(src).total_tokens) as p:
+    with _token_bar("kill", src) as advance:
         prov = kill_corpus(src, out_dir, rule, rate, seed, cues=cue_list, force=force, workers=workers,
-                           rules_dir=rules_dir, progress=lambda n: p.advance(p.task_ids[0], n))
+                           rules_dir=rules_dir, progress=advance)
     _print_kill(prov, out_dir, time.perf_counter() - t0)
 
 
@@ -118,7 +119,6 @@ def ladder(
     force: Force = False,
 ) -> None:
     """Build a whole kill ladder in one pass over SRC, with nested flips (higher rate = superset)."""
-    from ungrok.corpus.shards import read_manifest
     from ungrok.edit.kill import check_rates
     from ungrok.edit.ladder import build_ladder, parse_rates
     from ungrok.edit.outputs import refuse_existing
@@ -130,9 +130,9 @@ def ladder(
     refuse_existing(out_dir, force, inputs=[src, cues, rules_dir], corpus=False)
     cue_list = resolve_cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
     t0 = time.perf_counter()
-    with _progress("ladder", read_manifest(src).total_tokens) as p:
+    with _token_bar("ladder", src) as advance:
         summary = build_ladder(src, out_dir, rule, rate_list, seed, cues=cue_list, force=force, workers=workers,
-                               rules_dir=rules_dir, progress=lambda n: p.advance(p.task_ids[0], n))
+                               rules_dir=rules_dir, progress=advance)
     dt = time.perf_counter() - t0
     out.print(f"ladder for {summary['rule']} in one pass -> {out_dir} ({dt:.1f}s)")
     for r in summary["rungs"]:
@@ -200,14 +200,13 @@ def scan(
 ) -> None:
     """Empirical cue scan (docs/method.md §6.4): name-shaped tokens the corpus follows with the rule
     target."""
-    from ungrok.corpus.shards import read_manifest
     from ungrok.edit.scan import scan_cues, write_cue_file
     from ungrok.outputs import guard_output
 
     guard_output(out_file, inputs=[src, rules_dir], force=force, suffixes=(".json",))
-    with _progress("scan", read_manifest(src).total_tokens) as p:
+    with _token_bar("scan", src) as advance:
         doc = scan_cues(src, rule, min_events=min_events, min_ratio=min_ratio, rules_dir=rules_dir,
-                        progress=lambda n: p.advance(p.task_ids[0], n))
+                        progress=advance)
     write_cue_file(out_file, doc, force=force)
     share = doc["battery_share_of_rule_events"]
     out.print(
