@@ -37,7 +37,7 @@ from ungrok.atomic import write_bytes, write_json, write_text
 from ungrok.errors import UngrokError
 from ungrok.executor import Executor, make_executor
 from ungrok.experiment import tasks as T
-from ungrok.experiment.spec import Experiment, load_experiment
+from ungrok.experiment.spec import Experiment, load_experiment, resolve_path
 from ungrok.progress import output_console
 
 EXPERIMENT_COPY = "experiment.yaml"
@@ -91,23 +91,17 @@ def _why(e: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- preparation
-def _battery_files(exp: Experiment, out: Path) -> dict[str, tuple[Path, Path]]:
-    """name -> (source file, the file the run and the registry use: its copy for a relative path)."""
-    files = {}
-    for name, rel in exp.spec.batteries.items():
-        src = exp.resolve(rel)
-        files[name] = (src, src if Path(rel).expanduser().is_absolute() else out / rel)
-    return files
+def _battery_files(exp: Experiment, out: Path) -> dict[str, Path]:
+    """name -> the battery file the run and the registry use: its copy for a relative path."""
+    return {name: resolve_path(out, rel) for name, rel in exp.spec.batteries.items()}
 
 
 def _input_copies(exp: Experiment, out: Path) -> dict[str, tuple[Path, Path]]:
     """The batteries and the pilot record: (source, the file the run and the registry use)."""
-    copies = {f"battery {name}": f for name, f in _battery_files(exp, out).items()}
-    rel = exp.spec.pilot_record
-    if rel is not None:
-        src = exp.resolve(rel)
-        copies["pilot_record"] = (src, src if Path(rel).expanduser().is_absolute() else out / rel)
-    return copies
+    named = {f"battery {name}": rel for name, rel in exp.spec.batteries.items()}
+    if exp.spec.pilot_record is not None:
+        named["pilot_record"] = exp.spec.pilot_record
+    return {what: (exp.resolve(rel), resolve_path(out, rel)) for what, rel in named.items()}
 
 
 def prepare_run_dir(exp: Experiment, out: Path) -> None:
@@ -228,7 +222,7 @@ def preregister(exp: Experiment, out: Path, log: _Log) -> None:
 # --------------------------------------------------------------------------- stages
 def build_corpora(exp: Experiment, out: Path, log: _Log) -> Stage:
     st = Stage()
-    batteries = [used for _, used in _battery_files(exp, out).values()]
+    batteries = list(_battery_files(exp, out).values())
     todo = []
     for cell in exp.order:
         m = T.read_marker(T.cell_dir(out, cell), "corpus")
@@ -313,7 +307,7 @@ def run_jobs(
     from ungrok.prereg.ledger import record_start
 
     st = Stage()
-    batteries = tuple(str(used) for _, used in _battery_files(exp, out).values())
+    batteries = tuple(map(str, _battery_files(exp, out).values()))
     todo = (exp.seeds + exp.quarantined) if seeds is None else seeds
     jobs = []
     for cell in exp.cells:
@@ -458,7 +452,7 @@ def mechanisms(
     if m is None:
         return st, []
     want = {"rules": list(m.rules), "instruments": list(m.instruments)}
-    batteries = tuple(str(used) for _, used in _battery_files(exp, out).values())
+    batteries = tuple(map(str, _battery_files(exp, out).values()))
     jobs = []
     for cell in exp.cells:
         if m.cells is not None and cell not in m.cells:
@@ -509,7 +503,7 @@ def hub_suite(exp: Experiment, out: Path, ex: Executor, log: _Log) -> Stage:
     if h is None:
         return Stage()
     files = _battery_files(exp, out)
-    battery = files[h.battery or next(iter(files))][1]
+    battery = files[h.battery or next(iter(files))]
     folder = out / "hub"
     groups: dict[str, tuple[str | list[str], list[str]]] = {}
     for m in h.models:

@@ -141,10 +141,6 @@ class Experiment:
         return self.spec.name
 
     @property
-    def base_dir(self) -> Path:
-        return self.path.parent
-
-    @property
     def cells(self) -> dict[str, CellSpec]:
         return self.spec.cells
 
@@ -172,16 +168,28 @@ class Experiment:
         return bool(s.predictions or s.quarantined_seeds or s.pilot_seeds or s.pilot_record)
 
     def resolve(self, rel: str) -> Path:
-        p = Path(rel).expanduser()
-        return p if p.is_absolute() else self.base_dir / p
-
-    def battery_paths(self) -> dict[str, Path]:
-        return {name: self.resolve(rel) for name, rel in self.spec.batteries.items()}
+        return resolve_path(self.path.parent, rel)
 
     def cell_steps(self, cell: str) -> int:
         from ungrok.train.config import parse_config
 
         return parse_config({**self.train_docs[cell], "seed": 0}).sampler.steps
+
+
+def resolve_path(base: Path, rel: str) -> Path:
+    """A path written in an experiment file: as written when absolute (after ~), else under `base`."""
+    p = Path(rel).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _inside(base: Path, rel: str, key: str, where: str) -> Path:
+    """A relative path must stay inside the experiment's folder (the run folder keeps a copy at
+    the same relative path, so the registry's hashes hold); the path resolved under `base`."""
+    p = Path(rel).expanduser()
+    if not p.is_absolute() and ".." in p.parts:
+        raise UngrokError(f"{where}: {key}: {rel!r} leaves the experiment's folder; give a path inside it or "
+                          "an absolute path")
+    return resolve_path(base, rel)
 
 
 def parse_spec(doc: Any, where: str) -> ExperimentSpec:
@@ -262,20 +270,13 @@ def _train_docs(spec: ExperimentSpec, order: tuple[str, ...], where: str) -> dic
 
 
 def _batteries(exp_dir: Path, spec: ExperimentSpec, where: str, check_files: bool) -> list[str]:
-    """Battery families in order; relative paths must stay inside the experiment's folder
-    (the run folder keeps a copy at the same relative path, so the registry's hashes hold)."""
+    """Battery families in order; relative paths must stay inside the experiment's folder."""
     from ungrok.probes.battery import load_battery
 
     families: list[str] = []
     owner: dict[str, str] = {}
     for name, rel in spec.batteries.items():
-        p = Path(rel).expanduser()
-        if not p.is_absolute() and ".." in p.parts:
-            raise UngrokError(
-                f"{where}: batteries.{name}: {rel!r} leaves the experiment's folder; give a path inside "
-                "it or an absolute path"
-            )
-        path = p if p.is_absolute() else exp_dir / p
+        path = _inside(exp_dir, rel, f"batteries.{name}", where)
         if not check_files:
             continue
         if not path.is_file():
@@ -309,8 +310,7 @@ def _check_edits(spec: ExperimentSpec, exp: Path, rules_dir: Path | None, famili
 
     for name, c in spec.cells.items():
         if c.corpus is not None and check_files:
-            p = Path(c.corpus).expanduser()
-            path = p if p.is_absolute() else exp / p
+            path = resolve_path(exp, c.corpus)
             if not (path / "manifest.json").is_file():
                 raise UngrokError(
                     f"{where}: cells.{name}.corpus: {path} is not a corpus folder (no manifest.json)"
@@ -328,10 +328,9 @@ def _check_edits(spec: ExperimentSpec, exp: Path, rules_dir: Path | None, famili
             raise UngrokError(
                 f"{where}: cells.{name}.rescue.rule: rule {e.rule!r} has no rescue spec; it cannot be rescued"
             )
-        if isinstance(e, KillSpec) and e.cues not in ("spec", "scan") and check_files:
-            p = Path(e.cues).expanduser()
-            if not (p if p.is_absolute() else exp / p).is_file():
-                raise UngrokError(f"{where}: cells.{name}.kill.cues: cue file {e.cues} not found")
+        if (isinstance(e, KillSpec) and e.cues not in ("spec", "scan") and check_files
+                and not resolve_path(exp, e.cues).is_file()):
+            raise UngrokError(f"{where}: cells.{name}.kill.cues: cue file {e.cues} not found")
         if isinstance(e, RescueSpec) and e.window is not None:
             steps = parse_config({**train_docs[name], "seed": 0}).sampler.steps
             try:
@@ -384,13 +383,9 @@ def _check_pilot_record(spec: ExperimentSpec, exp_dir: Path, where: str, check_f
         return
     from ungrok.prereg.pilot import check_record_seeds, load_pilot_record
 
-    p = Path(spec.pilot_record).expanduser()
-    if not p.is_absolute() and ".." in p.parts:
-        raise UngrokError(f"{where}: pilot_record: {spec.pilot_record!r} leaves the experiment's folder; give a "
-                          "path inside it or an absolute path")
+    path = _inside(exp_dir, spec.pilot_record, "pilot_record", where)
     if not check_files:
         return
-    path = p if p.is_absolute() else exp_dir / p
     try:
         rec = load_pilot_record(path)
     except UngrokError as e:
@@ -433,8 +428,7 @@ def load_experiment(
         raise UngrokError(f"{where}: classifier: {e}") from None
     rules_dir = None
     if spec.rules_dir is not None:
-        rd = Path(spec.rules_dir).expanduser()
-        rules_dir = rd if rd.is_absolute() else path.parent / rd
+        rules_dir = resolve_path(path.parent, spec.rules_dir)
         if check_files and not rules_dir.is_dir():
             raise UngrokError(f"{where}: rules_dir: {rules_dir} is not a folder")
     from ungrok.rules.registry import load_rules
