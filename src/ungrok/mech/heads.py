@@ -32,7 +32,8 @@ def head_rows(metrics: Sequence[tuple[str, np.ndarray]], run: str, step: int, ru
               prompts_sha256: str) -> list[dict[str, Any]]:
     """Store rows of [n_layer, n_head] arrays, head by head, each head's metrics in the given order."""
     n_layer, n_head = metrics[0][1].shape
-    return [mech_row(run, step, rule, "heads", head_key(layer, h), metric, float(arr[layer, h]), prompts_sha256)
+    return [mech_row(run, step, rule, "heads", head_key(layer, h), metric, float(arr[layer, h]),
+                     prompts_sha256)
             for layer in range(n_layer) for h in range(n_head) for metric, arr in metrics]
 
 
