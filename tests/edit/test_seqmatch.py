@@ -31,8 +31,9 @@ def test_find_equals_brute_force(tokens, patterns, lo):
     assert list(zip(pos.tolist(), pid.tolist(), strict=True)) == want
 
 
-def test_large_ids_and_first():
+def test_large_ids():
     toks = np.array([70000, 5, 70000, 70001, 9], dtype=np.uint32)
     m = SeqMatcher([(70000, 70001), (9,), (123456,)])
-    assert m.first(toks) == (2, 0)
-    assert m.first(np.array([1, 2, 3], dtype=np.uint32)) is None
+    pos, pid = m.find(toks)
+    assert (pos.tolist(), pid.tolist()) == ([2, 4], [0, 1])
+    assert m.find(np.array([1, 2, 3], dtype=np.uint32))[0].size == 0

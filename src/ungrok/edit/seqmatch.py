@@ -116,10 +116,3 @@ class SeqMatcher:
         pid = np.concatenate(id_parts)
         order = np.lexsort((pid, pos))
         return pos[order], pid[order]
-
-    def first(self, tokens: np.ndarray) -> tuple[int, int] | None:
-        """(position, pattern id) of the earliest occurrence, or None."""
-        pos, pid = self.find(tokens)
-        if pos.size == 0:
-            return None
-        return int(pos[0]), int(pid[0])
