@@ -84,7 +84,9 @@ class SeedSets(BaseModel):
     def read_by(self, pred: Any) -> list[int]:
         """The seeds a (possibly composite) prediction reads, governed first."""
         sets = preds.seed_sets(pred)
-        return (self.governed if "governed" in sets else []) + (self.quarantined if "quarantined" in sets else [])
+        return (self.governed if "governed" in sets else []) + (
+            self.quarantined if "quarantined" in sets else []
+        )
 
 
 class Amendment(BaseModel):
