@@ -217,8 +217,15 @@ def _gate_failure(rec: SeedRecord, gates: Gates) -> str | None:
     return None
 
 
-def _missing(rec: SeedRecord, m: MissingField) -> Unscoreable:
-    return Unscoreable(f"the evidence for {rec.family} in cell {rec.cell} seed {rec.seed} lacks {m.name}")
+def _on(rec: SeedRecord, ctx: Context, fn: Any, node: object) -> Any:
+    """`fn(node)` (eval_test or eval_arith) on one record; a field the record lacks makes the
+    prediction UNSCOREABLE."""
+    try:
+        return fn(node, RecordEnv(rec, ctx.cfg))
+    except MissingField as m:
+        raise Unscoreable(
+            f"the evidence for {rec.family} in cell {rec.cell} seed {rec.seed} lacks {m.name}"
+        ) from None
 
 
 def _fmt(x: float) -> str:
@@ -244,6 +251,26 @@ def decide(q: Quorum, n: int, counted: int, true: int) -> tuple[Status, str]:
     return "UNSCOREABLE", f"need {q.text}; the {unknown} seed(s) not scoreable could decide it"
 
 
+Vote = bool | str | None  # a seed's test value; a string says which gate failed; None: undetermined
+
+
+def _counted(v: Vote) -> bool:
+    return v is not None and not isinstance(v, str)
+
+
+def _tally(q: Quorum, votes: Sequence[tuple[str, Vote]], claim: str) -> Result:
+    """Score a seed quorum from each seed's vote, naming the seeds that were not counted."""
+    n = len(votes)
+    counted = [bool(v) for _, v in votes if _counted(v)]
+    true = sum(counted)
+    status, note = decide(q, n, len(counted), true)
+    reason = f"{true}/{n} seeds satisfy {claim}; {note}"
+    skipped = [f"{label} {v or 'undetermined'}" for label, v in votes if not _counted(v)]
+    if skipped:
+        reason += f" ({'; '.join(skipped)})"
+    return Result(status, reason, f"{true}/{n}")
+
+
 def _combine(results: Sequence[Result], mode: str, labels: Sequence[str]) -> Result:
     """Kleene all/any over per-unit results; a single unit's result passes through unchanged."""
     if len(results) == 1:
@@ -264,6 +291,13 @@ def _guarded(fn: Any, *args: Any) -> Result:
         return fn(*args)
     except Unscoreable as e:
         return Result("UNSCOREABLE", str(e))
+
+
+def _each(pred: Any, fn: Any, cells: Sequence[str]) -> Result:
+    """`fn(family, cell)` for every family and cell, combined as the prediction's `combine` says."""
+    units = [(f, c) for f in pred.family for c in cells]
+    results = [_guarded(fn, f, c) for f, c in units]
+    return _combine(results, "any" if pred.combine == "any" else "all", [f"{f} @ {c}" for f, c in units])
 
 
 # --------------------------------------------------------------------------- kinds
@@ -308,38 +342,21 @@ def _seed_unit(
 ) -> Result:
     for c in cells:
         ctx.check_cell(c, pred.gates, seeds)
-    true = counted = 0
-    skipped: list[str] = []
-    per_cell_counted = dict.fromkeys(cells, 0)
+    votes: dict[tuple[str, int], Vote] = {}
     for c in cells:
         for s in seeds:
             rec = ctx.record(c, s, family)
-            why = _gate_failure(rec, pred.gates)
-            if why is None:
-                try:
-                    v = eval_test(node, RecordEnv(rec, ctx.cfg))
-                except MissingField as m:
-                    raise _missing(rec, m) from None
-                why = "undetermined" if v is None else None
-            if why is not None:
-                skipped.append(f"{c}/{s} {why}" if len(cells) > 1 else f"seed {s} {why}")
-                continue
-            counted += 1
-            per_cell_counted[c] += 1
-            true += bool(v)
+            votes[c, s] = _gate_failure(rec, pred.gates) or _on(rec, ctx, eval_test, node)
     if pred.gates.cm_guard:
         for c in cells:
-            if per_cell_counted[c] < pred.gates.min_valid_seeds:
+            valid = sum(_counted(v) for (cell, _), v in votes.items() if cell == c)
+            if valid < pred.gates.min_valid_seeds:
                 raise Unscoreable(
-                    f"cell {c}: {per_cell_counted[c]} CM-instrument-valid seed(s); a CM verdict needs "
+                    f"cell {c}: {valid} CM-instrument-valid seed(s); a CM verdict needs "
                     f"{pred.gates.min_valid_seeds}"
                 )
-    n = len(cells) * len(seeds)
-    status, note = decide(q, n, counted, true)
-    reason = f"{true}/{n} seeds satisfy `{pred.test}`; {note}"
-    if skipped:
-        reason += f" ({'; '.join(skipped)})"
-    return Result(status, reason, f"{true}/{n}")
+    labels = [f"{c}/{s}" if len(cells) > 1 else f"seed {s}" for c, s in votes]
+    return _tally(q, list(zip(labels, votes.values(), strict=True)), f"`{pred.test}`")
 
 
 def _cell_mean(
@@ -354,10 +371,7 @@ def _cell_mean(
         rec = ctx.record(cell, s, family)
         if _gate_failure(rec, pred.gates) is not None:
             continue
-        try:
-            v = eval_arith(node, RecordEnv(rec, ctx.cfg))
-        except MissingField as m:
-            raise _missing(rec, m) from None
+        v = _on(rec, ctx, eval_arith, node)
         if v is None:
             if not gated:
                 raise Unscoreable(f"{text} of {family} is undefined in cell {cell} seed {s}")
@@ -380,11 +394,7 @@ def _mean(pred: MeanPrediction, ctx: Context) -> Result:
         ok = compare(op, m, thr)
         return Result("PASS" if ok else "FAIL", f"mean {pred.measure} = {_fmt(m)}; need {op} {thr:g}", m)
 
-    units = [(f, c) for f in pred.family for c in pred.cells]
-    results = [_guarded(unit, f, c) for f, c in units]
-    return _combine(
-        results, pred.combine if pred.combine == "any" else "all", [f"{f} @ {c}" for f, c in units]
-    )
+    return _each(pred, unit, pred.cells)
 
 
 def _compare(pred: ComparePrediction, ctx: Context) -> Result:
@@ -399,45 +409,27 @@ def _compare(pred: ComparePrediction, ctx: Context) -> Result:
         return Result("PASS" if ok else "FAIL", f"a = {_fmt(ma)} ({a}), b = {_fmt(mb)} ({pred.b}); `{pred.test}`",
                       ma - mb)
 
+    def paired(ra: SeedRecord, rb: SeedRecord) -> bool | None:
+        va, vb = (_on(r, ctx, eval_arith, node) for r in (ra, rb))
+        return None if va is None or vb is None else eval_test(test, PairEnv(va, vb))
+
     def by_seed(fam: str, a: str) -> Result:
         q = parse_quorum(pred.quorum, f"prediction {pred.name} quorum")
         for c in (a, pred.b):
             ctx.check_cell(c, pred.gates, seeds)
-        true = counted = 0
-        skipped = []
+        votes: list[tuple[str, Vote]] = []
         for s in seeds:
             ra, rb = ctx.record(a, s, fam), ctx.record(pred.b, s, fam)
             why = _gate_failure(ra, pred.gates) or _gate_failure(rb, pred.gates)
-            if why is None:
-                vals = []
-                for rec in (ra, rb):
-                    try:
-                        vals.append(eval_arith(node, RecordEnv(rec, ctx.cfg)))
-                    except MissingField as m:
-                        raise _missing(rec, m) from None
-                v = None if None in vals else eval_test(test, PairEnv(vals[0], vals[1]))  # type: ignore[arg-type]
-                why = "undetermined" if v is None else None
-            if why is not None:
-                skipped.append(f"seed {s} {why}")
-                continue
-            counted += 1
-            true += bool(v)
+            votes.append((f"seed {s}", why or paired(ra, rb)))
+        counted = sum(_counted(v) for _, v in votes)
         if pred.gates.cm_guard and counted < pred.gates.min_valid_seeds:
             raise Unscoreable(
                 f"{counted} seed pair(s) pass the CM instrument guard; needs {pred.gates.min_valid_seeds}"
             )
-        status, note = decide(q, len(seeds), counted, true)
-        reason = f"{true}/{len(seeds)} seeds satisfy `{pred.test}` (a = {a}, b = {pred.b}); {note}"
-        if skipped:
-            reason += f" ({'; '.join(skipped)})"
-        return Result(status, reason, f"{true}/{len(seeds)}")
+        return _tally(q, votes, f"`{pred.test}` (a = {a}, b = {pred.b})")
 
-    fn = by_seed if pred.by == "seed" else by_mean
-    units = [(f, a) for f in pred.family for a in pred.a]
-    results = [_guarded(fn, f, a) for f, a in units]
-    return _combine(
-        results, pred.combine if pred.combine == "any" else "all", [f"{f} @ {a}" for f, a in units]
-    )
+    return _each(pred, by_seed if pred.by == "seed" else by_mean, pred.a)
 
 
 def _point(
