@@ -88,13 +88,13 @@ def kill(
 ) -> None:
     """Flip the rule's eligible sites to the prior form at RATE; token count and other bytes unchanged."""
     from ungrok.edit.kill import check_rates, kill_corpus
-    from ungrok.edit.outputs import refuse_existing
     from ungrok.edit.scan import resolve_cues
+    from ungrok.outputs import guard_output
 
     check_rates([rate])
     check_seed(seed)
     check_at_least(workers, 1, "--workers")
-    refuse_existing(out_dir, force, inputs=[src, cues, rules_dir])
+    guard_output(out_dir, inputs=[src, cues, rules_dir], force=force, folder=True, corpus=True)
     cue_list = resolve_cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
     t0 = time.perf_counter()
     with _token_bar("kill", src) as advance:
@@ -121,13 +121,13 @@ def ladder(
     """Build a whole kill ladder in one pass over SRC, with nested flips (higher rate = superset)."""
     from ungrok.edit.kill import check_rates
     from ungrok.edit.ladder import build_ladder, parse_rates
-    from ungrok.edit.outputs import refuse_existing
     from ungrok.edit.scan import resolve_cues
+    from ungrok.outputs import guard_output
 
     rate_list = check_rates(parse_rates(rates))
     check_seed(seed)
     check_at_least(workers, 1, "--workers")
-    refuse_existing(out_dir, force, inputs=[src, cues, rules_dir], corpus=False)
+    guard_output(out_dir, inputs=[src, cues, rules_dir], force=force, folder=True)
     cue_list = resolve_cues(cues, scan, src, rule, min_events, min_ratio, rules_dir)
     t0 = time.perf_counter()
     with _token_bar("ladder", src) as advance:

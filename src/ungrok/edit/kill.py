@@ -36,7 +36,6 @@ from ungrok.corpus.tokenizer import load_tokenizer
 from ungrok.edit.outputs import (
     new_folder,
     read_span,
-    refuse_existing,
     shard_starts,
     source_identity,
     write_corpus,
@@ -46,6 +45,7 @@ from ungrok.edit.sites import KillPlan, build_kill_plan
 from ungrok.errors import UngrokError
 from ungrok.executor import make_executor, or_raise
 from ungrok.limits import check_at_least, check_seed
+from ungrok.outputs import guard_output
 from ungrok.rules.registry import get_rule, lists_for
 from ungrok.rules.spec import RuleSpec
 
@@ -422,7 +422,7 @@ def kill_corpus(
     (rate,) = check_rates([rate])
     check_seed(seed)
     check_at_least(workers, 1, "--workers")
-    refuse_existing(dst, force, inputs=[src])
+    guard_output(dst, inputs=[src], force=force, folder=True, corpus=True)
     setup = prepare_kill(src, rule, cues, workers, rules_dir)
     with new_folder(dst, force) as tmp:
         edit = run_pass(setup.corpus, setup.plan, [rate], [tmp], seed, workers, chunk, progress)

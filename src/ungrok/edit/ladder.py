@@ -16,9 +16,10 @@ from typing import Any
 
 from ungrok.atomic import write_json
 from ungrok.edit.kill import CHUNK_TOKENS, CueList, check_rates, finish_output, prepare_kill, run_pass
-from ungrok.edit.outputs import new_folder, refuse_existing
+from ungrok.edit.outputs import new_folder
 from ungrok.errors import UngrokError
 from ungrok.limits import check_at_least, check_seed
+from ungrok.outputs import guard_output
 from ungrok.rules.spec import RuleSpec
 
 LADDER_FILE = "ladder.json"
@@ -61,7 +62,7 @@ def build_ladder(
         raise UngrokError("two rates print the same; give rates that differ in their first 6 digits")
     check_seed(seed)
     check_at_least(workers, 1, "--workers")
-    refuse_existing(out_dir, force, inputs=[src], corpus=False)
+    guard_output(out_dir, inputs=[src], force=force, folder=True)
     setup = prepare_kill(src, rule, cues, workers, rules_dir)
     with new_folder(out_dir, force) as tmp:
         outs = [tmp / rung_name(p) for p in rates]

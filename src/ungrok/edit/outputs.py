@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,6 @@ from ungrok.atomic import atomic_dir
 from ungrok.corpus.shards import TOKENIZER, Corpus, Manifest, ShardInfo, write_manifest
 from ungrok.errors import UngrokError
 from ungrok.hashing import manifest_sha256
-from ungrok.outputs import guard_output
-
-
-def refuse_existing(
-    dst: str | Path, force: bool, inputs: Iterable[str | Path | None] = (), corpus: bool = True
-) -> None:
-    """An existing destination is never overwritten without --force, and never, even with it,
-    when it is the source, holds the source or a registry, or lies inside the source (checked
-    before any work)."""
-    guard_output(dst, inputs=inputs, force=force, folder=True, corpus=corpus)
 
 
 def source_identity(c: Corpus) -> dict[str, Any]:
@@ -85,7 +75,7 @@ def write_corpus(
 @contextlib.contextmanager
 def new_folder(dst: str | Path, force: bool) -> Iterator[Path]:
     """`atomic_dir`, refusing in one line a destination that appeared while the edit ran
-    (`refuse_existing` checked it before any work)."""
+    (`guard_output` checked it before any work)."""
     try:
         with atomic_dir(dst, force) as tmp:
             yield tmp

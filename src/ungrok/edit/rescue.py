@@ -44,7 +44,6 @@ from ungrok.edit.outputs import (
     link_shards,
     new_folder,
     read_span,
-    refuse_existing,
     shard_starts,
     source_identity,
     write_corpus,
@@ -52,6 +51,7 @@ from ungrok.edit.outputs import (
 from ungrok.edit.sites import encode_words
 from ungrok.errors import UngrokError
 from ungrok.limits import check_seed
+from ungrok.outputs import guard_output
 from ungrok.rules.registry import get_rule, lists_for
 from ungrok.rules.spec import RuleSpec, resolve_list
 from ungrok.rules.tokens import resolve_tokens
@@ -561,7 +561,7 @@ def build_rescue(
         raise UngrokError(f"--placement {placement!r}: use append or replace")
     phase = parse_window(window, steps)
     check_seed(seed)
-    refuse_existing(dst, force, inputs=[src, unit_from, *battery_files])
+    guard_output(dst, inputs=[src, unit_from, *battery_files], force=force, folder=True, corpus=True)
     spec = rule if isinstance(rule, RuleSpec) else get_rule(rule, rules_dir)
     lists = lists_for(spec, rules_dir)
     text = rescue_text(spec, lists)
