@@ -218,8 +218,8 @@ def compile_predictions(
         if name in seen:
             raise UngrokError(f"{what} {name}: the name is already registered")
         seen.add(name)
-        pred = _compile_one(item, vocab, name, top=True)
-        out.append(pred)
+        label = f"prediction {name}"
+        out.append(_resolve(_validate(_expand(item, label), label), vocab, label, top=True))
     return out
 
 
@@ -259,26 +259,20 @@ def _validate(data: dict[str, Any], label: str) -> Prediction:
         raise UngrokError(f"{label}: {loc}: {msg}") from None
 
 
-def _compile_one(item: Any, vocab: Vocabulary, label: str, top: bool) -> Prediction:
-    pred = _validate(_expand(item, f"prediction {label}"), f"prediction {label}")
-    return _resolve(pred, vocab, f"prediction {label}", top)
-
-
 def _resolve(pred: Any, vocab: Vocabulary, label: str, top: bool) -> Any:
     if not top and pred.falsifier:
         raise UngrokError(f"{label}: only a whole prediction can be a falsifier, not one of its parts")
     if isinstance(pred, (AllOf, AnyOf)):
         parts = [_resolve(p, vocab, f"{label}[{j + 1}]", False) for j, p in enumerate(pred.of)]
         return pred.model_copy(update={"of": parts})
-    if isinstance(pred, SeedsPrediction):
-        return _resolve_seeds(pred, vocab, label)
-    if isinstance(pred, MeanPrediction):
-        return _resolve_mean(pred, vocab, label)
-    if isinstance(pred, ComparePrediction):
-        return _resolve_compare(pred, vocab, label)
-    if isinstance(pred, SpearmanPrediction):
-        return _resolve_spearman(pred, vocab, label)
-    return _resolve_trend(pred, vocab, label)
+    resolve = {
+        SeedsPrediction: _resolve_seeds,
+        MeanPrediction: _resolve_mean,
+        ComparePrediction: _resolve_compare,
+        SpearmanPrediction: _resolve_spearman,
+        TrendPrediction: _resolve_trend,
+    }[type(pred)]
+    return resolve(pred, vocab, label)
 
 
 def _families(names: Sequence[str], vocab: Vocabulary, label: str) -> list[str]:
