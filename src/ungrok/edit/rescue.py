@@ -102,20 +102,12 @@ def rescue_text(spec: RuleSpec, lists: dict[str, list[Any]]) -> RescueText:
     if spec.rescue is None:
         raise UngrokError(f"rule {spec.name!r} has no rescue spec; it cannot be rescued")
     r = spec.rescue
-    classes = [
-        RescueClass("rule", tuple(map(str, resolve_list(r.rule_class.names, lists))), r.rule_class.pronoun)
-    ]
-    if r.control_class is not None:
-        classes.append(
-            RescueClass(
-                "control",
-                tuple(map(str, resolve_list(r.control_class.names, lists))),
-                r.control_class.pronoun,
-            )
-        )
-    return RescueText(
-        spec.name, tuple(map(str, resolve_list(r.frames, lists))), tuple(classes), r.sentences_per_doc
+    classes = tuple(
+        RescueClass(label, tuple(map(str, resolve_list(k.names, lists))), k.pronoun)
+        for label, k in (("rule", r.rule_class), ("control", r.control_class))
+        if k is not None
     )
+    return RescueText(spec.name, tuple(map(str, resolve_list(r.frames, lists))), classes, r.sentences_per_doc)
 
 
 class SentenceTable:
