@@ -212,8 +212,6 @@ def resolve_cues(
     rules_dir: Path | None,
 ) -> CueList | None:
     """The kill cue list: the rule's own (default), a file, or an empirical scan of SRC."""
-    from ungrok.corpus.shards import Corpus
-    from ungrok.corpus.tokenizer import load_tokenizer
     from ungrok.edit.kill import CueList  # kill imports this module
 
     if cues is not None and scan:
