@@ -38,6 +38,7 @@ from ungrok.errors import UngrokError
 from ungrok.executor import Executor, make_executor
 from ungrok.experiment import tasks as T
 from ungrok.experiment.spec import Experiment, load_experiment, resolve_path
+from ungrok.hashing import sha256_text
 from ungrok.progress import output_console
 
 EXPERIMENT_COPY = "experiment.yaml"
@@ -55,7 +56,6 @@ class Stage:
 class RunSummary:
     out: Path
     stages: dict[str, Stage] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
     scoreboard: str | None = None
     report: Path | None = None
 
@@ -299,16 +299,16 @@ def _train_doc(exp: Experiment, out: Path, cell: str, seed: int) -> dict[str, An
 
 
 def run_jobs(
-    exp: Experiment, out: Path, executor: Executor, threads: int | None, log: _Log,
-    seeds: list[int] | None = None,
-) -> tuple[Stage, list[str]]:
-    """Train + score every (cell, seed) not finished yet (default: the governed and quarantined
-    seeds); failures are kept as one line each. Each start is noted in the ledger first."""
+    exp: Experiment, out: Path, executor: Executor, threads: int | None, log: _Log, pilot: bool = False,
+) -> Stage:
+    """Train + score every (cell, seed) not finished yet (the governed and quarantined seeds, or
+    the pilot seeds); a failure is logged as one line, and once every other task has finished
+    and kept its work, raised with the first. Each start is noted in the ledger first."""
     from ungrok.prereg.ledger import record_start
 
     st = Stage()
     batteries = tuple(map(str, _battery_files(exp, out).values()))
-    todo = (exp.seeds + exp.quarantined) if seeds is None else seeds
+    todo = exp.pilots if pilot else exp.seeds + exp.quarantined
     jobs = []
     for cell in exp.cells:
         for seed in todo:
@@ -344,7 +344,11 @@ def run_jobs(
             if "scored" in result:
                 parts.append(f"scored {result['scored']} checkpoints")
             log(f"run {tag}: {'; '.join(parts) or 'done'} ({result['seconds']:.1f}s in all)")
-    return st, failures
+    if failures:
+        n = len(failures)
+        raise UngrokError(f"{n} {'pilot ' if pilot else ''}run(s) failed ({failures[0]}{'; ...' if n > 1 else ''}); "
+                          "the finished work is kept, rerun the same command to retry the failed runs")
+    return st
 
 
 def classify(exp: Experiment, out: Path, log: _Log, pilot: bool = False) -> tuple[Stage, list[dict[str, Any]]]:
@@ -379,13 +383,11 @@ def _write_result(out: Path, path: Path, doc: Any, bound: bool) -> None:
     """Write a run-level result a verdict reads (fates.json, gates.json). In a registered run its
     sha256 goes into the ledger first, so a later edit of the file, or a ledger that lost
     the record, is caught by `prereg verify` and scored UNSCOREABLE (prereg/integrity.py)."""
-    import hashlib
-
     from ungrok.prereg.ledger import record_result
 
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"  # what write_json writes
     if bound:
-        record_result(out, path.name, hashlib.sha256(text.encode("utf-8")).hexdigest())
+        record_result(out, path.name, sha256_text(text))
     write_text(path, text)
 
 
@@ -415,8 +417,8 @@ def scoreboard(exp: Experiment, out: Path, records: list[dict[str, Any]], gates:
     board_path = out / "scoreboard.json"
     if not exp.has_predictions:
         return Stage(), None
-    if T.read_marker(out, "scoreboard") is not None:
-        line = T.read_marker(out, "scoreboard").get("summary")  # type: ignore[union-attr]
+    if (done := T.read_marker(out, "scoreboard")) is not None:
+        line = done.get("summary")
         log(f"scoreboard: done earlier, skipped ({line})")
         return Stage(skipped=1), line
     integ = check_run(out / REGISTRY_NAME)  # the check `prereg verify` and `prereg score` make
@@ -553,11 +555,7 @@ def pilot_phase(exp: Experiment, out: Path, ex: Executor, threads: int | None, l
                           "pilot in a fresh --out folder")
     summary.stages["corpora"] = build_corpora(exp, out, log)
     summary.stages["support"] = count_support(exp, out, log)
-    summary.stages["pilot runs"], summary.failures = run_jobs(exp, out, ex, threads, log, seeds=exp.pilots)
-    if summary.failures:
-        n = len(summary.failures)
-        raise UngrokError(f"{n} pilot run(s) failed ({summary.failures[0]}{'; ...' if n > 1 else ''}); the "
-                          "finished work is kept, rerun the same command to retry the failed runs")
+    summary.stages["pilot runs"] = run_jobs(exp, out, ex, threads, log, pilot=True)
     summary.stages["pilot classify"], _ = classify(exp, out, log, pilot=True)
 
 
@@ -606,13 +604,7 @@ def run_experiment(
     preregister(exp, out, log)
     summary.stages["corpora"] = build_corpora(exp, out, log)
     summary.stages["support"] = count_support(exp, out, log)
-    summary.stages["runs"], summary.failures = run_jobs(exp, out, ex, threads, log)
-    if summary.failures:
-        n = len(summary.failures)
-        raise UngrokError(
-            f"{n} run(s) failed ({summary.failures[0]}{'; ...' if n > 1 else ''}); the finished work is kept, "
-            "rerun the same command to retry the failed runs"
-        )
+    summary.stages["runs"] = run_jobs(exp, out, ex, threads, log)
     summary.stages["classify"], records = classify(exp, out, log)
     summary.stages["gates"], gates = gate_cells(exp, out, records, log)
     summary.stages["scoreboard"], summary.scoreboard = scoreboard(exp, out, records, gates, log)
@@ -622,7 +614,6 @@ def run_experiment(
     summary.stages["mech"], mech_failures = mechanisms(exp, out, ex, threads, log)
     summary.report = write_report(out, log)
     if mech_failures:
-        summary.failures = mech_failures
         n = len(mech_failures)
         raise UngrokError(
             f"the mechanism stage failed for {n} run(s) ({mech_failures[0]}{'; ...' if n > 1 else ''}); "
