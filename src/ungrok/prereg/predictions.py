@@ -192,6 +192,13 @@ class Vocabulary:
     measures: frozenset[str] = frozenset()
     numbers: frozenset[str] | None = None  # None: not declared, any name is accepted
 
+    @classmethod
+    def of(cls, families: Iterable[str], cells: Iterable[str], measures: Iterable[str],
+           numbers: Iterable[str] | None) -> Vocabulary:
+        """From the lists an experiment or a registry holds (numbers None: none declared)."""
+        return cls(frozenset(families), tuple(cells), frozenset(measures),
+                   None if numbers is None else frozenset(numbers))
+
     @property
     def all_measures(self) -> frozenset[str]:
         return frozenset(BUILTIN_MEASURES) | self.measures

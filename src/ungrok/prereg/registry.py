@@ -138,12 +138,7 @@ class Registry(BaseModel):
         return ClassifierConfig(**self.classifier)
 
     def vocabulary(self) -> preds.Vocabulary:
-        return preds.Vocabulary(
-            families=frozenset(self.families),
-            cells=tuple(self.cells),
-            measures=frozenset(self.measures),
-            numbers=None if self.cell_numbers is None else frozenset(self.cell_numbers),
-        )
+        return preds.Vocabulary.of(self.families, self.cells, self.measures, self.cell_numbers)
 
     def registered(self) -> list[tuple[Any, str, str]]:
         """Every prediction with its registration time and where it was registered."""
@@ -331,12 +326,7 @@ def freeze(
         families |= set(battery_families(bp))
         batteries[name] = FileHash(path=_rel(bp, dest.parent), sha256=sha256_file(bp))
 
-    vocab = preds.Vocabulary(
-        families=frozenset(families),
-        cells=tuple(exp.cells),
-        measures=frozenset(exp.measures),
-        numbers=None if exp.cell_numbers is None else frozenset(exp.cell_numbers),
-    )
+    vocab = preds.Vocabulary.of(families, exp.cells, exp.measures, exp.cell_numbers)
     compiled = preds.compile_predictions(exp.predictions, vocab)
     now = stamp(clock)
     record = _pilot_record_ref(exp, exp_path, dest, now)
