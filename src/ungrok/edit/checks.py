@@ -25,7 +25,7 @@ import numpy as np
 
 from ungrok.corpus.shards import MANIFEST, Corpus
 from ungrok.corpus.tokenizer import UNK, load_tokenizer
-from ungrok.edit.outputs import read_span, shard_starts
+from ungrok.edit.outputs import chunks, shard_starts
 from ungrok.edit.seqmatch import Seq, SeqMatcher
 from ungrok.errors import UngrokError
 from ungrok.probes.battery import load_battery
@@ -141,9 +141,7 @@ def check_injected(corpus_dir: str | Path, battery: Forbidden) -> dict[str, Any]
     starts = shard_starts(c)
     total = int(starts[-1])
     reach = max(matcher.max_len - 1, 0)
-    for a in range(0, total, MATCH_CHUNK):
-        b = min(a + MATCH_CHUNK, total)
-        toks = read_span(c, starts, a, b + reach)
+    for a, b, toks in chunks(c, MATCH_CHUNK, reach):
         pos, pid = matcher.find(toks, 0, b - a)
         if pos.size:
             at = pid[pos == pos[0]]  # several strings may start here: name the longest

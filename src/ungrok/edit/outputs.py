@@ -102,6 +102,16 @@ def read_span(c: Corpus, starts: np.ndarray, start: int, stop: int) -> np.ndarra
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
+def chunks(c: Corpus, size: int, after: int = 0) -> Iterator[tuple[int, int, np.ndarray]]:
+    """The corpus stream in ranges [a, b) of `size` tokens: (a, b, tokens [a, b + after)), where
+    `after` is the context a match or window that starts before b may read past it."""
+    starts = shard_starts(c)
+    total = int(starts[-1])
+    for a in range(0, total, size):
+        b = min(a + size, total)
+        yield a, b, read_span(c, starts, a, b + after)
+
+
 def shard_starts(c: Corpus) -> np.ndarray:
     sizes = np.array([s.tokens for s in c.manifest.shards], dtype=np.int64)
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

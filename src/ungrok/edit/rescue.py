@@ -40,14 +40,7 @@ import yaml
 from ungrok.corpus.shards import DEFAULT_SHARD_TOKENS, Corpus, ShardInfo, ShardWriter
 from ungrok.corpus.tokenizer import UNK, load_tokenizer
 from ungrok.edit.checks import Forbidden, check_injected, check_names, check_universe, load_forbidden
-from ungrok.edit.outputs import (
-    link_shards,
-    new_folder,
-    read_span,
-    shard_starts,
-    source_identity,
-    write_corpus,
-)
+from ungrok.edit.outputs import chunks, link_shards, new_folder, source_identity, write_corpus
 from ungrok.edit.sites import encode_words
 from ungrok.errors import UngrokError
 from ungrok.limits import check_seed
@@ -318,13 +311,11 @@ def forbidden_tokens(spec: RuleSpec, lists: dict, tok: Any, text: RescueText, vo
 def neutral_documents(c: Corpus, lut: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(start, end-of-text position, neutral) for every document of the stream, in one pass."""
     eot = c.manifest.eot_id
-    starts = shard_starts(c)
-    total = int(starts[-1])
     ends_parts, cum_parts = [], []
     carry = 0
     V = lut.size
-    for a in range(0, total, CHUNK_TOKENS):
-        toks = read_span(c, starts, a, min(a + CHUNK_TOKENS, total)).astype(np.int64)
+    for a, _, raw in chunks(c, CHUNK_TOKENS):
+        toks = raw.astype(np.int64)
         bad = np.where(toks < V, lut[np.minimum(toks, V - 1)], True)
         cum = carry + np.cumsum(bad, dtype=np.int64)
         e = np.flatnonzero(toks == eot)
@@ -368,12 +359,8 @@ def removal_plan(
 
 def write_without(c: Corpus, out: Path, lo: np.ndarray, hi: np.ndarray, shard_tokens: int) -> list[ShardInfo]:
     """The base stream minus the inclusive intervals [lo, hi], re-sharded, streamed."""
-    starts = shard_starts(c)
-    total = int(starts[-1])
     writer = ShardWriter(out, c.manifest.dtype, shard_tokens)
-    for a in range(0, total, CHUNK_TOKENS):
-        b = min(a + CHUNK_TOKENS, total)
-        toks = read_span(c, starts, a, b)
+    for a, b, toks in chunks(c, CHUNK_TOKENS):
         i0, i1 = np.searchsorted(hi, a, side="left"), np.searchsorted(lo, b, side="left")
         mark = np.zeros(b - a + 1, dtype=np.int64)
         if i1 > i0:

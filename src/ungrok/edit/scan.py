@@ -23,7 +23,7 @@ import numpy as np
 from ungrok.atomic import write_json
 from ungrok.corpus.shards import Corpus
 from ungrok.corpus.tokenizer import UNK, load_tokenizer
-from ungrok.edit.outputs import read_span, shard_starts
+from ungrok.edit.outputs import chunks
 from ungrok.edit.scan_defaults import MIN_EVENTS, MIN_RATIO
 from ungrok.edit.seqmatch import Seq
 from ungrok.errors import UngrokError
@@ -117,11 +117,7 @@ def scan_cues(
     is_prior[prior_ids] = True
     rule_cnt = np.zeros(V, dtype=np.int64)
     prior_cnt = np.zeros(V, dtype=np.int64)
-    starts = shard_starts(c)
-    total = int(starts[-1])
-    for a in range(0, total, SCAN_CHUNK):
-        b = min(a + SCAN_CHUNK, total)
-        toks = read_span(c, starts, a, b + W)
+    for a, b, toks in chunks(c, SCAN_CHUNK, W):
         _scan(toks, b - a, W, cand, is_rule, is_prior, rule_cnt, prior_cnt)
         if progress:
             progress(b - a)
