@@ -16,7 +16,7 @@ the CM guard, intervention validity) and missing data leave a seed uncounted.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -293,11 +293,13 @@ def _guarded(fn: Any, *args: Any) -> Result:
         return Result("UNSCOREABLE", str(e))
 
 
-def _each(pred: Any, fn: Any, cells: Sequence[str]) -> Result:
-    """`fn(family, cell)` for every family and cell, combined as the prediction's `combine` says."""
+def _each(pred: Any, fn: Any, cells: Sequence[Any], name: Callable[[Any], str] = str) -> Result:
+    """`fn(family, cell)` for every family and cell (or group of cells, labelled by `name`),
+    combined as the prediction's `combine` says (pooled: all)."""
     units = [(f, c) for f in pred.family for c in cells]
     results = [_guarded(fn, f, c) for f, c in units]
-    return _combine(results, "any" if pred.combine == "any" else "all", [f"{f} @ {c}" for f, c in units])
+    labels = [f"{f} @ {name(c)}" for f, c in units]
+    return _combine(results, "any" if pred.combine == "any" else "all", labels)
 
 
 # --------------------------------------------------------------------------- kinds
@@ -321,42 +323,28 @@ def _seeds(pred: SeedsPrediction, ctx: Context) -> Result:
     node = parse_test(pred.test, f"prediction {pred.name} test")
     q = parse_quorum(pred.quorum, f"prediction {pred.name} quorum")
     seeds = ctx.seeds(pred)
-    units = [
-        (fam, cells)
-        for fam in pred.family
-        for cells in ([pred.cells] if pred.combine == "pooled" else [[c] for c in pred.cells])
-    ]
-    results = [_guarded(_seed_unit, pred, ctx, node, q, fam, cells, seeds) for fam, cells in units]
-    labels = [f"{fam} @ {'+'.join(cells)}" for fam, cells in units]
-    return _combine(results, "any" if pred.combine == "any" else "all", labels)
 
-
-def _seed_unit(
-    pred: SeedsPrediction,
-    ctx: Context,
-    node: object,
-    q: Quorum,
-    family: str,
-    cells: list[str],
-    seeds: list[int],
-) -> Result:
-    for c in cells:
-        ctx.check_cell(c, pred.gates, seeds)
-    votes: dict[tuple[str, int], Vote] = {}
-    for c in cells:
-        for s in seeds:
-            rec = ctx.record(c, s, family)
-            votes[c, s] = _gate_failure(rec, pred.gates) or _on(rec, ctx, eval_test, node)
-    if pred.gates.cm_guard:
+    def unit(family: str, cells: list[str]) -> Result:
         for c in cells:
-            valid = sum(_counted(v) for (cell, _), v in votes.items() if cell == c)
-            if valid < pred.gates.min_valid_seeds:
-                raise Unscoreable(
-                    f"cell {c}: {valid} CM-instrument-valid seed(s); a CM verdict needs "
-                    f"{pred.gates.min_valid_seeds}"
-                )
-    labels = [f"{c}/{s}" if len(cells) > 1 else f"seed {s}" for c, s in votes]
-    return _tally(q, list(zip(labels, votes.values(), strict=True)), f"`{pred.test}`")
+            ctx.check_cell(c, pred.gates, seeds)
+        votes: dict[tuple[str, int], Vote] = {}
+        for c in cells:
+            for s in seeds:
+                rec = ctx.record(c, s, family)
+                votes[c, s] = _gate_failure(rec, pred.gates) or _on(rec, ctx, eval_test, node)
+        if pred.gates.cm_guard:
+            for c in cells:
+                valid = sum(_counted(v) for (cell, _), v in votes.items() if cell == c)
+                if valid < pred.gates.min_valid_seeds:
+                    raise Unscoreable(
+                        f"cell {c}: {valid} CM-instrument-valid seed(s); a CM verdict needs "
+                        f"{pred.gates.min_valid_seeds}"
+                    )
+        labels = [f"{c}/{s}" if len(cells) > 1 else f"seed {s}" for c, s in votes]
+        return _tally(q, list(zip(labels, votes.values(), strict=True)), f"`{pred.test}`")
+
+    groups = [pred.cells] if pred.combine == "pooled" else [[c] for c in pred.cells]
+    return _each(pred, unit, groups, "+".join)
 
 
 def _cell_mean(
