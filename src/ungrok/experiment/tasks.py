@@ -55,9 +55,9 @@ def _kill_cues(e: KillSpec, src: Path, exp: Experiment):  # noqa: ANN202 - CueLi
 
     if e.cues == "spec":
         return None
-    if e.cues == "scan":
-        return resolve_cues(None, True, src, e.rule, e.min_events, e.min_ratio, exp.rules_dir)
-    return resolve_cues(exp.resolve(e.cues), False, src, e.rule, e.min_events, e.min_ratio, exp.rules_dir)
+    scan = e.cues == "scan"  # else a cue file
+    return resolve_cues(None if scan else exp.resolve(e.cues), scan, src, e.rule, e.min_events, e.min_ratio,
+                        exp.rules_dir)
 
 
 def build_cell_corpus(
@@ -219,9 +219,7 @@ def run_cell_seed(job: RunJob) -> dict[str, Any]:
         res = train(cfg, job.data, out, callbacks=callbacks, progress=False)
         write_marker(out, "train", {"status": res.status, "steps": res.steps, "final_loss": res.final_loss,
                                     "checkpoints": len(res.checkpoints)})
-        done["train"] = res.status
-        done["steps"] = res.steps
-        done["final_loss"] = res.final_loss
+        done.update(train=res.status, steps=res.steps, final_loss=res.final_loss)
     if read_marker(out, "score") is None:
         batteries = batteries or _load_batteries(job.batteries)
         n = _score(job, batteries, tok_path)
@@ -295,17 +293,13 @@ def cell_gate(exp: Experiment, cell: str, records: Sequence[Mapping[str, Any]]) 
 # --------------------------------------------------------------------------- evidence
 def cell_numbers(exp: Experiment) -> dict[str, dict[str, float]]:
     """Kill rates and rescue doses per cell; a ladder's parent sits at rate (dose) 0."""
+    edits = [(name, c.edit, "rate" if c.kill is not None else "dose")
+             for name, c in exp.cells.items() if c.edit is not None]
     out: dict[str, dict[str, float]] = {}
-    for name, c in exp.cells.items():
-        if c.kill is not None:
-            out.setdefault(name, {})["rate"] = c.kill.rate
-        elif c.rescue is not None:
-            out.setdefault(name, {})["dose"] = c.rescue.dose
-    for c in exp.cells.values():
-        if c.kill is not None:
-            out.setdefault(c.kill.parent, {}).setdefault("rate", 0.0)
-        elif c.rescue is not None:
-            out.setdefault(c.rescue.parent, {}).setdefault("dose", 0.0)
+    for name, e, number in edits:
+        out.setdefault(name, {})[number] = getattr(e, number)
+    for _, e, number in edits:
+        out.setdefault(e.parent, {}).setdefault(number, 0.0)
     return {k: out[k] for k in exp.cells if k in out}
 
 
