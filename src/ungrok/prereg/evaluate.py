@@ -236,7 +236,7 @@ def _fmt(x: float) -> str:
 def decide(q: Quorum, n: int, counted: int, true: int) -> tuple[Status, str]:
     """Score a seed quorum with `counted` seeds determined, `true` of them satisfying."""
     if q.at_least:
-        needed = next((k for k in range(n + 1) if q.satisfied(k, n)), None)
+        needed = q.needed(n)
         if needed is None:
             return "UNSCOREABLE", f"the quorum {q.text} cannot be met with {n} seeds"
         if counted < needed:

@@ -83,6 +83,10 @@ class Quorum:
     def at_least(self) -> bool:
         return self.op in (">=", ">")
 
+    def needed(self, n: int) -> int | None:
+        """Seeds an "at least" quorum needs out of n (None: it can never be met)."""
+        return next((k for k in range(n + 1) if self.satisfied(k, n)), None)
+
 
 # --------------------------------------------------------------------------- analysis
 def walk(node: object) -> list[object]:

@@ -504,14 +504,6 @@ def _reads_means(leaf: Any) -> bool:
     return False
 
 
-def _needed(quorum: str, n: int) -> int | None:
-    """Seeds an "at least" quorum needs out of n (None: it can never be met; 0: not an at-least quorum)."""
-    q = parse_quorum(quorum, "quorum")
-    if not q.at_least:
-        return 0
-    return next((k for k in range(n + 1) if q.satisfied(k, n)), None)
-
-
 def unscoreable_by_design(pred: Any, seed_counts: Mapping[str, int]) -> list[str]:
     """Why a resolved prediction (or one of its parts) can only ever be UNSCOREABLE, whatever
     the data: checked at freeze time so the registrant hears it before the runs, not at
@@ -538,8 +530,8 @@ def unscoreable_by_design(pred: Any, seed_counts: Mapping[str, int]) -> list[str
         if isinstance(leaf, (SeedsPrediction, ComparePrediction)):
             pooled = isinstance(leaf, SeedsPrediction) and leaf.combine == "pooled"
             units = n * (len(leaf.cells) if pooled else 1)
-            need = _needed(leaf.quorum, units)
-            if need is None:
+            q = parse_quorum(leaf.quorum, "quorum")
+            if q.at_least and q.needed(units) is None:
                 out.append(f"{who}: the quorum {leaf.quorum} can never be met with {units} seed(s)")
             elif g.cm_guard and g.min_valid_seeds > n:
                 out.append(
