@@ -106,12 +106,6 @@ class EditPass:
         return int(sum(int(s.flipped[r].sum()) for s in self.shards))
 
 
-def _sha_update(h: Any, arr: np.ndarray, f: Any) -> None:
-    raw = arr.tobytes()
-    f.write(raw)
-    h.update(raw)
-
-
 def edit_shard(job: ShardJob, progress: Callable[[int], None] | None = None) -> ShardResult:
     """Find, draw, flip and write one shard for every rate; then verify what was written."""
     c = Corpus(job.corpus, verify=False)  # the parent checked it when the pass began
@@ -144,7 +138,9 @@ def edit_shard(job: ShardJob, progress: Callable[[int], None] | None = None) -> 
                 hit = u < p
                 out = np.array(own, copy=True)
                 out[rel[hit]] = dst_ids[sites.channel[hit]]
-                _sha_update(hashes[r], out, files[r])
+                raw = out.tobytes()
+                files[r].write(raw)
+                hashes[r].update(raw)
                 flipped[r] += np.bincount(sites.channel[hit], minlength=K)
                 flipped_w[r] += int(sites.weight[hit].sum())
                 flips[r].append(rel[hit] + (a - a0))
