@@ -387,15 +387,12 @@ def _single(seq: Seq, what: str, rule: str, tok: Tokenizer) -> int:
     return int(seq[0])
 
 
-def encode_words(
-    tok: Tokenizer, words: list[str], variants: tuple[str, ...] = ("bare", "space")
-) -> list[Seq]:
+def encode_words(tok: Tokenizer, words: list[str]) -> list[Seq]:
     """Token sequences of each word as "Word" and " Word"; forms that need the unknown token are dropped."""
     unk = tok.token_to_id(UNK)
     out: list[Seq] = []
     for w in words:
-        for v in variants:
-            text = w if v == "bare" else " " + w
+        for text in (w, " " + w):
             ids = tuple(tok.encode(text, add_special_tokens=False).ids)
             if ids and (unk is None or unk not in ids):
                 out.append(ids)
