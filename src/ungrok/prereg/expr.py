@@ -10,13 +10,14 @@ Unicode ≥ ≤ ≠ − × are accepted for >= <= != - *.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, make_dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
 from ungrok.fate._series import EPS
 
 ATOMS = frozenset({"valid", "cm_valid", "died", "emerged", "transient", "artifact", "timing"})
+CMP_OPS = (">=", "<=", "==", "!=", ">", "<")
 KEYWORDS = frozenset(
     {
         "and", "or", "not", "in", "of", "is", "are", "has", "have", "over", "cell", "cells",
@@ -31,27 +32,75 @@ _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 
 
 # --------------------------------------------------------------------------- AST
-def _node(kind: str, /, **fields: type) -> type:
-    """A frozen dataclass for one kind of tree node. Its repr (`Cmp(op='>', left=Var(name='a'),
-    right=Num(value=0.0))`) is the pinned text form of a parse (tests/prereg/data/expr_pinned.json)."""
-    cls = make_dataclass(kind, list(fields.items()), frozen=True)
-    cls.__module__ = __name__  # so it pickles and prints as this module's class
-    return cls
+@dataclass(frozen=True)
+class Num:
+    value: float
 
 
-Num = _node("Num", value=float)
-Var = _node("Var", name=str)
-Neg = _node("Neg", x=object)
-Arith = _node("Arith", op=str, left=object, right=object)
-Abs = _node("Abs", x=object)
-Cmp = _node("Cmp", op=str, left=object, right=object)
-Atom = _node("Atom", name=str)
-FateIs = _node("FateIs", fate=str, valid=bool)  # RECOVERED+valid: the class AND the agree control passed
-LetterIs = _node("LetterIs", op=str, letter=str)
-Within = _node("Within", k=int)
-And = _node("And", items=tuple)
-Or = _node("Or", items=tuple)
-Not = _node("Not", x=object)
+@dataclass(frozen=True)
+class Var:
+    name: str
+
+
+@dataclass(frozen=True)
+class Neg:
+    x: object
+
+
+@dataclass(frozen=True)
+class Arith:
+    op: str
+    left: object
+    right: object
+
+
+@dataclass(frozen=True)
+class Abs:
+    x: object
+
+
+@dataclass(frozen=True)
+class Cmp:
+    op: str
+    left: object
+    right: object
+
+
+@dataclass(frozen=True)
+class Atom:
+    name: str
+
+
+@dataclass(frozen=True)
+class FateIs:
+    fate: str
+    valid: bool  # RECOVERED+valid: the class AND the agree control passed
+
+
+@dataclass(frozen=True)
+class LetterIs:
+    op: str
+    letter: str
+
+
+@dataclass(frozen=True)
+class Within:
+    k: int
+
+
+@dataclass(frozen=True)
+class And:
+    items: tuple
+
+
+@dataclass(frozen=True)
+class Or:
+    items: tuple
+
+
+@dataclass(frozen=True)
+class Not:
+    x: object
 
 
 # --------------------------------------------------------------------------- quorum
