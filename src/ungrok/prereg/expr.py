@@ -17,7 +17,6 @@ from typing import Protocol
 from ungrok.fate._series import EPS
 
 ATOMS = frozenset({"valid", "cm_valid", "died", "emerged", "transient", "artifact", "timing"})
-CMP_OPS = (">=", "<=", "==", "!=", ">", "<")
 KEYWORDS = frozenset(
     {
         "and", "or", "not", "in", "of", "is", "are", "has", "have", "over", "cell", "cells",
