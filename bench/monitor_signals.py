@@ -14,6 +14,10 @@ at every probe of the demo's runs) and tries three families:
 - ``ci``: the mean of the last ``window`` raw readings plus ``z`` binomial standard errors
   (the battery's item count times the window; variance floored at 0.05) at most ``level``:
   a large battery may warn after one low probe, a 12-item one needs a deep or long fall.
+- ``mdrop``: the smoothed mean conflict margin (continuous, so less noisy than accuracy on a
+  12-item battery, and it shrinks while the items still sit on the rule's side) at least
+  ``d`` nats below its best since emergence (``kind`` abs), or below ``frac`` of that best
+  (``kind`` rel), while the smoothed accuracy is at most ``cap``.
 
 Emergence, smoothing and sustain follow `WatchConfig` (probes before step 100 ignored,
 centred mean of 3). Scores: `ungrok.fate.warning`. Nothing here is shipped; it reports
@@ -45,18 +49,22 @@ DROP = dict(src=["h", "p"], emerged=[0.8, 0.9], drop=[0.1, 0.15, 0.2, 0.3], w=[3
             cap=[0.7, 0.8, 1.0], sustain=[1, 2, 3, 4])
 CI = dict(src=["h", "p"], emerged=[0.8, 0.9], level=[0.5, 0.6, 0.7, 0.8], z=[1.0, 1.5, 2.0, 2.5], window=[1, 2, 3],
           sustain=[1, 2, 3])
+MDROP = dict(src=["h", "p"], emerged=[0.8, 0.9], kind=["abs", "rel"], d=[0.5, 1.0, 1.5, 2.0, 3.0],
+             frac=[0.25, 0.5, 0.75], cap=[1.0, 0.9, 0.8], sustain=[1, 2, 3, 4])
 Series = tuple[dict, list[int], list[float], list[float], int]  # record, steps, accuracy, mean margin, items
 
 
 def points() -> list[dict]:
     """Every trigger tried; `level` points that ignore a knob appear once."""
     out = []
-    for fam, grid in (("level", LEVEL), ("drop", DROP), ("ci", CI)):
+    for fam, grid in (("level", LEVEL), ("drop", DROP), ("ci", CI), ("mdrop", MDROP)):
         for v in itertools.product(*grid.values()):
             p = {"family": fam, **dict(zip(grid, v, strict=True))}
             if fam == "level" and p["mode"] == "acc" and p["mthr"] != 0.0:
                 continue
             if fam == "level" and p["mode"] == "margin" and (p["level"] != 0.5 or p["window"] != 1):
+                continue
+            if fam == "mdrop" and (p["frac"] != 0.5 if p["kind"] == "abs" else p["d"] != 1.0):
                 continue
             out.append(p)
     return out
@@ -93,6 +101,7 @@ def first_warning(steps: list[int], acc: list[float], mar: list[float], items: i
     kept_a: list[float] = []
     kept_m: list[float] = []
     held = 0
+    best_m: float | None = None  # the smoothed margin's best since emergence (mdrop)
     for s, a, m in zip(steps, acc, mar, strict=True):
         if s >= 100:
             kept_a.append(a)
@@ -103,6 +112,11 @@ def first_warning(steps: list[int], acc: list[float], mar: list[float], items: i
                 tail = kept_a[-p["window"] :]
                 m = sum(tail) / len(tail)
                 trig = m + p["z"] * (max(m * (1 - m), 0.05) / (items * len(tail))) ** 0.5 <= p["level"]
+            elif p["family"] == "mdrop":
+                sm_m = smooth(kept_m, 3)[-1]
+                best_m = sm_m if best_m is None else max(best_m, sm_m)
+                fell = best_m - sm_m >= p["d"] if p["kind"] == "abs" else sm_m <= p["frac"] * best_m
+                trig = fell and sm[-1] <= p["cap"]
             elif p["family"] == "drop":
                 trig = (max(sm) - sm[-1] >= p["drop"] and len(kept_a) >= p["w"]
                         and least_squares_slope(kept_a[-p["w"]:]) < p["slope"] and sm[-1] <= p["cap"])
@@ -140,13 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--show", type=int, default=3, help="best triggers to print per family")
     ap.add_argument(
-        "--family", choices=["level", "drop", "ci"], action="append", help="only these (default all)"
+        "--family", choices=["level", "drop", "ci", "mdrop"], action="append", help="only these (default all)"
     )
     args = ap.parse_args(argv)
     if (why := unfinished(args.runs)) is not None:
         print(why, file=sys.stderr)
         return 2
-    families = args.family or ["level", "drop", "ci"]
+    families = args.family or ["level", "drop", "ci", "mdrop"]
     pts, folders = [p for p in points() if p["family"] in families], [str(f) for f in args.runs]
     figures = score_in_chunks(score_chunk, folders, pts, 40, args.workers)
     print(
