@@ -178,10 +178,6 @@ class NgramCounter:
         self.followed = np.zeros(len(patterns), dtype=np.int64)
         self.total = 0
 
-    @property
-    def n_patterns(self) -> int:
-        return len(self.index)
-
     def add(self, tokens: np.ndarray) -> None:
         rows = np.asarray(tokens)
         if rows.ndim == 1:
