@@ -105,32 +105,28 @@ class MechStore:
                 and (instrument is None or r["instrument"] == instrument)]
 
     # ----------------------------------------------------------------- updates
-    def put(self, rows: Iterable[Mapping[str, Any]], save: bool = True) -> list[Unit]:
+    def put(self, rows: Iterable[Mapping[str, Any]], save: bool = True) -> None:
         """Add rows, replacing every unit they cover (a unit is always written whole).
 
         Callers decide whether replacing is allowed (resume skips present units; --force
         recomputes them); this only guarantees no unit mixes two computations."""
         new = [dict(r) for r in rows]
         check_rows(new, str(self.path))
+        shas: dict[Unit, str] = {}  # the units covered, each with its one prompts hash
         for r in new:
             r["step"] = int(r["step"])
             r["value"] = float(r["value"])
-        covered = {_unit(r) for r in new}
-        shas: dict[Unit, str] = {}
-        for r in new:
             if shas.setdefault(_unit(r), r["prompts_sha256"]) != r["prompts_sha256"]:
                 raise UngrokError(f"{self.path}: unit {_unit(r)} mixes two prompts_sha256 values")
         seen: set[tuple] = set()
-        for r in new:
-            k = _row_key(r)
+        for k in map(_row_key, new):
             if k in seen:
                 raise UngrokError(f"{self.path}: two values for {k}")
             seen.add(k)
-        self.rows = [r for r in self.rows if _unit(r) not in covered] + new
+        self.rows = [r for r in self.rows if _unit(r) not in shas] + new
         self._units.update(shas)
         if save:
             self.save()
-        return sorted(covered)
 
     def drop(self, units: Iterable[Unit], save: bool = True) -> int:
         """Remove whole units (e.g. the patch rows of an earlier peak/final pair); returns rows removed."""
