@@ -142,17 +142,10 @@ def run_classifier(run_dir: Path) -> tuple[Any, Path | None]:
         raise UngrokError(f"{exp}: classifier: {e}") from None
 
 
-def load_batteries(paths: Sequence[str | Path]) -> Any:
-    """One Battery of every item of the given files (an experiment may split families over several)."""
+def resolve_battery(run_dir: Path, battery: str | Path | Sequence[str | Path] | None) -> Any:
+    """The battery files named (else the experiment's), loaded as one Battery."""
     from ungrok.probes.battery import Battery, load_battery
 
-    bats = [load_battery(p) for p in paths]
-    if len(bats) == 1:
-        return bats[0]
-    return Battery(tuple(it for b in bats for it in b.items), source=" + ".join(str(p) for p in paths))
-
-
-def resolve_battery(run_dir: Path, battery: str | Path | Sequence[str | Path] | None) -> Any:
     if battery is None:
         found = experiment_batteries(run_dir)
         if found is None:
@@ -168,7 +161,11 @@ def resolve_battery(run_dir: Path, battery: str | Path | Sequence[str | Path] | 
     for p in paths:
         if not Path(p).is_file():
             raise UngrokError(f"{p}: battery file not found")
-    return load_batteries(paths)
+    bats = [load_battery(p) for p in paths]
+    if len(bats) == 1:
+        return bats[0]
+    # an experiment may split its families over several files: one Battery of every item
+    return Battery(tuple(it for b in bats for it in b.items), source=" + ".join(str(p) for p in paths))
 
 
 # --------------------------------------------------------------------------- the peak
