@@ -50,14 +50,9 @@ class DirectionResult:
     dbpb: tuple[float, ...]
 
     def rows(self, run: str, step: int, rule: str, prompts_sha256: str) -> list[dict[str, Any]]:
-        out = []
-        for k in range(1, len(self.dcm) + 1):
-            for metric, values in (("dcm", self.dcm), ("other_abs_delta", self.other_abs_delta),
-                                   ("dbpb", self.dbpb)):
-                out.append(
-                    mech_row(run, step, rule, "direction", f"block{k}", metric, values[k - 1], prompts_sha256)
-                )
-        return out
+        metrics = (("dcm", self.dcm), ("other_abs_delta", self.other_abs_delta), ("dbpb", self.dbpb))
+        return [mech_row(run, step, rule, "direction", f"block{k}", metric, values[k - 1], prompts_sha256)
+                for k in range(1, len(self.dcm) + 1) for metric, values in metrics]
 
 
 # --------------------------------------------------------------------------- bits per byte
