@@ -17,7 +17,7 @@ from ungrok.hashing import manifest_sha256
 from ungrok.model.gpt import ModelConfig
 from ungrok.model.optim import OptimizerConfig
 from ungrok.model.presets import preset as model_preset
-from ungrok.train.sampler import SamplerConfig
+from ungrok.train.sampler import SamplerConfig, budgeted_shards
 from ungrok.train.schedule import PAPER_CHECKPOINTS, CheckpointRule
 from ungrok.train.trackers import parse_names
 
@@ -118,17 +118,6 @@ def resolve_model(cfg: TrainConfig) -> ModelConfig:
         raise UngrokError(validation_line(e, "model")) from None
 
 
-def _window_sizes(m: Manifest, max_tokens: int | None) -> list[int]:
-    """Shard sizes the sampler will draw from, after the budget keeps the first N tokens."""
-    left = max_tokens if max_tokens is not None else m.total_tokens
-    sizes = []
-    for s in sorted(m.shards, key=lambda s: s.file):
-        take = min(s.tokens, left)
-        left -= take
-        sizes.append(take)
-    return sizes
-
-
 def check_corpus(data: str | Path, model: ModelConfig, sampler: SamplerConfig, max_tokens: int | None,
                  label: str = "--data") -> Manifest:
     """Refuse, in one line, a corpus this model and sampler cannot train on."""
@@ -142,7 +131,7 @@ def check_corpus(data: str | Path, model: ModelConfig, sampler: SamplerConfig, m
         raise UngrokError(
             f"sampler.max_tokens {max_tokens:,} exceeds the size of {data} ({m.total_tokens:,} tokens)"
         )
-    longest = max(_window_sizes(m, max_tokens), default=0)
+    longest = max((take for _, take in budgeted_shards(m, max_tokens)), default=0)
     if longest <= sampler.context + 1:
         raise UngrokError(
             f"sampler.context {sampler.context:,} is too long for {data}: no shard holds more than "

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ungrok.corpus.shards import Corpus
+from ungrok.corpus.shards import Corpus, Manifest
 from ungrok.errors import UngrokError
 
 
@@ -37,6 +37,17 @@ class SamplerConfig(BaseModel):
     phase_b: PhaseB | None = None
 
 
+def budgeted_shards(manifest: Manifest, max_tokens: int | None) -> list[tuple[int, int]]:
+    """(shard index, tokens kept) in sorted filename order: the budget keeps the stream's first N tokens."""
+    left = max_tokens if max_tokens is not None else manifest.total_tokens
+    out = []
+    for i in sorted(range(len(manifest.shards)), key=lambda i: manifest.shards[i].file):
+        take = min(manifest.shards[i].tokens, left)
+        left -= take
+        out.append((i, take))
+    return out
+
+
 class PackedSampler:
     """Windows of one shard set: `batch(step)` -> (shard index, offset) per row."""
 
@@ -44,15 +55,8 @@ class PackedSampler:
         self.corpus = Corpus(corpus)
         self.context = context
         self.window = context + 1
-        sizes = [s.tokens for s in self.corpus.manifest.shards]
-        order = sorted(range(len(sizes)), key=lambda i: self.corpus.manifest.shards[i].file)
-        capped: list[tuple[int, int]] = []
-        left = max_tokens if max_tokens is not None else sum(sizes)
-        for i in order:  # the budget keeps the first N tokens in sorted filename order
-            take = min(sizes[i], left)
-            left -= take
-            if take > self.window:  # shards left with <= context + 1 tokens are dropped
-                capped.append((i, take))
+        kept = budgeted_shards(self.corpus.manifest, max_tokens)
+        capped = [(i, take) for i, take in kept if take > self.window]  # <= context + 1 tokens: dropped
         if not capped:
             raise UngrokError(
                 f"{corpus}: no shard holds more than context + 1 = {self.window} tokens"
