@@ -34,7 +34,7 @@ def _check_png(png: bytes) -> Image.Image:
 
 
 def test_pngs_are_valid(shared_html):
-    # the report embeds focal_figures.focal_png / trajectory_png / dose_response_png output as it is
+    # the report embeds figures.to_png of the focal, trajectory and dose-response figures as it is
     srcs = re.findall(r'<img src="data:image/png;base64,([^"]+)"', shared_html)
     assert len(srcs) == 4  # the focal rule's accuracy + CM, the other rule's trajectories, 2 ladders
     for src in srcs:
@@ -43,7 +43,10 @@ def test_pngs_are_valid(shared_html):
 
 def test_png_bytes_are_deterministic(shared_data):
     lad = ladders(shared_data)[1]
-    assert figures.dose_response_png(shared_data, lad, FOCAL) == figures.dose_response_png(shared_data, lad, FOCAL)
+    def png() -> bytes:
+        return figures.to_png(figures.dose_response_figure(shared_data, lad, FOCAL))
+
+    assert png() == png()
 
 
 def test_nothing_to_draw_gives_none(shared_data):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
@@ -20,6 +20,9 @@ from markupsafe import Markup
 from ungrok.fate.classify import FATES, LETTERS
 from ungrok.report.data import ReportData
 from ungrok.report.facts import fmt, record_index, record_letter
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FATE_COLORS = {
     "RECOVERED": "#009E73",
@@ -68,9 +71,11 @@ def note(text: Html) -> Markup:
     return Markup(_parts().note(text))
 
 
-def figure(png: bytes, alt: str, caption: Html) -> Markup:
+def figure(fig: Figure, alt: str, caption: Html) -> Markup:
     """A figure embedded as a PNG data URI, so the page loads nothing from anywhere."""
-    src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    from ungrok.report.figures import to_png  # matplotlib only when drawn
+
+    src = "data:image/png;base64," + base64.b64encode(to_png(fig)).decode("ascii")
     return Markup(_parts().figure(src, alt, caption))
 
 

@@ -1,7 +1,7 @@
 """The report's figures, drawn with matplotlib's Agg canvas (no display, no pyplot state).
 
 Each `*_figure` returns a matplotlib Figure (or None when there is nothing to draw), so
-tests can read back exactly what was plotted; `*_png` returns the PNG bytes the HTML
+tests can read back exactly what was plotted; `to_png` gives the PNG bytes the HTML
 embeds. Artists carry a `gid` naming what they show (e.g. "conflict/high/1",
 "band/high", "onset/high/1") for the same reason.
 
@@ -52,11 +52,11 @@ def seed_linestyle(data: ReportData, seed: int) -> str:
     return SEED_LINESTYLES[i % len(SEED_LINESTYLES)]
 
 
-def to_png(fig: Figure, dpi: int = 100) -> bytes:
+def to_png(fig: Figure) -> bytes:
     """PNG bytes; no Software/date metadata, so equal inputs give equal bytes."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     return buf.getvalue()
 
 
@@ -246,18 +246,3 @@ def dose_response_figure(data: ReportData, ladder: Ladder, rule: str) -> Figure 
         _legend(fig, list(axes), (gate_proxy,))
         fig.suptitle(f"{ladder.kind} ladder on '{ladder.parent}': {rule}", fontsize=10)
     return fig
-
-
-def trajectory_png(data: ReportData, family: str) -> bytes | None:
-    fig = trajectory_figure(data, family)
-    return None if fig is None else to_png(fig)
-
-
-def cm_strip_png(data: ReportData, rule: str) -> bytes | None:
-    fig = cm_strip_figure(data, rule)
-    return None if fig is None else to_png(fig)
-
-
-def dose_response_png(data: ReportData, ladder: Ladder, rule: str) -> bytes | None:
-    fig = dose_response_figure(data, ladder, rule)
-    return None if fig is None else to_png(fig)

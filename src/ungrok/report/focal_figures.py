@@ -30,7 +30,6 @@ from ungrok.report.figures import (
     draw_cm,
     legend_columns,
     seed_style,
-    to_png,
 )
 
 PAIR_WIDTH = 11.2  # inches for one cell's two panels: the page's full width at 100 dpi
@@ -122,8 +121,3 @@ def focal_figure(data: ReportData, rule: str) -> Figure | None:
         fig.suptitle(f"{rule}: held-out conflict accuracy (left, smoothed as the classifier sees it) and "
                      f"contrast margin CM (right), per cell; k = {cfg.smooth_k}", fontsize=10)
     return fig
-
-
-def focal_png(data: ReportData, rule: str) -> bytes | None:
-    fig = focal_figure(data, rule)
-    return None if fig is None else to_png(fig)

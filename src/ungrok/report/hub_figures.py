@@ -9,7 +9,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ungrok.report.figures import AGREE_COLOR, RC, _legend, legend_columns, to_png
+from ungrok.report.figures import AGREE_COLOR, RC, _legend, legend_columns
 from ungrok.report.hub import HubData, fmt_params, short_name
 
 
@@ -71,8 +71,3 @@ def hub_figure(hub: HubData, family: str) -> Figure | None:
         ), ncols_max=legend_columns(fig, 2.0))
         fig.suptitle(f"{family}: public checkpoints, coloured by model size", fontsize=10)
     return fig
-
-
-def hub_png(hub: HubData, family: str) -> bytes | None:
-    fig = hub_figure(hub, family)
-    return None if fig is None else to_png(fig)

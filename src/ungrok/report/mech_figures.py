@@ -21,7 +21,6 @@ from ungrok.report.figures import (
     _panels,
     legend_columns,
     seed_linestyle,
-    to_png,
 )
 from ungrok.report.mech import MechRun, natural_key
 
@@ -162,18 +161,3 @@ def decodability_figure(data: ReportData, rule: str) -> Figure | None:
         ax.set_ylim(-0.03, 1.03)
 
     return _cell_figure(data, cells, 2.3, "cue decodability", f"{rule}: cue decodability per block", draw)
-
-
-def decomposition_png(data: ReportData, rule: str) -> bytes | None:
-    fig = decomposition_figure(data, rule)
-    return None if fig is None else to_png(fig)
-
-
-def head_share_png(data: ReportData, rule: str) -> bytes | None:
-    fig = head_share_figure(data, rule)
-    return None if fig is None else to_png(fig)
-
-
-def decodability_png(data: ReportData, rule: str) -> bytes | None:
-    fig = decodability_figure(data, rule)
-    return None if fig is None else to_png(fig)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from ungrok.report.data import ReportData
-from ungrok.report.figures import RC, to_png
+from ungrok.report.figures import RC
 from ungrok.report.phase import Sweep, panels, phase_point, value_label
 
 CMAP = "RdBu"  # red: the prior wins at the rule's prompts (CM < 0); blue: the rule does
@@ -77,7 +77,3 @@ def phase_figure(data: ReportData, sweep: Sweep, rule: str) -> Figure:
         bar.ax.set_gid("colorbar")
         fig.suptitle(f"sweep {sweep.name}: {rule}", fontsize=10)
     return fig
-
-
-def phase_png(data: ReportData, sweep: Sweep, rule: str) -> bytes:
-    return to_png(phase_figure(data, sweep, rule))

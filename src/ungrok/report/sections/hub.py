@@ -63,7 +63,7 @@ def _skipped_table(hub: HubData) -> Markup:
 
 def section_hub(hub: HubData) -> Markup:
     """Sentences, the models table, one figure per family, the skipped revisions and the notes per model."""
-    from ungrok.report.hub_figures import hub_png  # matplotlib only when drawn
+    from ungrok.report.hub_figures import hub_figure  # matplotlib only when drawn
 
     if hub.error is not None:
         return note(f"The hub suite folder could not be read: {hub.error}")
@@ -95,8 +95,8 @@ def section_hub(hub: HubData) -> Markup:
     out.append(Markup("<h3>Trajectories by model size</h3>"))
     drawn = 0
     for fam in fams:
-        png = hub_png(hub, fam)
-        if png is None:
+        fig = hub_figure(hub, fam)
+        if fig is None:
             continue
         drawn += 1
         cap = markup("<code>{}</code>: raw held-out accuracy at every scored revision (not smoothed), one colour "
@@ -106,7 +106,7 @@ def section_hub(hub: HubData) -> Markup:
                      fam, cfg.min_step, cfg.recovered_thr, cfg.displaced_thr)
         if any(k[1] == fam for k in hub.margins):
             cap += Markup(" Right: the rule's raw CM per model.")
-        out.append(figure(png, f"public-checkpoint trajectories of {fam}", cap))
+        out.append(figure(fig, f"public-checkpoint trajectories of {fam}", cap))
     if not drawn:
         out.append(note("No held-out trajectories (traj.parquet) for any model."))
     out += [

@@ -23,13 +23,13 @@ def section_ladders(data: ReportData) -> Markup:
         rules, why = ladder_rules(data, lad)
         for rule in rules:
             out.append(markup("<h3>{} ladder on '{}': <code>{}</code></h3>", lad.kind, lad.parent, rule))
-            png = figures.dose_response_png(data, lad, rule)
-            if png is None:
+            fig = figures.dose_response_figure(data, lad, rule)
+            if fig is None:
                 out.append(note(f"No verdicts for {rule} on this ladder."))
                 continue
             cap = (f"Per seed (filled: agree gate passed; hollow: failed) and the mean over seeds, against the "
                    f"{lad.axis} ({lad.parent} at 0). Rule shown: {why}.")
-            out.append(figure(png, f"dose-response of {rule} on the {lad.kind} ladder of {lad.parent}", cap))
+            out.append(figure(fig, f"dose-response of {rule} on the {lad.kind} ladder of {lad.parent}", cap))
             rows = []
             for x, cell, t in ladder_series(data, lad, rule):
                 srow = support_row(data, cell, rule)

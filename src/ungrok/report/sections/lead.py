@@ -36,13 +36,13 @@ def section_focal(data: ReportData) -> Markup:
 
 def section_focal_trajectories(data: ReportData) -> Markup:
     """The focal rule's accuracy and CM, side by side per cell, with the monitor's first warnings."""
-    from ungrok.report.focal_figures import focal_png, warning_steps  # matplotlib only when drawn
+    from ungrok.report.focal_figures import focal_figure, warning_steps  # matplotlib only when drawn
 
     rule, _ = focal_rule(data)
     if rule is None:
         return note("No focal rule, so there are no focal trajectories.")
-    png = focal_png(data, rule)
-    if png is None:
+    fig = focal_figure(data, rule)
+    if fig is None:
         return note(f"Neither a trajectory table (traj.parquet) nor a margin table (traj.margins.parquet) has "
                     f"{rule}, so its trajectories are not drawn.")
     cfg = data.classifier
@@ -62,4 +62,4 @@ def section_focal_trajectories(data: ReportData) -> Markup:
                  "vertical = behavioural onset, dot = CM zero crossing. {marks} Titles show the seeds' verdict "
                  "letters.", rule=code(rule), min_step=cfg.min_step, k=cfg.smooth_k, rec=cfg.recovered_thr,
                  dis=cfg.displaced_thr, marks=marks)
-    return figure(png, f"trajectories and contrast margins of {rule}", cap)
+    return figure(fig, f"trajectories and contrast margins of {rule}", cap)

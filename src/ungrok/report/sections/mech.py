@@ -137,8 +137,8 @@ def _rule_block(data: ReportData, rule: str) -> Markup:
     absent = [i for i in INSTRUMENTS if not any(run.steps(rule, i) for run in data.mech.runs.values())]
     if absent:
         out.append(note(f"No {', '.join(absent)} rows for {rule} in any run."))
-    png = mech_figures.decomposition_png(data, rule)
-    if png is not None:
+    fig = mech_figures.decomposition_figure(data, rule)
+    if fig is not None:
         err = max_decomp_error(data, rule)
         cap = (
             "The rule's pre-softcap logit gap (rule minus prior, mean over its CM prompts) split exactly into "
@@ -150,19 +150,19 @@ def _rule_block(data: ReportData, rule: str) -> Markup:
                 else ""
             )
         )
-        out.append(figure(png, f"logit-gap decomposition of {rule}", cap))
-    png = mech_figures.head_share_png(data, rule)
-    if png is not None:
+        out.append(figure(fig, f"logit-gap decomposition of {rule}", cap))
+    fig = mech_figures.head_share_figure(data, rule)
+    if fig is not None:
         cap = ("Each head's share of the attention attribution (|attribution| / Σ|all heads|), one colour per "
                "head, seeds as line styles; the label at the right end names each seed's top head at its last "
                "measured checkpoint.")
-        out.append(figure(png, f"head shares of {rule}", cap))
-    png = mech_figures.decodability_png(data, rule)
-    if png is not None:
+        out.append(figure(fig, f"head shares of {rule}", cap))
+    fig = mech_figures.decodability_figure(data, rule)
+    if fig is not None:
         cap = ("How well the residual after each block tells the rule's cue apart (cross-frame nearest class "
                "mean; 0.5 = chance, dotted). The embedding stream is left out: its last token is shared by "
                "construction.")
-        out.append(figure(png, f"cue decodability of {rule}", cap))
+        out.append(figure(fig, f"cue decodability of {rule}", cap))
     out += [_head_table(data, rule), _patch_table(data, rule), _direction_table(data, rule)]
     return join(out)
 

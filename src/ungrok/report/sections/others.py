@@ -26,8 +26,8 @@ def trajectories(data: ReportData, rules: Sequence[str] | None = None) -> Markup
     cfg = data.classifier
     out = []
     for fam in families(data) if rules is None else rules:
-        png = figures.trajectory_png(data, fam)
-        if png is None:
+        fig = figures.trajectory_figure(data, fam)
+        if fig is None:
             out.append(note(f"{fam}: no held-out trajectory in any cell."))
             continue
         cap = markup("{}: coloured lines = held-out conflict accuracy per seed; shaded = the range across seeds; "
@@ -35,7 +35,7 @@ def trajectories(data: ReportData, rules: Sequence[str] | None = None) -> Markup
                      "classifier's centred k = {} mean; dotted lines at {:g} (recovered) and {:g} (displaced). "
                      "Panel titles show the seeds' verdict letters.", code(fam), cfg.min_step, cfg.smooth_k,
                      cfg.recovered_thr, cfg.displaced_thr)
-        out.append(figure(png, f"trajectories of {fam}", cap))
+        out.append(figure(fig, f"trajectories of {fam}", cap))
     return join(out)
 
 
@@ -48,14 +48,14 @@ def contrast_margins(data: ReportData, rules: Sequence[str] | None = None) -> Ma
     if data.records is None:
         out.append(note("Without fates.json the onset and zero-crossing markers are omitted."))
     for rule in rules:
-        png = figures.cm_strip_png(data, rule)
-        if png is None:
+        fig = figures.cm_strip_figure(data, rule)
+        if fig is None:
             continue
         cap = markup("{}: CM = mean log p(rule) − log p(prior) at the rule's prompts, smoothed over every "
                      "checkpoint. Dashed vertical = behavioural onset (last step with smoothed conflict accuracy "
                      "≥ 0.5); dot = CM zero crossing (last step with smoothed CM ≥ 0). A rule that never collapses "
                      "has both at its last step.", code(rule))
-        out.append(figure(png, f"CM strips of {rule}", cap))
+        out.append(figure(fig, f"CM strips of {rule}", cap))
     return join(out)
 
 

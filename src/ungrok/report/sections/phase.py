@@ -14,7 +14,7 @@ from ungrok.report.phase import phase_point, value_label
 
 def section_phase(data: ReportData) -> Markup:
     """One figure and one table per sweep, for the lead's rule, so the map and the lead agree."""
-    from ungrok.report.phase_figures import phase_png  # matplotlib only when drawn
+    from ungrok.report.phase_figures import phase_figure  # matplotlib only when drawn
 
     assert data.phase is not None
     rule, why = focal_rule(data)
@@ -25,7 +25,6 @@ def section_phase(data: ReportData) -> Markup:
                   "seeds' verdicts in seed order {}.</p>", rule, why, ", ".join(map(str, data.seeds))), legend()]
     for sweep in data.phase.sweeps:
         out.append(markup("<h3>sweep <code>{}</code>: {}</h3>", sweep.name, " × ".join(sweep.knobs)))
-        png = phase_png(data, sweep, rule)
         cap = markup("Each point is a cell of sweep <code>{}</code>, placed by its knob values (evenly spaced, "
                      "ascending); above it the seeds' verdict letters for <code>{}</code>, below it the counted "
                      "support ratio {} of the corpus (when support.json has it). Colour: mean CM_final over seeds "
@@ -33,7 +32,7 @@ def section_phase(data: ReportData) -> Markup:
                      sweep.name, rule, ratio)
         if len(sweep.knobs) > 2:
             cap += markup(" One panel per combination of {}.", ", ".join(sweep.knobs[2:]))
-        out.append(figure(png, f"phase diagram of sweep {sweep.name}", cap))
+        out.append(figure(phase_figure(data, sweep, rule), f"phase diagram of sweep {sweep.name}", cap))
         rows = []
         for cell, point in sweep.points.items():
             pt = phase_point(data, cell, rule)
