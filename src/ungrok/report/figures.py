@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -58,17 +60,6 @@ def to_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     return buf.getvalue()
-
-
-def _panels(n: int, height: float, ncols_max: int = 4, sharey: bool = True) -> tuple[Figure, list]:
-    ncols = min(ncols_max, n)
-    nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(3.3 * ncols + 0.4, height * nrows + 0.8), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
-    flat = [ax for row in axes for ax in row]
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
 
 
 def _letters(data: ReportData, cell: str, family: str) -> str:
@@ -115,23 +106,45 @@ def draw_accuracy(ax, data: ReportData, cell: str, family: str) -> None:
     ax.set_xlabel("step")
 
 
+def cell_figure(cells: list[str], height: float, ylabel: str, title: str, draw: Callable[[Axes, str], None],
+                extra: tuple[Line2D, ...] = (), ncols_max: int | None = 6, sharey: bool = True,
+                min_width: float = 0.0) -> Figure:
+    """One panel per cell titled by its name, `draw(ax, cell)` filling each (and retitling it if the
+    name is not enough); shared x label, one legend (`ncols_max` None: as many columns as fit) and
+    the title. Shared by the per-rule and the mechanism figures, so all have one layout."""
+    import matplotlib
+
+    ncols = min(4, len(cells))
+    nrows = math.ceil(len(cells) / ncols)
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(3.3 * ncols + 0.4, height * nrows + 0.8), layout="constrained")
+        fig.set_figwidth(max(fig.get_figwidth(), min_width))
+        grid = [ax for row in fig.subplots(nrows, ncols, squeeze=False, sharey=sharey) for ax in row]
+        for ax in grid[len(cells):]:
+            ax.set_visible(False)
+        axes = grid[:len(cells)]
+        for ax, cell in zip(axes, cells, strict=True):
+            ax.set_title(cell)
+            draw(ax, cell)
+            ax.set_xlabel("step")
+        axes[0].set_ylabel(ylabel)
+        _legend(fig, axes, extra, ncols_max=legend_columns(fig) if ncols_max is None else ncols_max)
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def trajectory_figure(data: ReportData, family: str) -> Figure | None:
     """Held-out conflict accuracy per seed with the seed range shaded, and the agree control, per cell."""
     cells = [c for c in data.cells if any((c, s, family) in data.conflict for s in data.seeds)]
     if not cells:
         return None
-    cfg = data.classifier
-    import matplotlib
 
-    with matplotlib.rc_context(RC):
-        fig, axes = _panels(len(cells), 2.3)
-        for ax, cell in zip(axes, cells, strict=True):
-            draw_accuracy(ax, data, cell, family)
-            ax.set_title(f"{cell}   {_letters(data, cell, family)}")
-        axes[0].set_ylabel("held-out accuracy")
-        _legend(fig, axes)
-        fig.suptitle(f"{family}: held-out conflict accuracy (smoothed, k = {cfg.smooth_k})", fontsize=10)
-    return fig
+    def draw(ax: Axes, cell: str) -> None:
+        draw_accuracy(ax, data, cell, family)
+        ax.set_title(f"{cell}   {_letters(data, cell, family)}")
+
+    title = f"{family}: held-out conflict accuracy (smoothed, k = {data.classifier.smooth_k})"
+    return cell_figure(cells, 2.3, "held-out accuracy", title, draw)
 
 
 def _legend(fig: Figure, axes: list, extra: tuple[Line2D, ...] = (), ncols_max: int = 6) -> None:
@@ -183,18 +196,9 @@ def cm_strip_figure(data: ReportData, rule: str) -> Figure | None:
     cells = [c for c in data.cells if any((c, s, rule) in data.margins for s in data.seeds)]
     if not cells:
         return None
-    cfg = data.classifier
-    import matplotlib
-
-    with matplotlib.rc_context(RC):
-        fig, axes = _panels(len(cells), 1.9)
-        for ax, cell in zip(axes, cells, strict=True):
-            draw_cm(ax, data, cell, rule)
-            ax.set_title(cell)
-        axes[0].set_ylabel("CM (nats)")
-        _legend(fig, axes, CM_MARKER_PROXIES)
-        fig.suptitle(f"{rule}: contrast margin CM (smoothed, k = {cfg.smooth_k})", fontsize=10)
-    return fig
+    title = f"{rule}: contrast margin CM (smoothed, k = {data.classifier.smooth_k})"
+    return cell_figure(cells, 1.9, "CM (nats)", title, lambda ax, cell: draw_cm(ax, data, cell, rule),
+                       CM_MARKER_PROXIES)
 
 
 def dose_response_figure(data: ReportData, ladder: Ladder, rule: str) -> Figure | None:

@@ -13,15 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ungrok.report.data import ReportData
-from ungrok.report.figures import (
-    AGREE_COLOR,
-    RC,
-    SEED_COLORS,
-    _legend,
-    _panels,
-    legend_columns,
-    seed_linestyle,
-)
+from ungrok.report.figures import AGREE_COLOR, SEED_COLORS, cell_figure, seed_linestyle
 from ungrok.report.mech import MechRun, natural_key
 
 GAP_COLOR, EMBED_COLOR, CTX_COLOR = "#000000", "#009E73", "#D55E00"
@@ -70,20 +62,8 @@ def _layer_styles(components: set[str]) -> dict[str, tuple[str, float, str]]:
 
 def _cell_figure(data: ReportData, cells: list[str], height: float, ylabel: str, title: str,
                  draw: Callable[[Axes, str], None], sharey: bool = True) -> Figure:
-    """One panel per cell, `draw(ax, cell)` filling each; shared x label, seed legend and title."""
-    import matplotlib
-
-    with matplotlib.rc_context(RC):
-        fig, axes = _panels(len(cells), height, sharey=sharey)
-        fig.set_figwidth(max(fig.get_figwidth(), MIN_WIDTH))
-        for ax, cell in zip(axes, cells, strict=True):
-            draw(ax, cell)
-            ax.set_title(cell)
-            ax.set_xlabel("step")
-        axes[0].set_ylabel(ylabel)
-        _legend(fig, axes, _seed_proxies(data), ncols_max=legend_columns(fig))
-        fig.suptitle(title, fontsize=10)
-    return fig
+    """figures.cell_figure with the seeds' line-style legend, as wide as the title needs."""
+    return cell_figure(cells, height, ylabel, title, draw, _seed_proxies(data), None, sharey, MIN_WIDTH)
 
 
 def decomposition_figure(data: ReportData, rule: str) -> Figure | None:
