@@ -16,9 +16,7 @@ The focal rule is the one every section leads with (``ungrok.report.focal.focal_
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ungrok.fate.warning import (
@@ -31,7 +29,7 @@ from ungrok.fate.warning import (
     score,
 )
 from ungrok.fate.watch_config import DEFAULT_WATCH
-from ungrok.report.data import ReportData, state_row
+from ungrok.report.data import ReportData
 from ungrok.report.focal import focal_rule
 
 
@@ -51,19 +49,6 @@ class WatchData:
 
 
 # --------------------------------------------------------------------------- loading
-def read_monitor_rows(path: Path) -> list[dict[str, Any]]:
-    """`state_row` of every JSON line of a monitor.jsonl outside a report (bench/monitor.py)."""
-    rows = []
-    for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = state_row(json.loads(text)) if text.strip() else None
-        except json.JSONDecodeError:
-            continue
-        if row is not None:
-            rows.append(row)
-    return rows
-
-
 def load_watch(data: ReportData) -> WatchData | None:
     """The monitor states of the listed seeds (parsed by data.py with the warning lines), or None
     when no seed has a monitor.jsonl."""
