@@ -137,32 +137,26 @@ def _rule_block(data: ReportData, rule: str) -> Markup:
     absent = [i for i in INSTRUMENTS if not any(run.steps(rule, i) for run in data.mech.runs.values())]
     if absent:
         out.append(note(f"No {', '.join(absent)} rows for {rule} in any run."))
-    fig = mech_figures.decomposition_figure(data, rule)
-    if fig is not None:
-        err = max_decomp_error(data, rule)
-        cap = (
-            "The rule's pre-softcap logit gap (rule minus prior, mean over its CM prompts) split exactly into "
-            "the embedding stream (direct) and what the blocks wrote (ctx = all attention + MLP), with each "
-            "layer's attention and MLP term as thin lines; black = the model's own gap. Seeds as line styles."
-            + (
-                f" Largest reconstruction error |gap − sum of parts|: {err:.2g} nats."
-                if err is not None
-                else ""
-            )
-        )
-        out.append(figure(fig, f"logit-gap decomposition of {rule}", cap))
-    fig = mech_figures.head_share_figure(data, rule)
-    if fig is not None:
-        cap = ("Each head's share of the attention attribution (|attribution| / Σ|all heads|), one colour per "
-               "head, seeds as line styles; the label at the right end names each seed's top head at its last "
-               "measured checkpoint.")
-        out.append(figure(fig, f"head shares of {rule}", cap))
-    fig = mech_figures.decodability_figure(data, rule)
-    if fig is not None:
-        cap = ("How well the residual after each block tells the rule's cue apart (cross-frame nearest class "
-               "mean; 0.5 = chance, dotted). The embedding stream is left out: its last token is shared by "
-               "construction.")
-        out.append(figure(fig, f"cue decodability of {rule}", cap))
+    err = max_decomp_error(data, rule)
+    drawings = (
+        (mech_figures.decomposition_figure, "logit-gap decomposition",
+         "The rule's pre-softcap logit gap (rule minus prior, mean over its CM prompts) split exactly into "
+         "the embedding stream (direct) and what the blocks wrote (ctx = all attention + MLP), with each "
+         "layer's attention and MLP term as thin lines; black = the model's own gap. Seeds as line styles."
+         + (f" Largest reconstruction error |gap − sum of parts|: {err:.2g} nats." if err is not None else "")),
+        (mech_figures.head_share_figure, "head shares",
+         "Each head's share of the attention attribution (|attribution| / Σ|all heads|), one colour per "
+         "head, seeds as line styles; the label at the right end names each seed's top head at its last "
+         "measured checkpoint."),
+        (mech_figures.decodability_figure, "cue decodability",
+         "How well the residual after each block tells the rule's cue apart (cross-frame nearest class "
+         "mean; 0.5 = chance, dotted). The embedding stream is left out: its last token is shared by "
+         "construction."),
+    )
+    for draw, what, cap in drawings:
+        fig = draw(data, rule)
+        if fig is not None:
+            out.append(figure(fig, f"{what} of {rule}", cap))
     out += [_head_table(data, rule), _patch_table(data, rule), _direction_table(data, rule)]
     return join(out)
 
