@@ -279,17 +279,9 @@ def short_name(model: str) -> str:
     return model.rsplit("/", 1)[-1]
 
 
-def first_step_at(curve: Curve | None, thr: float) -> int | None:
+def first_step_at(curve: Curve, thr: float) -> int | None:
     """The first scored revision step with raw accuracy >= thr (None if never)."""
-    if curve is None:
-        return None
     return next((s for s, v in zip(curve.steps, curve.values, strict=True) if ge(v, thr)), None)
-
-
-def scale_family(hub: HubData) -> str:
-    if hub.scale is not None:
-        return hub.scale.family
-    return hub.classifier.anchor_family
 
 
 def scale_sentence(hub: HubData) -> str:
@@ -324,9 +316,8 @@ def scale_sentence(hub: HubData) -> str:
 def hub_sentences(hub: HubData) -> list[str]:
     """What the suite shows, one counted fact per sentence."""
     n_listed = sum(len(m.revisions) for m in hub.models.values())
-    scored = sum(m.count("scored") for m in hub.models.values())
-    skipped = sum(m.count("skipped") for m in hub.models.values())
-    failed = sum(m.count("failed") for m in hub.models.values())
+    scored, skipped, failed = (sum(m.count(status) for m in hub.models.values())
+                               for status in ("scored", "skipped", "failed"))
     names = ", ".join(f"{short_name(k)} ({fmt_params(m.n_params)})" for k, m in hub.models.items())
     fams = hub_families(hub)
     out = [f"The suite covers {len(hub.models)} model{'s' if len(hub.models) != 1 else ''} ({names}; smallest "
@@ -350,9 +341,9 @@ def hub_sentences(hub: HubData) -> list[str]:
             if gate_failed:
                 text += f" (agree gate failed in {', '.join(gate_failed)})"
             out.append(text + ".")
-    fam = scale_family(hub)
+    fam = hub.scale.family if hub.scale is not None else hub.classifier.anchor_family
     thr = hub.classifier.emerged_thr
-    firsts = [(model, first_step_at(hub.conflict.get((model, fam)), thr)) for model in hub.models
+    firsts = [(model, first_step_at(hub.conflict[(model, fam)], thr)) for model in hub.models
               if (model, fam) in hub.conflict]
     if firsts:
         parts = [f"{short_name(m)} {'step ' + str(s) if s is not None else 'never'}" for m, s in firsts]
