@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from ungrok.atomic import write_json, write_text
 from ungrok.errors import UngrokError
@@ -26,31 +26,48 @@ from ungrok.hashing import sha256_file
 from ungrok.model.checkpoint import checkpoint_paths, read_meta
 
 
-def _file(name: str) -> Any:
-    """A RunDir path field: ROOT/name, filled in from the root."""
-    return field(init=False, metadata={"file": name})
-
-
 @dataclass(frozen=True)
 class RunDir:
-    """OUT and its files (the module docstring says what each holds); only root is given."""
-
     root: Path
-    config: Path = _file("config.json")
-    checkpoints: Path = _file("checkpoints")
-    log: Path = _file("train_log.jsonl")
-    monitor: Path = _file("monitor.jsonl")
-    resume: Path = _file("resume")
-    complete: Path = _file("complete.json")
-    failed: Path = _file("failed.json")
 
-    def __post_init__(self) -> None:
-        for f in fields(self)[1:]:
-            object.__setattr__(self, f.name, self.root / f.metadata["file"])
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train_log.jsonl"
+
+    @property
+    def monitor(self) -> Path:
+        return self.root / "monitor.jsonl"
+
+    @property
+    def resume(self) -> Path:
+        return self.root / "resume"
+
+    @property
+    def complete(self) -> Path:
+        return self.root / "complete.json"
+
+    @property
+    def failed(self) -> Path:
+        return self.root / "failed.json"
 
     def run_files(self) -> list[Path]:
-        """Every path of the run (what --force clears); nothing else in OUT is touched."""
-        return [getattr(self, f.name) for f in fields(self)[1:]]
+        return [
+            self.config,
+            self.checkpoints,
+            self.log,
+            self.monitor,
+            self.resume,
+            self.complete,
+            self.failed,
+        ]
 
 
 def _identity(doc: dict) -> dict:
