@@ -41,20 +41,12 @@ from ungrok.report.sections.support import section_support
 Builder = Callable[[ReportData], Markup | None]
 
 
-def _phase(data: ReportData) -> Markup | None:
-    return None if data.phase is None else section_phase(data)
-
-
 def _pilot(data: ReportData) -> Markup | None:
     return None if data.pilot is None else section_pilot(data.pilot)
 
 
 def _hub(data: ReportData) -> Markup | None:
     return None if data.hub is None else section_hub(data.hub)
-
-
-def _mech(data: ReportData) -> Markup | None:
-    return None if data.mech is None else section_mech(data)
 
 
 # The page, top to bottom: (id, title, builder). A builder that returns None leaves its section
@@ -66,7 +58,7 @@ PAGE: tuple[tuple[str, str, Builder], ...] = (
     ("focal", "Focal rule", section_focal),
     ("focal_trajectories", "Focal rule: accuracy and contrast margin", section_focal_trajectories),
     ("monitor", "Live monitor: warnings before the collapse", section_watch),
-    ("phase", "Phase diagram", _phase),
+    ("phase", "Phase diagram", section_phase),
     ("scoreboard", "Scoreboard", section_scoreboard),
     ("pilot", "Pilot (exploratory, not scored)", _pilot),  # pilot.LABEL, capitalised
     ("others", "Other rules (details)", section_others),
@@ -75,7 +67,7 @@ PAGE: tuple[tuple[str, str, Builder], ...] = (
     ("ladders", "Dose-response", section_ladders),
     ("support", "Support and forecasts", section_support),
     ("hub", "Public checkpoints", _hub),
-    ("mechanism", "Mechanism (descriptive)", _mech),
+    ("mechanism", "Mechanism (descriptive)", section_mech),
     ("notes", "Notes on the inputs", section_notes),
     ("constants", "Constants", section_constants),
 )

@@ -228,9 +228,10 @@ def section_ngram(data: ReportData) -> Markup:
     return join(out)
 
 
-def section_mech(data: ReportData) -> Markup:
-    """The mechanism section (only called when the run has a mechanism store or n-gram baseline)."""
-    assert data.mech is not None
+def section_mech(data: ReportData) -> Markup | None:
+    """The mechanism section; None (no section) when the run has no mechanism store or n-gram baseline."""
+    if data.mech is None:
+        return None
     out = [DESCRIPTIVE]
     if not data.mech.runs:
         out.append(

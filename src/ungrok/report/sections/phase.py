@@ -12,11 +12,13 @@ from ungrok.report.focal import focal_rule
 from ungrok.report.phase import phase_point, value_label
 
 
-def section_phase(data: ReportData) -> Markup:
-    """One figure and one table per sweep, for the lead's rule, so the map and the lead agree."""
+def section_phase(data: ReportData) -> Markup | None:
+    """One figure and one table per sweep, for the lead's rule, so the map and the lead agree; None
+    (no section) when experiment.json records no sweeps."""
     from ungrok.report.phase_figures import phase_figure  # matplotlib only when drawn
 
-    assert data.phase is not None
+    if data.phase is None:
+        return None
     rule, why = focal_rule(data)
     if rule is None:
         return note("No verdicts (fates.json is missing or empty), so there is no phase diagram.")
