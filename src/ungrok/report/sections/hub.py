@@ -20,12 +20,8 @@ def _models_table(hub: HubData, fams: list[str]) -> Markup:
                                          f"{m.count('scored')} / {m.count('skipped')} / {m.count('failed')}"]
         for fam in fams:
             rec = idx.get((model, fam))
-            if rec is None:
-                row.append(fate_badge(None, 0, who=f"{model} {fam}"))
-            else:
-                row.append(
-                    markup("{} {}", fate_badge(rec, 0, who=f"{model} {fam}"), fmt(rec["conflict_final"]))
-                )
+            badge = fate_badge(rec, 0, who=f"{model} {fam}")
+            row.append(badge if rec is None else markup("{} {}", badge, fmt(rec["conflict_final"])))
         row.append(f"{sum(secs):,.1f}" if secs else "–")
         rows.append(row)
     head = ["model", "parameters", "size rank", "revisions scored / skipped / failed", *map(code, fams),
