@@ -8,6 +8,7 @@ the data do not carry.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -205,10 +206,7 @@ def _cell_sentence(data: ReportData, cell: str, fams: list[str]) -> str:
         if not recs:
             others.append(f"{fam} has no verdict")
             continue
-        counts: dict[str, int] = {}
-        for r in recs:
-            counts[r["fate"]] = counts.get(r["fate"], 0) + 1
-        parts = [f"{fate} in {k}/{len(recs)}" for fate, k in counts.items()]
+        parts = [f"{fate} in {k}/{len(recs)}" for fate, k in Counter(r["fate"] for r in recs).items()]
         text = f"{fam} {', '.join(parts)}"
         failed = sum(r["agree_gate"] == "fail" for r in recs)
         if failed:
@@ -247,6 +245,8 @@ def _transient_sentence(data: ReportData) -> str:
 
 
 def _ladder_sentences(data: ReportData) -> list[str]:
+    from ungrok.fate.stats import spearman
+
     out = []
     for lad in ladders(data):
         rules, _ = ladder_rules(data, lad)
@@ -264,18 +264,12 @@ def _ladder_sentences(data: ReportData) -> list[str]:
             if all(c is not None for c in cms):
                 text += "; mean CM_final " + ", ".join(fmt(c, signed=True) for c in cms) + " nats"
                 if len(series) >= 3:
-                    rho = _spearman([x for x, _, _ in series], cms)  # type: ignore[arg-type]
+                    rho = spearman([x for x, _, _ in series], cms).rho  # type: ignore[arg-type]
                     text += f" (Spearman ρ({lad.axis}, mean CM_final) = {fmt(rho)} over {len(series)} points)"
             out.append(text + ".")
             if lad.kind == "rescue":
                 out.extend(_rescue_sentences(series, lad, rule))
     return out
-
-
-def _spearman(x: list[float], y: list[float]) -> float:
-    from ungrok.fate.stats import spearman
-
-    return spearman(x, y).rho
 
 
 def _rescue_sentences(series: list[tuple[float, str, CellTally]], lad: Ladder, rule: str) -> list[str]:
