@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from ungrok.report.pilot import PilotData
 
 RunKey = tuple[str, int, str]  # (cell, seed, family or rule)
+TRAJ_COLUMNS = ("run", "step", "family", "condition", "split", "accuracy")  # what heldout_curves reads
+MARGIN_COLUMNS = ("run", "step", "rule", "cm", "pm")  # what margin_curves reads
 
 RECORD_REQUIRED = ("cell", "seed", "family", "fate", "agree_gate", "conflict_final", "conflict_max")
 
@@ -227,18 +229,23 @@ def _load_fates(data: ReportData, run_dir: Path) -> None:
     data.records = records
 
 
-def read_parquet(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, Any]] | None, str | None]:
+def read_parquet(path: Path, columns: tuple[str, ...], notes: list[str], where: str,
+                 omitted: str) -> list[dict[str, Any]] | None:
+    """The rows of `columns`; None, with the note "<where>: <why>; <omitted>", when the file is
+    unreadable or lacks one of them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as e:
-        return None, f"not a readable parquet file ({e})"
+        notes.append(f"{where}: not a readable parquet file ({e}); {omitted}")
+        return None
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        return None, f"lacks column(s) {', '.join(missing)}"
-    return table.select(list(columns)).to_pylist(), None
+        notes.append(f"{where}: lacks column(s) {', '.join(missing)}; {omitted}")
+        return None
+    return table.select(list(columns)).to_pylist()
 
 
 def one_run(rows: list[dict[str, Any]], where: str, notes: list[str]) -> list[dict[str, Any]]:
@@ -286,21 +293,17 @@ def margin_curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], MarginCur
 
 
 def _load_traj(data: ReportData, path: Path, cell: str, seed: int, where: str) -> None:
-    rows, err = read_parquet(path, ("run", "step", "family", "condition", "split", "accuracy"))
-    if err:
-        data.notes.append(f"{where}: {err}; its trajectories are omitted")
+    rows = read_parquet(path, TRAJ_COLUMNS, data.notes, where, "its trajectories are omitted")
+    if rows is None:
         return
-    assert rows is not None
     for (_, family, cond), curve in heldout_curves(one_run(rows, where, data.notes)).items():
         (data.conflict if cond == "conflict" else data.agree)[(cell, seed, family)] = curve
 
 
 def _load_margins(data: ReportData, path: Path, cell: str, seed: int, where: str) -> None:
-    rows, err = read_parquet(path, ("run", "step", "rule", "cm", "pm"))
-    if err:
-        data.notes.append(f"{where}: {err}; its margins are omitted")
+    rows = read_parquet(path, MARGIN_COLUMNS, data.notes, where, "its margins are omitted")
+    if rows is None:
         return
-    assert rows is not None
     for (_, rule), curve in margin_curves(one_run(rows, where, data.notes)).items():
         data.margins[(cell, seed, rule)] = curve
 

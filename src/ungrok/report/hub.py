@@ -29,6 +29,8 @@ from ungrok.errors import UngrokError, first_error, first_error_line
 from ungrok.fate._series import ge
 from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
 from ungrok.report.data import (
+    MARGIN_COLUMNS,
+    TRAJ_COLUMNS,
     Curve,
     MarginCurve,
     check_record,
@@ -166,11 +168,9 @@ def _load_traj(hub: HubData, folder: Path) -> None:
     if not path.is_file():
         hub.notes.append("traj.parquet is missing: no trajectories")
         return
-    rows, err = read_parquet(path, ("run", "step", "family", "condition", "split", "accuracy"))
-    if err:
-        hub.notes.append(f"traj.parquet: {err}; no trajectories")
+    rows = read_parquet(path, TRAJ_COLUMNS, hub.notes, "traj.parquet", "no trajectories")
+    if rows is None:
         return
-    assert rows is not None
     for (model, family, cond), curve in heldout_curves(_known_rows(hub, rows, "traj.parquet")).items():
         (hub.conflict if cond == "conflict" else hub.agree)[(model, family)] = curve
 
@@ -179,11 +179,9 @@ def _load_margins(hub: HubData, folder: Path) -> None:
     path = folder / "traj.margins.parquet"
     if not path.is_file():
         return
-    rows, err = read_parquet(path, ("run", "step", "rule", "cm", "pm"))
-    if err:
-        hub.notes.append(f"traj.margins.parquet: {err}; no CM panels")
+    rows = read_parquet(path, MARGIN_COLUMNS, hub.notes, "traj.margins.parquet", "no CM panels")
+    if rows is None:
         return
-    assert rows is not None
     hub.margins = dict(margin_curves(_known_rows(hub, rows, "traj.margins.parquet")))
 
 

@@ -25,10 +25,9 @@ from typing import Any
 from ungrok.errors import UngrokError
 from ungrok.fate.summary import summarize
 from ungrok.mech.run import peak_step
-from ungrok.report.data import ReportData, finite, heldout_curves, one_run, read_parquet
+from ungrok.report.data import TRAJ_COLUMNS, ReportData, finite, heldout_curves, one_run, read_parquet
 
 MECH_COLUMNS = ("run", "step", "rule", "instrument", "component", "metric", "value")
-TRAJ_COLUMNS = ("run", "step", "family", "condition", "split", "accuracy")
 INSTRUMENTS = ("decomp", "decode", "heads", "patch", "direction")
 NGRAM_RUN = re.compile(r"#ngram(\d+)$")
 
@@ -85,11 +84,9 @@ class MechData:
 
 # --------------------------------------------------------------------------- loading
 def _load_mech_run(data: ReportData, path: Path, where: str) -> MechRun | None:
-    rows, err = read_parquet(path, MECH_COLUMNS)
-    if err:
-        data.notes.append(f"{where}: {err}; its mechanism analyses are omitted")
+    rows = read_parquet(path, MECH_COLUMNS, data.notes, where, "its mechanism analyses are omitted")
+    if rows is None:
         return None
-    assert rows is not None
     run = MechRun()
     unknown: set[str] = set()
     dropped = 0
@@ -111,11 +108,9 @@ def _load_mech_run(data: ReportData, path: Path, where: str) -> MechRun | None:
 
 
 def _load_ngram(data: ReportData, path: Path, where: str) -> dict[int, dict[str, NgramFamily]]:
-    rows, err = read_parquet(path, TRAJ_COLUMNS)
-    if err:
-        data.notes.append(f"{where}: {err}; its n-gram baseline is omitted")
+    rows = read_parquet(path, TRAJ_COLUMNS, data.notes, where, "its n-gram baseline is omitted")
+    if rows is None:
         return {}
-    assert rows is not None
     by_order: dict[int, dict[str, list[dict[str, Any]]]] = {}
     odd = sorted({str(r["run"]) for r in rows if not NGRAM_RUN.search(str(r["run"]))})
     if odd:
