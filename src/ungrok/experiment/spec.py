@@ -546,12 +546,7 @@ def _check_predictions(spec: ExperimentSpec, families: set[str], where: str) -> 
         return []
     from ungrok.prereg.predictions import Vocabulary, compile_predictions
 
-    vocab = Vocabulary(
-        families=frozenset(families),
-        cells=tuple(spec.cells),
-        measures=frozenset(spec.measures),
-        numbers=None if spec.cell_numbers is None else frozenset(spec.cell_numbers),
-    )
+    vocab = Vocabulary.of(families, spec.cells, spec.measures, spec.cell_numbers)
     try:
         return compile_predictions(spec.predictions, vocab)
     except UngrokError as e:
