@@ -30,10 +30,23 @@ def odd_window(k: int) -> int:
     return k
 
 
-class ClassifierConfig(BaseModel):
-    """The registered classifier constants (defaults = the paper's frozen values)."""
+class HashedConstants(BaseModel):
+    """A frozen set of constants named by the hash of its JSON, so a changed value is a new name."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def canonical_json(self) -> str:
+        """Key-sorted, whitespace-free JSON of every constant: the text that is hashed."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        return canonical_json(data, allow_nan=True)  # a non-finite constant still hashes, as it always has
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of `canonical_json()`: what a registration or a monitor log stores."""
+        return sha256_text(self.canonical_json())
+
+
+class ClassifierConfig(HashedConstants):
+    """The registered classifier constants (defaults = the paper's frozen values)."""
 
     # Smoothing: centred rolling mean of this (odd) width, truncated at both ends.
     smooth_k: int = Field(3, ge=1)
@@ -71,15 +84,6 @@ class ClassifierConfig(BaseModel):
     def _sorted(self, fams: frozenset[str]) -> list[str]:
         # A set's iteration order depends on the string hash seed; the hash must not.
         return sorted(fams)
-
-    def canonical_json(self) -> str:
-        """Key-sorted, whitespace-free JSON of every constant: the text that is hashed."""
-        data: dict[str, Any] = self.model_dump(mode="json")
-        return canonical_json(data, allow_nan=True)  # a non-finite constant still hashes, as it always has
-
-    def sha256(self) -> str:
-        """Hex SHA-256 of `canonical_json()`, for freezing the classifier in a registration."""
-        return sha256_text(self.canonical_json())
 
     def is_confirmatory(self, family: str) -> bool:
         """False for exploratory families, which no confirmatory claim may use."""

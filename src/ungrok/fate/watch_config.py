@@ -16,18 +16,16 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ungrok.errors import UngrokError
-from ungrok.fate.config import odd_window, share
-from ungrok.hashing import canonical_json, sha256_text
+from ungrok.fate.config import HashedConstants, odd_window, share
 
 WATCH_JSON = "watch.json"
 
 
-class WatchConfig(BaseModel):
+class WatchConfig(HashedConstants):
     """The early-warning rule's constants (defaults: the tuned values shipped in watch.json).
 
     The warning fires at a probe when, after the rule has emerged, the mean of the last
@@ -37,8 +35,6 @@ class WatchConfig(BaseModel):
     probes before `min_step` are ignored, the rest are smoothed with a centred, truncated mean
     of width `smooth_k`, and the rule has emerged once that reaches `emerged_thr`.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     # Emergence, as the classifier sees it (docs/method.md §4): drop early probes, smooth, max.
     min_step: int = Field(100, ge=0)
@@ -77,15 +73,6 @@ class WatchConfig(BaseModel):
                 "a warning level at or above emergence fires on a solved rule"
             )
         return self
-
-    def canonical_json(self) -> str:
-        """Key-sorted, whitespace-free JSON of every constant: the text that is hashed."""
-        data: dict[str, Any] = self.model_dump(mode="json")
-        return canonical_json(data, allow_nan=True)  # a non-finite constant still hashes, as it always has
-
-    def sha256(self) -> str:
-        """Hex SHA-256 of `canonical_json()`: names the warning rule wherever it is measured."""
-        return sha256_text(self.canonical_json())
 
 
 def parse_watch_config(text: str, where: str) -> WatchConfig:
