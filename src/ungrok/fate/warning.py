@@ -38,7 +38,7 @@ share over the true positives that have a lead. Runs with a failed gate are coun
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,29 +55,27 @@ def _step(v: Any) -> int | None:
     return int(v)
 
 
-def rule_states(rows: Iterable[Mapping[str, Any]], rule: str) -> list[State]:
-    """The rule's (step, state) per probe step from monitor.jsonl rows, sorted by step.
-
-    Rows without a step or without a state for the rule are left out (the monitor lists a
-    rule only once it has observed it); a later row for the same step wins."""
-    by_step: dict[int, str] = {}
-    for step, entry in _rule_entries(rows, rule):
-        state = entry.get("state")
-        if isinstance(state, str):
-            by_step[step] = state
-    return sorted(by_step.items())
-
-
-def _rule_entries(rows: Iterable[Mapping[str, Any]], rule: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    """(step, the rule's entry) for every well-formed monitor.jsonl row that holds the rule."""
+def _rule_field(rows: Iterable[Mapping[str, Any]], rule: str, key: str, kind: type) -> dict[int, Any]:
+    """step -> the rule's `key` where it is a `kind`, over the well-formed monitor.jsonl rows that
+    hold the rule; a later row for the same step wins."""
+    out: dict[int, Any] = {}
     for row in rows:
         if not isinstance(row, Mapping):
             continue
         step = _step(row.get("step"))
         rules = row.get("rules")
         entry = rules.get(rule) if isinstance(rules, Mapping) else None
-        if step is not None and isinstance(entry, Mapping):
-            yield step, entry
+        if step is not None and isinstance(entry, Mapping) and isinstance(entry.get(key), kind):
+            out[step] = entry[key]
+    return out
+
+
+def rule_states(rows: Iterable[Mapping[str, Any]], rule: str) -> list[State]:
+    """The rule's (step, state) per probe step from monitor.jsonl rows, sorted by step.
+
+    Rows without a step or without a state for the rule are left out (the monitor lists a
+    rule only once it has observed it); a later row for the same step wins."""
+    return sorted(_rule_field(rows, rule, "state", str).items())
 
 
 def monitored_rules(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -108,11 +106,7 @@ def rule_warning(rows: Iterable[Mapping[str, Any]], rule: str) -> int | None:
     """The rule's first warning step from monitor.jsonl rows (module docstring): the first probe
     with its ``warning`` flag up, or the legacy state rule when no line carries the flag."""
     rows = list(rows)
-    flags: dict[int, bool] = {}
-    for step, entry in _rule_entries(rows, rule):
-        flag = entry.get("warning")
-        if isinstance(flag, bool):
-            flags[step] = flag  # a later line for the same step wins
+    flags: dict[int, bool] = _rule_field(rows, rule, "warning", bool)
     if not flags:
         return first_warning(rule_states(rows, rule))
     return next((s for s, up in sorted(flags.items()) if up), None)
