@@ -88,14 +88,10 @@ def resolve_revisions(model: str, spec: str | list[str], refs: Iterable[str] | N
             raise UngrokError(f"--revisions thinned is Pythia's grid; give auto or a list for {model}")
         if refs is None:
             raise UngrokError(f"{model}: cannot list its branches for --revisions auto; give a list")
-        stepped = {}
-        for name in sorted(refs):
-            step = parse_step(name)
-            if step is not None:
-                stepped.setdefault(step, name)
+        stepped, _ = plan_steps(sorted(refs))  # the first name per step, in step order
         if not stepped:
             raise UngrokError(f"{model}: no stepN-tokensM branches found for --revisions auto")
-        return [stepped[s] for s in sorted(stepped)]
+        return [r.name for r in stepped]
     raise UngrokError(
         f"--revisions {spec}: no known revision grid for {model} (auto knows EleutherAI Pythia and "
         "AllenAI OLMo); give a comma-separated list"

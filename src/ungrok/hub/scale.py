@@ -25,7 +25,6 @@ models, their sizes and the revision grid are held fixed.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 
 from ungrok.atomic import write_json
 from ungrok.errors import UngrokError
+from ungrok.fate._series import window_mean
 from ungrok.fate.classify import final_window, smooth
 from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
 from ungrok.fate.stats import (  # same strata and draw order as bootstrap_ci
@@ -87,8 +87,7 @@ def _pick_family(
 def _final(acc: np.ndarray, cfg: ClassifierConfig) -> float:
     """The classifier's final value of one kept-step accuracy series."""
     s = smooth(acc.tolist(), cfg.smooth_k)
-    tail = s[-final_window(len(s), cfg) :]
-    return math.fsum(tail) / len(tail)
+    return window_mean(s, final_window(len(s), cfg))
 
 
 def item_matrix(items: list[dict[str, Any]], model: str, family: str, cfg: ClassifierConfig
