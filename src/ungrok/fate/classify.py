@@ -28,13 +28,7 @@ from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
 
 Fate = Literal["RECOVERED", "DISPLACED", "PARTIAL", "NEVER", "UNSTABLE"]
 FATES: tuple[Fate, ...] = ("RECOVERED", "DISPLACED", "PARTIAL", "NEVER", "UNSTABLE")
-LETTERS: dict[str, str] = {
-    "RECOVERED": "R",
-    "DISPLACED": "D",
-    "PARTIAL": "P",
-    "NEVER": "N",
-    "UNSTABLE": "U",
-}
+LETTERS: dict[str, str] = {f: f[0] for f in FATES}  # Table 4's letter is the fate's initial
 TABLE_COLUMNS = ("run", "step", "family", "condition", "split", "accuracy")
 
 
