@@ -140,11 +140,9 @@ def add_to_cache(cache: str | Path, repo_id: str, revision: str, folder: str | P
     files = sorted(p for p in src.iterdir() if p.is_file())
     if not files:
         raise UngrokError(f"{src}: no files to add to the hub cache")
+    datas = [f.read_bytes() for f in files]
     h = hashlib.sha1(f"{repo_id}@{revision}".encode())
-    datas = []
-    for f in files:
-        data = f.read_bytes()
-        datas.append(data)
+    for f, data in zip(files, datas, strict=True):
         h.update(f.name.encode() + b"\0" + hashlib.sha256(data).digest())
     commit = h.hexdigest()
     repo = repo_cache_dir(repo_id, cache)
