@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ungrok.corpus.shards import Corpus, ShardInfo
+from ungrok.corpus.shards import Corpus, ShardInfo, write_manifest
 from ungrok.corpus.tokenizer import load_tokenizer
 from ungrok.edit.outputs import (
     new_folder,
@@ -391,12 +391,12 @@ def finish_output(
     }
     if total != c.manifest.total_tokens:
         raise UngrokError(f"{out}: {total:,} tokens written but the source has {c.manifest.total_tokens:,}")
-    write_corpus(out, c, shards, c.manifest.documents, prov)
+    manifest = write_corpus(out, c, shards, c.manifest.documents, prov)  # the support count reads a whole corpus
     after = _measure(out, setup.spec, workers, rules_dir)
     F = int(sum(int(s.flipped_weight[r]) for s in edit.shards))
     counted = int(sum(s.counted for s in edit.shards))
     prov["support"] = support_check(setup.spec.name, setup.before, after, rate, F, counted, plan.inexact)
-    write_corpus(out, c, shards, c.manifest.documents, prov)
+    write_manifest(out, manifest.model_copy(update={"source": prov}))
     return prov
 
 
