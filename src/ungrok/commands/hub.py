@@ -176,7 +176,7 @@ def hub_mech_cmd(
 ) -> None:
     """Logit-gap decomposition, head attribution and cue decodability on GPT-NeoX checkpoints
     (read through nnsight) into OUT/traj.mech.parquet; descriptive, resumable."""
-    from ungrok.mech.hub import hub_mech, raise_failures
+    from ungrok.mech.hub import hub_mech
     from ungrok.outputs import guard_output
 
     guard_output(out, inputs=[battery, rules_dir], exists_ok=True, folder=True)
@@ -188,7 +188,7 @@ def hub_mech_cmd(
     for line in summary.lines():
         style = "red" if line.startswith("failed") else "yellow" if line.startswith("skipped") else None
         con.print(line, style=style, highlight=False, soft_wrap=True)
-    raise_failures(summary)
+    summary.raise_failures()
 
 
 def register(app: typer.Typer) -> None:

@@ -75,6 +75,10 @@ class HubMechSummary:
             out.append(seconds_line(self.seconds))
         return out + [f"skipped {s}" for s in self.skipped] + [f"failed {s}" for s in self.failed]
 
+    def raise_failures(self) -> None:
+        """Exit 1 (not bad input) when tasks failed; what succeeded is already written."""
+        raise_if_failed(self.failed, self.out / MECH_FILE)
+
 
 def _load_prompts(model: str, revision: str, rule: str, battery: Battery, rules_dir: str | None) -> Any:
     """The rule's prompts under the model's tokenizer; refuses a model without GPT-NeoX blocks."""
@@ -201,8 +205,3 @@ def hub_mech(
             summary.measured.append((job.model, job.revision))
             summary.seconds.append(res.seconds)
     return summary
-
-
-def raise_failures(summary: HubMechSummary) -> None:
-    """Exit 1 (not bad input) when tasks failed; what succeeded is already written."""
-    raise_if_failed(summary.failed, summary.out / MECH_FILE)
