@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ungrok.errors import TasksFailed, UngrokError
+from ungrok.errors import TasksFailed, UngrokError, failure_line
 from ungrok.executor import Executor, RayExecutor, make_executor
 from ungrok.hub.cache import available_revisions, hub_env, hub_env_for, missing_revision_reason
 from ungrok.hub.record import SuiteRecord
@@ -178,9 +178,7 @@ class _Suite:
     def absorb(self, job: Any, res: Any) -> None:
         """One finished task into the store (saved) and the record (saved after it)."""
         if isinstance(res, BaseException):  # the worker itself died (pool broken, Ray worker lost)
-            text = str(res).strip().splitlines()
-            self.not_scored(job.model, job.revision, job.step, "failed",
-                            f"{type(res).__name__}: {text[0] if text else ''}".rstrip(": "))
+            self.not_scored(job.model, job.revision, job.step, "failed", failure_line(res))
         else:
             measures = {"seconds": res.seconds, "peak_rss_mib": res.peak_rss_mib,
                         "rss_after_mib": res.rss_after_mib, "peak_gpu_mib": res.peak_gpu_mib}
