@@ -8,7 +8,7 @@ a marker file (its counts) so an interrupted count resumes where it stopped.
 
 from __future__ import annotations
 
-import os
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,16 +59,6 @@ def read_range(corpus_path: str, start: int, stop: int) -> np.ndarray:
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
-def plan_tasks(total: int, task_tokens: int) -> list[tuple[int, int]]:
-    return [(a, min(a + task_tokens, total)) for a in range(0, total, task_tokens)]
-
-
-def run_task(corpus_path: str, plan: Plan, start: int, stop: int) -> Counts:
-    """The task function every executor runs: count events anchored in [start, stop)."""
-    tokens = read_range(corpus_path, start, stop + plan.lookahead())
-    return count_array(plan, tokens, n_own=stop - start)
-
-
 @dataclass(frozen=True)
 class CountTask:
     """One token range of the stream; `marker` (with a work dir) holds its counts once done."""
@@ -81,8 +71,9 @@ class CountTask:
 
 
 def count_task(t: CountTask) -> Counts:
-    """`run_task` as the one-argument, top-level function every executor runs."""
-    return run_task(t.corpus, t.plan, t.start, t.stop)
+    """The task function every executor runs: count events anchored in [start, stop)."""
+    tokens = read_range(t.corpus, t.start, t.stop + t.plan.lookahead())
+    return count_array(t.plan, tokens, n_own=t.stop - t.start)
 
 
 def _marker(work: Path, i: int) -> Path:
@@ -148,7 +139,7 @@ def count(
         raise UngrokError(f"{corpus}: tokenizer has more ids than the manifest's vocab_size")
     compiled = compile_rules(rules, tok, rules_dir)
     work = _work_dir(work_dir, c, compiled, task_tokens)
-    tasks = plan_tasks(c.total_tokens, task_tokens)
+    tasks = [(a, min(a + task_tokens, c.total_tokens)) for a in range(0, c.total_tokens, task_tokens)]
     counts = _execute(tasks, str(c.path), compiled.plan, work, workers, executor, address, progress)
     return SupportTable(
         counts.tokens, rows_from_counts(compiled, counts, "corpus"), compiled.skipped, "corpus"
@@ -159,16 +150,10 @@ def _work_dir(work_dir, c: Corpus, compiled: CompiledRules, task_tokens: int) ->
     if work_dir is None:
         return None
     shards = "".join(s.sha256 for s in c.manifest.shards)
-    import hashlib
-
     key = hashlib.sha256(f"{shards}|{compiled.key()}|{task_tokens}".encode()).hexdigest()[:16]
     path = Path(work_dir) / key
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
 
 
 def count_served(

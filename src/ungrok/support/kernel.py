@@ -39,8 +39,8 @@ import numpy as np
 SEARCHES_PER_WORD = 16
 # Per-token flag bits: t starts a target / a cue / a lookahead target / a pattern of 2+ tokens.
 STARTS_TARGET, STARTS_CUE, STARTS_LOOKAHEAD, STARTS_LONGER = 1, 2, 4, 8
-# Per-pattern role bits.
-HAS_TARGET, HAS_CUE, HAS_LOOKAHEAD = 1, 2, 4
+# Per-pattern role bits, equal to the flag bits: a token's flags hold the roles of the patterns it starts.
+HAS_TARGET, HAS_CUE, HAS_LOOKAHEAD = STARTS_TARGET, STARTS_CUE, STARTS_LOOKAHEAD
 # Positions per chunk: a chunk's queues stay in L1 while they are drained.
 CHUNK = 4096
 
@@ -123,15 +123,18 @@ def _pair_table(V: int, longer: np.ndarray, seconds: np.ndarray, firsts: np.ndar
     return longer.astype(np.int64), pair_keys, pair_lo, pair_hi
 
 
+def _row_ptr(rows: list[int], n: int) -> np.ndarray:
+    """CSR pointers over n rows: the entries of row r (sorted by row) are [ptr[r], ptr[r+1])."""
+    return np.cumsum(np.bincount(np.array(rows, dtype=np.int64) + 1, minlength=n + 1))
+
+
 def _tables(V, lens, starts, toks, firsts, cue, tgt, la, windows, la_next) -> Tables:  # noqa: ANN001
     P = lens.size
     cls_search, cls_swap, search_window, pat_tbits = _searches(P, tgt, windows)
     pat_role = np.zeros(P, dtype=np.uint8)
-    pat_role[sorted({p for p, *_ in tgt})] |= HAS_TARGET
-    pat_role[sorted({p for p, _ in cue})] |= HAS_CUE
-    pat_role[sorted({p for p, *_ in la})] |= HAS_LOOKAHEAD
+    for entries, role in ((tgt, HAS_TARGET), (cue, HAS_CUE), (la, HAS_LOOKAHEAD)):
+        pat_role[[e[0] for e in entries]] |= role
     pairs = sorted({(p, int(cls_search[k])) for p, k in cue})
-    cs_ptr = np.cumsum(np.bincount(np.array([p + 1 for p, _ in pairs], dtype=np.int64), minlength=P + 1))
 
     one = np.flatnonzero(lens == 1)
     tok_one = np.full(V + 1, -1, dtype=np.int64)
@@ -139,8 +142,7 @@ def _tables(V, lens, starts, toks, firsts, cue, tgt, la, windows, la_next) -> Ta
     tok_tbits = np.zeros((V + 1, pat_tbits.shape[1]), dtype=np.uint32)
     tok_tbits[firsts[one]] = pat_tbits[one]
     tok_flags = np.zeros(V + 1, dtype=np.uint8)
-    for role, flag in ((HAS_TARGET, STARTS_TARGET), (HAS_CUE, STARTS_CUE), (HAS_LOOKAHEAD, STARTS_LOOKAHEAD)):
-        tok_flags[firsts[(pat_role & role) != 0]] |= flag
+    np.bitwise_or.at(tok_flags, firsts, pat_role)
     longer = np.flatnonzero(lens > 1)
     tok_flags[firsts[longer]] |= STARTS_LONGER
     tok_longer = np.zeros(V + 1, dtype=np.uint8)
@@ -165,7 +167,7 @@ def _tables(V, lens, starts, toks, firsts, cue, tgt, la, windows, la_next) -> Ta
         pair_keys=pair_keys,
         pair_lo=pair_lo,
         pair_hi=pair_hi,
-        cs_ptr=cs_ptr,
+        cs_ptr=_row_ptr([p for p, _ in pairs], P),
         cs_search=np.array([s for _, s in pairs], dtype=np.int64),
         cls_search=cls_search,
         cls_swap=cls_swap,
@@ -244,12 +246,9 @@ class PlanBuilder:
     def window_class(self, cues, rule_targets, prior_targets, window: int) -> int:
         k = len(self._windows)
         self._windows.append(int(window))
-        for s in cues:
-            self._cue.append((self.pattern(s), k))
-        for s in rule_targets:
-            self._tgt.append((self.pattern(s), k, 0))
-        for s in prior_targets:
-            self._tgt.append((self.pattern(s), k, 1))
+        self._cue += [(self.pattern(s), k) for s in cues]
+        self._tgt += [(self.pattern(s), k, 0) for s in rule_targets]
+        self._tgt += [(self.pattern(s), k, 1) for s in prior_targets]
         return k
 
     def ngram(self, seq) -> int:
@@ -260,10 +259,8 @@ class PlanBuilder:
         mask = np.zeros(self.vocab_size, dtype=np.bool_)
         mask[np.asarray(next_tokens, dtype=np.int64)] = True
         self._la_next.append(mask)
-        for s in rule_targets:
-            self._la.append((self.pattern(s), g, 0))
-        for s in prior_targets:
-            self._la.append((self.pattern(s), g, 1))
+        self._la += [(self.pattern(s), g, 0) for s in rule_targets]
+        self._la += [(self.pattern(s), g, 1) for s in prior_targets]
         return g
 
     def build(self) -> Plan:
@@ -271,20 +268,14 @@ class PlanBuilder:
         P = len(seqs)
         V = self.vocab_size
         lens = np.array([len(s) for s in seqs], dtype=np.int64)
-        starts = np.zeros(P, dtype=np.int64)
-        if P:
-            starts[1:] = np.cumsum(lens)[:-1]
+        starts = np.cumsum(lens) - lens
         toks = np.array([t for s in seqs for t in s], dtype=np.int64)
         firsts = np.array([s[0] for s in seqs], dtype=np.int64)
 
         def csr(pairs: list[tuple], width: int) -> list[np.ndarray]:
             pairs = sorted(pairs)
-            ptr = np.zeros(P + 1, dtype=np.int64)
-            for p, *_ in pairs:
-                ptr[p + 1] += 1
-            ptr = np.cumsum(ptr)
             cols = [np.array([q[i] for q in pairs], dtype=np.int64) for i in range(1, width)]
-            return [ptr, *cols]
+            return [_row_ptr([q[0] for q in pairs], P), *cols]
 
         cue_ptr, cue_cls = csr(self._cue, 2)
         tgt_ptr, tgt_cls, tgt_kind = csr(self._tgt, 3)

@@ -99,14 +99,13 @@ def rows_from_counts(compiled: CompiledRules, counts: Counts, mode: str) -> dict
         if s.mode == "window":
             per_class = {name: row(*counts.window[k].tolist()) for name, _, k in s.classes}
             conflict = [k for _, role, k in s.classes if role == "conflict"] or [k for *_, k in s.classes]
-            tot = counts.window[conflict].sum(axis=0)
-            r = row(int(tot[0]), int(tot[1]), int(tot[2]))
+            r = row(*counts.window[conflict].sum(axis=0).tolist())
             r["classes"] = per_class
         elif s.mode == "ngram":
             r = row(int(counts.occurrences[s.rule_patterns].sum()), int(counts.occurrences[s.prior_patterns].sum()),
                     None)
         else:
-            r = row(int(counts.lookahead[s.group, 0]), int(counts.lookahead[s.group, 1]), None)
+            r = row(*counts.lookahead[s.group].tolist(), None)
         r["event"] = s.mode
         out[s.name] = r
     return out
