@@ -17,14 +17,12 @@ import yaml
 from pydantic import ValidationError
 
 from ungrok.errors import UngrokError
-from ungrok.rules.expand import expand_probes, margin_prompts
+from ungrok.rules.expand import Lists, expand_probes, margin_prompts
 from ungrok.rules.spec import RuleSpec, check_rescue_frames, resolve_list
 
 LISTS_FILE = "_lists.yaml"
 _EVENT_KINDS = {"window", "ngram", "lookahead"}
 _TYPE_LABEL = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\])$")
-
-Lists = dict[str, list[Any]]
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -158,15 +156,10 @@ def load_rule_file(path: str | Path, shared_lists: Lists) -> RuleSpec:
     return _parse_rule(text, str(path), shared_lists)
 
 
-def _builtin_dir() -> Any:
-    """The packaged built-in rules (a Traversable, so it works from a wheel too)."""
-    return files("ungrok.rules").joinpath("builtin")
-
-
 @functools.cache
 def _builtins() -> tuple[Lists, tuple[RuleSpec, ...]]:
     """Parsed once per process: the built-in shared lists and rules (immutable inputs)."""
-    root = _builtin_dir()
+    root = files("ungrok.rules").joinpath("builtin")  # a Traversable, so it works from a wheel too
     lists_label = f"builtin/{LISTS_FILE}"
     shared = _parse_yaml(root.joinpath(LISTS_FILE).read_text("utf-8"), lists_label)
     _check_lists(shared, lists_label)
