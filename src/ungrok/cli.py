@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 import yaml
@@ -130,8 +130,7 @@ def rules_show(
         from ungrok.corpus.tokenizer import load_tokenizer
         from ungrok.rules.tokens import resolve_tokens
 
-        resolved = resolve_tokens(spec, lists, load_tokenizer(tokenizer))
-        out.print(resolved)
+        out.print(resolve_tokens(spec, lists, load_tokenizer(tokenizer)))
 
 
 # --------------------------------------------------------------------------- corpus
@@ -171,7 +170,7 @@ def corpus_build(
     """Tokenize a corpus into shards + manifest (streaming, deterministic, atomic)."""
     from ungrok.corpus.build import BuildOptions, build_corpus, describe
     from ungrok.corpus.ingest import expand_inputs, hf_dataset_documents, iter_documents
-    from ungrok.progress import bar
+    from ungrok.progress import optional_bar
 
     if txt_mode not in ("blocks", "file"):
         raise UngrokError(f"--txt-mode must be 'blocks' or 'file', not {txt_mode!r}")
@@ -212,12 +211,10 @@ def corpus_build(
         **({"hf_config": hf_config} if hf_config else {}),
     }
     t0 = time.perf_counter()
-    with bar("encoding", None) as p:
-
-        def progress(docs: int, toks: int) -> None:
-            p.advance(p.task_ids[0], toks)
-
-        manifest, status = build_corpus(documents, out_dir, opts, source, force=force, progress=progress)
+    with optional_bar(True, "encoding", None) as advance:
+        manifest, status = build_corpus(
+            documents, out_dir, opts, source, force=force, progress=lambda _docs, toks: advance(toks)
+        )
     dt = time.perf_counter() - t0
     info = describe(manifest)
     out.print(
@@ -299,8 +296,11 @@ def corpus_storyworld(
 ) -> None:
     """Generate the synthetic story corpus with controllable support for each built-in rule
     (and every rule of --rules-dir with a `storyworld:` block)."""
+    from ungrok.corpus.shards import read_manifest
+    from ungrok.corpus.storyworld import StoryworldConfig, build_storyworld
     from ungrok.limits import check_seed
     from ungrok.outputs import guard_output
+    from ungrok.progress import optional_bar
 
     check_seed(seed)
     guard_output(out_dir, inputs=[config, rules_dir], force=force, folder=True, corpus=True)
@@ -316,7 +316,11 @@ def corpus_storyworld(
     ):
         if v is not None:  # given on the command line: wins over --config and --set
             knobs[k] = v
-    manifest, dt = _run_storyworld(out_dir, knobs, force, rules_dir)
+    cfg = StoryworldConfig(**knobs)
+    t0 = time.perf_counter()
+    with optional_bar(True, "storyworld", cfg.tokens) as advance:
+        build_storyworld(out_dir, cfg, force, advance, rules_dir)
+    manifest, dt = read_manifest(out_dir), time.perf_counter() - t0
     out.print(
         f"built: {out_dir}  ({manifest.total_tokens:,} tokens, {manifest.documents:,} documents) "
         f"in {dt:.1f}s = {manifest.total_tokens / max(dt, 1e-9):,.0f} tokens/s"
@@ -341,18 +345,6 @@ def _load_knobs(config: Path | None, sets: list[str] | None) -> dict:
         k, v = item.split("=", 1)
         knobs[k.strip()] = yaml.safe_load(v)
     return knobs
-
-
-def _run_storyworld(out_dir: Path, knobs: dict, force: bool, rules_dir: Path | None = None):  # noqa: ANN202
-    from ungrok.corpus.shards import read_manifest
-    from ungrok.corpus.storyworld import StoryworldConfig, build_storyworld
-    from ungrok.progress import bar
-
-    cfg = StoryworldConfig(**knobs)
-    t0 = time.perf_counter()
-    with bar("storyworld", cfg.tokens) as p:
-        build_storyworld(out_dir, cfg, force, lambda n: p.advance(p.task_ids[0], n), rules_dir)
-    return read_manifest(out_dir), time.perf_counter() - t0
 
 
 # --------------------------------------------------------------------------- support
@@ -391,7 +383,7 @@ def support(
     from ungrok.corpus.shards import read_manifest
     from ungrok.limits import check_at_least, check_seed
     from ungrok.outputs import guard_output
-    from ungrok.progress import bar
+    from ungrok.progress import optional_bar
     from ungrok.support.count import count, count_served, load_served_config
     from ungrok.support.forecast import ForecastThresholds
 
@@ -417,20 +409,11 @@ def support(
         if len(corpora) != 1:
             raise UngrokError("--served counts one training corpus; give exactly one folder")
         cfg = load_served_config(served)
-        with bar("served windows", cfg.steps) as p:
-            tables.append(
-                count_served(
-                    corpora[0],
-                    cfg,
-                    seed,
-                    specs,
-                    rules_dir=rules_dir,
-                    progress=lambda n: p.advance(p.task_ids[0], n),
-                )
-            )
+        with optional_bar(True, "served windows", cfg.steps) as advance:
+            tables.append(count_served(corpora[0], cfg, seed, specs, rules_dir=rules_dir, progress=advance))
     else:
         total = sum(m.total_tokens for m in manifests)
-        with bar("counting", total) as p:
+        with optional_bar(True, "counting", total) as advance:
             for c in corpora:
                 tables.append(
                     count(
@@ -442,7 +425,7 @@ def support(
                         task_tokens=task_tokens,
                         work_dir=work_dir,
                         rules_dir=rules_dir,
-                        progress=lambda n: p.advance(p.task_ids[0], n),
+                        progress=advance,
                     )
                 )
     result = _merge_tables(tables)
@@ -581,33 +564,26 @@ def demo(
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become one line on stderr and exit code 2, never a traceback."""
     err = Console(stderr=True)
+
+    def fail(message: str, code: int = 2) -> NoReturn:
+        err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        sys.exit(code)
+
     try:
         app(args=argv, standalone_mode=False)
     except UngrokError as e:
         # escaped: a message may name a pip extra, pip install 'ungrok[trackers]', that is not markup
-        err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
-        sys.exit(e.exit_code)
+        fail(escape(str(e)), e.exit_code)
     except ValidationError as e:
         loc, msg = first_error(e, top="input", raw=True)
-        err.print(
-            f"[red]error:[/red] invalid {e.title} field {loc}: {msg}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        sys.exit(2)
+        fail(f"invalid {e.title} field {loc}: {msg}")
     except FileExistsError as e:
-        err.print(
-            f"[red]error:[/red] {e}: already exists; use --force to replace it",
-            highlight=False,
-            soft_wrap=True,
-        )
-        sys.exit(2)
+        fail(f"{e}: already exists; use --force to replace it")
     except OSError as e:
         # A path the user named cannot be read or written (read-only folder, a file where a
         # folder is needed, a full disk): one line naming it, never a traceback.
         where = f"{e.filename}: " if e.filename else ""
-        err.print(f"[red]error:[/red] {where}{e.strerror or e}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        fail(f"{where}{e.strerror or e}")
     except KeyboardInterrupt:
         err.print("interrupted; rerun the same command to resume")
         sys.exit(130)
@@ -618,9 +594,7 @@ def main(argv: list[str] | None = None) -> None:
         # (typer._click), whose classes are not click's: match them by name.
         kinds = {c.__name__ for c in type(e).__mro__}
         if "ClickException" in kinds:
-            message = e.format_message() if hasattr(e, "format_message") else str(e)
-            err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
-            sys.exit(2)
+            fail(e.format_message() if hasattr(e, "format_message") else str(e))
         if "Abort" in kinds:
             sys.exit(130)
         raise
