@@ -423,8 +423,17 @@ _TEMPLATE_ORDER = (
     "filler", "bridge", "possessive",
 )
 PUNCT = {",", "."}
-_SUBJECT_SLOTS = {"N", "N2", "FN", "GN", "OCC", "FOCC"}
+# One-token slots: subjects drawn from the engine's pools (slot -> kind), and word pairs
+# (slot -> (kind, (the word written when the slot's draw is true, the other))).
+_SUBJECT_SLOTS = {"N": "name", "N2": "name", "FN": "name", "GN": "gnoun", "OCC": "occ", "FOCC": "occ"}
 _CUE_SLOTS = {"N", "N2", "FN", "GN"}
+_PAIR_SLOTS = {
+    "P": ("pron", ("she", "he")),
+    "R": ("refl", ("herself", "himself")),
+    "POSS": ("poss", ("her", "his")),
+    "CAPP": ("capp", ("She", "He")),
+    "DET": ("det", ("an", "a")),
+}
 
 # --------------------------------------------------------------------------- config
 Ratio = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
@@ -634,6 +643,14 @@ def _words_of(text: str) -> tuple[str, ...]:
 PAD = -1
 
 
+def _padded(rows: list[Any], width: int) -> np.ndarray:
+    """Id rows in one int32 matrix, each padded with PAD to `width`."""
+    mat = np.full((len(rows), width), PAD, dtype=np.int32)
+    for i, r in enumerate(rows):
+        mat[i, : len(r)] = r
+    return mat
+
+
 @dataclass
 class _Slot:
     name: str  # slot text without braces
@@ -688,11 +705,7 @@ class _Engine:
                 if w in v:
                     self.bare[i] = v[w]
                 self.vowel_tok[i] = w[0] in "aeiouAEIOU"
-        self.SHE, self.HE = self.sid("she"), self.sid("he")
-        self.HERSELF, self.HIMSELF = self.sid("herself"), self.sid("himself")
-        self.HER, self.HIS = self.sid("her"), self.sid("his")
-        self.CAP_SHE, self.CAP_HE = self.sid("She"), self.sid("He")
-        self.A, self.AN = self.sid("a"), self.sid("an")
+        self.pair = {kind: (self.sid(a), self.sid(b)) for kind, (a, b) in _PAIR_SLOTS.values()}
 
         lx = _registry_lists()
         hold = cfg.holdout_battery_names
@@ -721,9 +734,7 @@ class _Engine:
         self.templates = [self._compile(cat, text) for cat, text in _templates(self.expressed)]
         self.is_frame = np.array([t.cat == "frame" for t in self.templates])
         self.width = max(t.base.size for t in self.templates)
-        self.base = np.full((len(self.templates), self.width + 1), PAD, dtype=np.int32)
-        for i, t in enumerate(self.templates):
-            self.base[i, : t.base.size] = t.base
+        self.base = _padded([t.base for t in self.templates], self.width + 1)
         self._check_windows()
         if not cfg.allow_probe_prompts:
             self._check_forbidden()
@@ -741,13 +752,11 @@ class _Engine:
     def ids(self, words: list[str]) -> np.ndarray:
         return np.array([self.sid(w) for w in words], dtype=np.int32)
 
-    def _phrases(self, phrases: list[str]) -> tuple[np.ndarray, int]:
-        rows = [[self.sid(w) for w in p.split()] for p in phrases]
-        w = max(len(r) for r in rows)
-        mat = np.full((len(rows), w), PAD, dtype=np.int32)
-        for i, r in enumerate(rows):
-            mat[i, : len(r)] = r
-        return mat, min(len(r) for r in rows)
+    def _phrases(self, phrases: list[str]) -> tuple[np.ndarray, int, list[tuple[str, ...]]]:
+        """Phrases as a PAD-padded id matrix, the shortest one's length, and their words."""
+        words = [tuple(p.split()) for p in phrases]
+        rows = [[self.sid(w) for w in ws] for ws in words]
+        return _padded(rows, max(map(len, rows))), min(map(len, rows)), words
 
     # ---- compile
     def _compile(self, cat: str, text: str) -> _Template:
@@ -801,47 +810,24 @@ class _Engine:
         )
 
     def _slot(self, name: str, col: int, cat: str) -> _Slot:
-        if name in ("N", "N2", "FN"):
-            return _Slot(name, "name", col, 1, 1, alts=[(w,) for w in self.name_words[name]])
-        if name == "GN":
-            return _Slot(name, "gnoun", col, 1, 1, alts=[(w,) for w in self.name_words[name]])
-        if name in ("OCC", "FOCC"):
-            return _Slot(name, "occ", col, 1, 1, alts=[(w,) for w in self.name_words[name]])
-        if name == "P":
-            return _Slot(name, "pron", col, 1, 1, alts=[("she",), ("he",)])
-        if name == "R":
-            return _Slot(name, "refl", col, 1, 1, alts=[("herself",), ("himself",)])
-        if name == "POSS":
-            return _Slot(name, "poss", col, 1, 1, alts=[("her",), ("his",)])
-        if name == "CAPP":
-            return _Slot(name, "capp", col, 1, 1, alts=[("She",), ("He",)])
-        if name == "DET":
-            return _Slot(name, "det", col, 1, 1, alts=[("a",), ("an",)])
+        if name in _SUBJECT_SLOTS:
+            return _Slot(name, _SUBJECT_SLOTS[name], col, 1, 1, alts=[(w,) for w in self.name_words[name]])
+        if name in _PAIR_SLOTS:
+            kind, words = _PAIR_SLOTS[name]
+            return _Slot(name, kind, col, 1, 1, alts=[(w,) for w in words])
         choices = _registry_lists()["CHOICES"]
         if name in choices or (name == "CHOICE" and cat in self.expressed):
             fam, items = choices[name] if name in choices else (cat, self.expressed[cat].choices)
-            rule, rmin = self._phrases([r for r, _ in items])
-            prior, pmin = self._phrases([p for _, p in items])
-            w = max(rule.shape[1], prior.shape[1])
-            rule = np.pad(rule, ((0, 0), (0, w - rule.shape[1])), constant_values=PAD)
-            prior = np.pad(prior, ((0, 0), (0, w - prior.shape[1])), constant_values=PAD)
-            alts = [tuple(r.split()) for r, _ in items] + [tuple(p.split()) for _, p in items]
+            # Rule and prior phrases in one matrix, so both get the same width.
+            mat, mn, alts = self._phrases([r for r, _ in items] + [p for _, p in items])
+            n = len(items)
             return _Slot(
-                name, "choice", col, w, min(rmin, pmin), rule=rule, prior=prior, family=fam, alts=alts
+                name, "choice", col, mat.shape[1], mn, rule=mat[:n], prior=mat[n:], family=fam, alts=alts
             )
         if name in LISTS:
-            mat, mn = self._phrases(LISTS[name])
+            mat, mn, alts = self._phrases(LISTS[name])
             vowel = self.vowel_tok[mat[:, 0]]
-            return _Slot(
-                name,
-                "list",
-                col,
-                mat.shape[1],
-                mn,
-                mat=mat,
-                vowel=vowel,
-                alts=[tuple(p.split()) for p in LISTS[name]],
-            )
+            return _Slot(name, "list", col, mat.shape[1], mn, mat=mat, vowel=vowel, alts=alts)
         raise UngrokError(f"storyworld template of {cat}: unknown slot {{{name}}}")
 
     # ---- checks (programming errors in the tables, not user errors)
@@ -851,32 +837,27 @@ class _Engine:
         slots (so the windowed counts are exact)."""
         tails: list[int] = []  # tokens after a cue up to and including its sentence's "."
         pre_r: list[int] = []  # tokens before a reflexive or a possessive in its sentence
-        her_his = {self.HER, self.HIS}
         for t in self.templates:
-            mx, mn, length = self._offsets(t)
+            # A slot's col is its offset with every slot before it at its widest.
+            starts, length = self._shortest(t)
             for c, p in t.cue_links:
-                d = mx[t.slots[p].col] - mx[t.slots[c].col]
+                d = t.slots[p].col - t.slots[c].col
                 if d > WINDOW:
                     raise UngrokError(f"storyworld template {t.text!r}: pronoun up to {d} tokens after its cue")
                 if t.slots[c].kind in ("name", "gnoun"):
-                    tails.append(length - mn[t.slots[c].col] - 1)
+                    tails.append(length - starts[c] - 1)
             for what, links in (("reflexive", t.refl_links), ("possessive", t.poss_links)):
                 for _n, r in links:
-                    pre_r.append(mn[t.slots[r].col])
-                    rc = t.slots[r].col
-                    cues = [s for s in t.slots if s.kind in ("name", "gnoun") and s.col < rc]
+                    pre_r.append(starts[r])
+                    cues = [k for k, s in enumerate(t.slots[:r]) if s.kind in ("name", "gnoun")]
                     if len(cues) != 1:
                         raise UngrokError(f"storyworld template {t.text!r}: a {what} needs exactly one cue before it")
-                    if mx[rc] - mn[cues[0].col] > WINDOW:
+                    if t.slots[r].col - starts[cues[0]] > WINDOW:
                         raise UngrokError(f"storyworld template {t.text!r}: {what} beyond the window of its cue")
             if len(t.poss_links) > 1:
                 raise UngrokError(f"storyworld template {t.text!r}: at most one possessive a sentence")
-            literal = set(t.base.tolist())
-            for s in t.slots:
-                for m in (s.mat, s.rule, s.prior):
-                    if m is not None:
-                        literal |= set(m.ravel().tolist())
-            if literal & her_his:
+            written = [t.base] + [m.ravel() for s in t.slots for m in (s.mat, s.rule, s.prior) if m is not None]
+            if np.isin(self.pair["poss"], np.concatenate(written)).any():
                 raise UngrokError(f"storyworld template {t.text!r}: ' her'/' his' outside a possessive slot")
         # A cue c sentences before a reflexive or possessive is tail(c) + pre(R) + 1 tokens
         # away (more with an end-of-text between): keep that beyond the window.
@@ -884,24 +865,14 @@ class _Engine:
             raise UngrokError("storyworld: reflexive/possessive openings are too short for exact windows")
 
     @staticmethod
-    def _offsets(t: _Template) -> tuple[dict[int, int], dict[int, int], int]:
-        """Token offset of each item's first column with max and with min slot widths, and
-        the sentence's min length."""
-        mx: dict[int, int] = {}
-        mn: dict[int, int] = {}
-        pos_max = pos_min = col = 0
-        slots = iter(t.slots)
-        for w in t.text.split():
-            if w.startswith("{"):
-                s = next(slots)
-                wid, mwid = s.width, s.min_width
-            else:
-                wid = mwid = 1
-            mx[col], mn[col] = pos_max, pos_min
-            pos_max += wid
-            pos_min += mwid
-            col += wid
-        return mx, mn, pos_min
+    def _shortest(t: _Template) -> tuple[list[int], int]:
+        """Each slot's token offset, and the sentence's length, with every slot at its shortest."""
+        starts: list[int] = []
+        slack = 0  # columns the slots so far leave unused at their shortest
+        for s in t.slots:
+            starts.append(s.col - slack)
+            slack += s.width - s.min_width
+        return starts, t.base.size - slack
 
     def _check_forbidden(self) -> None:
         trie: dict[str, Any] = {}
@@ -911,17 +882,13 @@ class _Engine:
                 node = node.setdefault(w, {})
             node["\0"] = True
         for t in self.templates:
-            items = self._items(t)
+            slots = iter(t.slots)  # each word of the template: its alternatives
+            items = [next(slots).alts if w.startswith("{") else [(w,)] for w in t.text.split()]
             for i, alts in enumerate(items):
                 for ph in alts:
                     for j in range(len(ph)):
                         if ph[j] in trie and _walk(items, i, ph, j, trie):
                             raise UngrokError(f"storyworld template {t.text!r} can emit a forbidden probe prompt")
-
-    def _items(self, t: _Template) -> list[list[tuple[str, ...]]]:
-        words = t.text.split()
-        slots = iter(t.slots)
-        return [next(slots).alts if w.startswith("{") else [(w,)] for w in words]
 
     # ---- probabilities
     def _probabilities(self) -> None:
@@ -1016,12 +983,11 @@ class _Engine:
         tid[~first] = self.body_ids[rng.choice(self.body_ids.size, S - D, p=self.body_p)]
         M = self.base[tid]
         M[last, -1] = self.eot
-        order = np.argsort(tid, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(tid, minlength=len(self.templates)))])
-        for t in range(len(self.templates)):
-            if bounds[t + 1] > bounds[t]:
-                rows = order[bounds[t] : bounds[t + 1]]
-                self._fill(self.templates[t], rows, M, prot_tok[rows], prot_girl[rows], rng)
+        counts = np.bincount(tid, minlength=len(self.templates))
+        by_template = np.split(np.argsort(tid, kind="stable"), np.cumsum(counts)[:-1])
+        for t, rows in zip(self.templates, by_template, strict=True):
+            if rows.size:
+                self._fill(t, rows, M, prot_tok[rows], prot_girl[rows], rng)
         M[first, 0] = self.bare[M[first, 0]]
         return M, self.is_frame[tid], nsent, starts
 
@@ -1069,12 +1035,9 @@ class _Engine:
                 M[rows, s.col] = tok
             elif k == "occ":
                 pool = self.focc if s.name == "FOCC" else self.occ
-                tok = pool[rng.integers(0, pool.size, n)]
-                st[i] = {"tok": tok}
-                M[rows, s.col] = tok
+                M[rows, s.col] = pool[rng.integers(0, pool.size, n)]
             elif k == "pron":
                 ref = t.slots[s.ref]
-                r = st[s.ref]
                 if ref.kind == "occ":
                     p_she = np.full(n, 1.0 - self.q_neutral_he)
                 else:
@@ -1082,21 +1045,14 @@ class _Engine:
                         ref.name
                     ]
                     q_m = self.a_boy if ref.name == "N" else self.q_boy
-                    p_she = np.where(r["girl"], q_f, 1.0 - q_m)
-                she = rng.random(n) < p_she
-                st[i] = {"she": she}
-                M[rows, s.col] = np.where(she, self.SHE, self.HE)
-            elif k == "refl":
-                girl = st[s.ref]["girl"]
-                her = rng.random(n) < np.where(girl, self.q_refl, 1.0 - self.q_boy)
-                st[i] = {"her": her}
-                M[rows, s.col] = np.where(her, self.HERSELF, self.HIMSELF)
-            elif k == "poss":
-                girl = st[s.ref]["girl"]
-                her = rng.random(n) < np.where(girl, self.q_poss, 1.0 - self.q_boy)
-                M[rows, s.col] = np.where(her, self.HER, self.HIS)
+                    p_she = np.where(st[s.ref]["girl"], q_f, 1.0 - q_m)
+                M[rows, s.col] = np.where(rng.random(n) < p_she, *self.pair[k])
+            elif k in ("refl", "poss"):
+                q_her = self.q_refl if k == "refl" else self.q_poss
+                her = rng.random(n) < np.where(st[s.ref]["girl"], q_her, 1.0 - self.q_boy)
+                M[rows, s.col] = np.where(her, *self.pair[k])
             elif k == "capp":
-                M[rows, s.col] = np.where(prot_girl, self.CAP_SHE, self.CAP_HE)
+                M[rows, s.col] = np.where(prot_girl, *self.pair[k])
             elif k == "list":
                 idx = rng.integers(0, s.mat.shape[0], n)
                 M[rows, s.col : s.col + s.width] = s.mat[idx]
@@ -1111,7 +1067,7 @@ class _Engine:
             if s.kind == "det":
                 vowel = st[s.ref]["vowel"]
                 an = vowel & (rng.random(n) < self.q_family["det_an_choice"])
-                M[rows, s.col] = np.where(an, self.AN, self.A)
+                M[rows, s.col] = np.where(an, *self.pair["det"])
 
 
 def _walk(
@@ -1131,16 +1087,9 @@ def _walk(
 
 
 # --------------------------------------------------------------------------- build
-@dataclass
-class _Chunk:
-    ids: np.ndarray  # token ids, documents ended by EOT
-    documents: int
-    sentences: int
-    frame_sentences: int
-
-
-def _generate(eng: _Engine) -> Iterator[_Chunk]:
-    """Chunks until cfg.tokens; the last one ends at the first document end at or after it."""
+def _generate(eng: _Engine) -> Iterator[tuple[np.ndarray, int, int, int]]:
+    """Chunks until cfg.tokens, each (token ids with documents ended by EOT, documents, sentences,
+    frame sentences); the last one ends at the first document end at or after cfg.tokens."""
     need = eng.cfg.tokens
     index = 0
     while need > 0:
@@ -1155,7 +1104,7 @@ def _generate(eng: _Engine) -> Iterator[_Chunk]:
             M, frame = M[:keep], frame[:keep]
         ids = M[M != PAD]
         need -= ids.size
-        yield _Chunk(ids, docs, int(M.shape[0]), int(frame.sum()))
+        yield ids, docs, int(M.shape[0]), int(frame.sum())
 
 
 def build_storyworld(
@@ -1187,12 +1136,12 @@ def build_storyworld(
             tok_path = tmp / TOKENIZER
             tok_path.write_text(eng.tokenizer_json, encoding="utf-8")
             writer = ShardWriter(tmp, dtype, cfg.shard_tokens)
-            for ch in _generate(eng):
-                writer.write(ch.ids, documents=ch.documents)
-                sentences += ch.sentences
-                frames += ch.frame_sentences
+            for ids, documents, chunk_sentences, chunk_frames in _generate(eng):
+                writer.write(ids, documents=documents)
+                sentences += chunk_sentences
+                frames += chunk_frames
                 if progress is not None:
-                    progress(int(ch.ids.size))
+                    progress(int(ids.size))
             shards = writer.finish()
             source: dict[str, Any] = {
                 "generator": "storyworld",
