@@ -10,6 +10,7 @@ same stream.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -24,11 +25,8 @@ SUFFIXES = (".txt", ".jsonl", ".parquet")
 
 def is_hf_saved_dataset(path: Path) -> bool:
     """A folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`."""
-    return path.is_dir() and (
-        (path / "dataset_info.json").is_file()
-        or (path / "state.json").is_file()
-        or (path / "dataset_dict.json").is_file()
-    )
+    markers = ("dataset_info.json", "state.json", "dataset_dict.json")
+    return path.is_dir() and any((path / m).is_file() for m in markers)
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
@@ -54,15 +52,9 @@ def _txt_documents(path: Path, mode: TxtMode) -> Iterator[str]:
             if mode == "file":
                 yield f.read().rstrip("\r\n")
                 return
-            block: list[str] = []
-            for line in f:
-                if line.strip():
-                    block.append(line)
-                elif block:
+            for nonblank, block in itertools.groupby(f, key=lambda line: bool(line.strip())):
+                if nonblank:
                     yield "".join(block).rstrip("\r\n")  # the block's last newline separates
-                    block = []
-            if block:
-                yield "".join(block).rstrip("\r\n")
     except UnicodeDecodeError as e:
         raise UngrokError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
@@ -217,16 +209,6 @@ def _card_configs(folder: Path) -> dict:
         return {}
 
 
-def _card_data_files(folder: Path, config: str) -> object | None:
-    """The `data_files` the dataset card declares for `config`, or None when it declares none.
-
-    A snapshot downloaded with an include pattern (FineWeb-Edu's sample-10BT, say) holds the
-    card and one config's files only; `datasets` infers the repository's format from the
-    default config's files and finds none, so the named config is read by its own files.
-    """
-    return (_card_configs(folder).get(config) or {}).get("data_files")
-
-
 def _stream_folder(folder: Path, config: str | None, split: str, where: str) -> object:
     """A split of a dataset repository folder, streamed: datasets reads its card and shards."""
     import datasets
@@ -236,7 +218,10 @@ def _stream_folder(folder: Path, config: str | None, split: str, where: str) -> 
         try:
             dd = datasets.load_dataset(str(folder), name=config, streaming=True)
         except (DataFilesNotFoundError, FileNotFoundError):
-            files = _card_data_files(folder, config) if config else None
+            # A snapshot downloaded with an include pattern (FineWeb-Edu's sample-10BT, say)
+            # holds the card and one config's files only; `datasets` infers the format from
+            # the default config's files and finds none, so read the named config's own files.
+            files = (_card_configs(folder).get(config) or {}).get("data_files") if config else None
             if not files:
                 raise
             dd = datasets.load_dataset(str(folder), data_files=files, streaming=True)
@@ -300,20 +285,19 @@ def hf_dataset_documents(
     is ever held in memory: rows arrive batch by batch, shard after shard.
     """
     path = Path(source).expanduser()
+    where = f"--hf-dataset {source}"
     if path.is_dir():
         if is_hf_saved_dataset(path):
             if config:
-                raise UngrokError(f"--hf-dataset {source}: a saved dataset has no configs; drop --hf-config")
+                raise UngrokError(f"{where}: a saved dataset has no configs; drop --hf-config")
             yield from _hf_saved_documents(path, field, split)
             return
-        where = f"--hf-dataset {source}"
         ds = _stream_folder(path, config, split, where)
     elif path.exists():
-        raise UngrokError(f"--hf-dataset {source}: is a file, not a dataset folder (give it as an input)")
+        raise UngrokError(f"{where}: is a file, not a dataset folder (give it as an input)")
     elif _looks_like_path(source):
-        raise UngrokError(f"--hf-dataset {source}: folder not found")
+        raise UngrokError(f"{where}: folder not found")
     else:
-        where = f"--hf-dataset {source}"
         ds = _stream_hub(source, config, split)
     yield from _hf_column(ds, field, where)
 
