@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from collections.abc import Callable, Iterable
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,6 @@ from tokenizers import Tokenizer
 from ungrok.atomic import atomic_dir
 from ungrok.corpus.shards import (
     DEFAULT_SHARD_TOKENS,
-    MANIFEST,
     TOKENIZER,
     Manifest,
     ShardWriter,
@@ -39,16 +38,6 @@ class BuildOptions(BaseModel):
     split: str = "train"
     dtype: str = "auto"
     shard_tokens: int = DEFAULT_SHARD_TOKENS
-
-
-def _with_eot(batch: list[list[int]], eot: int) -> np.ndarray:
-    lengths = np.fromiter((len(ids) + 1 for ids in batch), dtype=np.int64, count=len(batch))
-    out = np.full(int(lengths.sum()), eot, dtype=np.int64)
-    pos = 0
-    for ids, n in zip(batch, lengths, strict=True):
-        out[pos : pos + n - 1] = ids
-        pos += int(n)
-    return out
 
 
 class _Unchanged(Exception):
@@ -89,7 +78,8 @@ def build_corpus(
                 tok.save(str(tok_path))
             writer = ShardWriter(tmp, dtype, opts.shard_tokens)
             for batch in encode_batches(tok, documents(), batch=512):
-                arr = _with_eot(batch, eot)
+                # Each document's ids, then the end-of-text id.
+                arr = np.fromiter(chain.from_iterable([*ids, eot] for ids in batch), dtype=np.int64)
                 writer.write(arr, documents=len(batch))
                 if progress:
                     progress(len(batch), int(arr.size))
@@ -128,15 +118,11 @@ def _recorded(opts: BuildOptions) -> dict:
 def _tokenizer_for(documents: Callable[[], Iterable[str]], opts: BuildOptions) -> Tokenizer:
     if opts.tokenizer:
         return load_tokenizer(opts.tokenizer)
-    docs: Iterator[str] = iter(documents())
-    if opts.train_docs:
-        docs = islice(docs, opts.train_docs)
-    return train_bpe(docs, opts.vocab_size)
+    return train_bpe(islice(documents(), opts.train_docs or None), opts.vocab_size)  # None: all
 
 
 def _existing_manifest(out_dir: Path) -> Manifest | None:
-    if not (out_dir / MANIFEST).is_file():
-        return None
+    """The corpus already at out_dir, or None (no manifest, or one that does not read)."""
     try:
         return read_manifest(out_dir)
     except UngrokError:

@@ -320,8 +320,7 @@ class Corpus:
 
     def tokens(self) -> np.ndarray:
         """All tokens in one array (copies; for small corpora and tests)."""
-        parts = list(self.shards())
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=self.dtype)
+        return np.concatenate(list(self.shards()))  # a manifest lists at least one shard
 
     def verify(self) -> None:
         """Recompute every hash (no cache); raise naming the first shard or tokenizer that differs."""

@@ -7,6 +7,7 @@ agree on ids through one file whose sha256 the manifest records.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -67,12 +68,8 @@ def build_word_tokenizer(words: Iterable[str], punctuation: Iterable[str] = ()) 
     the same lexicon always gives the same ids.
     """
     mapper = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    pieces: set[str] = set()
-    for w in words:
-        for form in (w, " " + w):
-            pieces.add(mapper.pre_tokenize_str(form)[0][0])
-    for p in punctuation:
-        pieces.add(mapper.pre_tokenize_str(p)[0][0])
+    forms = [f for w in words for f in (w, " " + w)] + list(punctuation)
+    pieces = {mapper.pre_tokenize_str(f)[0][0] for f in forms}
     vocab = {EOT: 0, UNK: 1}
     for p in sorted(pieces):
         vocab.setdefault(p, len(vocab))
@@ -85,11 +82,6 @@ def build_word_tokenizer(words: Iterable[str], punctuation: Iterable[str] = ()) 
 
 def encode_batches(tok: Tokenizer, texts: Iterable[str], batch: int = 1024) -> Iterator[list[list[int]]]:
     """Encode texts in batches (the Rust side uses its own threads)."""
-    buf: list[str] = []
-    for t in texts:
-        buf.append(t)
-        if len(buf) >= batch:
-            yield [e.ids for e in tok.encode_batch(buf, add_special_tokens=False)]
-            buf = []
-    if buf:
+    it = iter(texts)
+    while buf := list(islice(it, batch)):
         yield [e.ids for e in tok.encode_batch(buf, add_special_tokens=False)]
