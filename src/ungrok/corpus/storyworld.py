@@ -910,9 +910,8 @@ class _Engine:
         total_w = sum(weights.values())
         for cat, ws in weights.items():
             p[cats[cat]] = rest * ws / total_w / len(cats[cat])
-        p[cats["two_name"]] = tw / len(cats["two_name"])
-        p[cats["bridge"]] = br / len(cats["bridge"])
-        p[cats["possessive"]] = po / len(cats["possessive"])
+        for cat, rate in (("two_name", tw), ("bridge", br), ("possessive", po)):
+            p[cats[cat]] = rate / len(cats[cat])
         half = len(_registry_lists()["PROBE_FRAMES"])
         for k, i in enumerate(cats["frame"]):
             share = (1 - cfg.frame_neutral_share) if k < half else cfg.frame_neutral_share
