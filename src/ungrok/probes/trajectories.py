@@ -18,7 +18,7 @@ checkpoint in flight, and a rerun skips every checkpoint whose rows are present
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,13 +122,17 @@ def read_table(path: Path, columns: Sequence[tuple[str, str]], what: str, writer
         raise UngrokError(f"{path}: {what} has a column of the wrong type ({e})") from None
 
 
-def _write(path: Path, rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], key: Any) -> None:
+def _sorted_table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], key: Any) -> Any:
     import pyarrow as pa
+
+    return pa.Table.from_pylist(sorted(rows, key=key), schema=arrow_schema(columns))
+
+
+def _write(path: Path, table: Any) -> None:
     import pyarrow.parquet as pq
 
     from ungrok.atomic import atomic_path
 
-    table = pa.Table.from_pylist(sorted(rows, key=key), schema=arrow_schema(columns))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
@@ -146,20 +150,7 @@ def group_rows(
 ) -> list[dict[str, Any]]:
     """traj.parquet rows (TRAJ_COLUMNS) of one scored checkpoint, a row per group."""
     return [
-        {
-            "run": run,
-            "step": step,
-            "revision": revision,
-            "family": g.family,
-            "condition": g.condition,
-            "split": g.split,
-            "accuracy": g.accuracy,
-            "n_items": g.n_items,
-            "n_skipped": g.n_skipped,
-            "mean_margin": g.mean_margin,
-            "mean_margin_norm": g.mean_margin_norm,
-            "battery_sha256": battery_sha256,
-        }
+        {"run": run, "step": step, "revision": revision, **asdict(g), "battery_sha256": battery_sha256}
         for g in groups
     ]
 
@@ -246,36 +237,19 @@ class TrajectoryStore:
         for m in scores:
             if (run, step, m.rule) in self._margin_done:
                 continue
-            self.margin_rows.append(
-                {
-                    "run": run,
-                    "step": step,
-                    "revision": revision,
-                    "rule": m.rule,
-                    "cm": m.cm,
-                    "pm": m.pm,
-                    "n_cm": m.n_cm,
-                    "n_pm": m.n_pm,
-                    "prompts_sha256": m.prompts_sha256,
-                }
-            )
+            self.margin_rows.append({"run": run, "step": step, "revision": revision, **asdict(m)})
             self._margin_done[(run, step, m.rule)] = m.prompts_sha256
 
     def save(self) -> None:
         """Both tables, each atomically (margins first: a checkpoint counts done by its battery rows)."""
         if self.margin_rows:
-            _write(self.margins_path, self.margin_rows, MARGIN_COLUMNS, _margin_key)
+            _write(self.margins_path, _sorted_table(self.margin_rows, MARGIN_COLUMNS, _margin_key))
         if self.items_path is not None and self._item_tables:
             import pyarrow as pa
-            import pyarrow.parquet as pq
 
-            from ungrok.atomic import atomic_path
-
-            table = pa.concat_tables(self._item_tables).combine_chunks()
-            self._item_tables = [table]
-            with atomic_path(self.items_path) as tmp:
-                pq.write_table(table, tmp)
-        _write(self.path, self.rows, TRAJ_COLUMNS, _traj_key)
+            self._item_tables = [pa.concat_tables(self._item_tables).combine_chunks()]
+            _write(self.items_path, self._item_tables[0])
+        _write(self.path, _sorted_table(self.rows, TRAJ_COLUMNS, _traj_key))
 
 
 @dataclass(frozen=True)
