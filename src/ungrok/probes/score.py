@@ -128,11 +128,8 @@ class PairPlan:
         self._owner = np.asarray(owner, dtype=np.int64)
         self._which = np.asarray(which, dtype=np.int64)
         self.n_queries = len(queries)
-        self.max_id = max((t for _, t in queries), default=-1)
-        ctx_list = list(contexts)
-        if ctx_list:
-            self.max_id = max(self.max_id, max(max(c) for c in ctx_list))
-        self.leaves = _trie_leaves(ctx_list)
+        self.max_id = max([t for _, t in queries] + [max(c) for c in contexts], default=-1)
+        self.leaves = _trie_leaves(list(contexts))
         self.max_len = max((len(x) for x in self.leaves), default=0)
         self.n_tokens = sum(len(x) for x in self.leaves)
         self._batches = _make_batches(self.leaves, contexts, queries, batch_tokens)
@@ -280,10 +277,9 @@ class BatteryScores:
 
     def groups(self) -> list[GroupScore]:
         """Accuracy, counts and mean margins per (family, condition, split), sorted by key."""
-        keys = [self.battery.group_key(i) for i in range(len(self.battery))]
         index: dict[tuple[str, str, str], list[int]] = {}
-        for i, k in enumerate(keys):
-            index.setdefault(k, []).append(i)
+        for i in range(len(self.battery)):
+            index.setdefault(self.battery.group_key(i), []).append(i)
         correct, margin, norm = self.correct, self.margin, self.margin_norm
         out = []
         for (fam, cond, split), idx in sorted(index.items()):
@@ -349,10 +345,6 @@ class BatteryPlan:
         self.battery = battery
         triples = [(it["prefix"], it["correct"], it["distractor"]) for it in battery.items]
         self.pairs = PairPlan(triples, tokenizer, prepend, batch_tokens)
-
-    @property
-    def n_skipped(self) -> int:
-        return int(self.pairs.skipped.sum())
 
     def score(self, model: LogitsModel) -> BatteryScores:
         lp_c, lp_d = self.pairs.logprobs(model)
