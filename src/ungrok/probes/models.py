@@ -106,19 +106,16 @@ class GPTLogits:
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if positions is None:
-            with _eval_mode(self.model), autocast(self.device, self.precision):
-                return self.model(input_ids).float()
-
         def gather(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
             return (read_positions(args[0], positions),)
 
-        handle = self.model.lm_head.register_forward_pre_hook(gather)
+        handle = None if positions is None else self.model.lm_head.register_forward_pre_hook(gather)
         try:
             with _eval_mode(self.model), autocast(self.device, self.precision):
                 return self.model(input_ids).float()
         finally:
-            handle.remove()
+            if handle is not None:
+                handle.remove()
 
 
 class HFLogits:
