@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ungrok.errors import UngrokError
-from ungrok.jsonfile import iter_jsonl
+from ungrok.jsonfile import iter_jsonl, read_json
 from ungrok.probes.battery import Battery
 from ungrok.probes.margins import MarginPrompts, MarginScore
 from ungrok.probes.revisions import parse_step
@@ -45,7 +45,6 @@ from ungrok.probes.trajectories import TrajectoryStore
 
 EXPORT_MANIFEST = "ungrok-lm-eval.json"
 _SAMPLES = re.compile(r"samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[0-9.\-]+)\.jsonl")
-_RESULTS = re.compile(r"results_(?P<date>\d{4}-\d{2}-\d{2}T[0-9.\-]+)\.json")
 
 
 def _slug(text: str) -> str:
@@ -189,17 +188,12 @@ def _read_samples(path: Path, sha: str) -> list[tuple[dict[str, Any], list[float
 
 def _battery_scores(battery: Battery, by_id: dict[str, list[float]], where: Path) -> BatteryScores:
     n = len(battery)
-    lc, ld = np.full(n, np.nan), np.full(n, np.nan)
-    missing = []
-    for i, it in enumerate(battery.items):
-        lls = by_id.get(it["item_id"])
-        if lls is None:
-            missing.append(it["item_id"])
-            continue
-        ld[i], lc[i] = lls  # choices were [distractor, correct]
+    missing = [it["item_id"] for it in battery.items if it["item_id"] not in by_id]
     if missing:
         raise UngrokError(f"{where}: the sample logs lack {len(missing)} of the battery's {n} items "
                           f"(first: {missing[0]!r}); run every task of the exported group")
+    lls = np.array([by_id[it["item_id"]] for it in battery.items], dtype=np.float64).reshape(n, 2)
+    ld, lc = lls[:, 0], lls[:, 1]  # choices were [distractor, correct]
     zeros = np.zeros(n, dtype=np.int64)  # lm-eval logs no token counts
     return BatteryScores(battery, lc, ld, zeros, zeros, np.zeros(n, dtype=bool))
 
@@ -243,8 +237,6 @@ def _runs(results_dir: Path) -> list[tuple[Path, list[Path]]]:
 
 def _revision(res: Path) -> tuple[str, str | None]:
     """(model name, revision) of one lm-eval run, from its results json."""
-    from ungrok.jsonfile import read_json
-
     data = read_json(res, "lm-eval results file")
     config = data.get("config") if isinstance(data, dict) else None
     if not isinstance(config, dict):
