@@ -185,14 +185,3 @@ def build_battery(rules: Sequence[str] | None = None, rules_dir: str | Path | No
         _check_item(it, f"rule {it['family']!r} item {k}")  # a user rule could emit a bad item
     return Battery(tuple(items))
 
-
-def describe(battery: Battery) -> dict[str, Any]:
-    """Summary for `probes show`: hashes and counts per family / condition / split."""
-    counts = battery.counts()
-    return {
-        "items": len(battery),
-        "sha256": battery.sha256,
-        "file_sha256": battery.file_sha256,
-        "families": battery.families,
-        "counts": [{"family": f, "condition": c, "split": s, "items": n} for (f, c, s), n in counts.items()],
-    }
