@@ -32,7 +32,6 @@ overlapping n-gram), which the corpus's local contexts decide, not F.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +44,7 @@ from ungrok.corpus.tokenizer import UNK, eot_id
 from ungrok.edit.seqmatch import Seq, SeqMatcher
 from ungrok.errors import UngrokError
 from ungrok.rules.spec import LookaheadEvent, NgramEvent, RuleSpec, WindowEvent
-from ungrok.rules.tokens import RuleTokens, resolve_tokens
+from ungrok.rules.tokens import RuleTokens, next_token_ids, resolve_tokens
 
 
 @dataclass(frozen=True)
@@ -399,16 +398,6 @@ def encode_words(tok: Tokenizer, words: list[str]) -> list[Seq]:
     return list(dict.fromkeys(out))
 
 
-def next_token_mask(tok: Tokenizer, pattern: str, vocab_size: int) -> np.ndarray:
-    """Tokens whose text matches the lookahead regex (the support counter's rule for `next_regex`)."""
-    rx = re.compile(pattern)
-    mask = np.zeros(vocab_size, dtype=np.bool_)
-    for i in range(tok.get_vocab_size()):
-        if rx.search(tok.decode([i]) or ""):
-            mask[i] = True
-    return mask
-
-
 def _channels(spec: RuleSpec, rt: RuleTokens, tok: Tokenizer, eot: int) -> list[Channel]:
     channels = []
     for (a, b), (ta, tb) in zip(rt.flips, spec.kill.flip.items(), strict=True):  # type: ignore[union-attr]
@@ -481,7 +470,8 @@ def build_kill_plan(
                     f"rule {spec.name!r}: kill flip {ch.src_text!r} -> {ch.dst_text!r} does not turn "
                     "a rule event into a prior event"
                 )
-        next_mask = next_token_mask(tok, ev.next_regex, V)
+        next_mask = np.zeros(V, dtype=np.bool_)
+        next_mask[next_token_ids(tok, ev.next_regex)] = True
         return KillPlan(
             rule=spec.name, kind="lookahead", vocab_size=V, eot=eot, channels=channels,
             cue_source={"mode": "none"}, next_mask=next_mask, rule_patterns=SeqMatcher(rt.rule),

@@ -7,9 +7,11 @@ nothing, or to the unknown token) is refused before any counting starts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from ungrok.corpus.tokenizer import UNK
@@ -122,3 +124,10 @@ def resolve_tokens(
         prior=_unique([enc(t, "prior target") for t in prior_txt]),
         flips=flips,
     )
+
+
+def next_token_ids(tok: Tokenizer, pattern: str) -> np.ndarray:
+    """Ids (int64, ascending) whose decoded text matches a lookahead event's `next_regex`:
+    the one reading of that regex, for the support counter and the kill alike."""
+    rx = re.compile(pattern)
+    return np.array([i for i in range(tok.get_vocab_size()) if rx.search(tok.decode([i]) or "")], dtype=np.int64)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +11,7 @@ from tokenizers import Tokenizer
 from ungrok.errors import UngrokError
 from ungrok.rules.registry import lists_for
 from ungrok.rules.spec import LookaheadEvent, NgramEvent, RuleSpec
-from ungrok.rules.tokens import RuleTokens, resolve_tokens
+from ungrok.rules.tokens import RuleTokens, next_token_ids, resolve_tokens
 from ungrok.support.kernel import Counts, Plan, PlanBuilder
 
 
@@ -45,12 +44,6 @@ class CompiledRules:
         return h.hexdigest()[:16]
 
 
-def _next_tokens(tok: Tokenizer, pattern: str) -> np.ndarray:
-    rx = re.compile(pattern)
-    ids = [i for i in range(tok.get_vocab_size()) if rx.search(tok.decode([i]) or "")]
-    return np.array(ids, dtype=np.int64)
-
-
 def compile_rules(specs: list[RuleSpec], tok: Tokenizer, rules_dir=None) -> CompiledRules:  # noqa: ANN001
     """One plan for all rules. A rule the tokenizer cannot represent is skipped, with the reason."""
     b = PlanBuilder(tok.get_vocab_size())
@@ -67,7 +60,7 @@ def compile_rules(specs: list[RuleSpec], tok: Tokenizer, rules_dir=None) -> Comp
         s = RuleSlots(spec.name, ev.kind)
         if isinstance(ev, LookaheadEvent):
             if ev.next_regex not in next_cache:
-                next_cache[ev.next_regex] = _next_tokens(tok, ev.next_regex)
+                next_cache[ev.next_regex] = next_token_ids(tok, ev.next_regex)
             s.group = b.lookahead_group(rt.rule, rt.prior, next_cache[ev.next_regex])
         elif isinstance(ev, NgramEvent):
             s.rule_patterns = [b.ngram(p) for p in rt.rule]
