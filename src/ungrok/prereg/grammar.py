@@ -20,18 +20,18 @@ from ungrok.fate.classify import FATES
 from ungrok.prereg import expr as E
 
 MAX_NESTING = 100
-_UNICODE = {"≥": ">=", "≤": "<=", "≠": "!=", "−": "-", "–": "-", "×": "*"}
+_UNICODE = str.maketrans({"≥": ">=", "≤": "<=", "≠": "!=", "−": "-", "–": "-", "×": "*"})
 _ATOMS = "|".join(sorted(E.ATOMS, key=len, reverse=True))
 _FATES = "|".join(sorted(FATES, key=len, reverse=True))
 _END = r"(?![A-Za-z0-9_.])"
 
 GRAMMAR = rf"""
-start_test: test
-start_arith: arith
-start_quorum: quorum
+?start_test: test
+?start_arith: arith
+?start_quorum: quorum
 start_threshold: cmp signed
-start_term: term
-start_shorthand: shorthand
+?start_term: term
+?start_shorthand: shorthand
 
 // ---- per-seed tests
 ?test: and_ ("or" and_)*       -> or_
@@ -144,13 +144,7 @@ class _Build(Transformer):
     def _src(self, meta: Any) -> str:
         return self.text[meta.start_pos : meta.end_pos].strip()
 
-    # starts
-    def start_test(self, c):  # noqa: D102
-        return c[0]
-
-    start_arith = start_quorum = start_term = start_shorthand = start_test
-
-    def start_threshold(self, c):
+    def start_threshold(self, c):  # the other starts are inlined (`?start_...`)
         return c[0], c[1]
 
     # tests
@@ -264,8 +258,8 @@ class _Build(Transformer):
         return list(c)
 
     def cells(self, c):
-        combine = str(c[-1]) if isinstance(c[-1], Token) and c[-1].type == "COMBINE" else "each"
-        return [x for x in c[1:] if not (isinstance(x, Token) and x.type == "COMBINE")], combine
+        combine = str(c[-1]) if _is(c[-1], "COMBINE") else "each"
+        return [x for x in c[1:] if not _is(x, "COMBINE")], combine
 
     @v_args(meta=True)
     def src_test(self, meta, c):
@@ -319,12 +313,6 @@ def _is(x: Any, kind: str) -> bool:
 
 
 # --------------------------------------------------------------------------- entry point
-def normalize(text: str) -> str:
-    for u, a in _UNICODE.items():
-        text = text.replace(u, a)
-    return text
-
-
 def _nesting(text: str) -> int:
     depth = deepest = 0
     quote = ""
@@ -378,7 +366,7 @@ def _expected(expected: set[str], start: str) -> str:
 
 def parse(text: str, start: str, what: str) -> Any:
     """Parse `text` from one of the grammar's starts (test, arith, quorum, threshold, term, shorthand)."""
-    text = normalize(text)
+    text = text.translate(_UNICODE)
 
     def fail(msg: str, pos: int | None, tok: str | None = None) -> UngrokError:
         where = "the end" if pos is None else f"{tok or text[pos:].split()[0]!r} (column {pos + 1})"
