@@ -288,13 +288,3 @@ def reads_not_after(
             hits.append((key, first))
     return sorted(hits, key=lambda kv: parse_stamp(kv[1]))
 
-
-def refuse_if_read(led: Ledger, name: str, cells: Iterable[str], seeds: Iterable[int], moment: str) -> None:
-    """A prediction registered at `moment` must precede every read of the data it governs."""
-    hits = reads_not_after(led, cells, seeds, moment)
-    if hits:
-        key, first = hits[0]
-        raise UngrokError(
-            f"prediction {name} governs {key}, which was first read at {first}, before this "
-            f"registration at {moment}; predictions must be registered before their data are read"
-        )

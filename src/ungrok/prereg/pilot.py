@@ -235,14 +235,3 @@ def pilot_reads(led: Ledger, seeds: Iterable[int], until: str) -> list[PilotRead
            for k, t in led.reads.items() if parse_artifact_key(k)[1] in pilot and parse_stamp(t) <= end]
     return sorted(out, key=lambda r: (parse_stamp(r.first_read), r.artifact))
 
-
-def record_ref(record_path: Path, rel_path: str, sha256: str, confirmatory: Iterable[int], now: str,
-               where: str) -> PilotRecordRef:
-    """The registry's reference to a pilot record, refused if it overlaps the confirmatory seeds
-    or claims to have been made after the freeze."""
-    rec = load_pilot_record(record_path)
-    check_record_seeds(rec, confirmatory, where)
-    if rec.created_utc is not None and parse_stamp(rec.created_utc) > parse_stamp(now):
-        raise UngrokError(f"{where}: the pilot record is dated {rec.created_utc}, after this freeze at {now}")
-    return PilotRecordRef(path=rel_path, sha256=sha256, entries=len(rec.entries), seeds=rec.seeds,
-                          created_utc=rec.created_utc)

@@ -36,16 +36,17 @@ from ungrok.fate.config import ClassifierConfig
 from ungrok.hashing import sha256_file, sha256_json
 from ungrok.jsonfile import read_json
 from ungrok.prereg import predictions as preds
-from ungrok.prereg.clock import Clock, stamp, utc_now
+from ungrok.prereg.clock import Clock, parse_stamp, stamp, utc_now
 from ungrok.prereg.ledger import (
     REGISTRY_NAME,
+    Ledger,
     locked,
     read_ledger,
+    reads_not_after,
     record_registration,
-    refuse_if_read,
     registrations_for,
 )
-from ungrok.prereg.pilot import PilotBlock, PilotRecordRef, pilot_reads, record_ref
+from ungrok.prereg.pilot import PilotBlock, PilotRecordRef, check_record_seeds, load_pilot_record, pilot_reads
 from ungrok.probes.battery import battery_families
 from ungrok.yamlfile import load_yaml
 
@@ -320,7 +321,7 @@ def freeze(
     families = set(load_rules(rdir))
     batteries: dict[str, FileHash] = {}
     for name, rel in sorted(exp.batteries.items()):
-        bp = (exp_path.parent / rel) if not Path(rel).is_absolute() else Path(rel)
+        bp = exp_path.parent / rel  # an absolute path stays as it is
         if not bp.is_file():
             raise UngrokError(f"{exp_path}: battery {name}: {bp} not found")
         families |= set(battery_families(bp))
@@ -374,18 +375,23 @@ def freeze_warnings(reg: Registry) -> list[str]:
 
 
 def _pilot_record_ref(exp: ExperimentPrereg, exp_path: Path, dest: Path, now: str) -> PilotRecordRef | None:
-    """The experiment's pilot record (None without one), hashed and checked for the freeze."""
+    """The experiment's pilot record (None without one), hashed for the freeze; refused if it
+    overlaps the confirmatory seeds or claims to have been made after the freeze."""
     if exp.pilot_record is None:
         return None
-    rel = Path(exp.pilot_record).expanduser()
-    path = rel if rel.is_absolute() else exp_path.parent / rel
+    path = exp_path.parent / Path(exp.pilot_record).expanduser()  # an absolute path stays as it is
     where = f"{exp_path}: pilot_record"
     if not path.is_file():
         raise UngrokError(f"{where}: {path} not found")
-    return record_ref(path, _rel(path, dest.parent), sha256_file(path), exp.seeds.confirmatory, now, where)
+    rec = load_pilot_record(path)
+    check_record_seeds(rec, exp.seeds.confirmatory, where)
+    if rec.created_utc is not None and parse_stamp(rec.created_utc) > parse_stamp(now):
+        raise UngrokError(f"{where}: the pilot record is dated {rec.created_utc}, after this freeze at {now}")
+    return PilotRecordRef(path=_rel(path, dest.parent), sha256=sha256_file(path), entries=len(rec.entries),
+                          seeds=rec.seeds, created_utc=rec.created_utc)
 
 
-def _refuse_after_training(run: Path, led: Any, exp: ExperimentPrereg) -> None:
+def _refuse_after_training(run: Path, led: Ledger, exp: ExperimentPrereg) -> None:
     """A registry frozen after training output exists proves nothing: refuse the freeze when
     the ledger or the run folder shows a non-pilot run was started, trained or read."""
     pilot = set(exp.pilot_seeds)
@@ -407,10 +413,23 @@ def _refuse_after_training(run: Path, led: Any, exp: ExperimentPrereg) -> None:
             )
 
 
-def refuse_post_hoc(led: Any, compiled: list[Any], seeds: SeedSets, moment: str) -> None:
+def first_governed_read(led: Ledger, pred: Any, seeds: SeedSets, moment: str) -> tuple[str, str] | None:
+    """The earliest read, at or before `moment`, of data the prediction governs: (artifact key,
+    first read), or None. A prediction registered at `moment` must precede every such read."""
+    hits = reads_not_after(led, preds.governed_cells(pred), seeds.read_by(pred), moment)
+    return hits[0] if hits else None
+
+
+def refuse_post_hoc(led: Ledger, compiled: list[Any], seeds: SeedSets, moment: str) -> None:
     """Refuse predictions (at a freeze or an amendment) on seeds whose results were already read."""
     for p in compiled:
-        refuse_if_read(led, p.name, preds.governed_cells(p), seeds.read_by(p), moment)
+        hit = first_governed_read(led, p, seeds, moment)
+        if hit is not None:
+            key, first = hit
+            raise UngrokError(
+                f"prediction {p.name} governs {key}, which was first read at {first}, before this "
+                f"registration at {moment}; predictions must be registered before their data are read"
+            )
 
 
 # --------------------------------------------------------------------------- load and verify

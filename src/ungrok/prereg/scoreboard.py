@@ -20,15 +20,14 @@ from pydantic import BaseModel, ConfigDict
 from ungrok.atomic import write_json
 from ungrok.errors import UngrokError
 from ungrok.prereg import predictions as preds
-from ungrok.prereg.evaluate import Context, Result, evaluate
+from ungrok.prereg.evaluate import Context, Result, Status, evaluate
 from ungrok.prereg.evidence import Evidence
-from ungrok.prereg.ledger import Ledger, reads_not_after
-from ungrok.prereg.registry import Registry
+from ungrok.prereg.ledger import Ledger
+from ungrok.prereg.registry import Registry, first_governed_read
 
 if TYPE_CHECKING:
     from ungrok.prereg.integrity import Changed
 
-Status = Literal["PASS", "FAIL", "UNSCOREABLE"]
 SYMBOL = {"PASS": "✓", "FAIL": "×", "UNSCOREABLE": "◦"}
 
 
@@ -159,12 +158,10 @@ def _check_evidence(reg: Registry, ev: Evidence) -> None:
 
 
 def _post_hoc(reg: Registry, led: Ledger | None, pred: object, when: str) -> str | None:
-    if led is None:
+    hit = None if led is None else first_governed_read(led, pred, reg.seeds, when)
+    if hit is None:
         return None
-    hits = reads_not_after(led, preds.governed_cells(pred), reg.seeds.read_by(pred), when)
-    if not hits:
-        return None
-    key, first = hits[0]
+    key, first = hit
     return f"post hoc: {key} was first read at {first}, before this prediction was registered at {when}"
 
 
