@@ -12,7 +12,7 @@ from report.synthetic import CELLS, FOCAL, OTHER, add_monitor, add_sweeps
 from report.tables import section, table_with
 from report.test_pilot import add_pilot
 from ungrok.report import load_run, render_html
-from ungrok.report.focal import focal_rule, load_focal
+from ungrok.report.focal import focal_rule
 from ungrok.report.focal_figures import focal_figure
 from ungrok.report.html import PAGE, SECTIONS
 from ungrok.report.lead import headline_sentences
@@ -134,12 +134,12 @@ def test_without_experiment_json_focal_the_spec_decides(run_dir):
             "cells": {"high": {"storyworld": {"tokens": 100000, "seed": 0}}},
             "predictions": [{"name": "P0", "expr": f"{OTHER} has conflict_final >= 0 in all seeds of cell high"}]}
     (run_dir / "experiment.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    assert load_focal(run_dir) == OTHER  # ... so Experiment.focal is the first predicted family
+    assert load_run(run_dir).focal == OTHER  # ... so Experiment.focal is the first predicted family
     assert focal_rule(load_run(run_dir)) == (OTHER, "the experiment's focal rule")
     doc = json.loads((run_dir / "experiment.json").read_text())
     (run_dir / "experiment.json").write_text(json.dumps({**doc, "focal": {"rule": FOCAL}}))
-    assert load_focal(run_dir) == FOCAL  # what `ungrok run` recorded comes first
+    assert load_run(run_dir).focal == FOCAL  # what `ungrok run` recorded comes first
     (run_dir / "experiment.json").write_text(json.dumps(doc))
     (run_dir / "experiment.yaml").write_text("name: [unclosed\n")
-    assert load_focal(run_dir) is None  # unreadable: the report picks (the anchor first)
+    assert load_run(run_dir).focal is None  # unreadable: the report picks (the anchor first)
     assert focal_rule(load_run(run_dir)) == (FOCAL, "the anchor rule")

@@ -7,10 +7,9 @@ traj.ngram.parquet); a bare hub suite folder of `ungrok hub score` gives a hub-o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ungrok.report.data import CellInfo, Curve, MarginCurve, ReportData
+from ungrok.report.data import CellInfo, Curve, MarginCurve, ReportData, read_json
 from ungrok.report.html import build_report, render_html
 from ungrok.report.hub import HubData, is_hub_folder, load_hub
 from ungrok.report.load import load_run
@@ -31,7 +30,7 @@ def load_report(folder: str | Path) -> ReportData | HubData:
 
 def _hub_only_run(folder: Path) -> bool:
     try:
-        exp = json.loads((folder / "experiment.json").read_text(encoding="utf-8"))
+        exp = read_json(folder / "experiment.json")
     except (OSError, ValueError):
         return False  # load_run names the problem
     return isinstance(exp, dict) and not exp.get("cells") and is_hub_folder(folder / "hub")

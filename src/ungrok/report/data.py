@@ -28,7 +28,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ungrok.report.phase import PhaseData
     from ungrok.report.pilot import PilotData
 
+M = TypeVar("M", bound=BaseModel)
 RunKey = tuple[str, int, str]  # (cell, seed, family or rule)
 TRAJ_COLUMNS = ("run", "step", "family", "condition", "split", "accuracy")  # what heldout_curves reads
 MARGIN_COLUMNS = ("run", "step", "rule", "cm", "pm")  # what margin_curves reads
@@ -99,6 +100,8 @@ class ReportData:
     scoreboard: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     source: str | None = None  # the run directory, shown in the header
+    # experiment.json's keys besides name, cells and seeds, as written (focal.py and phase.py read them)
+    experiment: dict[str, Any] = field(default_factory=dict)
     focal: str | None = None  # the focal rule the run folder names (report/focal.py picks the one shown)
     # Optional parts with their own sections; None (no section at all) when the run has none.
     hub: HubData | None = None  # RUN_DIR/hub/
@@ -130,26 +133,33 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def read_experiment(run_dir: Path) -> tuple[str, dict[str, CellInfo], list[int]]:
-    """Name, cells (in file order) and seeds; a missing or malformed file is a user error."""
+def read_model(path: Path, model: type[M]) -> M:
+    """A JSON file validated as `model`; bad JSON or a bad field is a user error naming the file."""
+    try:
+        return model.model_validate(read_json(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UngrokError(f"{path}: not valid JSON ({e})") from None
+    except ValidationError as e:
+        raise UngrokError(first_error_line(e, str(path), raw=True)) from None
+
+
+def read_experiment(run_dir: Path) -> ReportData:
+    """The report begun from experiment.json: name, cells (in file order), seeds and the file's
+    other keys; a missing or malformed file is a user error."""
     path = run_dir / "experiment.json"
     if not run_dir.is_dir():
         raise UngrokError(f"{run_dir}: run directory not found")
     if not path.is_file():
         raise UngrokError(f"{path}: not found; is {run_dir} a run directory written by `ungrok run`?")
-    try:
-        exp = _ExperimentIn.model_validate(read_json(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UngrokError(f"{path}: not valid JSON ({e})") from None
-    except ValidationError as e:
-        raise UngrokError(first_error_line(e, str(path), raw=True)) from None
+    exp = read_model(path, _ExperimentIn)
     if not exp.cells:
         raise UngrokError(f"{path}: lists no cells")
     cells = {
         name: CellInfo(name=name, kind=c.kind, rate=c.rate, dose=c.dose, parent=c.parent, rule=c.rule)
         for name, c in exp.cells.items()
     }
-    return exp.name, cells, list(dict.fromkeys(exp.seeds))
+    return ReportData(name=exp.name, cells=cells, seeds=list(dict.fromkeys(exp.seeds)), source=str(run_dir),
+                      experiment=dict(exp.model_extra or {}))
 
 
 def check_record(r: Any, required: tuple[str, ...] = RECORD_REQUIRED) -> str | None:
@@ -381,12 +391,11 @@ def read_run(run_dir: str | Path) -> ReportData:
     support, scoreboard); load.load_run adds the optional parts, whose modules build on this one.
     Missing parts become notes."""
     run_dir = Path(run_dir)
-    name, cells, seeds = read_experiment(run_dir)
-    data = ReportData(name=name, cells=cells, seeds=seeds, source=str(run_dir))
+    data = read_experiment(run_dir)
     _load_fates(data, run_dir)
     no_traj: list[str] = []
-    for cell, info in cells.items():
-        if info.parent is not None and info.parent not in cells:
+    for cell, info in data.cells.items():
+        if info.parent is not None and info.parent not in data.cells:
             data.notes.append(f"cell {cell!r} names parent {info.parent!r}, which is not a cell")
         if info.kind in ("kill", "rescue"):
             what = "rate" if info.kind == "kill" else "dose"
@@ -395,7 +404,7 @@ def read_run(run_dir: str | Path) -> ReportData:
         cdir = run_dir / "cells" / cell
         if (cdir / "support.json").is_file():
             _load_support(data, cdir / "support.json", cell)
-        for seed in seeds:
+        for seed in data.seeds:
             sdir = cdir / f"seed{seed}"
             where = f"cells/{cell}/seed{seed}"
             traj = sdir / "traj.parquet"

@@ -16,19 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ungrok.errors import UngrokError
-from ungrok.report.data import ReportData, read_json
+from ungrok.report.data import ReportData
 from ungrok.report.facts import families
-
-
-def _recorded(run_dir: Path) -> str | None:
-    """experiment.json's focal.rule, as `ungrok run` writes it (None when absent or malformed)."""
-    try:
-        doc = read_json(run_dir / "experiment.json")
-    except (OSError, ValueError):
-        return None  # read_experiment has already named the problem
-    focal = doc.get("focal") if isinstance(doc, dict) else None
-    rule = focal.get("rule") if isinstance(focal, dict) else None
-    return rule if isinstance(rule, str) else None
 
 
 def _from_spec(run_dir: Path) -> str | None:
@@ -45,9 +34,12 @@ def _from_spec(run_dir: Path) -> str | None:
         return None
 
 
-def load_focal(run_dir: Path) -> str | None:
-    """The focal rule the run folder names: experiment.json first (cheap, as run), else experiment.yaml."""
-    return _recorded(run_dir) or _from_spec(run_dir)
+def load_focal(data: ReportData, run_dir: Path) -> str | None:
+    """The focal rule the run folder names: experiment.json's focal.rule as `ungrok run` records it
+    (cheap, as run; ignored when malformed), else experiment.yaml."""
+    focal = data.experiment.get("focal")
+    rule = focal.get("rule") if isinstance(focal, dict) else None
+    return (rule if isinstance(rule, str) else None) or _from_spec(run_dir)
 
 
 def focal_rule(data: ReportData) -> tuple[str | None, str]:

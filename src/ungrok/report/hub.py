@@ -18,14 +18,13 @@ never classifies the suite itself: verdicts and the scale statistic are what
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ungrok.errors import UngrokError, first_error, first_error_line
+from ungrok.errors import UngrokError, first_error
 from ungrok.fate._series import ge
 from ungrok.fate.config import DEFAULT_CONFIG, ClassifierConfig
 from ungrok.report.data import (
@@ -37,7 +36,7 @@ from ungrok.report.data import (
     heldout_curves,
     margin_curves,
     read_fates,
-    read_json,
+    read_model,
     read_parquet,
 )
 from ungrok.report.facts import fmt
@@ -148,12 +147,7 @@ def is_hub_folder(folder: Path) -> bool:
 def _read_suite(path: Path) -> _SuiteIn:
     if not path.is_file():
         raise UngrokError(f"{path}: not found; is {path.parent} a hub suite folder written by `ungrok hub score`?")
-    try:
-        return _SuiteIn.model_validate(read_json(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UngrokError(f"{path}: not valid JSON ({e})") from None
-    except ValidationError as e:
-        raise UngrokError(first_error_line(e, str(path), raw=True)) from None
+    return read_model(path, _SuiteIn)
 
 
 def _known_rows(hub: HubData, rows: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:

@@ -25,12 +25,12 @@ def load_run(run_dir: str | Path) -> ReportData:
     sections existed."""
     run_dir = Path(run_dir)
     data = read_run(run_dir)
-    data.focal = load_focal(run_dir)
+    data.focal = load_focal(data, run_dir)
     if (run_dir / "hub").is_dir():
         data.hub = load_hub(run_dir / "hub", strict=False)
         data.notes += [f"hub/{n}" for n in data.hub.notes]
     data.mech = load_mech(data, run_dir)
-    data.phase = load_phase(data, run_dir)
+    data.phase = load_phase(data)
     data.pilot = load_pilot(run_dir)
     data.watch = load_watch(data)
     return data

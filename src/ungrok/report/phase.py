@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ungrok.report import figures
-from ungrok.report.data import ReportData, read_json
+from ungrok.report.data import ReportData
 from ungrok.report.facts import fmt_num, support_row, tally
 
 
@@ -79,13 +78,10 @@ def _scalar(v: Any) -> bool:
     return isinstance(v, (bool, int, float, str))
 
 
-def load_phase(data: ReportData, run_dir: Path) -> PhaseData | None:
+def load_phase(data: ReportData) -> PhaseData | None:
     """The sweeps experiment.json records (None when it records none); malformed entries become notes."""
-    try:
-        doc = read_json(run_dir / "experiment.json")
-    except (OSError, ValueError):
-        return None  # read_experiment has already named the problem
-    raw = doc.get("sweeps") if isinstance(doc, dict) else None
+    doc = data.experiment
+    raw = doc.get("sweeps")
     if not isinstance(raw, dict) or not raw:
         return None
     sweeps = []

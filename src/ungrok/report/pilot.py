@@ -8,12 +8,11 @@ which read fates.json (governed seeds) only; this section says so in its label.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ungrok.errors import UngrokError
-from ungrok.report.data import check_record, read_fates
+from ungrok.report.data import check_record, read_fates, read_json
 
 LABEL = "pilot (exploratory, not scored)"
 
@@ -60,8 +59,8 @@ def _from_registry(run_dir: Path, notes: list[str]) -> list[PilotRow]:
     if not reg.is_file():
         return []
     try:
-        ref = (json.loads(reg.read_text(encoding="utf-8")).get("pilot") or {}).get("record")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        ref = (read_json(reg).get("pilot") or {}).get("record")
+    except (ValueError, AttributeError):
         return []  # verify names a broken registry; the report does not
     if not isinstance(ref, dict) or not isinstance(ref.get("path"), str):
         return []
