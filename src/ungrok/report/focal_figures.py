@@ -41,12 +41,8 @@ def warning_steps(data: ReportData, rule: str) -> dict[tuple[str, int], int]:
     has no per-rule monitor states (report/monitor.py loads them into data.watch)."""
     if data.watch is None:
         return {}
-    out = {}
-    for key, rows in data.watch.rows.items():
-        step = rule_warning(rows, rule)
-        if step is not None:
-            out[key] = step
-    return out
+    warned = {key: rule_warning(rows, rule) for key, rows in data.watch.rows.items()}
+    return {key: step for key, step in warned.items() if step is not None}
 
 
 def focal_cells(data: ReportData, rule: str) -> list[str]:

@@ -30,6 +30,7 @@ from ungrok.fate.warning import (
 )
 from ungrok.fate.watch_config import DEFAULT_WATCH
 from ungrok.report.data import ReportData
+from ungrok.report.facts import fmt
 from ungrok.report.focal import focal_rule
 
 
@@ -42,10 +43,7 @@ class WatchData:
     focal_why: str = "the anchor rule"
 
     def rules(self) -> list[str]:
-        out: dict[str, None] = {}
-        for rows in self.rows.values():
-            out.update(dict.fromkeys(monitored_rules(rows)))
-        return list(out)
+        return list(dict.fromkeys(rule for rows in self.rows.values() for rule in monitored_rules(rows)))
 
 
 # --------------------------------------------------------------------------- loading
@@ -72,27 +70,17 @@ def warning_runs(data: ReportData) -> dict[tuple[str, int, str], WarningRun]:
     return out
 
 
-def warning_rules(data: ReportData) -> list[str]:
-    """The sha256 of every warning rule the listed seeds' monitor logs name, in order; "legacy"
-    for logs written before the rule was hashed."""
-    watch = data.watch
-    out: dict[str, None] = {}
-    for rows in watch.rows.values() if watch is not None else ():
-        for row in rows:
-            out.setdefault(row.get("watch_sha256") or "legacy", None)
-    return list(out)
-
-
 def rule_sentence(data: ReportData) -> str:
-    """Which warning rule (by sha256) raised the warnings measured here, and the package's own."""
-    shas = warning_rules(data)
+    """Which warning rule (by sha256) raised the warnings measured here, and the package's own.
+    The monitor logs name the rule's sha256, in order; "legacy" stands for logs written before
+    the rule was hashed."""
+    logs = data.watch.rows.values() if data.watch is not None else ()
+    shas = list(dict.fromkeys(row.get("watch_sha256") or "legacy" for rows in logs for row in rows))
     own = DEFAULT_WATCH.sha256()
     named = [s for s in shas if s != "legacy"]
     parts = []
     if named:
-        parts.append(
-            "Warning rule (WatchConfig sha256) recorded in the monitor logs: " + ", ".join(named) + "."
-        )
+        parts.append("Warning rule (WatchConfig sha256) recorded in the monitor logs: " + ", ".join(named) + ".")
     if "legacy" in shas:
         who = "Some logs predate" if named else "These monitor logs predate"
         parts.append(f"{who} the hashed warning rule; their warnings are read with the rule "
@@ -109,10 +97,6 @@ def by_family(runs: dict[tuple[str, int, str], WarningRun]) -> dict[str, Warning
     return {f: score(rs) for f, rs in fams.items()}
 
 
-def fmt_ratio(x: float | None) -> str:
-    return "–" if x is None else f"{x:.2f}"
-
-
 def fmt_pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
@@ -126,8 +110,8 @@ def score_sentence(s: WarningScore, what: str) -> str:
     if not s.scored:
         return f"No run of {what} could be scored (agree gate passed and monitored)."
     text = (f"Over {s.scored} scored run{'s' if s.scored != 1 else ''} of {what}: precision "
-            f"{fmt_ratio(s.precision)} ({s.tp} of {s.warned} warned runs ended DISPLACED), recall "
-            f"{fmt_ratio(s.recall)} ({s.tp} of {s.positives} DISPLACED runs warned), {s.fp} false "
+            f"{fmt(s.precision)} ({s.tp} of {s.warned} warned runs ended DISPLACED), recall "
+            f"{fmt(s.recall)} ({s.tp} of {s.positives} DISPLACED runs warned), {s.fp} false "
             f"alarm{'s' if s.fp != 1 else ''}")
     if s.median_lead_share is not None:
         text += f"; median lead {fmt_pct(s.median_lead_share)} of the run over {s.leads} true positive{'s' if s.leads != 1 else ''}"

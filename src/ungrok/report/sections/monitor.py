@@ -8,28 +8,25 @@ from markupsafe import Markup
 from ungrok.fate.warning import score
 from ungrok.report.common import code, fate_badge, join, markup, note, table
 from ungrok.report.data import ReportData
-from ungrok.report.facts import families, record_index
+from ungrok.report.facts import families, fmt, record_index
 from ungrok.report.monitor import (
     by_family,
     fmt_pct,
-    fmt_ratio,
     fmt_step,
     rule_sentence,
     score_sentence,
     warning_runs,
 )
 
-INTRO = Markup(
-    '<p class="meta">The warning is the first probe step at which the monitor\'s early warning '
-    "was up: after the rule emerged (as the classifier counts it), its held-out conflict accuracy "
-    "stayed at or below the rule's level for the rule's number of consecutive probes. "
-    "<em>Displaced</em> is the classifier's own verdict on the readings so far, not the warning. The "
-    "collapse step is the classifier's onset (last step with smoothed held-out conflict accuracy "
-    "≥ 0.5) when the accuracy fell below 0.5 after it and stayed there. Lead = collapse − warning "
-    "(negative: the warning came late), as steps and as a share of the run's steps. Scored runs "
-    "are those whose agree gate passed; a warned run that did not end DISPLACED is a false "
-    "alarm.</p>"
-)
+INTRO = Markup('<p class="meta">The warning is the first probe step at which the monitor\'s early warning '
+               "was up: after the rule emerged (as the classifier counts it), its held-out conflict accuracy "
+               "stayed at or below the rule's level for the rule's number of consecutive probes. "
+               "<em>Displaced</em> is the classifier's own verdict on the readings so far, not the warning. The "
+               "collapse step is the classifier's onset (last step with smoothed held-out conflict accuracy "
+               "≥ 0.5) when the accuracy fell below 0.5 after it and stayed there. Lead = collapse − warning "
+               "(negative: the warning came late), as steps and as a share of the run's steps. Scored runs "
+               "are those whose agree gate passed; a warned run that did not end DISPLACED is a false "
+               "alarm.</p>")
 LINES = Markup("<h3>Warning lines</h3>")
 
 
@@ -40,9 +37,8 @@ def warning_lines(data: ReportData) -> Markup:
     rows = [[cell, seed, line.get("step", "–"), w]
             for (cell, seed), lines in data.monitor.items() for line in lines for w in line["warnings"]]
     if not rows:
-        return markup(
-            "<p>The live monitor raised no warning in any of the {} monitored runs.</p>", len(data.monitor)
-        )
+        return markup("<p>The live monitor raised no warning in any of the {} monitored runs.</p>",
+                      len(data.monitor))
     return table(["cell", "seed", "step", "warning"], rows, num_cols=(1, 2))
 
 
@@ -84,19 +80,16 @@ def section_watch(data: ReportData) -> Markup:
     scores = by_family(runs)
     if focal in scores:
         out.append(markup("<p>{}</p>", score_sentence(scores[focal], f"the focal rule {focal}")))
-    out.append(
-        markup(
-            "<p>{}</p>", score_sentence(score(runs.values()), "the experiment (every rule, cell and seed)")
-        )
-    )
+    every = score_sentence(score(runs.values()), "the experiment (every rule, cell and seed)")
+    out.append(markup("<p>{}</p>", every))
     out.append(Markup("<h3>Every rule</h3>"))
     fam_rows = []
     for fam in families(data):
         s = scores.get(fam)
         if s is None:
             continue
-        fam_rows.append([code(fam), s.scored, s.positives, s.warned, s.tp, s.fp, s.fn, fmt_ratio(s.precision),
-                         fmt_ratio(s.recall), fmt_pct(s.median_lead_share), s.gate_failed + s.unmonitored])
+        fam_rows.append([code(fam), s.scored, s.positives, s.warned, s.tp, s.fp, s.fn, fmt(s.precision),
+                         fmt(s.recall), fmt_pct(s.median_lead_share), s.gate_failed + s.unmonitored])
     out.append(table(["rule", "scored runs", "DISPLACED", "warned", "true positives", "false alarms", "missed",
                       "precision", "recall", "median lead", "not scored"], fam_rows,
                      num_cols=tuple(range(1, 11))))
