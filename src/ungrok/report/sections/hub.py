@@ -46,9 +46,7 @@ def _skipped_table(hub: HubData) -> Markup:
         for r in m.revisions:
             if r.status != "scored":
                 seen.add((model, r.revision))
-                rows.append(
-                    [code(model), r.revision, "–" if r.step is None else r.step, r.status, r.why or ""]
-                )
+                rows.append([code(model), r.revision, "–" if r.step is None else r.step, r.status, r.why or ""])
     for s in hub.skipped:
         if (s["model"], s.get("revision")) not in seen:
             rows.append([code(s["model"]), s.get("revision") or "(whole model)", "–", "skipped", s["why"]])

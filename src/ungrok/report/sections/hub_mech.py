@@ -21,14 +21,6 @@ _INTRO = Markup("<p><strong>Descriptive only.</strong> The rule's logit gap (rul
                 "model through nnsight (docs/mechanism.md). No verdict depends on it.</p>")
 
 
-def _runs(rows: list[dict[str, Any]]) -> dict[str, MechRun]:
-    """Model id -> its rows; NaN kept (the table shows it as –, decodability keeps its place per block)."""
-    runs: dict[str, MechRun] = {}
-    for r in rows:
-        runs.setdefault(r["run"], MechRun()).add(r)
-    return runs
-
-
 def _row(run: MechRun, rule: str, step: int) -> list[Any]:
     d = {c: v[step] for c, v in run.by_component(rule, "decomp", "nats").items() if step in v}
     attn = sum(x for c, x in d.items() if c.startswith("attn:") and "H" not in c.removeprefix("attn:"))
@@ -57,10 +49,13 @@ def section_hub_mech(hub: HubData) -> Markup | None:
     rows = [] if table_ is None else table_.to_pylist()
     if not rows:
         return note(f"{MECH_FILE} holds no rows.")
+    runs: dict[str, MechRun] = {}  # model id -> its rows
+    for r in rows:  # NaN kept: the table shows it as –, decodability keeps its place per block
+        runs.setdefault(r["run"], MechRun()).add(r)
     out = [_INTRO]
     head = ["step", "gap", "embed", "ctx", "attention", "MLP", "bias", "top head (attribution, share)",
             "decodability per block", "max error"]
-    for model, run in sorted(_runs(rows).items()):
+    for model, run in sorted(runs.items()):
         for rule in sorted(run.rules()):
             out.append(markup("<h3><code>{}</code> · <code>{}</code></h3>", model, rule))
             body = [_row(run, rule, s) for s in run.steps(rule)]

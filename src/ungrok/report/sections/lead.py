@@ -27,10 +27,8 @@ def section_focal(data: ReportData) -> Markup:
     rows = [[c.cell, cell_label(data, c.cell), letters(data, c.cell, rule), fmt(c.mean_cm_final, signed=True),
              seeds_text(c.transient) if c.transient else ("no" if c.transient_known else "–")]
             for c in focal_cells(data, rule)]
-    out.append(
-        table(["cell", "kind", "seeds", "mean CM_final", "emerged, then collapsed"], rows, num_cols=(3,))
-    )
-    out.append(legend())
+    out += [table(["cell", "kind", "seeds", "mean CM_final", "emerged, then collapsed"], rows, num_cols=(3,)),
+            legend()]
     return join(out)
 
 

@@ -200,9 +200,7 @@ def section_ngram(data: ReportData) -> Markup:
                     if f is None or f.record is None:
                         if f is not None:
                             unclassified.append(f"{cell}/seed{seed} {n}-gram {fam}: {f.why}")
-                        badges.append(
-                            fate_badge(None, seed, who=who + (f" ({f.why})" if f is not None else ""))
-                        )
+                        badges.append(fate_badge(None, seed, who=who + (f" ({f.why})" if f is not None else "")))
                         continue
                     badges.append(fate_badge(f.record, seed, who=who))
                     neural = idx.get((cell, seed, fam))
@@ -234,9 +232,7 @@ def section_mech(data: ReportData) -> Markup | None:
         return None
     out = [DESCRIPTIVE]
     if not data.mech.runs:
-        out.append(
-            note("No readable traj.mech.parquet in any seed folder: only the n-gram baseline is shown.")
-        )
+        out.append(note("No readable traj.mech.parquet in any seed folder: only the n-gram baseline is shown."))
     elif data.mech.without_mech:
         out.append(note(f"No traj.mech.parquet for {len(data.mech.without_mech)} run(s): "
                         + ", ".join(data.mech.without_mech) + "."))

@@ -19,13 +19,13 @@ def margin_rules(data: ReportData) -> list[str]:
     return sorted({k[2] for k in data.margins}, key=lambda r: (r != data.classifier.anchor_family, r))
 
 
-def trajectories(data: ReportData, rules: Sequence[str] | None = None) -> Markup:
-    """One figure per rule (`rules`, default every family)."""
+def trajectories(data: ReportData, rules: Sequence[str]) -> Markup:
+    """One figure per rule."""
     if not data.conflict:
         return note("No trajectory tables (traj.parquet) were found, so there are no trajectory plots.")
     cfg = data.classifier
     out = []
-    for fam in families(data) if rules is None else rules:
+    for fam in rules:
         fig = figures.trajectory_figure(data, fam)
         if fig is None:
             out.append(note(f"{fam}: no held-out trajectory in any cell."))
@@ -39,11 +39,10 @@ def trajectories(data: ReportData, rules: Sequence[str] | None = None) -> Markup
     return join(out)
 
 
-def contrast_margins(data: ReportData, rules: Sequence[str] | None = None) -> Markup:
-    """One CM strip per rule (`rules`, default every rule with margins)."""
+def contrast_margins(data: ReportData, rules: Sequence[str]) -> Markup:
+    """One CM strip per rule."""
     if not data.margins:
         return note("No margin tables (traj.margins.parquet) were found, so there are no CM strips.")
-    rules = margin_rules(data) if rules is None else rules
     out = []
     if data.records is None:
         out.append(note("Without fates.json the onset and zero-crossing markers are omitted."))

@@ -20,10 +20,8 @@ def section_pilot(pilot: PilotData) -> Markup:
     rows = []
     for (src, cell, fam), rs in groups.items():
         rs = sorted(rs, key=lambda r: r.seed)
-        recs: list[dict[str, Any]] = [
-            {"fate": r.fate, "agree_gate": r.agree_gate, "conflict_final": r.final, "conflict_max": r.peak,
-             "cm_final": r.cm_final} for r in rs
-        ]
+        recs: list[dict[str, Any]] = [{"fate": r.fate, "agree_gate": r.agree_gate, "conflict_final": r.final,
+                                       "conflict_max": r.peak, "cm_final": r.cm_final} for r in rs]
         rows.append([src, cell, code(fam), ", ".join(str(r.seed) for r in rs),
                      join(fate_badge(rec, r.seed) for rec, r in zip(recs, rs, strict=True)),
                      " ".join(fmt(r.final) for r in rs), " ".join(fmt(r.peak) for r in rs),

@@ -27,24 +27,18 @@ def section_scoreboard(data: ReportData) -> Markup:
         return note("No scoreboard.json in this run directory: no pre-registered prediction was scored.")
     c = scoreboard_counts(sb)
     meta = markup("registry sha256 <code>{}</code>", sb.get("registry_sha256", "–"))
-    if sb.get("classifier_sha256"):
-        meta += markup(" · classifier sha256 <code>{}</code>", sb["classifier_sha256"])
+    sha = sb.get("classifier_sha256")
+    if sha:
+        meta += markup(" · classifier sha256 <code>{}</code>", sha)
     out = [markup('<p class="meta">{}</p>', meta)]
-    if (
-        sb.get("classifier_sha256")
-        and data.classifier_sha256
-        and sb["classifier_sha256"] != data.classifier_sha256
-    ):
-        out.append(
-            note("The scoreboard was scored with different classifier constants than fates.json holds.")
-        )
+    if sha and data.classifier_sha256 and sha != data.classifier_sha256:
+        out.append(note("The scoreboard was scored with different classifier constants than fates.json holds."))
     line = markup('<span class="status status-pass">{} PASS</span> <span class="status status-fail">{} FAIL</span> '
                   '<span class="status status-unscoreable">{} UNSCOREABLE</span>', c["PASS"], c["FAIL"],
                   c["UNSCOREABLE"])
     if c["falsifiers"]:
-        line += markup(
-            " &nbsp; falsifiers: {} of {} applicable triggered", c["triggered"], c["triggered"] + c["silent"]
-        )
+        line += markup(" &nbsp; falsifiers: {} of {} applicable triggered", c["triggered"],
+                       c["triggered"] + c["silent"])
         if c["falsifiers_unscoreable"]:
             line += markup(" ({} unscoreable)", c["falsifiers_unscoreable"])
     out.append(markup("<p>{}</p>", line))

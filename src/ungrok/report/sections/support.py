@@ -39,9 +39,7 @@ def section_support(data: ReportData) -> Markup:
         if thr:
             meta += (f"; forecast: likely survives at ratio ≥ {thr.get('survive_ratio')}, likely lost at ≤ "
                      f"{thr.get('lost_ratio')}")
-        out.append(
-            markup('<h3>{} <span class="meta">({}; {})</span></h3>', cell, cell_label(data, cell), meta)
-        )
+        out.append(markup('<h3>{} <span class="meta">({}; {})</span></h3>', cell, cell_label(data, cell), meta))
         rows = []
         for rule, r in doc["rules"].items():
             if not isinstance(r, dict):
