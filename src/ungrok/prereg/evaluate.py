@@ -24,7 +24,7 @@ from ungrok.errors import UngrokError
 from ungrok.fate._series import ge
 from ungrok.fate.classify import died, transient_signature
 from ungrok.fate.config import ClassifierConfig
-from ungrok.fate.gates import InterventionGate, artifact_seed, intervention_valid
+from ungrok.fate.gates import InterventionGate, artifact_seed, intervention_valid, meets_quorum
 from ungrok.fate.margins import timing_test, within_checkpoints
 from ungrok.fate.stats import spearman
 from ungrok.prereg.evidence import Evidence, SeedRecord
@@ -453,15 +453,11 @@ def _spearman(pred: SpearmanPrediction, ctx: Context) -> Result:
     # Over families, the agree gate acts on whole families (the paper's F1 "over the
     # control-valid (>= 2/3) families"); their seed means then use every seed.
     per_family = pred.model_copy(update={"gates": pred.gates.model_copy(update={"agree": False})})
-    two_thirds = Quorum(">=", 2, 3)
 
     def per_cell(cell: str) -> Result:
-        fams, dropped = list(pred.families), []
-        if pred.gates.agree:
-            for f in pred.families:
-                if not two_thirds.satisfied(sum(ctx.record(cell, s, f).valid for s in seeds), len(seeds)):
-                    fams.remove(f)
-                    dropped.append(f)
+        dropped = [f for f in pred.families if pred.gates.agree
+                   and not meets_quorum(sum(ctx.record(cell, s, f).valid for s in seeds), len(seeds))]
+        fams = [f for f in pred.families if f not in dropped]
         if len(fams) < 3:
             raise Unscoreable(f"cell {cell}: {len(fams)} control-valid families; Spearman needs 3")
         xs = [_point(per_family, ctx, tx, pred.x, cell, f, seeds) for f in fams]

@@ -281,10 +281,7 @@ def reads_not_after(
     """Reads of the given runs at or before `moment`: (artifact key, first read), earliest first."""
     runs = {(c, int(s)) for c in cells for s in seeds}
     t = parse_stamp(moment)
-    hits = []
-    for key, first in led.reads.items():
-        cell, seed, _ = parse_artifact_key(key)
-        if (cell, seed) in runs and parse_stamp(first) <= t:
-            hits.append((key, first))
+    hits = [(key, first) for key, first in led.reads.items()
+            if parse_artifact_key(key)[:2] in runs and parse_stamp(first) <= t]
     return sorted(hits, key=lambda kv: parse_stamp(kv[1]))
 

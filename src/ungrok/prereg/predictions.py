@@ -240,7 +240,7 @@ def _expand(item: Any, label: str) -> dict[str, Any]:
         expr = data.pop("expr")
         if not isinstance(expr, str):
             raise UngrokError(f"{label}: expr must be a one-line string")
-        fields = parse_shorthand(expr, f"{label}")
+        fields = parse_shorthand(expr, label)
         clash = sorted(set(fields) & set(data))
         if clash:
             raise UngrokError(f"{label}: give {', '.join(clash)} either in expr or as a field, not both")
@@ -468,11 +468,9 @@ def leaves(pred: Any) -> list[Any]:
 
 def governed_cells(pred: Any) -> list[str]:
     """Every cell whose runs a prediction reads (for the read-before-register check)."""
-    out: list[str] = []
-    for leaf in leaves(pred):
-        cells = leaf.a + [leaf.b] if isinstance(leaf, ComparePrediction) else list(leaf.cells)
-        out.extend(c for c in cells if c not in out)
-    return out
+    cells = [c for leaf in leaves(pred)
+             for c in (leaf.a + [leaf.b] if isinstance(leaf, ComparePrediction) else leaf.cells)]
+    return list(dict.fromkeys(cells))
 
 
 def seed_sets(pred: Any) -> set[str]:
