@@ -4,6 +4,7 @@ Imported by name (pytest puts this folder on sys.path); the `clock` fixture is i
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,6 +31,11 @@ def stub_battery(path: Path, families) -> Path:
              for f in families]
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+def canonical_sha(obj):
+    """sha256 of canonical JSON (sorted keys, no spaces), worked out here independently of ungrok.hashing."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def rec(cell, seed, family="pronoun_gender_ref", fate="RECOVERED", valid=True, cf=0.9, cmax=0.95, **extra):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from prereg_helpers import rec
 
 from cli_helpers import run
 from ungrok.fate.config import DEFAULT_CONFIG
@@ -28,12 +29,6 @@ def one_line_error(err):
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
     return lines[0]
-
-
-def record(cell, seed, fate, valid=True):
-    return dict(cell=cell, seed=seed, family="pronoun_gender_ref", fate=fate, agree_gate="pass" if valid else "fail",
-                conflict_final=0.9 if fate == "RECOVERED" else 0.2, conflict_max=0.95, agree_final=0.95,
-                agree_max=0.96, n_checkpoints=40)
 
 
 @pytest.fixture
@@ -61,8 +56,8 @@ def test_freeze_verify_amend_score_unlock(exp, tmp_path, capsys):
     assert code == 0 and "amendment 1 recorded" in out and "1 new prediction" in out, err
 
     ev = tmp_path / "evidence.json"
-    recs = [record("ts", s, "RECOVERED") for s in (42, 43, 44)]
-    recs += [record("web", 42, "RECOVERED"), record("web", 43, "DISPLACED"), record("web", 44, "DISPLACED")]
+    recs = [rec("ts", s) for s in (42, 43, 44)]
+    recs += [rec("web", 42), rec("web", 43, fate="DISPLACED", cf=0.2), rec("web", 44, fate="DISPLACED", cf=0.2)]
     ev.write_text(json.dumps({"classifier_sha256": DEFAULT_CONFIG.sha256(), "records": recs}))
     board = tmp_path / "scoreboard.json"
     code, out, err = run(["prereg", "score", reg, "--evidence", ev, "--json", board], capsys)

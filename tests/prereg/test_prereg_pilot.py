@@ -11,7 +11,7 @@ import os
 from datetime import datetime
 
 import pytest
-from prereg_helpers import FakeClock, evidence, rec
+from prereg_helpers import FakeClock, canonical_sha, evidence, rec
 
 from cli_helpers import one_line_error
 from cli_helpers import run as ungrok
@@ -40,10 +40,6 @@ def entry(cell="ts", seed=101, family="pronoun_gender_ref", **kw):
              peak=0.93, final=0.21, traj_sha256=SHA_A)
     e.update(kw)
     return e
-
-
-def canonical_sha(obj):
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @pytest.fixture

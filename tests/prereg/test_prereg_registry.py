@@ -7,7 +7,7 @@ import hashlib
 import json
 
 import pytest
-from prereg_helpers import FakeClock, stub_battery
+from prereg_helpers import FakeClock, canonical_sha, stub_battery
 
 from ungrok.errors import UngrokError
 from ungrok.fate.config import DEFAULT_CONFIG
@@ -33,10 +33,6 @@ predictions:
   - name: B1
     expr: my_battery_family has conflict_final >= 0.5 in all seeds of cell ts
 """
-
-
-def canonical_sha(obj):
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @pytest.fixture
