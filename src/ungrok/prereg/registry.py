@@ -149,9 +149,7 @@ class Registry(BaseModel):
         return out
 
     def names(self) -> list[str]:
-        return [p["name"] for p in self.predictions] + [
-            p["name"] for a in self.amendments for p in a.predictions
-        ]
+        return [p.name for p, _, _ in self.registered()]
 
     def locked_seeds(self) -> set[int]:
         """Quarantined seeds not yet unlocked."""
