@@ -64,11 +64,7 @@ def find_chromium() -> str | None:
     env = os.environ.get("UNGROK_CHROMIUM")
     if env:
         return env if shutil.which(env) else None
-    for name in CANDIDATES:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+    return next(filter(None, map(shutil.which, CANDIDATES)), None)
 
 
 def _chromium(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -88,9 +84,8 @@ def _chromium(args: list[str], timeout: float) -> subprocess.CompletedProcess[st
     return proc
 
 
-def render_check(
-    report: str | Path, timeout: float = 60.0, width: int = 1280, height: int = 900
-) -> dict[str, Any]:
+def render_check(report: str | Path, timeout: float = 60.0, width: int = 1280,
+                 height: int = 900) -> dict[str, Any]:
     """Load the report in headless Chromium in a width × height window; return its title,
     section ids, each section's top and bottom on the page (`place`, px), each <details>
     element's section and whether it is open, the window's height, the page height and, per

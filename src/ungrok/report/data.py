@@ -280,11 +280,8 @@ def heldout_curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], Cur
         if not finite(r["accuracy"]) or r["step"] is None:
             continue
         series.setdefault((str(r["run"]), r["family"], r["condition"]), {})[int(r["step"])] = float(r["accuracy"])
-    out = {}
-    for key, by_step in series.items():
-        steps = sorted(by_step)
-        out[key] = Curve(tuple(steps), tuple(by_step[s] for s in steps))
-    return out
+    return {key: Curve(tuple(sorted(by_step)), tuple(v for _, v in sorted(by_step.items())))
+            for key, by_step in series.items()}
 
 
 def margin_curves(rows: list[dict[str, Any]]) -> dict[tuple[str, str], MarginCurve]:

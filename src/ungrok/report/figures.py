@@ -54,6 +54,15 @@ def seed_linestyle(data: ReportData, seed: int) -> str:
     return SEED_LINESTYLES[i % len(SEED_LINESTYLES)]
 
 
+def graded(cmap_name: str, n: int, start: float = 0.45, span: float = 0.5) -> list[str]:
+    """n colours evenly along [start, start + span] of a matplotlib colormap, as hex."""
+    import matplotlib
+    from matplotlib.colors import to_hex
+
+    cmap = matplotlib.colormaps[cmap_name]
+    return [to_hex(cmap(start + span * i / max(n - 1, 1))) for i in range(n)]
+
+
 def to_png(fig: Figure) -> bytes:
     """PNG bytes; no Software/date metadata, so equal inputs give equal bytes."""
     FigureCanvasAgg(fig)

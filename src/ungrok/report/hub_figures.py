@@ -9,18 +9,13 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ungrok.report.figures import AGREE_COLOR, RC, _legend, legend_columns
+from ungrok.report.figures import AGREE_COLOR, RC, _legend, graded, legend_columns
 from ungrok.report.hub import HubData, fmt_params, short_name
 
 
 def size_colors(hub: HubData) -> dict[str, str]:
     """One colour per model along a sequential palette, dark = smallest."""
-    import matplotlib
-    from matplotlib.colors import to_hex
-
-    cmap = matplotlib.colormaps["viridis"]
-    n = len(hub.models)
-    return {m: to_hex(cmap(0.85 * i / max(n - 1, 1))) for i, m in enumerate(hub.models)}
+    return dict(zip(hub.models, graded("viridis", len(hub.models), 0.0, 0.85), strict=True))
 
 
 def hub_figure(hub: HubData, family: str) -> Figure | None:

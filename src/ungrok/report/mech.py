@@ -160,7 +160,7 @@ def load_mech(data: ReportData, run_dir: Path) -> MechData | None:
 def mech_rules(data: ReportData) -> list[str]:
     """Rules with mechanism rows: the anchor first, then by name."""
     assert data.mech is not None
-    names = set().union(*(run.rules() for run in data.mech.runs.values())) if data.mech.runs else set()
+    names = set().union(*(run.rules() for run in data.mech.runs.values()))
     return sorted(names, key=lambda r: (r != data.classifier.anchor_family, r))
 
 

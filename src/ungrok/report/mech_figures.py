@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ungrok.report.data import ReportData
-from ungrok.report.figures import AGREE_COLOR, SEED_COLORS, cell_figure, seed_linestyle
+from ungrok.report.figures import AGREE_COLOR, SEED_COLORS, cell_figure, graded, seed_linestyle
 from ungrok.report.mech import MechRun, natural_key
 
 GAP_COLOR, EMBED_COLOR, CTX_COLOR = "#000000", "#009E73", "#D55E00"
@@ -37,14 +37,6 @@ def _runs(data: ReportData, cell: str) -> list[tuple[int, MechRun]]:
     return [(s, data.mech.runs[(cell, s)]) for s in data.seeds if (cell, s) in data.mech.runs]
 
 
-def _graded(cmap_name: str, n: int) -> list[str]:
-    import matplotlib
-    from matplotlib.colors import to_hex
-
-    cmap = matplotlib.colormaps[cmap_name]
-    return [to_hex(cmap(0.45 + 0.5 * i / max(n - 1, 1))) for i in range(n)]
-
-
 def _layer_styles(components: set[str]) -> dict[str, tuple[str, float, str]]:
     """component -> (colour, line width, legend label) for the decomposition strip; per-head
     terms and the reconstruction error are not drawn (heads have their own figure)."""
@@ -55,7 +47,7 @@ def _layer_styles(components: set[str]) -> dict[str, tuple[str, float, str]]:
     }
     for kind, cmap in (("attn", "Blues"), ("mlp", "Purples")):
         layers = sorted((c for c in components if c.startswith(f"{kind}:L") and "H" not in c), key=natural_key)
-        for c, col in zip(layers, _graded(cmap, len(layers)), strict=True):
+        for c, col in zip(layers, graded(cmap, len(layers)), strict=True):
             styles[c] = (col, 0.7, f"{kind} {c.split(':', 1)[1]}")
     return styles
 
@@ -97,7 +89,7 @@ def head_share_figure(data: ReportData, rule: str) -> Figure | None:
     assert data.mech is not None
     heads = sorted({h for run in data.mech.runs.values() for h in run.by_component(rule, "heads", "share")},
                    key=natural_key)
-    palette = list(SEED_COLORS) if len(heads) <= len(SEED_COLORS) else _graded("tab20", len(heads))
+    palette = list(SEED_COLORS) if len(heads) <= len(SEED_COLORS) else graded("tab20", len(heads))
     colors = {h: palette[i % len(palette)] for i, h in enumerate(heads)}
 
     def draw(ax: Axes, cell: str) -> None:
@@ -129,7 +121,7 @@ def decodability_figure(data: ReportData, rule: str) -> Figure | None:
     assert data.mech is not None
     blocks = sorted({b for run in data.mech.runs.values() for b in run.by_component(rule, "decode", "accuracy")},
                     key=natural_key)
-    colors = dict(zip(blocks, _graded("viridis_r", len(blocks)), strict=True))
+    colors = dict(zip(blocks, graded("viridis_r", len(blocks)), strict=True))
 
     def draw(ax: Axes, cell: str) -> None:
         ax.axhline(0.5, color="#999999", lw=0.7, ls=":")
