@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from report.synthetic import CELLS, FOCAL, OTHER
+from report.tables import section
 from ungrok.errors import UngrokError
 from ungrok.report import CellInfo, ReportData, build_report, load_run, render_html
 from ungrok.report.common import FATE_COLORS
@@ -130,15 +131,11 @@ def test_scoreboard_and_support_tables(shared_html):
     assert '<span class="status status-pass">1 PASS</span>' in html
     assert "falsifiers: 1 of 2 applicable triggered" in html
     assert "<td>triggered</td>" in html and "<td>silent</td>" in html
-    support = html.split('<section id="support">')[1].split("</section>")[0]
+    support = section(html, "support")
     assert support.count("<h3>") == len(CELLS)
     assert "at risk" in support and "likely lost" in support
     # the forecast's caveat: the paper's registered frequency-theory tests failed
     assert "registered tests of this frequency theory failed (F1" in support and "F2:" in support
-
-
-def _section(html: str, sid: str) -> str:
-    return html.split(f'<section id="{sid}">')[1].split("</section>")[0]
 
 
 def test_missing_optional_inputs_give_section_notes(run_dir):
@@ -150,10 +147,10 @@ def test_missing_optional_inputs_give_section_notes(run_dir):
         p.unlink()
     (run_dir / "scoreboard.json").unlink()
     html = render_html(load_run(run_dir))
-    assert "No margin tables (traj.margins.parquet) were found" in _section(html, "others")
-    assert "No support.json in any cell" in _section(html, "support")
-    assert "No live-monitor logs" in _section(html, "monitor")
-    assert "No scoreboard.json in this run directory" in _section(html, "scoreboard")
+    assert "No margin tables (traj.margins.parquet) were found" in section(html, "others")
+    assert "No support.json in any cell" in section(html, "support")
+    assert "No live-monitor logs" in section(html, "monitor")
+    assert "No scoreboard.json in this run directory" in section(html, "scoreboard")
     assert html.count("<img ") == 4  # focal and other trajectories, ladders still drawn (accuracy only)
     assert "No rule besides" not in html  # the notes say the tables are missing, not that rules are
     assert "No ladders" not in html
@@ -165,12 +162,12 @@ def test_missing_fates_and_trajectories(run_dir):
         p.unlink()
     data = load_run(run_dir)
     html = render_html(data)
-    assert "no phase grid" in _section(html, "grid")
-    assert "No trajectory tables" in _section(html, "others")
-    assert "there is no focal rule to lead with" in _section(html, "focal")
-    assert "no dose-response plots" in _section(html, "ladders")
-    assert "Without fates.json the onset and zero-crossing markers are omitted" in _section(html, "others")
-    notes = _section(html, "notes")
+    assert "no phase grid" in section(html, "grid")
+    assert "No trajectory tables" in section(html, "others")
+    assert "there is no focal rule to lead with" in section(html, "focal")
+    assert "no dose-response plots" in section(html, "ladders")
+    assert "Without fates.json the onset and zero-crossing markers are omitted" in section(html, "others")
+    notes = section(html, "notes")
     assert "fates.json is missing" in notes and "traj.parquet is missing for 10 run(s)" in notes
     assert html.count("<img ") == 1  # the CM strip (folded: no rule has a verdict to lead with), no markers
 
@@ -181,8 +178,8 @@ def test_experiment_without_ladders(tmp_path):
     (tmp_path / "experiment.json").write_text(json.dumps({"name": "one", "cells": {"a": {"kind": "built"}},
                                                           "seeds": [0]}))
     html = render_html(load_run(tmp_path))
-    assert "No ladders" in _section(html, "ladders")
-    assert "cells/a/seed0" in _section(html, "notes")
+    assert "No ladders" in section(html, "ladders")
+    assert "cells/a/seed0" in section(html, "notes")
 
 
 def test_build_report_refuses_to_overwrite(tmp_path):

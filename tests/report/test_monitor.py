@@ -7,15 +7,11 @@ import html as html_lib
 import pytest
 
 from report.synthetic import FOCAL, OTHER, add_monitor
-from report.tables import tables
+from report.tables import section, tables
 from ungrok.fate.warning import score
 from ungrok.report import load_run, render_html
 from ungrok.report.monitor import by_family, warning_runs
 from ungrok.report.sections.monitor import section_watch
-
-
-def _section(page: str, sid: str) -> str:
-    return page.split(f'<section id="{sid}">')[1].split("</section>")[0]
 
 
 @pytest.fixture
@@ -50,7 +46,7 @@ def test_planted_states_give_the_hand_computed_leads_and_counts(watched):
 
 def test_section_tables(watched):
     page = render_html(watched)
-    sec = _section(page, "monitor")
+    sec = section(page, "monitor")
     assert "<h2>Live monitor: warnings before the collapse</h2>" in page
     assert f"Focal rule: <code>{FOCAL}</code>" in sec
     runs_t, fam_t, log_t = tables(sec)
