@@ -79,9 +79,8 @@ def figure(fig: Figure, alt: str, caption: Html) -> Markup:
     return Markup(_parts().figure(src, alt, caption))
 
 
-def table(
-    head: Sequence[Html], rows: Sequence[Sequence[Any]], cls: str = "", num_cols: Sequence[int] = ()
-) -> Markup:
+def table(head: Sequence[Html], rows: Sequence[Sequence[Any]], cls: str = "",
+          num_cols: Sequence[int] = ()) -> Markup:
     """A table; every cell is text (escaped) unless it is Markup (a badge, <code>)."""
     return Markup(_parts().table(head, rows, cls, tuple(num_cols)))
 

@@ -33,8 +33,6 @@ def record_index(data: ReportData) -> dict[RunKey, dict[str, Any]]:
 def classifier_view(curve: Curve, cfg: ClassifierConfig) -> tuple[list[int], list[float]]:
     """The series the classifier judges: steps >= min_step, then the centred k-smoothing."""
     kept = [(s, v) for s, v in zip(curve.steps, curve.values, strict=True) if s >= cfg.min_step]
-    if not kept:
-        return [], []
     return [s for s, _ in kept], smooth([v for _, v in kept], cfg.smooth_k)
 
 

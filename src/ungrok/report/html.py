@@ -88,9 +88,8 @@ def optional_sections(data: ReportData) -> list[tuple[str, str, Markup]]:
     return [(sid, t, h) for sid, t, fn in PAGE if sid in OPTIONAL and (h := fn(data)) is not None]
 
 
-def render_page(
-    title: str, meta: str, sections: Sequence[tuple[str, str, Markup]], what: str = "run directory"
-) -> str:
+def render_page(title: str, meta: str, sections: Sequence[tuple[str, str, Markup]],
+                what: str = "run directory") -> str:
     """The page around the sections: (id, title, html) each, in order, with a link bar."""
     page = env().get_template("page.html").render(title=title, meta=meta, sections=sections, what=what,
                                                   fate_colors=FATE_COLORS, status_colors=STATUS_COLORS)

@@ -318,17 +318,13 @@ def hub_sentences(hub: HubData) -> list[str]:
     if hub.records is not None:
         idx = hub_record_index(hub)
         for fam in fams:
-            groups: dict[str, list[str]] = {}
-            gate_failed = []
-            for model in hub.models:
-                rec = idx.get((model, fam))
-                if rec is None:
-                    continue
-                groups.setdefault(rec["fate"], []).append(short_name(model))
-                if rec["agree_gate"] == "fail":
-                    gate_failed.append(short_name(model))
-            if not groups:
+            recs = [(short_name(m), idx[(m, fam)]) for m in hub.models if (m, fam) in idx]
+            if not recs:
                 continue
+            groups: dict[str, list[str]] = {}
+            for name, rec in recs:
+                groups.setdefault(rec["fate"], []).append(name)
+            gate_failed = [name for name, rec in recs if rec["agree_gate"] == "fail"]
             text = f"{fam}: " + "; ".join(f"{fate} in {', '.join(ms)}" for fate, ms in groups.items())
             if gate_failed:
                 text += f" (agree gate failed in {', '.join(gate_failed)})"

@@ -27,11 +27,6 @@ def _cells_with(data: ReportData, rule: str, instrument: str, metric: str) -> li
             if any((c, s) in runs and runs[(c, s)].by_component(rule, instrument, metric) for s in data.seeds)]
 
 
-def _seed_proxies(data: ReportData) -> tuple[Line2D, ...]:
-    return tuple(Line2D([], [], color=AGREE_COLOR, lw=1.1, ls=seed_linestyle(data, s), label=f"seed {s}")
-                 for s in data.seeds)
-
-
 def _runs(data: ReportData, cell: str) -> list[tuple[int, MechRun]]:
     assert data.mech is not None
     return [(s, data.mech.runs[(cell, s)]) for s in data.seeds if (cell, s) in data.mech.runs]
@@ -55,7 +50,9 @@ def _layer_styles(components: set[str]) -> dict[str, tuple[str, float, str]]:
 def _cell_figure(data: ReportData, cells: list[str], height: float, ylabel: str, title: str,
                  draw: Callable[[Axes, str], None], sharey: bool = True) -> Figure:
     """figures.cell_figure with the seeds' line-style legend, as wide as the title needs."""
-    return cell_figure(cells, height, ylabel, title, draw, _seed_proxies(data), None, sharey, MIN_WIDTH)
+    seeds = tuple(Line2D([], [], color=AGREE_COLOR, lw=1.1, ls=seed_linestyle(data, s), label=f"seed {s}")
+                  for s in data.seeds)
+    return cell_figure(cells, height, ylabel, title, draw, seeds, None, sharey, MIN_WIDTH)
 
 
 def decomposition_figure(data: ReportData, rule: str) -> Figure | None:

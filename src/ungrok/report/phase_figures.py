@@ -47,9 +47,7 @@ def phase_figure(data: ReportData, sweep: Sweep, rule: str) -> Figure:
                 x = xs.index(at[pan.x])
                 y = ys.index(at[pan.y]) if pan.y is not None else 0
                 if pt.mean_cm is None:
-                    ax.scatter(
-                        [x], [y], s=150, facecolors="none", edgecolors=NO_CM, zorder=3, gid=f"point/{cell}"
-                    )
+                    ax.scatter([x], [y], s=150, facecolors="none", edgecolors=NO_CM, zorder=3, gid=f"point/{cell}")
                 else:
                     ax.scatter([x], [y], s=150, c=[pt.mean_cm], cmap=cmap, norm=norm, edgecolors="#333333",
                                linewidths=0.6, zorder=3, gid=f"point/{cell}")

@@ -83,13 +83,9 @@ def section_watch(data: ReportData) -> Markup:
     every = score_sentence(score(runs.values()), "the experiment (every rule, cell and seed)")
     out.append(markup("<p>{}</p>", every))
     out.append(Markup("<h3>Every rule</h3>"))
-    fam_rows = []
-    for fam in families(data):
-        s = scores.get(fam)
-        if s is None:
-            continue
-        fam_rows.append([code(fam), s.scored, s.positives, s.warned, s.tp, s.fp, s.fn, fmt(s.precision),
-                         fmt(s.recall), fmt_pct(s.median_lead_share), s.gate_failed + s.unmonitored])
+    fam_rows = [[code(fam), s.scored, s.positives, s.warned, s.tp, s.fp, s.fn, fmt(s.precision), fmt(s.recall),
+                 fmt_pct(s.median_lead_share), s.gate_failed + s.unmonitored]
+                for fam in families(data) if (s := scores.get(fam)) is not None]
     out.append(table(["rule", "scored runs", "DISPLACED", "warned", "true positives", "false alarms", "missed",
                       "precision", "recall", "median lead", "not scored"], fam_rows,
                      num_cols=tuple(range(1, 11))))

@@ -16,8 +16,9 @@ FOOT = Markup('<p class="meta">A falsifier <em>triggers</em> when its condition 
               "registered; it is neither a pass nor a fail.</p>")
 
 
-def status(st: str) -> Markup:
-    return markup('<span class="status status-{}">{}</span>', st.lower(), st)
+def status(st: str, text: str | None = None) -> Markup:
+    """A PASS / FAIL / UNSCOREABLE badge reading `text` (default: the status itself)."""
+    return markup('<span class="status status-{}">{}</span>', st.lower(), st if text is None else text)
 
 
 def section_scoreboard(data: ReportData) -> Markup:
@@ -33,9 +34,7 @@ def section_scoreboard(data: ReportData) -> Markup:
     out = [markup('<p class="meta">{}</p>', meta)]
     if sha and data.classifier_sha256 and sha != data.classifier_sha256:
         out.append(note("The scoreboard was scored with different classifier constants than fates.json holds."))
-    line = markup('<span class="status status-pass">{} PASS</span> <span class="status status-fail">{} FAIL</span> '
-                  '<span class="status status-unscoreable">{} UNSCOREABLE</span>', c["PASS"], c["FAIL"],
-                  c["UNSCOREABLE"])
+    line = join((status(st, f"{c[st]} {st}") for st in ("PASS", "FAIL", "UNSCOREABLE")), " ")
     if c["falsifiers"]:
         line += markup(" &nbsp; falsifiers: {} of {} applicable triggered", c["triggered"],
                        c["triggered"] + c["silent"])
