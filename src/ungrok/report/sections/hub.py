@@ -103,11 +103,8 @@ def section_hub(hub: HubData) -> Markup:
         out.append(figure(fig, f"public-checkpoint trajectories of {fam}", cap))
     if not drawn:
         out.append(note("No held-out trajectories (traj.parquet) for any model."))
-    out += [
-        Markup("<h3>Skipped and failed revisions</h3>"),
-        _skipped_table(hub),
-        Markup("<h3>Notes per model</h3>"),
-    ]
+    out += [Markup("<h3>Skipped and failed revisions</h3>"), _skipped_table(hub),
+            Markup("<h3>Notes per model</h3>")]
     noted = [(model, m.notes) for model, m in hub.models.items() if m.notes]
     if noted:
         out.append(items(markup("<code>{}</code>: {}", model, n) for model, notes in noted for n in notes))

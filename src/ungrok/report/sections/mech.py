@@ -196,17 +196,15 @@ def section_ngram(data: ReportData) -> Markup:
                 per_seed = [ng.get((cell, s, n), {}).get(fam) for s in data.seeds]
                 badges, same, compared = [], 0, 0
                 for seed, f in zip(data.seeds, per_seed, strict=True):
-                    who = f"seed {seed}, {n}-gram"
-                    if f is None or f.record is None:
-                        if f is not None:
-                            unclassified.append(f"{cell}/seed{seed} {n}-gram {fam}: {f.why}")
-                        badges.append(fate_badge(None, seed, who=who + (f" ({f.why})" if f is not None else "")))
-                        continue
-                    badges.append(fate_badge(f.record, seed, who=who))
+                    who, rec = f"seed {seed}, {n}-gram", f.record if f is not None else None
+                    if f is not None and rec is None:
+                        unclassified.append(f"{cell}/seed{seed} {n}-gram {fam}: {f.why}")
+                        who += f" ({f.why})"
+                    badges.append(fate_badge(rec, seed, who=who))
                     neural = idx.get((cell, seed, fam))
-                    if neural is not None:
+                    if rec is not None and neural is not None:
                         compared += 1
-                        same += record_letter(neural) == record_letter(f.record)
+                        same += record_letter(neural) == record_letter(rec)
                 row += [join(badges), f"{same}/{compared}" if compared else "–", _acc_pair(per_seed)]
             rows.append(row)
     head = ["cell", "rule", "neural"]
