@@ -16,6 +16,8 @@ skipped and listed.
     .venv/bin/python bench/monitor.py /tmp/wave9/out /tmp/prof/out --held-out demo-out/run
 
 --recorded scores the warnings as the live monitor logged them instead of replaying them.
+--every N keeps only the readings at steps divisible by N: a run probed every 10 steps is then
+read as if it had been probed every N (the probe only reads the model, so the run is the same).
 --runs also lists every run that warned or ended DISPLACED, with its steps and outcome.
 """
 
@@ -57,10 +59,11 @@ def replayed_rows(rows: list[dict[str, Any]], cfg: WatchConfig, verdicts: bool =
 
 
 def folder_runs(
-    run: Path, skipped: list[str], cfg: WatchConfig | None, verdicts: bool = True
+    run: Path, skipped: list[str], cfg: WatchConfig | None, verdicts: bool = True, every: int = 1
 ) -> list[tuple[str, str, WarningRun]]:
     """(family, "RUN cell/seedS", warning run) for every fate record of one run folder, the
-    warnings replayed under `cfg` (None: as recorded); what it skips goes to `skipped`."""
+    warnings replayed under `cfg` (None: as recorded) from the readings at steps divisible by
+    `every`; what it skips goes to `skipped`."""
     fates = run / "fates.json"
     if not fates.is_file():
         skipped.append(f"{run}: no fates.json (unfinished?); skipped")
@@ -77,7 +80,7 @@ def folder_runs(
     out = []
     for (cell, seed), recs in sorted(by_run.items()):
         path = run / "cells" / cell / f"seed{seed}" / "monitor.jsonl"
-        rows = read_rows(path) if path.is_file() else []
+        rows = [r for r in read_rows(path) if int(r.get("step", 0)) % every == 0] if path.is_file() else []
         if not rows:
             skipped.append(f"{run}: {cell}/seed{seed} has fate records but no monitor.jsonl lines")
         if cfg is not None:
@@ -105,13 +108,15 @@ def row(name: str, s: WarningScore) -> str:
             f"{s.gate_failed:>9} {s.unmonitored:>9}")
 
 
-def report(title: str, folders: list[Path], cfg: WatchConfig | None, detail: bool) -> WarningScore | None:
+def report(
+    title: str, folders: list[Path], cfg: WatchConfig | None, detail: bool, every: int = 1
+) -> WarningScore | None:
     """Print one set of folders' table; the overall score, or None when nothing could be scored."""
     skipped: list[str] = []
     runs: list[tuple[str, str, WarningRun]] = []
     used = []
     for folder in folders:
-        got = folder_runs(folder, skipped, cfg)
+        got = folder_runs(folder, skipped, cfg, every=every)
         if got:
             used.append(f"{folder} ({len(got)} records)")
         runs += got
@@ -154,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--runs", dest="detail", action="store_true", help="list the runs that warned or ended DISPLACED"
     )
+    ap.add_argument("--every", type=int, default=1, metavar="N",
+                    help="read only the readings at steps divisible by N (a sparser probe cadence, same runs)")
     args = ap.parse_args(argv)
+    if args.every < 1:
+        ap.error(f"--every must be at least 1, not {args.every}")
+    if args.recorded and args.every != 1:
+        ap.error("--every replays the warnings; it cannot be combined with --recorded")
     if not args.runs and not args.held_out:
         ap.error("give at least one run folder (tuning) or --held-out folder")
     try:
@@ -169,12 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"warning rule: WatchConfig sha256 {cfg.sha256()} ({args.config or 'package watch.json'})")
         print(f"  {cfg.canonical_json()}")
+        if args.every > 1:
+            print(f"  read at the steps divisible by {args.every} only")
     print()
     scored = []
     if args.runs:
-        scored.append(report("tuning folders", args.runs, None if args.recorded else cfg, args.detail))
+        scored.append(report("tuning folders", args.runs, None if args.recorded else cfg, args.detail, args.every))
     if args.held_out:
-        scored.append(report("held-out folders", args.held_out, None if args.recorded else cfg, args.detail))
+        scored.append(
+            report("held-out folders", args.held_out, None if args.recorded else cfg, args.detail, args.every)
+        )
     print("median lead: (collapse step - first warning step) / run steps over the true positives with a "
           "collapse step (n); negative = the warning came after the collapse.")
     return 0 if any(s is not None for s in scored) else 1

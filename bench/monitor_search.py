@@ -12,6 +12,11 @@ held-out folders it never saw. When no config reaches the targets on every folde
 closest ones are printed and nothing is written (exit 1).
 
     .venv/bin/python bench/monitor_search.py runs/tune-a runs/tune-b --out watch-candidate.json
+    .venv/bin/python bench/monitor_search.py runs/dense-tune --grid dense --out dense-candidate.json
+
+`--grid dense` is the grid for runs probed every 10 steps (examples/monitor-study/dense-*.yaml):
+the same levels, with windows and sustains five times as many probes long, and the emergence
+smoothing too. `--every N` reads only the readings at steps divisible by N (bench/monitor.py).
 """
 
 from __future__ import annotations
@@ -29,22 +34,32 @@ from ungrok.executor import PoolExecutor, or_raise
 from ungrok.fate.warning import WarningRun, score
 from ungrok.fate.watch_config import DEFAULT_WATCH, WatchConfig
 
-GRID: dict[str, list] = {  # 900 points, about 0.3 s each over three 24-run folders
-    "emerged_thr": [0.8, 0.9],
-    "level_window": [1, 2, 3],
-    "level_thr": [0.5, 0.55, 0.6, 0.65, 0.7],
-    "drop_thr": [0.0, 0.2, 0.3],
-    "agree_min": [0.0, 0.9],
-    "sustain": [2, 3, 4, 5, 6],
+GRIDS: dict[str, dict[str, list]] = {
+    "default": {  # 900 points, about 0.3 s each over three 24-run folders probed every 50 steps
+        "emerged_thr": [0.8, 0.9],
+        "level_window": [1, 2, 3],
+        "level_thr": [0.5, 0.55, 0.6, 0.65, 0.7],
+        "drop_thr": [0.0, 0.2, 0.3],
+        "agree_min": [0.0, 0.9],
+        "sustain": [2, 3, 4, 5, 6],
+    },
+    "dense": {  # 600 points for runs probed every 10 steps: windows of 10 to 160 steps
+        "emerged_thr": [0.8, 0.9],
+        "smooth_k": [3, 5],
+        "level_window": [1, 3, 5],
+        "level_thr": [0.5, 0.55, 0.6, 0.65, 0.7],
+        "drop_thr": [0.0, 0.2],
+        "sustain": [3, 5, 8, 12, 16],
+    },
 }
 Figures = tuple[float | None, float | None, float | None, int, int, int]  # P, R, lead, TP, FP, FN
 
 
-def grid_configs() -> list[WatchConfig]:
+def grid_configs(grid: dict[str, list]) -> list[WatchConfig]:
     """Every grid point as a full config (the shipped values for the fields not searched)."""
-    keys = list(GRID)
+    keys = list(grid)
     return [WatchConfig(**{**DEFAULT_WATCH.model_dump(), **dict(zip(keys, v, strict=True))})
-            for v in itertools.product(*GRID.values())]
+            for v in itertools.product(*grid.values())]
 
 
 def figures_of(runs: list[WarningRun]) -> Figures:
@@ -60,22 +75,24 @@ def unfinished(folders: list[Path]) -> str | None:
     return None
 
 
-def score_in_chunks(fn: Callable, folders: list[str], points: list, size: int, workers: int) -> list[list[Figures]]:
-    """fn((i, folders, chunk)) over `size`-point chunks on a process pool; per point, per folder
-    figures, in the points' order."""
+def score_in_chunks(
+    fn: Callable, folders: list[str], points: list, size: int, workers: int, every: int = 1
+) -> list[list[Figures]]:
+    """fn((i, folders, chunk, every)) over `size`-point chunks on a process pool; per point, per
+    folder figures, in the points' order."""
     chunks = [points[i : i + size] for i in range(0, len(points), size)]
-    tasks = [(i, folders, c) for i, c in enumerate(chunks)]
+    tasks = [(i, folders, c, every) for i, c in enumerate(chunks)]
     got = {t[0]: r for t, r in or_raise(PoolExecutor(workers, threads=1).map(fn, tasks))}
     return [f for i in range(len(chunks)) for f in got[i]]
 
 
-def score_chunk(task: tuple[int, list[str], list[dict]]) -> list[list[Figures]]:
+def score_chunk(task: tuple[int, list[str], list[dict], int]) -> list[list[Figures]]:
     """Per config of the chunk, per folder: (precision, recall, median lead share, TP, FP, FN)."""
-    _, folders, configs = task
+    _, folders, configs, every = task
     out = []
     for data in configs:
         cfg = WatchConfig(**data)
-        out.append([figures_of([r for _, _, r in folder_runs(Path(f), [], cfg, verdicts=False)])
+        out.append([figures_of([r for _, _, r in folder_runs(Path(f), [], cfg, verdicts=False, every=every)])
                     for f in folders])
     return out
 
@@ -109,13 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-lead", type=float, default=0.10)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--show", type=int, default=5, help="closest configs to print when none qualifies")
+    ap.add_argument("--grid", choices=sorted(GRIDS), default="default", help="which grid of WatchConfig to search")
+    ap.add_argument("--every", type=int, default=1, metavar="N", help="read only the readings at steps divisible by N")
     args = ap.parse_args(argv)
+    if args.every < 1:
+        ap.error(f"--every must be at least 1, not {args.every}")
     if (why := unfinished(args.tune)) is not None:
         print(why, file=sys.stderr)
         return 2
-    configs = grid_configs()
+    grid = GRIDS[args.grid]
+    configs = grid_configs(grid)
     folders = [str(f) for f in args.tune]
-    figures = score_in_chunks(score_chunk, folders, [c.model_dump() for c in configs], 25, args.workers)
+    figures = score_in_chunks(score_chunk, folders, [c.model_dump() for c in configs], 25, args.workers, args.every)
     targets = (args.min_precision, args.min_recall, args.min_lead)
     ranked = []
     for n, (cfg, per) in enumerate(zip(configs, figures, strict=True)):
@@ -125,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         low_lead = min((f[2] if f[2] is not None else -1.0) for f in per)
         ranked.append(((ok_rl, n_ok, low_p, low_lead, -n), cfg, per))
     ranked.sort(key=lambda x: x[0], reverse=True)
-    keys = list(GRID)
+    keys = list(grid)
     print(f"{len(configs)} configs x {len(folders)} folders; targets: precision >= {args.min_precision}, "
           f"recall >= {args.min_recall}, median lead >= {args.min_lead:.0%} on every folder")
     (ok_rl, n_ok, _, _, _), cfg, per = ranked[0]

@@ -131,8 +131,8 @@ def first_warning(steps: list[int], acc: list[float], mar: list[float], items: i
     return None
 
 
-def score_chunk(task: tuple[int, list[str], list[dict]]) -> list[list[Figures]]:
-    _, folders, pts = task
+def score_chunk(task: tuple[int, list[str], list[dict], int]) -> list[list[Figures]]:
+    _, folders, pts, _ = task  # every step is read (the last field, --every, is monitor_search's)
     out = []
     for p in pts:
         per = []
