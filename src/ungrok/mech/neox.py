@@ -35,6 +35,7 @@ from ungrok.mech.decode import Decodability, decodability
 from ungrok.mech.decompose import TOLERANCE, Decomposition, summarize_terms
 from ungrok.mech.prompts import MechPrompts, pad
 from ungrok.model.gpt import _norm
+from ungrok.probes.models import eval_mode
 
 
 def _base(model: Any) -> Any:
@@ -80,20 +81,15 @@ def read_sites(model: Any, seqs: Sequence[Sequence[int]]) -> dict[str, torch.Ten
     dev = next(model.parameters()).device
     traced = nnsight.NNsight(model)
     seen: dict[str, Any] = {}
-    was = model.training
-    model.eval()
-    try:
-        with traced.trace(input_ids=idx.to(dev), attention_mask=mask.to(dev), use_cache=False):
-            # requested in execution order: nnsight serves each site as the forward reaches it
-            seen["embed"] = traced.gpt_neox.embed_in.output.save()
-            for i, layer in enumerate(traced.gpt_neox.layers):
-                seen[f"z{i}"] = layer.attention.dense.input.save()
-                seen[f"mlp{i}"] = layer.mlp.output.save()
-                seen[f"resid{i}"] = layer.output.save()
-            seen["final"] = traced.gpt_neox.final_layer_norm.input.save()
-            seen["logits"] = traced.output.logits.save()
-    finally:
-        model.train(was)
+    with eval_mode(model), traced.trace(input_ids=idx.to(dev), attention_mask=mask.to(dev), use_cache=False):
+        # requested in execution order: nnsight serves each site as the forward reaches it
+        seen["embed"] = traced.gpt_neox.embed_in.output.save()
+        for i, layer in enumerate(traced.gpt_neox.layers):
+            seen[f"z{i}"] = layer.attention.dense.input.save()
+            seen[f"mlp{i}"] = layer.mlp.output.save()
+            seen[f"resid{i}"] = layer.output.save()
+        seen["final"] = traced.gpt_neox.final_layer_norm.input.save()
+        seen["logits"] = traced.output.logits.save()
     rows = torch.arange(len(seqs))
     return {k: _first(v)[rows, last.to(_first(v).device)].double().cpu() for k, v in seen.items()}
 

@@ -76,7 +76,7 @@ def read_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Score in eval mode and give a model being trained back in its own mode."""
     was = model.training
     model.eval()
@@ -111,7 +111,7 @@ class GPTLogits:
 
         handle = None if positions is None else self.model.lm_head.register_forward_pre_hook(gather)
         try:
-            with _eval_mode(self.model), autocast(self.device, self.precision):
+            with eval_mode(self.model), autocast(self.device, self.precision):
                 return self.model(input_ids).float()
         finally:
             if handle is not None:
@@ -135,7 +135,7 @@ class HFLogits:
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
-        with _eval_mode(self.model), autocast(self.device, self.precision):
+        with eval_mode(self.model), autocast(self.device, self.precision):
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         if positions is not None:
             out = read_positions(out, positions)

@@ -164,9 +164,7 @@ class MonitorCallback(_trainer_callback_base()):
         step = int(state.global_step)
         if self.history and self.history[-1]["step"] == step:
             return
-        was_training = model.training
-        record = {"step": step, **self.monitor.observe(step, HFLogits(model, self.monitor.precision))}
-        model.train(was_training)
+        record = {"step": step, **self.monitor.observe(step, HFLogits(model, self.monitor.precision))}  # eval mode inside
         self.history.append(record)
         for w in record["warnings"]:
             log.warning(w)
