@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ungrok.fate.classify import classify_family
+from ungrok.fate.classify import classify_family, smooth
 from ungrok.fate.watch_config import DEFAULT_WATCH, WatchConfig
 from ungrok.train.watch import RuleWatch, least_squares_slope, readings, replay, replay_rule
 
@@ -199,3 +199,16 @@ def test_replay_without_verdicts_keeps_every_warning_and_drops_only_the_classifi
         states |= {p["state"] for p in full[rule]}
         assert not {p["state"] for p in quick[rule]} & {"displaced", "control-failing"}
     assert "displaced" in states  # the series do reach the classifier's verdict with verdicts on
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_best_is_the_max_of_the_whole_smoothed_series_at_every_probe(k):
+    """The incremental best (settled windows kept) equals re-smoothing everything, bit for bit."""
+    rng = random.Random(k)
+    cfg = WatchConfig(**{**DEFAULT_WATCH.model_dump(), "smooth_k": k, "min_step": 30})
+    w = RuleWatch("r", cfg, verdicts=False)
+    for step in range(0, 400, 10):
+        w.observe(step, rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]) * rng.random(), 1.0)
+        kept = [c for s, c in zip(w.steps, w.conflict, strict=True) if s >= 30]
+        assert w.best == (max(smooth(kept, k)) if kept else None)
+

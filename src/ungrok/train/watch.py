@@ -85,6 +85,10 @@ class RuleWatch:
     trigger_run: int = 0  # consecutive probes at which the warning's trigger held
     warned_at: int | None = None  # first probe step of the early warning
     best: float | None = None  # best emergence-smoothed conflict over probes >= min_step
+    # The smoothed values whose centred window is complete no longer change as probes arrive:
+    # their max is kept, so each probe smooths only the last smooth_k // 2 kept points.
+    _settled: int = 0
+    _settled_best: float | None = None
     # False: skip the classifier's verdict at every probe (states never reach "displaced" or
     # "control-failing"); the early warning does not read it, and a grid search over warning
     # rules replays about four times faster without it.
@@ -130,7 +134,7 @@ class RuleWatch:
         c = self.cfg
         kc, ka = self._kept()
         if kc:
-            self.best = max(smooth(kc, c.smooth_k))
+            self.best = self._best_smoothed(kc)
         emerged = self.best is not None and ge(self.best, c.emerged_thr)
         trigger = emerged and (
             self._level_falling(kc, ka) or (c.cm_trigger and has_cm and self._cm_falling())
@@ -151,6 +155,20 @@ class RuleWatch:
         if self.warning_up:
             return "displacing"
         return "emerged" if emerged else "not yet"
+
+    def _best_smoothed(self, kc: list[float]) -> float:
+        """max(smooth(kc, smooth_k)), the same value, without re-smoothing the whole series at
+        every probe (kc only grows): a replayed dense run would otherwise cost O(probes²)."""
+        k = self.cfg.smooth_k
+        h, n = k // 2, len(kc)
+        settled = max(0, n - h)  # points with h kept points after them: their window is complete
+        if settled > self._settled:
+            lo = max(0, self._settled - h)
+            new = smooth(kc[lo : min(n, settled + h)], k)[self._settled - lo : settled - lo]
+            self._settled_best = max(new if self._settled_best is None else [self._settled_best, *new])
+            self._settled = settled
+        tail = smooth(kc[max(0, self._settled - h) :], k)[self._settled - max(0, self._settled - h) :]
+        return max(tail if self._settled_best is None else [self._settled_best, *tail])
 
     def _level_falling(self, kc: list[float], ka: list[float]) -> bool:
         c = self.cfg
