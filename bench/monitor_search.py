@@ -16,7 +16,8 @@ closest ones are printed and nothing is written (exit 1).
 
 `--grid dense` is the grid for runs probed every 10 steps (examples/monitor-study/dense-*.yaml):
 the same levels, with windows and sustains five times as many probes long, and the emergence
-smoothing too. `--every N` reads only the readings at steps divisible by N (bench/monitor.py).
+smoothing too; `--grid dense-long` extends it to sustains of 200 to 300 steps. `--every N` reads
+only the readings at steps divisible by N (bench/monitor.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ GRIDS: dict[str, dict[str, list]] = {
         "level_thr": [0.5, 0.55, 0.6, 0.65, 0.7],
         "drop_thr": [0.0, 0.2],
         "sustain": [3, 5, 8, 12, 16],
+    },
+    "dense-long": {  # 108 points, added after "dense" found nothing: sustains of 200 to 300 steps
+        "emerged_thr": [0.8, 0.9],
+        "smooth_k": [3, 5],
+        "level_window": [1, 5, 10],
+        "level_thr": [0.6, 0.65, 0.7],
+        "sustain": [20, 25, 30],
     },
 }
 Figures = tuple[float | None, float | None, float | None, int, int, int]  # P, R, lead, TP, FP, FN
