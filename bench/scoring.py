@@ -12,7 +12,10 @@ does not depend on it). Reports in one run, per model:
 - items/s of the same batched scoring with `precision="bf16"` (autocast matmuls, fp32
   weights and log-softmax), its ratio to fp32 and the largest per-item margin difference
   (random weights: a speed check; tests/probes/test_precision.py bounds the difference on
-  a trained model).
+  a trained model),
+- items/s of bf16 with the forward compiled (`compile=True`: one dynamic-shape graph per
+  architecture and process, so a sweep pays the compile once; its one-time cost is printed),
+  and its ratio to the eager fp32 scorer of the same run, issue 19's yardstick.
 
 Without ../shared/reference (the paper's files) it scores the built-in battery
 (`build_battery()`) with the storyworld word tokenizer instead; `--no-naive` skips the
@@ -71,8 +74,9 @@ def best_of(fn, repeats: int) -> float:  # noqa: ANN001
 
 def bench_model(
     label: str, model: GPT, battery: Battery, tok: TokenizerFile, n_ref: int, repeats: int
-) -> tuple[float, float]:
-    """Print the batched (fp32 and bf16) and naive rates of one model; return (fp32, bf16) items/s."""
+) -> tuple[float, float, float]:
+    """Print the batched (fp32, bf16, bf16 compiled) and naive rates of one model; return the three
+    batched items/s."""
     t = time.perf_counter()
     plan = BatteryPlan(battery, tok)
     build = time.perf_counter() - t
@@ -84,7 +88,13 @@ def bench_model(
     plan.score(bf16)  # warm-up
     fast16 = best_of(lambda: plan.score(bf16), repeats)
     margin16 = np.nanmax(np.abs(plan.score(bf16).margin - scores.margin))
-    fast_rate, bf16_rate = len(battery) / fast, len(battery) / fast16
+    compiled = GPTLogits(model, "bf16", compile=True)
+    t = time.perf_counter()
+    plan.score(compiled)  # compiles
+    compile_s = time.perf_counter() - t
+    fastc = best_of(lambda: plan.score(compiled), repeats)
+    marginc = np.nanmax(np.abs(plan.score(compiled).margin - scores.margin))
+    fast_rate, bf16_rate, comp_rate = len(battery) / fast, len(battery) / fast16, len(battery) / fastc
     p = plan.pairs
     print(f"{label}: {model.num_params():,} parameters")
     print(
@@ -96,8 +106,13 @@ def bench_model(
         f"  bf16    : {bf16_rate:10,.0f} items/s  ({fast16 * 1e3:.0f} ms per checkpoint, best of {repeats})"
     )
     print(f"  bf16/fp32: {bf16_rate / fast_rate:9.2f}x   (max |margin difference| {margin16:.3f} nats)")
+    print(
+        f"  bf16 compiled: {comp_rate:6,.0f} items/s  ({fastc * 1e3:.0f} ms per checkpoint, best of {repeats}; "
+        f"compiled once in {compile_s:.0f} s)"
+    )
+    print(f"  compiled bf16/fp32: {comp_rate / fast_rate:.2f}x   (max |margin difference| {marginc:.3f} nats)")
     if n_ref == 0:
-        return fast_rate, bf16_rate
+        return fast_rate, bf16_rate, comp_rate
 
     items = battery.items[:n_ref]
     encoded = [
@@ -115,7 +130,7 @@ def bench_model(
     slow_rate = n_ref / slow
     print(f"  naive   : {slow_rate:10,.0f} items/s  ({n_ref} items, two forwards each)")
     print(f"  ratio   : {fast_rate / slow_rate:10.1f}x   (max |logp difference| {diff:.1e})")
-    return fast_rate, bf16_rate
+    return fast_rate, bf16_rate, comp_rate
 
 
 def battery_and_tokenizer(battery: Path, tokenizer: Path) -> tuple[Battery, TokenizerFile, str]:
@@ -152,8 +167,11 @@ def main() -> None:
             "paper-11.5m", random_model("paper-11.5m"), battery, tok, n_ref, args.repeats
         ),
     }
-    for label, (fp32, bf16) in rates.items():
-        print(f"{label:12s} fp32 {fp32:8,.0f} items/s  bf16 {bf16:8,.0f} items/s  ratio {bf16 / fp32:.2f}x")
+    for label, (fp32, bf16, comp) in rates.items():
+        print(
+            f"{label:12s} fp32 {fp32:8,.0f} items/s  bf16 {bf16:8,.0f} ({bf16 / fp32:.2f}x)  "
+            f"bf16 compiled {comp:8,.0f} ({comp / fp32:.2f}x)"
+        )
     model = GPTLogits(random_model("paper-11.5m"))
     rates = []
     for bt in (256, 512, 1024, 2048, 4096):

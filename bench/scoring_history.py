@@ -5,9 +5,10 @@ filed against (commit 9ba0388, fp32). Timing two checkouts one after the other o
 machine moves by 2x between runs, so this loads both into one process: the old `src/ungrok`
 is extracted with `git archive` into a temporary folder as package `ungrok_old` (its
 `ungrok.` imports renamed), both score the paper's battery with the same random weights, and
-the rounds alternate old fp32 / new fp32 / new bf16, so each round's ratio compares runs
-seconds apart. It first checks that old and new fp32 give the same margins and prints the
-largest bf16 margin difference.
+the rounds alternate old fp32 / new fp32 / new bf16 / new bf16 compiled (compiled once before
+the rounds, its one-time cost printed), so each round's ratio compares runs seconds apart. It
+first checks that old and new fp32 give the same margins and prints the largest bf16 margin
+differences.
 
     .venv/bin/python bench/scoring_history.py [--rev 9ba0388] [--rounds 15] [--threads 2]
 """
@@ -35,6 +36,7 @@ from ungrok.probes.models import GPTLogits, TokenizerFile
 from ungrok.probes.score import BatteryPlan
 
 ROOT = Path(__file__).resolve().parents[1]
+NOW = ("now fp32", "now bf16", "now bf16 comp")
 
 
 def extract_old(rev: str, into: Path) -> None:
@@ -81,9 +83,13 @@ def main() -> None:
             f"{args.rev} fp32": (old_plan, old_models.GPTLogits(old)),
             "now fp32": (plan, GPTLogits(new)),
             "now bf16": (plan, GPTLogits(new, "bf16")),
+            "now bf16 comp": (plan, GPTLogits(new, "bf16", compile=True)),
         }
+        t = time.perf_counter()
+        plan.score(scorers["now bf16 comp"][1])
+        print(f"compiled the bf16 forward in {time.perf_counter() - t:.0f} s (once per process)")
         base = old_plan.score(scorers[f"{args.rev} fp32"][1]).margin
-        for name in ("now fp32", "now bf16"):
+        for name in NOW:
             diff = float(np.nanmax(np.abs(plan.score(scorers[name][1]).margin - base)))
             print(f"{name}: max |margin difference| against {args.rev} fp32 {diff:.3g} nats")
             if name == "now fp32" and diff > 1e-4:
@@ -99,7 +105,7 @@ def main() -> None:
     for name, ts in times.items():
         print(f"  {name:14s} median {n / statistics.median(ts):8,.0f} items/s   best {n / min(ts):8,.0f}")
     old_ts = times[f"{args.rev} fp32"]
-    for name in ("now fp32", "now bf16"):
+    for name in NOW:
         ratios = [a / b for a, b in zip(old_ts, times[name], strict=True)]
         print(f"  {name} / {args.rev} fp32 per round: median {statistics.median(ratios):.2f}x "
               f"(range {min(ratios):.2f}-{max(ratios):.2f})")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.parquet as pq
+
 from cli_helpers import one_line_error, run
 
 from . import builders as B
@@ -42,6 +44,8 @@ def test_bad_input_is_one_line(cache_env, tmp_path, capsys):
         (base + ["--models", "org/neox-s", "--revisions", "step1", "--ray-address", "auto"],
          "--address is for --executor ray"),  # the deprecated name is the same flag
         (base + ["--models", "org/neox-s", "--revisions", "step1", "--dtype", "int8"], "--dtype must be one of"),
+        (base + ["--models", "org/neox-s", "--revisions", "step1", "--precision", "fp16"],
+         "--precision must be one of fp32, bf16"),
         (base + ["--models", "org/neox-s", "--revisions", "step1", "--workers", "0"], "need at least 1"),
         (["hub", "score", "--battery", tmp_path / "none.jsonl", "--out", out, "--models", "org/neox-s",
           "--revisions", "step1"], "battery file not found"),
@@ -102,3 +106,21 @@ def test_failed_tasks_make_score_exit_1_after_writing_and_listing_everything(cac
     assert code == 0, err
     assert "scored 3 revision(s), 1 already" in text and "; 1 not scored\n" in text
     assert not any(ln.startswith("failed") for ln in text.splitlines()) and not err.strip()
+
+
+def test_precision_and_compile_reach_every_task(cache_env, tmp_path, capsys, monkeypatch):
+    """bf16 scores land in the same tables as fp32 ones (close, not equal); `--compile` without a C++
+    compiler fails each task with that line, and the exit status says the suite is incomplete."""
+    _, battery = cache_env
+    base = ["hub", "score", "--models", "org/neox-s", "--revisions", "step128", "--battery", battery,
+            "--offline", "--device", "cpu"]
+    for name, extra in (("fp32", []), ("bf16", ["--precision", "bf16"])):
+        code, _, err = run(base + ["--out", tmp_path / name] + extra, capsys)
+        assert code == 0, err
+    fp32, bf16 = (pq.read_table(tmp_path / n / "traj.parquet").to_pylist() for n in ("fp32", "bf16"))
+    assert [r["n_items"] for r in fp32] == [r["n_items"] for r in bf16]
+    diffs = [abs(a["mean_margin"] - b["mean_margin"]) for a, b in zip(fp32, bf16, strict=True)]
+    assert 0 < max(diffs) < 0.1
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    code, text, err = run(base + ["--out", tmp_path / "c", "--compile"], capsys)
+    assert code == 1 and "failed org/neox-s@step128: --compile needs a C++ compiler" in text, (text, err)

@@ -229,6 +229,23 @@ def test_compile_traces_through_the_hook_sites():
     assert torch.equal(compiled(idx, idx)[1], model(idx, idx)[1])
 
 
+def test_positions_run_the_head_at_those_places_only():
+    """A scorer's read: the head sees just the asked-for (row, position) pairs, and their logits are
+    the full forward's at those places."""
+    model = _weighted_model(seed=4)
+    idx = torch.randint(0, 97, (3, 8))
+    at = torch.tensor([[0, 7], [2, 0], [1, 3], [2, 5]])
+    rows = []
+    handle = model.lm_head.register_forward_pre_hook(lambda _m, args: rows.append(args[0].shape))
+    with torch.no_grad():
+        full, read = model(idx), model(idx, positions=at)
+    handle.remove()
+    assert rows == [(3, 8, model.config.n_embd), (4, model.config.n_embd)]
+    assert torch.allclose(read, full[at[:, 0], at[:, 1]], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="positions"):
+        model(idx, idx, positions=at)
+
+
 def test_loss_is_cross_entropy_of_logits():
     torch.manual_seed(2)
     model = GPT(preset("tiny"))

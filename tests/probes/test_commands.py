@@ -168,3 +168,14 @@ def test_score_a_run_in_bf16(own_run, capsys):
     code, _, err = run(base + ["--out", t / "x.parquet", "--precision", "fp16"], capsys)
     assert "--precision must be one of fp32, bf16" in one_line_error(code, err)
     assert not (t / "x.parquet").exists()
+
+
+def test_score_compile_reaches_the_model_and_fails_in_one_line_without_a_compiler(own_run, capsys, monkeypatch):
+    """`--compile` builds each checkpoint's forward with torch.compile (probes/test_precision.py
+    checks what it computes); without a C++ compiler that is one line before anything is written."""
+    t = own_run
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    args = ["score", "--battery", t / "b.jsonl", "--run", t / "run", "--tokenizer", t / "tok.json",
+            "--device", "cpu", "--out", t / "c.parquet", "--compile"]
+    assert "--compile needs a C++ compiler" in one_line_error(*run(args, capsys)[::2])
+    assert not (t / "c.parquet").exists()

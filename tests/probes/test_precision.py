@@ -10,6 +10,7 @@ by more than MARGIN_BOUND.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +118,35 @@ def test_bf16_autocasts_the_matmuls_and_returns_fp32_logits(trained: Trained) ->
     assert torch.allclose(out.log_softmax(-1), ref.log_softmax(-1), atol=MARGIN_BOUND)
 
 
+def test_compiled_bf16_scoring_repeats_and_follows_eager(trained: Trained) -> None:
+    """`compile=True`: bit-identical on a repeat, close to the eager bf16 scores (only near-tie items
+    may change side), and one dynamic-shape graph serves a second plan (other batch shapes) and
+    a second model instance (another checkpoint) without compiling again."""
+    from torch._dynamo.utils import counters
+
+    eager = trained.plan.score(GPTLogits(trained.model, "bf16"))
+    adapter = GPTLogits(trained.model, "bf16", compile=True)
+    before = counters["stats"]["unique_graphs"]
+    a, b = trained.plan.score(adapter), trained.plan.score(adapter)
+    assert counters["stats"]["unique_graphs"] > before  # it did compile
+    np.testing.assert_array_equal(a.logp_correct, b.logp_correct)
+    np.testing.assert_array_equal(a.logp_distractor, b.logp_distractor)
+    kept = ~eager.skipped
+    assert np.abs(a.margin - eager.margin)[kept].max() < MARGIN_BOUND
+    flipped, tie = near_tie_flips(eager, a)
+    assert not (flipped & ~tie).any()
+
+    graphs = counters["stats"]["unique_graphs"]
+    other = copy.deepcopy(trained.model)
+    with torch.no_grad():
+        other.lm_head.weight.mul_(0.5)
+    margins = MarginPlan(margin_rules(trained.battery.families, None), trained.tokenizer)
+    compiled_cms = [m.cm for m in margins.score(GPTLogits(other, "bf16", compile=True))]
+    eager_cms = [m.cm for m in margins.score(GPTLogits(other, "bf16"))]
+    assert counters["stats"]["unique_graphs"] == graphs
+    np.testing.assert_allclose(compiled_cms, eager_cms, atol=CM_BOUND, rtol=0)
+
+
 def test_bf16_hub_model_on_the_cpu(offline_hub, battery: Battery) -> None:
     from ungrok.probes.score import score_battery
 
@@ -128,6 +158,17 @@ def test_bf16_hub_model_on_the_cpu(offline_hub, battery: Battery) -> None:
         s32, s16 = score_battery(a32, tok, battery), score_battery(a16, tok, battery)
         assert not np.array_equal(s32.logp_correct, s16.logp_correct)
         np.testing.assert_allclose(s16.margin, s32.margin, atol=0.1, rtol=0)
+
+
+def test_compiled_hub_model_repeats_and_follows_eager(offline_hub, battery: Battery) -> None:
+    from ungrok.probes.score import score_battery
+
+    eager, tok = load_hf("org/tiny-neox", HUB_REVISIONS[0], device="cpu", precision="bf16")
+    fast, _ = load_hf("org/tiny-neox", HUB_REVISIONS[0], device="cpu", precision="bf16", compile=True)
+    assert fast.forward is not fast.model  # the compiled wrapper runs, the module stays the module
+    a, b = score_battery(fast, tok, battery), score_battery(fast, tok, battery)
+    np.testing.assert_array_equal(a.logp_correct, b.logp_correct)
+    np.testing.assert_allclose(a.margin, score_battery(eager, tok, battery).margin, atol=0.1, rtol=0)
 
 
 def test_precision_names() -> None:

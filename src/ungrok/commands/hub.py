@@ -54,6 +54,14 @@ def hub_score(
         str, typer.Option(help="auto, cpu or cuda (with ray: one GPU per task when the cluster has GPUs).")
     ] = "auto",
     dtype: Annotated[str, typer.Option(help="float32, or bfloat16 on a GPU.")] = "float32",
+    precision: Annotated[
+        str, typer.Option(help="Matmuls: fp32, or bf16 (autocast, fp32 weights; CPU or GPU).")
+    ] = "fp32",
+    compile_model: Annotated[
+        bool,
+        typer.Option("--compile", help="torch.compile the forward: pays tens of seconds once per worker "
+                     "process, then scores each revision faster (many revisions per worker)."),
+    ] = False,
     batch_tokens: Annotated[int, typer.Option(help="Tokens per forward batch.")] = 1024,
     offline: Annotated[
         bool, typer.Option("--offline", help="Set HF_HUB_OFFLINE=1: load from the local hub cache only.")
@@ -74,8 +82,8 @@ def hub_score(
     guard_output(out, inputs=[battery, rules_dir], exists_ok=True, folder=True)
     summary = score_suite(
         models, revisions, battery, out, margins=margins, executor=executor, workers=workers,
-        address=address, device=device, dtype=dtype, batch_tokens=batch_tokens,
-        offline=True if offline else None, progress=True, rules_dir=rules_dir,
+        address=address, device=device, dtype=dtype, precision=precision, compile=compile_model,
+        batch_tokens=batch_tokens, offline=True if offline else None, progress=True, rules_dir=rules_dir,
     )
     con = output_console()
     for line in summary.lines():

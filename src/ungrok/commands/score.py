@@ -57,6 +57,11 @@ def score(
         str,
         typer.Option(help="Matmuls: fp32, or bf16 (autocast, fp32 weights; CPU or GPU, any model)."),
     ] = "fp32",
+    compile_model: Annotated[
+        bool,
+        typer.Option("--compile", help="torch.compile the forward: tens of seconds once, then each "
+                     "checkpoint scores faster (worth it for many checkpoints; arithmetic differs in the last bits)."),
+    ] = False,
     batch_tokens: Annotated[int, typer.Option(help="Tokens per forward batch.")] = 1024,
     items: Annotated[
         bool,
@@ -100,8 +105,9 @@ def score(
     bat = load_battery(battery)
     store = TrajectoryStore(out, items=items)
     prompt_sets = [] if no_margins else margin_rules(bat.families, _split_list(margins), rules_dir)
-    sources = _run_sources(run, tokenizer, run_name, device, precision) if run is not None else \
-        _hf_sources(hf, revisions, run_name, device, dtype, precision)  # type: ignore[arg-type]
+    arith = (precision, compile_model)
+    sources = _run_sources(run, tokenizer, run_name, device, arith) if run is not None else \
+        _hf_sources(hf, revisions, run_name, device, dtype, arith)  # type: ignore[arg-type]
 
     with bar("checkpoints", len(sources)) as p:
         summary = score_checkpoints(
@@ -113,6 +119,7 @@ def score(
         f"scored {summary.scored} checkpoint(s), {summary.already} already in {out}; battery sha256 "
         f"{bat.sha256[:12]}…"
         + ("; bf16 matmuls" if precision == "bf16" else "")
+        + ("; compiled forward" if compile_model else "")
         + (f"; margins: {', '.join(ps.rule for ps in prompt_sets)}" if prompt_sets else ""),
         soft_wrap=True,
     )
@@ -147,7 +154,7 @@ def _from_lm_eval(
 
 
 def _run_sources(
-    run: Path, tokenizer: Path | None, run_name: str | None, device: str, precision: str
+    run: Path, tokenizer: Path | None, run_name: str | None, device: str, arith: tuple[str, bool]
 ) -> list:
     from ungrok.probes.models import (
         TokenizerFile,
@@ -167,7 +174,7 @@ def _run_sources(
         def load():  # noqa: ANN202
             if "tok" not in shared:
                 shared["tok"] = TokenizerFile.load(tok_path)
-            return load_own_checkpoint(ck, dev, precision), shared["tok"]
+            return load_own_checkpoint(ck, dev, *arith), shared["tok"]
 
         return load
 
@@ -176,7 +183,7 @@ def _run_sources(
 
 
 def _hf_sources(
-    name: str, revisions: str | None, run_name: str | None, device: str, dtype: str, precision: str
+    name: str, revisions: str | None, run_name: str | None, device: str, dtype: str, arith: tuple[str, bool]
 ) -> list:
     from ungrok.probes.models import load_hf, resolve_device, resolve_dtype
     from ungrok.probes.revisions import revision_steps
@@ -189,7 +196,7 @@ def _hf_sources(
     steps = revision_steps(revs)
     return [
         CheckpointSource(
-            run_name or name, step, rev, lambda rev=rev: load_hf(name, rev, dtype, device, precision)
+            run_name or name, step, rev, lambda rev=rev: load_hf(name, rev, dtype, device, *arith)
         )
         for rev, step in zip(revs, steps, strict=True)
     ]

@@ -222,6 +222,8 @@ def score_suite(
     address: str | None = None,
     device: str = "auto",
     dtype: str = "float32",
+    precision: str = "fp32",
+    compile: bool = False,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     offline: bool | None = None,
     progress: bool = True,
@@ -231,7 +233,8 @@ def score_suite(
 
     revisions: "auto" (Pythia's 154-revision grid; OLMo's step branches), "thinned" (the
     paper code's 41-revision Pythia grid), or a list / comma-separated string applied to
-    every model. offline: True sets HF_HUB_OFFLINE=1 for the suite, False clears it,
+    every model. precision / compile: the forward's matmuls and torch.compile (ungrok.probes.models;
+    compiling pays once per worker process). offline: True sets HF_HUB_OFFLINE=1 for the suite, False clears it,
     None leaves the environment as it is. `executor` is a kind ("local", "ray"; with `workers`
     and `address`) or a ready executor (`ungrok run` passes its own). Resumable; see the
     module docstring.
@@ -239,7 +242,7 @@ def score_suite(
     from ungrok.hub.task import SuiteTask, score_task
     from ungrok.probes.battery import load_battery
     from ungrok.probes.margins import margin_rules
-    from ungrok.probes.models import DTYPES, resolve_device, resolve_dtype
+    from ungrok.probes.models import DTYPES, resolve_device, resolve_dtype, resolve_precision
     from ungrok.probes.trajectories import TrajectoryStore
 
     names = model_list(models)
@@ -249,6 +252,7 @@ def score_suite(
         raise UngrokError(f"--batch-tokens {batch_tokens}: need at least 1")
     if dtype not in DTYPES:
         raise UngrokError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    resolve_precision(precision)
     ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
     if not isinstance(ex, RayExecutor):  # a Ray cluster's devices are not this machine's
         resolve_dtype(dtype, resolve_device(device))
@@ -266,7 +270,8 @@ def score_suite(
     env = hub_env_for(offline)
     threads = None if isinstance(ex, RayExecutor) else getattr(ex, "threads", None)  # Ray: 1 per task, below
     with hub_env(env):
-        task = SuiteTask("", "", 0, bat, prompt_sets, device, dtype, batch_tokens, threads,
+        task = SuiteTask("", "", 0, bat, prompt_sets, device=device, dtype=dtype, precision=precision,
+                         compile=compile, batch_tokens=batch_tokens, threads=threads,
                          hub_env=tuple(sorted(env.items())))
         jobs = suite.plan(names, spec, lambda **kw: replace(task, **kw))
         out.mkdir(parents=True, exist_ok=True)

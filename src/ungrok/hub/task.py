@@ -44,6 +44,8 @@ class SuiteTask:
     prompt_sets: tuple[MarginPrompts, ...] = ()
     device: str = "auto"
     dtype: str = "float32"
+    precision: str = "fp32"  # matmuls (bf16: autocast) and whether the forward is compiled (probes/models.py)
+    compile: bool = False
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     threads: int | None = None  # torch threads inside the task (None: leave them); Ray's num_cpus
     gpus: int = 0  # Ray: GPUs the task asks for
@@ -104,7 +106,7 @@ def _load_and_score(task: SuiteTask, loaded: list[weakref.ref]) -> TaskResult:
     """
     base = {"model": task.model, "revision": task.revision, "step": task.step}
     try:
-        model, tokenizer = load_hf(task.model, task.revision, task.dtype, task.device)
+        model, tokenizer = load_hf(task.model, task.revision, task.dtype, task.device, task.precision, task.compile)
     except UngrokError as e:  # the planner found the revision (or could not ask): a failure, not a skip
         return TaskResult(**base, status="failed", why=str(e))
     loaded.append(weakref.ref(model.model))

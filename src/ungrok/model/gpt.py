@@ -187,13 +187,18 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, positions: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor | None, torch.Tensor]:
         """Soft-capped logits, or with targets (logits, mean loss); the logits are None when the
-        loss runs in chunks (`loss_chunk`), which never holds them all."""
+        loss runs in chunks (`loss_chunk`), which never holds them all.
+
+        `positions` [N, 2] (row, position) pairs, without targets: the head runs at those N
+        places only and the logits are [N, V] (a scorer reads a few positions of each row)."""
         length = idx.shape[1]
         if length > self.cos.shape[1]:
             raise ValueError(f"sequence of {length} tokens exceeds the model context {self.cos.shape[1]}")
+        if positions is not None and targets is not None:
+            raise ValueError("positions select logits to read; they do not go with targets")
         cos, sin = self.cos[:, :length], self.sin[:, :length]
         x = self.hook_embed(_norm(self.wte(idx)))
         for i, block in enumerate(self.blocks):
@@ -201,6 +206,8 @@ class GPT(nn.Module):
             x = block(x, ve, cos, sin)
         h, cap = self.hook_final(_norm(x)), self.config.softcap
         if targets is None:
+            if positions is not None:
+                h = h[positions[:, 0], positions[:, 1]]
             logits = self.lm_head(h).float()
             if torch.is_grad_enabled():
                 return cap * torch.tanh(logits / cap)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ungrok.errors import UngrokError, first_line
+from ungrok.model.compiled import compiled
 
 DTYPES = ("float32", "bfloat16")
 PRECISIONS = ("fp32", "bf16")
@@ -90,53 +91,53 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
 class GPTLogits:
     """Our GPT (`ungrok.model.GPT`): logits at the asked-for positions only.
 
-    The vocabulary projection is the model's own `lm_head`; a forward pre-hook hands
-    it just the (row, position) pairs read, so a 2-position read of a 6-token row pays 2
-    rows of the projection instead of 6. Right padding needs no mask (the model is causal).
+    The model's head runs at just the (row, position) pairs read (its `positions`
+    argument), so a 2-position read of a 6-token row pays 2 rows of the vocabulary
+    projection instead of 6. Right padding needs no mask (the model is causal).
     `precision="bf16"` autocasts the forward (module docstring); logits come back fp32.
+    `compile=True` runs the forward through torch.compile with dynamic shapes: one graph
+    serves every batch of every plan and every checkpoint of the same architecture (the
+    compiled code is kept per process), so a sweep over many checkpoints pays the compile
+    (tens of seconds) once; a single checkpoint is faster eager. Compiled arithmetic fuses
+    operations, so its last bits differ from the eager forward's.
     """
 
-    def __init__(self, model: Any, precision: str = "fp32"):
+    def __init__(self, model: Any, precision: str = "fp32", compile: bool = False):
         self.precision = resolve_precision(precision)
         self.model = model
         self.vocab_size = int(model.config.vocab_size)
         self.context = int(model.config.context)
         self.device = next(model.parameters()).device
+        self.forward = compiled(model, "--compile", dynamic=True) if compile else model
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
-        def gather(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
-            return (read_positions(args[0], positions),)
-
-        handle = None if positions is None else self.model.lm_head.register_forward_pre_hook(gather)
-        try:
-            with eval_mode(self.model), autocast(self.device, self.precision):
-                return self.model(input_ids).float()
-        finally:
-            if handle is not None:
-                handle.remove()
+        with eval_mode(self.model), autocast(self.device, self.precision):
+            return self.forward(input_ids, positions=positions).float()
 
 
 class HFLogits:
     """A transformers causal LM; logits cast to fp32, gathered at the positions read.
 
-    `precision="bf16"` autocasts the forward, whatever dtype the weights are stored in.
+    `precision="bf16"` autocasts the forward, whatever dtype the weights are stored in;
+    `compile=True` compiles it as GPTLogits does (one graph per architecture and process).
     """
 
-    def __init__(self, model: Any, precision: str = "fp32"):
+    def __init__(self, model: Any, precision: str = "fp32", compile: bool = False):
         self.precision = resolve_precision(precision)
         self.model = model
         self.vocab_size = int(model.get_input_embeddings().num_embeddings)
         limit = getattr(model.config, "max_position_embeddings", None)
         self.context = int(limit) if isinstance(limit, int) and limit > 0 else None
         self.device = next(model.parameters()).device
+        self.forward = compiled(model, "--compile", dynamic=True) if compile else model
 
     def logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
         with eval_mode(self.model), autocast(self.device, self.precision):
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+            out = self.forward(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         if positions is not None:
             out = read_positions(out, positions)
         return out.float()
@@ -241,21 +242,25 @@ def run_tokenizer_path(run_dir: str | Path, tokenizer: str | Path | None = None)
     return path
 
 
-def load_own_checkpoint(ck: Any, device: torch.device, precision: str = "fp32") -> GPTLogits:
+def load_own_checkpoint(
+    ck: Any, device: torch.device, precision: str = "fp32", compile: bool = False
+) -> GPTLogits:
     """A checkpoint (ungrok.model Checkpoint or path) as a scorer adapter: fp32 weights on device,
-    matmuls in `precision`."""
+    matmuls in `precision`, the forward compiled if asked (GPTLogits)."""
     from ungrok.model import load_checkpoint
 
-    return GPTLogits(load_checkpoint(ck, device=str(device)).model, precision)
+    return GPTLogits(load_checkpoint(ck, device=str(device)).model, precision, compile)
 
 
 # --------------------------------------------------------------------------- Hugging Face
 def load_hf(
-    name: str, revision: str, dtype: str = "float32", device: str = "auto", precision: str = "fp32"
+    name: str, revision: str, dtype: str = "float32", device: str = "auto", precision: str = "fp32",
+    compile: bool = False,
 ) -> tuple[HFLogits, HFTokenizer]:
     """`from_pretrained(name, revision=...)` for the model and its tokenizer, ready to score.
 
-    `dtype` stores the weights (bf16 on GPUs only); `precision` runs the matmuls (bf16 anywhere).
+    `dtype` stores the weights (bf16 on GPUs only); `precision` runs the matmuls (bf16 anywhere);
+    `compile` compiles the forward (HFLogits).
     A revision the hub (or, offline, the local cache) does not have is one error line.
     """
     import transformers
@@ -274,7 +279,7 @@ def load_hf(
         if bars:
             transformers.utils.logging.enable_progress_bar()
     model.to(dev).eval()
-    return HFLogits(model, precision), tok
+    return HFLogits(model, precision, compile), tok
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ from torch import nn
 
 from ungrok.errors import UngrokError
 from ungrok.model.checkpoint import checkpoint_paths, save_checkpoint
+from ungrok.model.compiled import compiled
 from ungrok.model.gpt import GPT, ModelConfig
 from ungrok.model.optim import Muon, apply_schedule, build_optimizers
 from ungrok.train import dist as distributed
@@ -97,15 +98,6 @@ def forward_backward(net: nn.Module, rows: torch.Tensor, micro: int, device: tor
             (loss / chunks).backward()
         total += loss.detach()
     return total / chunks
-
-
-def compiled(net: nn.Module) -> nn.Module:
-    """torch.compile'd training forward; refused in one line where Inductor has no C++ compiler."""
-    import shutil
-
-    if not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
-        raise UngrokError("train.compile needs a C++ compiler (g++, c++ or clang++) on PATH; set compile: false")
-    return torch.compile(net)
 
 
 def run_probes(callbacks: Sequence[ProbeCallback], model: GPT, step: int) -> list[dict]:
@@ -182,7 +174,7 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
                                       forward_sync_buffers=False)
     if cfg.compile:
-        net = compiled(net)
+        net = compiled(net, "train.compile")
     precision = matmul_precision(cfg.precision, dev)
     saves = checkpoint_steps(cfg.checkpoints.rules, steps)
     start, elapsed0, last_loss = 0, 0.0, None
