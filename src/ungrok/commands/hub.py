@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from ungrok.commands import fmt_value
+from ungrok.commands import ScoreCompile, ScorePrecision, fmt_value
 from ungrok.progress import output_console
 
 hub_app = typer.Typer(
@@ -54,14 +54,8 @@ def hub_score(
         str, typer.Option(help="auto, cpu or cuda (with ray: one GPU per task when the cluster has GPUs).")
     ] = "auto",
     dtype: Annotated[str, typer.Option(help="float32, or bfloat16 on a GPU.")] = "float32",
-    precision: Annotated[
-        str, typer.Option(help="Matmuls: fp32, or bf16 (autocast, fp32 weights; CPU or GPU).")
-    ] = "fp32",
-    compile_model: Annotated[
-        bool,
-        typer.Option("--compile", help="torch.compile the forward: pays tens of seconds once per worker "
-                     "process, then scores each revision faster (many revisions per worker)."),
-    ] = False,
+    precision: ScorePrecision = "fp32",
+    compile_model: ScoreCompile = False,
     batch_tokens: Annotated[int, typer.Option(help="Tokens per forward batch.")] = 1024,
     offline: Annotated[
         bool, typer.Option("--offline", help="Set HF_HUB_OFFLINE=1: load from the local hub cache only.")

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ungrok.commands import ScoreCompile, ScorePrecision
 from ungrok.errors import UngrokError
 from ungrok.progress import output_console
 
@@ -53,15 +54,8 @@ def score(
     dtype: Annotated[
         str, typer.Option(help="Hub models' weights: float32, or bfloat16 on a GPU.")
     ] = "float32",
-    precision: Annotated[
-        str,
-        typer.Option(help="Matmuls: fp32, or bf16 (autocast, fp32 weights; CPU or GPU, any model)."),
-    ] = "fp32",
-    compile_model: Annotated[
-        bool,
-        typer.Option("--compile", help="torch.compile the forward: tens of seconds once, then each "
-                     "checkpoint scores faster (worth it for many checkpoints; arithmetic differs in the last bits)."),
-    ] = False,
+    precision: ScorePrecision = "fp32",
+    compile_model: ScoreCompile = False,
     batch_tokens: Annotated[int, typer.Option(help="Tokens per forward batch.")] = 1024,
     items: Annotated[
         bool,
