@@ -103,6 +103,9 @@ def score(
     sources = _run_sources(run, tokenizer, run_name, device, arith) if run is not None else \
         _hf_sources(hf, revisions, run_name, device, dtype, arith)  # type: ignore[arg-type]
 
+    from ungrok.heap import keep_freed_memory
+
+    keep_freed_memory()  # every checkpoint allocates the same batches (ungrok.heap)
     with bar("checkpoints", len(sources)) as p:
         summary = score_checkpoints(
             store, sources, bat, prompt_sets, bos=bos, batch_tokens=batch_tokens,

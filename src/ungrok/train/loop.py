@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ungrok.errors import UngrokError
+from ungrok.heap import keep_freed_memory
 from ungrok.model.checkpoint import checkpoint_paths, save_checkpoint
 from ungrok.model.compiled import compiled
 from ungrok.model.gpt import GPT, ModelConfig
@@ -42,7 +43,6 @@ from ungrok.train import dist as distributed
 from ungrok.train import trackers
 from ungrok.train.config import TrainConfig, check_run, resolve_model, resolved_config
 from ungrok.train.display import Display
-from ungrok.train.heap import keep_freed_memory
 from ungrok.train.rundir import RunDir, append_jsonl, prepare, read_jsonl, settle_outputs
 from ungrok.train.sampler import PackedSampler, served_windows
 from ungrok.train.schedule import checkpoint_steps, lr_multiplier, muon_weight_decay, probe_due
@@ -157,7 +157,7 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, data: str | Path, run: RunDir, w
            dev: torch.device, callbacks: list, status: str, progress: bool) -> TrainResult:
     s_cfg, steps = cfg.sampler, cfg.sampler.steps
     if dev.type == "cpu":
-        keep_freed_memory()  # per-step temporaries stay mapped (ungrok.train.heap)
+        keep_freed_memory()  # per-step temporaries stay mapped (ungrok.heap)
     torch.manual_seed(cfg.seed)
     model = GPT(mcfg)  # initialised on the CPU: the same weights whatever the device
     model.to(dev).train()

@@ -11,7 +11,7 @@ import pytest
 # would blur the RSS reading.
 SCRIPT = """
 import os, sys
-from ungrok.train.heap import keep_freed_memory
+from ungrok.heap import keep_freed_memory
 keep = sys.argv[1] == "keep"
 if keep:
     assert keep_freed_memory()

@@ -7,6 +7,9 @@ and heap trimming) and the next step faults them back in, zero-filled. Measured 
 demo model, 1 thread: 7.7 s of kernel time per 150 steps, against 0.6 s with the heap kept
 (`bench/train.py` prints the comparison). The cost is that RSS stays at the step's
 high-water mark instead of shrinking between steps, which a training process holds anyway.
+`ungrok score` keeps it too: every checkpoint runs the same batches, whose head output is
+rows × vocabulary floats (13 MB for paper-11.5m on rvp3.1). Measured there, 2 threads, best of 5
+per checkpoint: fp32 220 → 198 ms, bf16 compiled 94 → 86 ms, bf16 eager unchanged (127 ms).
 """
 
 from __future__ import annotations
