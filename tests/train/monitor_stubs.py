@@ -6,9 +6,10 @@ from __future__ import annotations
 import torch
 
 from ungrok.corpus.tokenizer import build_word_tokenizer
+from ungrok.model.gpt import read_positions
 from ungrok.probes.battery import build_battery
 from ungrok.probes.margins import margin_prompt_set
-from ungrok.probes.models import TokenizerFile, read_positions
+from ungrok.probes.models import TokenizerFile
 from ungrok.rules import get_rule
 
 

@@ -21,8 +21,7 @@ from typing import Any
 
 import torch
 
-from ungrok.model.gpt import GPT
-from ungrok.probes.models import read_positions
+from ungrok.model.gpt import GPT, read_positions
 
 Edit = Callable[[torch.Tensor], torch.Tensor]  # activation -> its replacement
 

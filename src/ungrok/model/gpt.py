@@ -64,6 +64,11 @@ class HookPoint(nn.Module):
         return x
 
 
+def read_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """x [B, T, ...] at the (row, position) pairs of positions [N, 2] -> [N, ...]."""
+    return x[positions[:, 0], positions[:, 1]]
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Half-split rotation: [x1 cos - x2 sin, x1 sin + x2 cos] on (B, T, H, D)."""
     d = x.shape[-1] // 2
@@ -207,7 +212,7 @@ class GPT(nn.Module):
         h, cap = self.hook_final(_norm(x)), self.config.softcap
         if targets is None:
             if positions is not None:
-                h = h[positions[:, 0], positions[:, 1]]
+                h = read_positions(h, positions)
             logits = self.lm_head(h).float()
             if torch.is_grad_enabled():
                 return cap * torch.tanh(logits / cap)

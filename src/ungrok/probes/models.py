@@ -28,6 +28,7 @@ import torch
 
 from ungrok.errors import UngrokError, first_line
 from ungrok.model.compiled import compiled
+from ungrok.model.gpt import read_positions
 
 DTYPES = ("float32", "bfloat16")
 PRECISIONS = ("fp32", "bf16")
@@ -69,11 +70,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if resolve_precision(precision) == "bf16":
         return torch.autocast(device.type, torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def read_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """x [B, T, ...] at the (row, position) pairs of positions [N, 2] -> [N, ...]."""
-    return x[positions[:, 0], positions[:, 1]]
 
 
 @contextlib.contextmanager
