@@ -89,6 +89,7 @@ def score(
         raise UngrokError("--revisions is for --hf; --run scores every checkpoint of the run")
     if margins is not None and no_margins:
         raise UngrokError("give --margins or --no-margins, not both")
+    from ungrok.heap import keep_freed_memory
     from ungrok.limits import check_at_least
     from ungrok.outputs import guard_output
     from ungrok.probes.models import resolve_precision
@@ -99,11 +100,8 @@ def score(
     bat = load_battery(battery)
     store = TrajectoryStore(out, items=items)
     prompt_sets = [] if no_margins else margin_rules(bat.families, _split_list(margins), rules_dir)
-    arith = (precision, compile_model)
-    sources = _run_sources(run, tokenizer, run_name, device, arith) if run is not None else \
-        _hf_sources(hf, revisions, run_name, device, dtype, arith)  # type: ignore[arg-type]
-
-    from ungrok.heap import keep_freed_memory
+    sources = _run_sources(run, tokenizer, run_name, device, precision, compile_model) if run is not None else \
+        _hf_sources(hf, revisions, run_name, device, dtype, precision, compile_model)  # type: ignore[arg-type]
 
     keep_freed_memory()  # every checkpoint allocates the same batches (ungrok.heap)
     with bar("checkpoints", len(sources)) as p:
@@ -151,7 +149,7 @@ def _from_lm_eval(
 
 
 def _run_sources(
-    run: Path, tokenizer: Path | None, run_name: str | None, device: str, arith: tuple[str, bool]
+    run: Path, tokenizer: Path | None, run_name: str | None, device: str, precision: str, compile_model: bool
 ) -> list:
     from ungrok.probes.models import (
         TokenizerFile,
@@ -171,7 +169,7 @@ def _run_sources(
         def load():  # noqa: ANN202
             if "tok" not in shared:
                 shared["tok"] = TokenizerFile.load(tok_path)
-            return load_own_checkpoint(ck, dev, *arith), shared["tok"]
+            return load_own_checkpoint(ck, dev, precision, compile_model), shared["tok"]
 
         return load
 
@@ -180,7 +178,8 @@ def _run_sources(
 
 
 def _hf_sources(
-    name: str, revisions: str | None, run_name: str | None, device: str, dtype: str, arith: tuple[str, bool]
+    name: str, revisions: str | None, run_name: str | None, device: str, dtype: str, precision: str,
+    compile_model: bool,
 ) -> list:
     from ungrok.probes.models import load_hf, resolve_device, resolve_dtype
     from ungrok.probes.revisions import revision_steps
@@ -193,7 +192,7 @@ def _hf_sources(
     steps = revision_steps(revs)
     return [
         CheckpointSource(
-            run_name or name, step, rev, lambda rev=rev: load_hf(name, rev, dtype, device, *arith)
+            run_name or name, step, rev, lambda rev=rev: load_hf(name, rev, dtype, device, precision, compile_model)
         )
         for rev, step in zip(revs, steps, strict=True)
     ]
