@@ -24,6 +24,7 @@ read as if it had been probed every N (the probe only reads the model, so the ru
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -36,9 +37,17 @@ from ungrok.train.watch import replay
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Every JSON object line of a monitor.jsonl (unreadable lines are skipped)."""
+    """Every JSON object line of a monitor.jsonl (unreadable lines are skipped). A grid search
+    replays the same logs under hundreds of configs, so a file is parsed once per process
+    while its size and mtime stay the same; callers only read the rows."""
+    st = path.stat()
+    return _parsed_rows(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed_rows(path: str, mtime_ns: int, size: int) -> list[dict[str, Any]]:
     rows = []
-    for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for text in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             row = json.loads(text) if text.strip() else None
         except json.JSONDecodeError:
