@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         n_ok = sum(meets(f, *targets) for f in per)
         low_p = min((f[0] or 0.0) for f in per)
         if args.pooled:
-            key = (meets(pooled, *targets), n_ok, pooled[0] or 0.0, low_p, pooled[2] or -1.0, -n)
+            lead = pooled[2] if pooled[2] is not None else -1.0  # a lead of 0.0 ranks above a negative one
+            key = (meets(pooled, *targets), n_ok, pooled[0] or 0.0, low_p, lead, -n)
         else:
             ok_rl = all(meets(f, 0.0, args.min_recall, args.min_lead) for f in per)
             low_lead = min((f[2] if f[2] is not None else -1.0) for f in per)
